@@ -1,0 +1,47 @@
+# Everything installs into a project venv; the second run of any target reuses it.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DO_NOT_TRACK=1 YOLO_OFFLINE=1
+export PREFECT_HOME := $(CURDIR)/.state/prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+export PREFECT_API_URL ?= http://127.0.0.1:4200/api
+
+.PHONY: setup test test-fast demo demo-server serve stop bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first, so nothing else can resolve a different build
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not slow"
+
+demo: $(STAMP)
+	$(VENV)/bin/t2i demo --out runs/demo
+
+# Prefect server on 127.0.0.1:4200 plus a process worker for the deployments in prefect.yaml.
+serve: $(STAMP)
+	$(PY) -m flows.serve start
+
+stop: $(STAMP)
+	$(PY) -m flows.serve stop
+
+demo-server: $(STAMP)
+	$(PY) -m flows.serve demo --out runs/demo-server
+
+bench: $(STAMP)
+	$(PY) bench/curate_throughput.py
+
+clean:
+	rm -rf runs .state .pytest_cache

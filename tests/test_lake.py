@@ -1,0 +1,48 @@
+import pyarrow as pa
+import pytest
+
+from warehouse import db, lake
+
+
+def rows(n, shard="00000"):
+    return [{"key": f"{shard}{i:04d}", "shard": shard, "status": "passed", "width": 64, "height": 32}
+            for i in range(n)]
+
+
+def test_write_replaces_partition_not_duplicates(tmp_path):
+    L = str(tmp_path / "lake")
+    lake.write_partition(L, "pairs", "00000", rows(5))
+    lake.write_partition(L, "pairs", "00000", rows(5))  # re-run of the same shard
+    lake.write_partition(L, "pairs", "00001", rows(3, "00001"))
+    assert lake.partitions(L, "pairs") == ["00000", "00001"]
+    cols, out = db.query(L, "SELECT count(*), count(DISTINCT key) FROM pairs")
+    assert out == [(8, 8)]
+
+
+def test_empty_tables_have_typed_views(tmp_path):
+    cols, out = db.query(str(tmp_path), "SELECT * FROM eval_results")
+    assert out == [] and "score" in cols
+
+
+def test_unknown_column_and_bad_partition_rejected(tmp_path):
+    with pytest.raises(ValueError, match="not in schema"):
+        lake.write_partition(str(tmp_path), "pairs", "x", [{"key": "a", "bogus": 1}])
+    with pytest.raises(ValueError, match="partition name"):
+        lake.write_partition(str(tmp_path), "pairs", "../evil", rows(1))
+
+
+def test_params_are_bound_not_formatted(tmp_path):
+    L = str(tmp_path)
+    lake.write_partition(L, "pairs", "p", [{"key": "a'; DROP VIEW pairs; --", "status": "passed"}])
+    _, out = db.query(L, "SELECT key FROM pairs WHERE key = ?", ["a'; DROP VIEW pairs; --"])
+    assert out == [("a'; DROP VIEW pairs; --",)]
+
+
+def test_arrow_input_and_save_database(tmp_path):
+    L = str(tmp_path)
+    t = pa.table({"key": ["a", "b"], "status": ["passed", "rejected"]})
+    lake.write_partition(L, "pairs", "p", t)
+    path = db.save_database(L)
+    import duckdb
+    con = duckdb.connect(path, read_only=True)
+    assert con.execute("SELECT count(*) FROM pairs").fetchone() == (2,)

@@ -1,0 +1,102 @@
+"""The append-only Parquet lake: every writer owns whole, uniquely named partition files.
+
+Many processes write at once (curation tasks, training ranks, scheduled evaluation) and DuckDB
+allows one writer per database file, so nobody writes to a database: each step writes immutable
+Parquet files under ``<lake>/<table>/<partition>.parquet``. A partition name is deterministic for
+its input (shard id, run+rank+step, checkpoint+benchmark), so re-running a step replaces its own
+partition instead of duplicating rows. Writes go to a temporary name and are renamed into place,
+so a reader never sees half a file and a killed writer leaves no partial partition.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any, Iterable
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from warehouse.schema import SCHEMAS
+
+_PART_RE = re.compile(r"^[A-Za-z0-9._=-]+$")
+
+
+def _fs(lake: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, root = fsspec.core.url_to_fs(str(lake))
+    return fs, root.rstrip("/")
+
+
+def table_dir(lake: str, table: str) -> str:
+    return f"{_fs(lake)[1]}/{table}"
+
+
+def to_arrow(table: str, rows: pa.Table | Iterable[dict[str, Any]]) -> pa.Table:
+    """Rows (dicts or an Arrow table) cast to the table's declared schema; unknown columns fail."""
+    schema = SCHEMAS[table]
+    if isinstance(rows, pa.Table):
+        extra = set(rows.column_names) - set(schema.names)
+        if extra:
+            raise ValueError(f"table {table!r}: columns not in schema: {sorted(extra)}")
+        cols = [rows[n] if n in rows.column_names else pa.nulls(rows.num_rows, schema.field(n).type)
+                for n in schema.names]
+        return pa.Table.from_arrays(cols, schema=schema)
+    rows = list(rows)
+    for r in rows:
+        extra = set(r) - set(schema.names)
+        if extra:
+            raise ValueError(f"table {table!r}: columns not in schema: {sorted(extra)}")
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def write_partition(lake: str, table: str, part: str, rows: pa.Table | Iterable[dict]) -> str:
+    """Atomically write (or replace) one partition of ``table``; returns its path."""
+    if table not in SCHEMAS:
+        raise KeyError(f"unknown lake table {table!r}; known: {sorted(SCHEMAS)}")
+    if not _PART_RE.match(part):
+        raise ValueError(f"partition name {part!r} must match {_PART_RE.pattern}")
+    data = to_arrow(table, rows)
+    fs, root = _fs(lake)
+    d = f"{root}/{table}"
+    fs.makedirs(d, exist_ok=True)
+    final = f"{d}/{part}.parquet"
+    tmp = f"{d}/.{part}.{uuid.uuid4().hex}.tmp"
+    with fs.open(tmp, "wb") as f:
+        pq.write_table(data, f, compression="zstd")
+    fs.mv(tmp, final)  # rename: atomic on a local filesystem, a single PUT on object stores
+    return final
+
+
+def partitions(lake: str, table: str) -> list[str]:
+    """Names of the committed partitions of ``table`` (temporary files excluded)."""
+    fs, root = _fs(lake)
+    d = f"{root}/{table}"
+    if not fs.exists(d):
+        return []
+    names = [p.rsplit("/", 1)[-1] for p in fs.ls(d, detail=False)]
+    return sorted(n[: -len(".parquet")] for n in names if n.endswith(".parquet") and not n.startswith("."))
+
+
+def has_partition(lake: str, table: str, part: str) -> bool:
+    fs, root = _fs(lake)
+    return fs.exists(f"{root}/{table}/{part}.parquet")
+
+
+def read_table(lake: str, table: str, parts: list[str] | None = None) -> pa.Table:
+    """All (or some) partitions of ``table`` as one Arrow table with the declared schema."""
+    fs, root = _fs(lake)
+    names = partitions(lake, table) if parts is None else parts
+    tables = []
+    for n in names:
+        with fs.open(f"{root}/{table}/{n}.parquet", "rb") as f:
+            tables.append(to_arrow(table, pq.read_table(f)))
+    if not tables:
+        return SCHEMAS[table].empty_table()
+    return pa.concat_tables(tables)
+
+
+def delete_partition(lake: str, table: str, part: str) -> None:
+    fs, root = _fs(lake)
+    p = f"{root}/{table}/{part}.parquet"
+    if fs.exists(p):
+        fs.rm(p)

@@ -1,0 +1,61 @@
+"""Declared Arrow schemas of every lake table: the contract between writers and SQL views.
+
+Each table's owner appends columns here; readers never guess types, and an empty table still
+has a typed view.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+S, I, F, B, TS = pa.string(), pa.int64(), pa.float64(), pa.bool_(), pa.timestamp("us", tz="UTC")
+
+SCHEMAS: dict[str, pa.Schema] = {
+    # one row per input pair: its final state (curate-laion)
+    "pairs": pa.schema([
+        ("key", S), ("shard", S), ("source_path", S), ("status", S),  # passed|rejected|quarantined
+        ("stage", S), ("reason", S), ("score", F), ("width", I), ("height", I),
+        ("caption", S), ("url", S), ("sha256", S), ("phash", S), ("source", S),
+        ("run_id", S), ("created_at", TS),
+    ]),
+    # one row per pair per filter that ran on it (curate-laion)
+    "filter_scores": pa.schema([
+        ("key", S), ("shard", S), ("filter", S), ("backend", S), ("score", F),
+        ("passed", B), ("details", S),
+    ]),
+    # per input shard: counts and accounting check (curate-laion)
+    "shard_runs": pa.schema([
+        ("shard", S), ("source_path", S), ("n_in", I), ("n_passed", I), ("n_rejected", I),
+        ("n_quarantined", I), ("seconds", F), ("backends", S), ("run_id", S), ("created_at", TS),
+    ]),
+    # captions with provenance (recaption)
+    "captions": pa.schema([
+        ("key", S), ("caption", S), ("alt_text", S), ("tags", S), ("source", S),  # alt|vlm
+        ("model_id", S), ("prompt_hash", S), ("version", S), ("created_at", TS),
+    ]),
+    # one row per (key, notion) (notion-stats)
+    "notions": pa.schema([("key", S), ("notion", S), ("kind", S), ("caption_version", S)]),
+    # sampling weights, one partition per version vNNNN (notion-stats v0, feedback after)
+    "weights": pa.schema([
+        ("version", S), ("kind", S), ("value", S), ("target_freq", F), ("observed_freq", F),
+        ("eval_score", F), ("weight", F), ("reason", S), ("params", S), ("created_at", TS),
+    ]),
+    # training index written by build-shards
+    "samples": pa.schema([
+        ("key", S), ("tar", S), ("width", I), ("height", I), ("caption", S),
+        ("caption_version", S), ("notions", pa.list_(S)), ("tags", pa.list_(S)), ("source", S),
+    ]),
+    # trainer statistics, long format, every N steps per rank
+    "batch_stats": pa.schema([
+        ("run_id", S), ("rank", I), ("step", I), ("kind", S), ("value", S), ("count", F),
+        ("weights_version", S), ("created_at", TS),
+    ]),
+    "checkpoints": pa.schema([
+        ("run_id", S), ("step", I), ("path", S), ("phase", S), ("weights_version", S),
+        ("loss", F), ("created_at", TS),
+    ]),
+    "eval_results": pa.schema([
+        ("checkpoint", S), ("run_id", S), ("step", I), ("benchmark", S), ("category", S),
+        ("prompt_id", S), ("notion", S), ("score", F), ("backend", S), ("image_path", S),
+        ("created_at", TS),
+    ]),
+}
