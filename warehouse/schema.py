@@ -43,6 +43,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "samples": pa.schema([
         ("key", S), ("tar", S), ("width", I), ("height", I), ("caption", S),
         ("caption_version", S), ("notions", pa.list_(S)), ("tags", pa.list_(S)), ("source", S),
+        ("offset", I), ("size", I), ("ext", S),  # byte range of the image member inside `tar`
     ]),
     # trainer statistics, long format, every N steps per rank
     "batch_stats": pa.schema([
@@ -51,7 +52,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
     "checkpoints": pa.schema([
         ("run_id", S), ("step", I), ("path", S), ("phase", S), ("weights_version", S),
-        ("loss", F), ("created_at", TS),
+        ("loss", F), ("created_at", TS), ("config", S), ("world_size", I),
+        ("deleted", B),  # True in a later partition when keep_last removed the files
     ]),
     "eval_results": pa.schema([
         ("checkpoint", S), ("run_id", S), ("step", I), ("benchmark", S), ("category", S),
