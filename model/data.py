@@ -1,0 +1,129 @@
+"""The training data path: index -> feedback sampler -> token-budget packer -> decoded, packed batch.
+
+Decisions (which sample, at which size) are made in the main process from the index alone; only
+accepted samples are read (by byte range) and decoded, in a thread pool that preserves order. The
+stream is therefore a pure function of (seed, state) however many decode workers run. With
+``workers > 0`` the next batch is decoded while the current one trains; the state returned by
+:meth:`TrainLoader.state_dict` is the one *before* the first batch not yet handed out, so a
+checkpoint never skips or repeats the prefetched batch.
+"""
+from __future__ import annotations
+
+import copy
+import io
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import torch
+from PIL import Image
+
+from model.batch import PackedImages
+from model.feedback_sampler import Decision, FeedbackSampler
+from model.packing import TokenBudgetPacker
+from tasks.shard_writer import read_sample
+from warehouse import lake as lk
+from warehouse import weights as wt
+from warehouse.db import current_weights_version
+
+
+@dataclass
+class TrainBatch:
+    images: PackedImages
+    captions: list[str]
+    keys: list[str]
+    sizes: list[tuple[int, int]]  # (out_h, out_w) per image
+    tokens: int                   # image tokens in the batch (after token drop)
+
+
+def load_image(d: Decision) -> torch.Tensor:
+    """Read one accepted sample by its byte range, downscale to (out_h, out_w), map to [-1, 1]."""
+    im = Image.open(io.BytesIO(read_sample(d.tar, d.offset, d.size)))
+    im.draft("RGB", (d.out_w, d.out_h))  # JPEG: decode at the smallest scale >= the target
+    im = im.convert("RGB")
+    if im.size != (d.out_w, d.out_h):
+        im = im.resize((d.out_w, d.out_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
+    return x.float().div_(127.5).sub_(1.0)
+
+
+def load_index(lake: str) -> pa.Table:
+    t = lk.read_table(lake, "samples")
+    if t.num_rows == 0:
+        raise ValueError(f"lake {lake}: the samples index is empty; run `t2i build-shards` first")
+    return t
+
+
+class WeightsWatcher:
+    """Polls ``CURRENT``; ``load`` turns a version into the sampler's targets and schedule."""
+
+    def __init__(self, lake: str, phase: str):
+        self.lake, self.phase = lake, phase
+
+    def poll(self) -> str | None:
+        return current_weights_version(self.lake)
+
+    def apply(self, sampler: FeedbackSampler, version: str | None) -> None:
+        if version is None:
+            sampler.switch_weights(None, {}, None)
+            return
+        _, table = wt.load(self.lake, version)
+        sampler.switch_weights(version, wt.targets(table), wt.resolution_schedule(table, self.phase))
+
+
+class TrainLoader:
+    def __init__(self, packer: TokenBudgetPacker, tokenizer, max_image_tokens: int, seed: int,
+                 rank: int = 0, workers: int = 0):
+        self.packer, self.tokenizer, self.cap = packer, tokenizer, max_image_tokens
+        self.gen = torch.Generator().manual_seed(seed * 1000 + rank)  # random token drop
+        self.pool = ThreadPoolExecutor(workers) if workers > 0 else None
+        self._ahead: list[tuple[dict, Future]] = []
+
+    @property
+    def sampler(self) -> FeedbackSampler:
+        return self.packer.sampler
+
+    def _snapshot(self) -> dict:
+        return copy.deepcopy({"packer": self.packer.state_dict(), "token_drop": self.gen.get_state()})
+
+    def _decode(self, decisions: list[Decision]) -> list[torch.Tensor]:
+        if self.pool is None:
+            return [load_image(d) for d in decisions]
+        return list(self.pool.map(load_image, decisions))
+
+    def _schedule(self) -> None:
+        snap = self._snapshot()
+        decisions = self.packer.next_batch()
+        fut = self.pool.submit(self._decode, decisions) if self.pool else None
+        self._ahead.append((snap, decisions, fut))
+
+    def next(self) -> TrainBatch:
+        if not self._ahead:
+            self._schedule()
+        snap, decisions, fut = self._ahead.pop(0)
+        images = fut.result() if fut else self._decode(decisions)
+        packed = self._pack(images)
+        if self.pool:
+            self._schedule()  # decode the next batch while this one trains
+        return TrainBatch(packed, [d.caption for d in decisions], [d.key for d in decisions],
+                          [(d.out_h, d.out_w) for d in decisions], int(packed.cu_seqlens[-1]))
+
+    def _pack(self, images: list[torch.Tensor]) -> PackedImages:
+        from model.tokenizers import pack
+        return pack(images, self.tokenizer, self.cap, self.gen)
+
+    def state_dict(self) -> dict:
+        """State before the first batch not yet handed out (prefetched batches are replayed)."""
+        if self._ahead:
+            return copy.deepcopy(self._ahead[0][0])
+        return self._snapshot()
+
+    def load_state_dict(self, s: dict) -> None:
+        self._ahead.clear()
+        self.packer.load_state_dict(s["packer"])
+        self.gen.set_state(s["token_drop"])
+
+    def close(self) -> None:
+        if self.pool:
+            self.pool.shutdown(wait=True, cancel_futures=True)
