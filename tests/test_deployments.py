@@ -1,0 +1,232 @@
+"""prefect.yaml against a real Prefect server and process worker on loopback.
+
+One server (temporary PREFECT_HOME, so its own sqlite DB) and one worker serve the whole module;
+they are stood up with the same functions ``make serve`` uses (flows/serve.py) and always torn
+down worker first. The fast tests at the top check prefect.yaml against the flow signatures
+without a server.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from flows import serve
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def _deployment(entrypoint_suffix: str) -> dict:
+    return next(d for d in SPEC["deployments"] if d["entrypoint"].endswith(entrypoint_suffix))
+
+
+def _flow_def(entrypoint: str) -> tuple[str, ast.FunctionDef] | None:
+    """(flow name, function node) for ``path.py:func``, read without importing the module."""
+    path, func = entrypoint.rsplit(":", 1)
+    if not (ROOT / path).exists():
+        return None
+    for node in ast.parse((ROOT / path).read_text()).body:
+        if isinstance(node, ast.FunctionDef) and node.name == func:
+            for dec in node.decorator_list:
+                if isinstance(dec, ast.Call) and getattr(dec.func, "id", "") == "flow":
+                    name = next((k.value.value for k in dec.keywords if k.arg == "name"), func.replace("_", "-"))
+                    return name, node
+            raise AssertionError(f"{entrypoint}: {func} is not decorated with @flow(...)")
+    raise AssertionError(f"{entrypoint}: no function {func} in {path}")
+
+
+# --- fast: the file itself ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("dep", SPEC["deployments"], ids=lambda d: d["entrypoint"])
+def test_deployment_parameters_match_flow_signature(dep):
+    found = _flow_def(dep["entrypoint"])
+    if found is None:
+        pytest.skip(f"{dep['entrypoint']} not in this checkout yet (serve.deploy skips it too)")
+    _, fn = found
+    args = [a.arg for a in fn.args.args + fn.args.kwonlyargs]
+    n_defaults = len(fn.args.defaults)
+    required = [a.arg for a in fn.args.args[: len(fn.args.args) - n_defaults]]
+    required += [a.arg for a, d in zip(fn.args.kwonlyargs, fn.args.kw_defaults) if d is None]
+    params = dep.get("parameters") or {}
+    assert set(params) <= set(args), f"{dep['entrypoint']}: unknown parameters {set(params) - set(args)}"
+    assert set(required) <= set(params), f"{dep['entrypoint']}: required {set(required) - set(params)} unset"
+    assert dep["work_pool"]["name"] == serve.POOL
+
+
+def test_every_deployment_runs_the_checkout():
+    pull = SPEC["pull"]
+    assert pull == [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $PWD }}"}}]
+    assert {d["entrypoint"].split(":")[0].split("/")[0] for d in SPEC["deployments"]} == {"flows"}
+    names = [(_flow_def(d["entrypoint"]) or (d["entrypoint"],))[0] + "/" + d["name"] for d in SPEC["deployments"]]
+    assert len(names) == len(set(names)), f"duplicate deployment names: {names}"
+
+
+def test_evaluation_is_scheduled_every_ten_minutes():
+    (sched,) = _deployment("evaluate_checkpoints.py:evaluate_checkpoints")["schedules"]
+    assert sched["interval"] == 600 and sched.get("active", True)
+
+
+def test_stop_group_kills_a_child_that_ignores_sigterm():
+    # the shape of a worker whose flow-run child outlives SIGTERM
+    p = subprocess.Popen(["sh", "-c", "trap '' TERM; sleep 60 & wait"], start_new_session=True)
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    assert serve.stop_group(p.pid, grace=1.0)
+    assert 1.0 <= time.monotonic() - t0 < 10
+    assert not serve.group_alive(p.pid)
+    assert not serve.stop_group(p.pid, grace=1.0)
+
+
+# --- slow: a real server and worker -------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _has(module: str) -> bool:
+    return (ROOT / "flows" / f"{module}.py").exists()
+
+
+PROBE = '''
+import os, sys
+from prefect import flow
+
+@flow(name="t2i-probe")
+def probe(out: str) -> str:
+    """Where a deployment of this repo runs: cwd and interpreter."""
+    import djepa_t2i.env, warehouse.lake  # the repo's packages import in the flow-run process
+    with open(out, "w") as f:
+        f.write(os.getcwd() + "\\n" + sys.executable + "\\n")
+    return out
+'''
+
+
+class Stack:
+    def __init__(self, url: str, env: dict, logs: Path, tmp: Path):
+        self.url, self.env, self.logs, self.tmp = url, env, logs, tmp
+
+    def api(self, method: str, path: str, **kw):
+        r = httpx.request(method, self.url + path, timeout=30, **kw)
+        r.raise_for_status()
+        return r.json()
+
+    def deployment(self, name: str) -> dict:
+        return self.api("GET", f"/deployments/name/{name}")
+
+    def run(self, name: str, parameters: dict, timeout: float = 240) -> dict:
+        """Create a flow run of deployment ``name`` (what `prefect deployment run` does) and wait."""
+        dep = self.deployment(name)
+        fr = self.api("POST", f"/deployments/{dep['id']}/create_flow_run", json={"parameters": parameters})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            fr = self.api("GET", f"/flow_runs/{fr['id']}")
+            if fr["state_type"] in TERMINAL:
+                return fr
+            time.sleep(1)
+        raise AssertionError(f"{name} still {fr['state_type']} after {timeout}s\n{self.log_tail()}")
+
+    def log_tail(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.logs.glob("*.log")))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("prefect-stack")
+    logs = tmp / "logs"
+    port = _free_port()
+    url = serve.api_url(port)
+    env = serve.stack_env(url, tmp / "home")
+    env.update(PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",  # schedule runs within seconds
+               PREFECT_WORKER_QUERY_SECONDS="2", PREFECT_LOGGING_LEVEL="INFO",
+               T2I_STATE_DIR=str(tmp / "state"), OMP_NUM_THREADS="1")
+    server = serve.start_server(port, env, logs / "server.log")
+    worker = None
+    try:
+        serve.wait_healthy(url, timeout=240, proc=server, log=logs / "server.log")
+        serve.create_pool(serve.POOL, env)
+        # a probe deployment with the repo's own pull step and work-pool settings
+        (tmp / "probe.py").write_text(PROBE)
+        spec = {k: v for k, v in SPEC.items() if k != "deployments"}
+        spec["deployments"] = [{"name": "probe", "entrypoint": f"{tmp / 'probe.py'}:probe",
+                                "parameters": {"out": str(tmp / "probe.txt")},
+                                "work_pool": SPEC["deployments"][0]["work_pool"]}]
+        (tmp / "prefect.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        serve.deploy(env, prefect_file=tmp / "prefect.yaml")
+        if _has("curate_laion"):
+            serve.deploy(env, names=["curate-laion/default"])
+        if _has("evaluate_checkpoints"):  # its schedule may fire during the test: point it at a tmp lake
+            serve.deploy(env, names=["evaluate-checkpoints/scheduled"],
+                         extra=["--param", f"lake={tmp / 'eval-lake'}"])
+        worker = serve.start_worker(serve.POOL, env, logs / "worker.log")
+        yield Stack(url, env, logs, tmp)
+    finally:
+        if worker is not None:  # the worker first: it reports to the server while it stops
+            serve.stop_group(worker.pid)
+            worker.wait(timeout=5)
+        serve.stop_group(server.pid)
+        server.wait(timeout=5)
+
+
+@pytest.mark.slow
+def test_deployment_runs_in_the_checkout_with_the_venv_python(stack):
+    fr = stack.run("t2i-probe/probe", {"out": str(stack.tmp / "probe.txt")})
+    assert fr["state_type"] == "COMPLETED", stack.log_tail()
+    cwd, exe = (stack.tmp / "probe.txt").read_text().split()
+    assert Path(cwd) == ROOT
+    assert Path(exe).parent == Path(sys.executable).parent  # the interpreter the worker runs with
+    dep = stack.deployment("t2i-probe/probe")
+    assert dep["pull_steps"] == [{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _has("curate_laion"), reason="flows/curate_laion.py not in this checkout yet")
+def test_curate_laion_deployment_fills_the_warehouse(stack):
+    from warehouse import db
+    sample, lake = stack.tmp / "sample", stack.tmp / "lake"
+    subprocess.run([sys.executable, "-m", "djepa_t2i.cli", "make-sample", str(sample), "--n", "40"],
+                   check=True, cwd=ROOT, env=stack.env, capture_output=True)
+    fr = stack.run("curate-laion/default", {"input_dir": str(sample), "lake": str(lake)}, timeout=300)
+    assert fr["state_type"] == "COMPLETED", f"{fr['state']['message']}\n{stack.log_tail()}"
+    import pyarrow.parquet as pq
+    n_pairs = sum(pq.read_table(p).num_rows for p in sample.glob("*.parquet"))  # img2dataset's own count
+    assert n_pairs >= 40
+    _, [(total, passed, rejected, quarantined)] = db.query(str(lake), (
+        "SELECT count(*), count(*) FILTER (status = 'passed'), count(*) FILTER (status = 'rejected'), "
+        "count(*) FILTER (status = 'quarantined') FROM pairs"))
+    assert total == n_pairs
+    assert passed + rejected + quarantined == total and passed > 0
+    _, [(shard_in, shard_sum)] = db.query(str(lake), (
+        "SELECT sum(n_in), sum(n_passed + n_rejected + n_quarantined) FROM shard_runs"))
+    assert shard_in == shard_sum == n_pairs
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _has("evaluate_checkpoints"), reason="flows/evaluate_checkpoints.py not in this checkout yet")
+def test_evaluation_schedule_creates_runs(stack):
+    dep = stack.deployment("evaluate-checkpoints/scheduled")
+    assert [s["schedule"]["interval"] for s in dep["schedules"]] == [600.0]
+    deadline, runs = time.monotonic() + 60, []
+    while time.monotonic() < deadline and len(runs) < 3:
+        runs = stack.api("POST", "/flow_runs/filter", json={
+            "deployments": {"id": {"any_": [dep["id"]]}},
+            "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+            "sort": "EXPECTED_START_TIME_ASC", "limit": 10})
+        time.sleep(1)
+    assert len(runs) >= 3, f"the scheduler created {len(runs)} runs\n{stack.log_tail()}"
+    starts = [datetime.fromisoformat(r["expected_start_time"]) for r in runs]
+    assert {(b - a).total_seconds() for a, b in zip(starts, starts[1:])} == {600.0}
+    assert all(s.minute % 10 == 0 and s.second == 0 for s in starts)  # anchored on the hour
+    assert all(r["parameters"]["lake"] == str(stack.tmp / "eval-lake") for r in runs)
