@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 
 from PIL import Image, ImageDraw
 
+from tasks.evaluators.geneval_rules import POSITION_THRESHOLD, relative_position  # noqa: F401
+
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (215, 35, 35),        # hue   0
     "orange": (240, 120, 20),    # hue  27
@@ -43,7 +45,6 @@ CATEGORIES: tuple[str, ...] = ("single_object", "two_object", "counting", "color
 RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
 COUNT_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
 COUNTS: tuple[int, ...] = (2, 3, 4)
-POSITION_THRESHOLD = 0.1  # GenEval's: offsets shrink by 0.1 x (sum of box dims) before the test
 MIN_GAP = 0.06            # gap between bounding boxes, fraction of the short side
 _SIZE = {1: (0.28, 0.45), 2: (0.22, 0.32), 3: (0.18, 0.26), 4: (0.18, 0.24)}  # by object count
 
@@ -154,32 +155,6 @@ class ShapesDistribution:
 
 
 UNIFORM = ShapesDistribution()
-
-
-def relative_position(box_a, box_b, threshold: float = POSITION_THRESHOLD) -> set[str]:
-    """GenEval's relation of box A to box B (x0, y0, x1, y1; y grows downward): the centre offset,
-    shrunk by ``threshold`` x (sum of the box sizes) on each axis, normalised by the offset's
-    length; an axis whose share exceeds 0.5 names a relation."""
-    ca = ((box_a[0] + box_a[2]) / 2, (box_a[1] + box_a[3]) / 2)
-    cb = ((box_b[0] + box_b[2]) / 2, (box_b[1] + box_b[3]) / 2)
-    dims = ((box_a[2] - box_a[0]) + (box_b[2] - box_b[0]), (box_a[3] - box_a[1]) + (box_b[3] - box_b[1]))
-    off = (ca[0] - cb[0], ca[1] - cb[1])
-    norm = (off[0] ** 2 + off[1] ** 2) ** 0.5
-    rev = [max(abs(o) - threshold * d, 0.0) * (1 if o > 0 else -1 if o < 0 else 0)
-           for o, d in zip(off, dims)]
-    if norm == 0 or all(abs(r) < 1e-3 for r in rev):
-        return set()
-    dx, dy = rev[0] / norm, rev[1] / norm
-    rels = set()
-    if dx < -0.5:
-        rels.add("left of")
-    if dx > 0.5:
-        rels.add("right of")
-    if dy < -0.5:
-        rels.add("above")
-    if dy > 0.5:
-        rels.add("below")
-    return rels
 
 
 def _separated(a: Obj, b: Obj, width: int, height: int) -> bool:

@@ -1,0 +1,1 @@
+"""Evaluators: GenEval's rules over detections, the shapes-world scorer, GenEval proper, CLIPScore."""

@@ -1,0 +1,138 @@
+"""shapes-geneval: GenEval's six categories over the shapes world, scored without any weights.
+
+The "detector" is exact for the world's images: pixels are segmented by hue into the palette's
+colors (a saturation and value guard sends the light background, anti-aliased fringes and
+dark noise to nothing), connected components above a minimum area are objects, and a component's
+shape comes from its fill ratio of its bounding box (square 1.0, circle pi/4 = 0.785, triangle
+0.5), which stays separable down to ~10 px objects. The detections then go through GenEval's own
+rules (``geneval_rules``): counts, colors, relative position by box centres.
+
+Every prompt carries its notions, so each image's score maps back to the notions it tested
+(``rows``), which is what feedback consumes.
+"""
+from __future__ import annotations
+
+import colorsys
+from typing import Callable, Iterable
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from tasks import shapes_world as sw
+from tasks.evaluators import geneval_rules as rules
+
+BENCHMARK = "shapes-geneval"
+BACKEND = "shapes-segmentation"  # programmatic: no weights
+MIN_SATURATION = 0.25   # below: background, fringe blended more than ~65% with it, or grey noise
+MIN_VALUE = 0.25        # below: dark noise has no reliable hue
+MAX_HUE_DISTANCE = 20.0  # degrees from the nearest palette hue; farther pixels are no color
+MIN_AREA = 0.004        # x short side^2 (16 px at 64 px); smaller specks are noise
+TRIANGLE_CENTROID = 0.58  # centroid height / box height: measured 0.63-0.67 triangle, <= 0.53 others
+CORNER = 0.25           # corner triangles with legs of 0.25 x the box side...
+CORNER_FILL = 0.5       # ...filled at least this much: square (measured ~1.0), else circle (~0)
+EXTENT_MIN = 0.3        # thinner blobs are no shape at all
+MAX_ASPECT = 1.6        # every world shape has a square box; elongated blobs are not shapes
+
+
+def _hue(rgb: tuple[int, int, int]) -> float:
+    return colorsys.rgb_to_hsv(*(c / 255 for c in rgb))[0] * 360
+
+
+PALETTE_HUES = {name: _hue(rgb) for name, rgb in sw.COLORS.items()}
+
+
+def color_labels(img: np.ndarray) -> np.ndarray:
+    """Per pixel, the index into ``sw.COLORS`` of its color, or -1 (background / no color)."""
+    hsv = cv2.cvtColor(np.ascontiguousarray(img[..., :3], dtype=np.uint8), cv2.COLOR_RGB2HSV_FULL)
+    h = hsv[..., 0].astype(np.float32) * (360.0 / 256.0)
+    s = hsv[..., 1].astype(np.float32) / 255.0
+    v = hsv[..., 2].astype(np.float32) / 255.0
+    hues = np.array(list(PALETTE_HUES.values()), dtype=np.float32)
+    d = np.abs(h[..., None] - hues)
+    d = np.minimum(d, 360.0 - d)
+    lab = d.argmin(-1).astype(np.int32)
+    ok = (s >= MIN_SATURATION) & (v >= MIN_VALUE) & (d.min(-1) <= MAX_HUE_DISTANCE)
+    return np.where(ok, lab, -1)
+
+
+def classify_shape(mask: np.ndarray) -> str | None:
+    """Shape of one component given its mask cropped to its bounding box; None for blobs that
+    are no world shape."""
+    h, w = mask.shape
+    area = int(mask.sum())
+    if max(w, h) > MAX_ASPECT * min(w, h) or area < EXTENT_MIN * w * h:
+        return None
+    ys, xs = np.nonzero(mask)
+    if (ys.mean() + 0.5) / h >= TRIANGLE_CENTROID:
+        return "triangle"
+    u = (np.arange(w) + 0.5) / w
+    v = (np.arange(h) + 0.5) / h
+    corner = (np.minimum(v, 1 - v)[:, None] + np.minimum(u, 1 - u)[None, :]) < CORNER
+    if not corner.any():
+        return "square" if area >= 0.9 * w * h else "circle"
+    return "square" if mask[corner].mean() >= CORNER_FILL else "circle"
+
+
+def detect(image: Image.Image | np.ndarray) -> list[rules.Detection]:
+    """Objects in an image: one per connected single-color component above the minimum area,
+    largest first (the segmenter's stand-in for confidence order)."""
+    img = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
+    if img.ndim != 3 or img.shape[2] < 3:
+        raise ValueError(f"expected an RGB image, got array of shape {img.shape}")
+    labels = color_labels(img)
+    min_area = max(4, int(MIN_AREA * min(img.shape[:2]) ** 2))
+    names = list(sw.COLORS)
+    dets = []
+    for ci, name in enumerate(names):
+        mask = (labels == ci).astype(np.uint8)
+        if mask.sum() < min_area:
+            continue
+        n, comp, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        for k in range(1, n):
+            x, y, w, h, area = (int(v) for v in stats[k])
+            if area < min_area:
+                continue
+            shape = classify_shape(comp[y:y + h, x:x + w] == k)
+            if shape is None:
+                continue
+            dets.append(rules.Detection(shape, (x, y, x + w, y + h), 1.0, name))
+    dets.sort(key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+    return dets
+
+
+def score_image(image: Image.Image | np.ndarray, spec: dict) -> tuple[float, str]:
+    """1.0 if the image satisfies the prompt's GenEval spec, else 0.0, with GenEval's reason.
+    Segmented colors are exact, so no confidence thresholds apply."""
+    dets = detect(image)
+    objects: dict[str, list[rules.Detection]] = {}
+    for d in dets:
+        objects.setdefault(d.cls, []).append(d)
+    ok, reason = rules.evaluate(objects, spec, rules.known_colors)
+    return float(ok), reason
+
+
+def rows(prompts: list[dict], images: Iterable[list[Image.Image]],
+         on_image: Callable[[dict, int, Image.Image], str | None] | None = None) -> list[dict]:
+    """Long-format results: one row per (prompt, image, notion), the prompt's category among its
+    notions (``notion_kind='category'``), so per-category and per-notion scores are plain
+    averages. ``images[i]`` holds the images generated for ``prompts[i]``; ``on_image`` may save
+    an image and return its path."""
+    out = []
+    for p, imgs in zip(prompts, images, strict=True):
+        for j, img in enumerate(imgs):
+            score, reason = score_image(img, p["spec"])
+            path = on_image(p, j, img) if on_image else None
+            for notion in p["notions"]:
+                kind, value = notion.split("=", 1)
+                out.append({"category": p["category"], "prompt_id": p["id"], "prompt": p["prompt"],
+                            "image_index": j, "notion_kind": kind, "notion": value,
+                            "score": score, "reason": reason, "backend": BACKEND,
+                            "image_path": path})
+    return out
+
+
+def summarize(result_rows: list[dict]) -> dict[str, float]:
+    """GenEval's summary (per-category accuracy and their mean) from ``rows`` output."""
+    return rules.summarize((r["category"], r["score"]) for r in result_rows
+                           if r["notion_kind"] == "category")

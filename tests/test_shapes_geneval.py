@@ -1,0 +1,136 @@
+import dataclasses
+import io
+import random
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tasks import shapes_world as sw
+from tasks.evaluators import geneval_rules as rules
+from tasks.evaluators import shapes_geneval as sg
+
+SIZES = [(64, 64), (256, 256), (96, 48), (48, 128), (200, 120)]
+
+
+def _scene(p: dict) -> sw.Scene:
+    return sw.Scene.from_json(p["scene"])
+
+
+def _with(sc: sw.Scene, objs) -> sw.Scene:
+    return dataclasses.replace(sc, objects=list(objs))
+
+
+@pytest.mark.parametrize("w,h", SIZES)
+def test_ground_truth_scores_one_in_every_category(w, h):
+    for cat in sw.CATEGORIES:
+        ps = sw.prompts(cat, 25, seed=w + h, width=w, height=h)
+        imgs = [[sw.render(_scene(p)), sw.render(_scene(p), antialias=False)] for p in ps]
+        rows = sg.rows(ps, imgs)
+        summary = sg.summarize(rows)
+        assert summary == {cat: 1.0, "overall": 1.0}, [r["reason"] for r in rows if r["score"] < 1]
+
+
+def test_detections_recover_every_object_exactly():
+    for w, h in SIZES:
+        rng = random.Random(w * h)
+        for _ in range(40):
+            sc = sw.sample_scene(rng, w, h)
+            got = sorted((d.cls, d.color) for d in sg.detect(sw.render(sc)))
+            assert got == sorted((o.shape, o.color) for o in sc.objects), sc.caption
+
+
+def test_ground_truth_survives_noise_and_jpeg():
+    rng = np.random.default_rng(0)
+    ps = sw.benchmark_prompts(6, seed=1, width=64, height=64)
+    for p in ps:
+        img = np.asarray(sw.render(_scene(p))).astype(np.float32)
+        noisy = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
+        assert sg.score_image(Image.fromarray(noisy), p["spec"])[0] == 1.0, p["prompt"]
+        buf = io.BytesIO()
+        sw.render(_scene(p)).save(buf, format="JPEG", quality=75)
+        assert sg.score_image(Image.open(buf), p["spec"])[0] == 1.0, p["prompt"]
+
+
+def test_blank_images_score_zero():
+    ps = sw.benchmark_prompts(4, seed=2, width=64, height=64)
+    blank = Image.new("RGB", (64, 64), sw.BACKGROUND)
+    black = Image.new("RGB", (64, 64), (0, 0, 0))
+    rows = sg.rows(ps, [[blank, black] for _ in ps])
+    assert {r["score"] for r in rows} == {0.0}
+    assert sg.summarize(rows)["overall"] == 0.0
+
+
+def test_wrong_count_scores_zero():
+    for p in sw.prompts("counting", 20, seed=3, width=128, height=128):
+        sc = _scene(p)
+        n = len(sc.objects)
+        assert sg.score_image(sw.render(_with(sc, sc.objects[:-1])), p["spec"])[0] == 0.0
+        if n < 4:  # one more of the same shape and color
+            more = sw.sample_scene(random.Random(n), 128, 128, "counting",
+                                   sw.ShapesDistribution(counts={c: float(c == n + 1) for c in sw.COUNTS}))
+            objs = [dataclasses.replace(o, shape=sc.objects[0].shape, color=sc.objects[0].color)
+                    for o in more.objects]
+            score, reason = sg.score_image(sw.render(_with(sc, objs)), p["spec"])
+            assert score == 0.0 and f"<{n + 1}" in reason
+
+
+def test_swapped_or_wrong_colors_score_zero():
+    for p in sw.prompts("color_attr", 20, seed=4, width=96, height=64):
+        sc = _scene(p)
+        a, b = sc.objects
+        swapped = [dataclasses.replace(a, color=b.color), dataclasses.replace(b, color=a.color)]
+        score, reason = sg.score_image(sw.render(_with(sc, swapped)), p["spec"])
+        assert score == 0.0 and "expected" in reason
+    for p in sw.prompts("colors", 20, seed=4, width=64, height=64):
+        sc = _scene(p)
+        o = sc.objects[0]
+        other = next(c for c in sw.COLORS if c != o.color)
+        assert sg.score_image(sw.render(_with(sc, [dataclasses.replace(o, color=other)])), p["spec"])[0] == 0.0
+    for p in sw.prompts("single_object", 10, seed=4, width=64, height=64):  # wrong shape
+        sc = _scene(p)
+        o = sc.objects[0]
+        other = next(s for s in sw.SHAPES if s != o.shape)
+        assert sg.score_image(sw.render(_with(sc, [dataclasses.replace(o, shape=other)])), p["spec"])[0] == 0.0
+
+
+def test_mirrored_positions_score_zero():
+    for w, h in [(64, 64), (128, 80)]:
+        for p in sw.prompts("position", 24, seed=5, width=w, height=h):
+            sc = _scene(p)
+            horizontal = sc.relation in ("left of", "right of")
+            mirrored = [dataclasses.replace(o, cx=1 - o.cx) if horizontal else
+                        dataclasses.replace(o, cy=1 - o.cy) for o in sc.objects]
+            score, reason = sg.score_image(sw.render(_with(sc, mirrored)), p["spec"])
+            assert score == 0.0 and f"expected {sc.objects[0].shape} {sc.relation}" in reason
+
+
+def test_rows_map_scores_to_notions():
+    ps = sw.prompts("position", 2, seed=6, width=64, height=64)
+    blank = Image.new("RGB", (64, 64), sw.BACKGROUND)
+    saved = []
+    rows = sg.rows(ps, [[sw.render(_scene(ps[0]))], [blank]],
+                   on_image=lambda p, j, img: saved.append((p["id"], j)) or f"{p['id']}_{j}.png")
+    assert saved == [(ps[0]["id"], 0), (ps[1]["id"], 0)]
+    assert len(rows) == len(ps[0]["notions"]) + len(ps[1]["notions"])
+    first = [r for r in rows if r["prompt_id"] == ps[0]["id"]]
+    assert {(r["notion_kind"], r["score"]) for r in first} >= {("category", 1.0), ("spatial", 1.0)}
+    assert all(r["score"] == 0.0 and r["image_path"].endswith(".png")
+               for r in rows if r["prompt_id"] == ps[1]["id"])
+    with pytest.raises(ValueError):
+        sg.rows(ps, [[blank]])  # one image list per prompt
+
+
+def test_geneval_rules_on_hand_made_detections():
+    D = rules.Detection
+    spec = {"tag": "position", "include": [{"class": "cow", "count": 1},
+                                           {"class": "dog", "count": 1, "position": ["left of", 0]}]}
+    left = {"cow": [D("cow", (60, 10, 90, 40))], "dog": [D("dog", (0, 10, 30, 40))]}
+    assert rules.evaluate(left, spec) == (True, "")
+    right = {"cow": [D("cow", (0, 10, 30, 40))], "dog": [D("dog", (60, 10, 90, 40))]}
+    ok, why = rules.evaluate(right, spec)
+    assert not ok and why == "expected dog left of target, found right of target"
+    # overlapping boxes: the 0.1 x size slack leaves no relation at all
+    assert rules.relative_position((0, 0, 50, 50), (2, 0, 52, 50)) == set()
+    assert rules.relative_position((0, 0, 10, 10), (50, 50, 60, 60)) == {"left of", "above"}
+    assert not rules.evaluate({"dog": left["dog"]}, spec)[0]  # missing target group
