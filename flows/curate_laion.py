@@ -1,0 +1,138 @@
+"""Prefect flow ``curate-laion``: one task per img2dataset shard, on Dask via prefect-dask.
+
+The outer flow reads the config and builds the task runner from it (a LocalCluster, or an
+existing cluster at ``curate.dask_address``), so a deployment and the CLI behave the same.
+Finished shards (a ``shard_runs`` partition exists) are skipped unless ``curate.force``; after
+all shards, cross-shard duplicates are settled over the whole lake and the accounting
+``in = passed + rejected + quarantined`` is checked (a mismatch raises).
+Run in-process with ``t2i curate INPUT --lake LAKE``: Prefect 3 starts an ephemeral API when no
+server is configured.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+
+import djepa_t2i.env  # noqa: F401  (offline environment before library imports)
+from djepa_t2i.config import Config, load_config
+from tasks import curate as cu
+from tasks.shards import list_shards, shard_name
+
+
+def _cfg(config_path, overrides) -> Config:
+    return load_config(config_path, overrides)
+
+
+def curate_shard_task_fn(tar_path: str, lake: str, cfg_json: str, run_id: str, force: bool) -> dict:
+    import djepa_t2i.env  # noqa: F401,F811  (Dask worker processes import this module fresh)
+    cfg = Config.model_validate_json(cfg_json)
+    return cu.curate_shard(tar_path, lake, cfg, run_id, force)
+
+
+def _progress(total: int, disable: bool):
+    from tqdm import tqdm
+    return tqdm(total=total, unit="shard", desc="curate", disable=disable, file=sys.stderr)
+
+
+def finish(lake: str, shards: list[str], cfg: Config) -> dict:
+    """Cross-shard dedup, accounting check, warehouse views; the run's summary."""
+    from warehouse.db import save_database
+    changed = cu.cross_shard_dedup(lake, cfg.curate.dedup.phash_distance) if cfg.curate.dedup.enabled else 0
+    s = cu.summarize(lake, [shard_name(t) for t in shards], cfg.curate.order)
+    s["cross_shard_duplicates_relabelled"] = changed
+    save_database(lake)
+    return s
+
+
+def run_plain(input_dir: str, lake: str, cfg: Config, progress: bool = True) -> dict:
+    """The same work without Prefect or Dask: sequential, in this process."""
+    shards = list_shards(input_dir)
+    run_id = uuid.uuid4().hex[:12]
+    t0 = time.perf_counter()
+    with _progress(len(shards), not progress) as bar:
+        for t in shards:
+            cu.curate_shard(t, lake, cfg, run_id, cfg.curate.force)
+            bar.update(1)
+    s = finish(lake, shards, cfg)
+    s.update(run_id=run_id, seconds=round(time.perf_counter() - t0, 2), runner="in-process")
+    return s
+
+
+try:
+    from prefect import flow, task
+    from prefect.cache_policies import NO_CACHE
+    from prefect.futures import as_completed
+    from prefect_dask import DaskTaskRunner
+
+    curate_shard_task = task(name="curate-shard", cache_policy=NO_CACHE, retries=1,
+                             task_run_name="curate-{tar_path}")(curate_shard_task_fn)
+
+    @flow(name="curate-shards")
+    def _curate_shards(shards: list[str], lake: str, cfg_json: str, run_id: str, force: bool,
+                       progress: bool = False) -> list[dict]:
+        futs = [curate_shard_task.submit(t, lake, cfg_json, run_id, force) for t in shards]
+        out = []
+        with _progress(len(futs), not progress) as bar:
+            for f in as_completed(futs):
+                out.append(f.result())
+                bar.update(1)
+        return out
+
+    def task_runner(cfg: Config) -> DaskTaskRunner:
+        if cfg.curate.dask_address:
+            return DaskTaskRunner(address=cfg.curate.dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": cfg.curate.workers, "threads_per_worker": 1,
+                                              "processes": True, "dashboard_address": None})
+
+    @flow(name="curate-laion", log_prints=True)
+    def curate_laion(input_dir: str, lake: str, config_path: str | None = None,
+                     overrides: list[str] | None = None, progress: bool = False) -> dict:
+        """Curate every img2dataset shard under ``input_dir`` into the lake at ``lake``."""
+        cfg = _cfg(config_path, overrides)
+        shards = list_shards(input_dir)
+        run_id = uuid.uuid4().hex[:12]
+        t0 = time.perf_counter()
+        _curate_shards.with_options(task_runner=task_runner(cfg))(
+            shards, lake, cfg.model_dump_json(), run_id, cfg.curate.force, progress)
+        s = finish(lake, shards, cfg)
+        s.update(run_id=run_id, seconds=round(time.perf_counter() - t0, 2),
+                 runner=f"dask:{cfg.curate.dask_address or f'LocalCluster({cfg.curate.workers})'}")
+        print(cu.format_summary(s))
+        return s
+except ImportError:  # pragma: no cover  (prefect is a core dependency; keep --no-prefect usable)
+    curate_laion = None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="folder of img2dataset shards (NNNNN.tar + NNNNN.parquet)")
+    p.add_argument("--lake", default="runs/lake", help="lake directory")
+    p.add_argument("--config", default=None, help="YAML config file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. curate.ocr.max_text_area=0.1 (repeatable)")
+    p.add_argument("--dask-address", default=None, help="existing Dask scheduler (default: a LocalCluster)")
+    p.add_argument("--workers", type=int, default=None, help="LocalCluster workers (curate.workers)")
+    p.add_argument("--force", action="store_true", help="redo shards that are already finished")
+    p.add_argument("--no-prefect", action="store_true", help="run in this process without Prefect/Dask")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run(args) -> int:
+    ov = list(args.overrides)
+    if args.dask_address:
+        ov.append(f"curate.dask_address={args.dask_address}")
+    if args.workers:
+        ov.append(f"curate.workers={args.workers}")
+    if args.force:
+        ov.append("curate.force=true")
+    cfg = _cfg(args.config, ov)
+    if args.no_prefect or curate_laion is None:
+        s = run_plain(args.input, args.lake, cfg)
+        print(cu.format_summary(s))
+    else:
+        s = curate_laion(args.input, args.lake, args.config, ov, progress=True)
+    if args.json:
+        print(json.dumps(s, indent=2, default=str))
+    return 0

@@ -1,0 +1,326 @@
+"""Curate one img2dataset shard: every input pair ends passed, rejected or quarantined.
+
+``process_shard`` reads a shard safely, decodes in chunks (bounded memory), runs the stages in
+``cfg.curate.order`` over the surviving candidates of each chunk (models batched; CLIP
+embeddings computed once and shared by the CLIP-head filters), and returns the rows of the lake
+tables ``pairs``, ``filter_scores`` and ``shard_runs``. ``curate_shard`` writes them as one
+partition per shard, ``shard_runs`` last: its presence marks the shard finished, so a killed run
+redoes exactly the unfinished shards and a rerun replaces instead of duplicating.
+Cross-shard duplicates are settled afterwards by ``cross_shard_dedup`` over the whole lake.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from djepa_t2i.config import Config
+from tasks import shards as sh
+from tasks.decode import DecodeError, decode_image
+from tasks.filters import MODEL_STAGES, build
+from tasks.filters.dedup import DedupFilter, PhashIndex, phash, pixel_sha256
+from tasks.filters.resolution import ResolutionFilter
+from warehouse import lake as lk
+
+CHUNK = 64  # decoded images held at once per task
+CROSS = "duplicate across shards of "
+
+
+@dataclass
+class Models:
+    filters: dict  # stage -> filter object (model stages only)
+    clip: object | None
+    backends: dict[str, str]
+
+
+def _model_key(cfg: Config) -> str:
+    c = cfg.curate
+    return json.dumps({s: getattr(c, s).model_dump() for s in MODEL_STAGES}
+                      | {"clip": [c.clip_model, c.clip_weights]}, sort_keys=True)
+
+
+_MODELS: dict[str, Models] = {}
+
+
+def _build_models(cfg: Config) -> Models:
+    import torch
+    torch.set_num_threads(1)  # one thread per model: parallelism comes from Dask workers
+    filters, backends = {}, {}
+    for s in MODEL_STAGES:
+        if s in cfg.curate.order and getattr(cfg.curate, s).backend != "none":
+            filters[s] = build(s, cfg)
+            backends[s] = filters[s].backend
+    clip = None
+    if any(f.needs_clip for f in filters.values()):
+        from tasks.filters.clip_embed import ClipEmbedder
+        b = cfg.curate.aesthetic if getattr(filters.get("aesthetic"), "needs_clip", False) else cfg.curate.nsfw
+        clip = ClipEmbedder(cfg.curate.clip_model, cfg.curate.clip_weights, b.device, b.batch_size)
+        backends["clip"] = f"open_clip:{cfg.curate.clip_model}"
+    return Models(filters, clip, backends)
+
+
+def load_models(cfg: Config) -> Models:
+    """Models for this config, loaded once per process (per Dask worker), never per image."""
+    k = _model_key(cfg)
+    if k not in _MODELS:
+        _MODELS.clear()  # one model set per process: a new config replaces the old one
+        _MODELS[k] = _build_models(cfg)
+    return _MODELS[k]
+
+
+@dataclass
+class Candidate:
+    key: str
+    row: dict
+    image: object
+    emb: object = None
+
+
+@dataclass
+class ShardOutput:
+    pairs: list[dict] = field(default_factory=list)
+    scores: list[dict] = field(default_factory=list)
+    run: dict = field(default_factory=dict)
+
+
+def _now():
+    return datetime.now(timezone.utc)
+
+
+def process_shard(tar_path: str, cfg: Config, run_id: str = "", models: Models | None = None) -> ShardOutput:
+    t0 = time.perf_counter()
+    models = models or load_models(cfg)
+    c = cfg.curate
+    s = sh.read_shard(tar_path)
+    out = ShardOutput()
+    now = _now()
+    base = {"shard": s.name, "source_path": tar_path, "run_id": run_id, "created_at": now}
+
+    def emit(key, status, stage=None, reason=None, score=None, **kw):
+        out.pairs.append({**base, "key": key, "status": status, "stage": stage, "reason": reason,
+                          "score": score, **kw})
+
+    for name, why in s.refused:
+        emit(name, "quarantined", "read", f"unsafe tar member refused, not extracted: {why}")
+    only_tar, only_pq = set(s.only_in_tar), set(s.only_in_parquet)
+    stage_t = {k: 0.0 for k in ["read", "decode"] + list(c.order)}
+    stage_t["read"] = time.perf_counter() - t0
+    res_f = ResolutionFilter(c.resolution)
+    dedup_f = DedupFilter(c.dedup)
+    keys = sorted(set(s.entries) | only_pq)
+    for i in range(0, len(keys), CHUNK):
+        t = time.perf_counter()
+        cands = []
+        for key in keys[i:i + CHUNK]:
+            cand = _admit(key, s, only_tar, only_pq, c, emit)
+            if cand:
+                cands.append(cand)
+        stage_t["decode"] += time.perf_counter() - t
+        for stage in c.order:
+            t = time.perf_counter()
+            cands = _run_stage(stage, cands, models, res_f, dedup_f, s.name, out, emit)
+            stage_t[stage] += time.perf_counter() - t
+        for cand in cands:
+            emit(cand.key, "passed", **cand.row)
+    n = {st: sum(p["status"] == st for p in out.pairs) for st in ("passed", "rejected", "quarantined")}
+    errors = list(s.errors)
+    if s.parquet_rows is None:
+        errors.append("no parquet beside the tar: keys not cross-checked")
+    if only_tar or only_pq:
+        errors.append(f"parquet disagrees with tar: {len(only_tar)} keys only in tar, {len(only_pq)} only in parquet")
+    out.run = {"shard": s.name, "source_path": tar_path, "n_in": len(out.pairs), "n_passed": n["passed"],
+               "n_rejected": n["rejected"], "n_quarantined": n["quarantined"],
+               "seconds": time.perf_counter() - t0,
+               "backends": json.dumps({"resolution": "rules", "dedup": dedup_f.backend} | models.backends),
+               "run_id": run_id, "created_at": now, "n_refused": len(s.refused),
+               "errors": json.dumps(errors), "stage_seconds": json.dumps({k: round(v, 4) for k, v in stage_t.items()})}
+    if len({p["key"] for p in out.pairs}) != len(out.pairs):
+        raise AssertionError(f"shard {s.name}: a key was accounted twice")
+    return out
+
+
+def _admit(key, s: sh.ShardRead, only_tar, only_pq, c, emit) -> Candidate | None:
+    """Quarantine what cannot be curated; return the decoded candidate otherwise."""
+    if key in only_pq:
+        emit(key, "quarantined", "read", "listed in parquet (status success) but missing from the tar")
+        return None
+    e = s.entries[key]
+    if "_truncated" in e.files:
+        emit(key, "quarantined", "read", "member cut off by a truncated tar")
+        return None
+    if key in only_tar:
+        emit(key, "quarantined", "read", "in the tar but missing from the shard's parquet")
+        return None
+    meta, why = sh.parse_meta(e)
+    if why:
+        emit(key, "quarantined", "metadata", why)
+        return None
+    info = {"url": meta.get("url"), "source": meta.get("source")}
+    caption, why = sh.parse_caption(e, meta)
+    if why:
+        emit(key, "quarantined", "caption", why, **info)
+        return None
+    try:
+        d = decode_image(e.image, c.resolution.max_pixels)
+    except DecodeError as err:
+        emit(key, "quarantined", "decode", str(err), caption=caption, **info)
+        return None
+    row = {"caption": caption, "width": d.width, "height": d.height, "orig_width": d.original_size[0],
+           "orig_height": d.original_size[1], "mode": d.mode, "orientation": d.orientation, **info}
+    return Candidate(key, row, d.image)
+
+
+def _score_row(shard, key, f, r) -> dict:
+    return {"key": key, "shard": shard, "filter": f.name, "backend": f.backend, "score": float(r.score),
+            "passed": bool(r.passed), "details": json.dumps(r.details, default=str)}
+
+
+def _run_stage(stage, cands, models: Models, res_f, dedup_f, shard, out: ShardOutput, emit):
+    if not cands:
+        return cands
+    if stage == "resolution":
+        f, results = res_f, res_f([cd.image for cd in cands])
+    elif stage == "dedup":
+        f, results = dedup_f, []
+        for cd in cands:
+            sha, ph = pixel_sha256(cd.image), phash(cd.image)
+            cd.row.update(sha256=sha, phash=ph)
+            r = dedup_f.check(sha, ph, f"{shard}/{cd.key}")
+            if not r.passed:
+                cd.row["dup_of"] = r.details["duplicate_of"]
+            results.append(r)
+    else:
+        f = models.filters.get(stage)
+        if f is None:  # backend "none": the stage is off
+            return cands
+        if f.needs_clip:
+            todo = [cd for cd in cands if cd.emb is None]
+            if todo:
+                for cd, e in zip(todo, models.clip([cd.image for cd in todo])):
+                    cd.emb = e
+        import numpy as np
+        emb = np.stack([cd.emb for cd in cands]) if f.needs_clip else None
+        results = f([cd.image for cd in cands], emb)
+    keep = []
+    for cd, r in zip(cands, results):
+        out.scores.append(_score_row(shard, cd.key, f, r))
+        if r.passed:
+            keep.append(cd)
+        else:
+            emit(cd.key, "rejected", stage, r.reason, float(r.score), **cd.row)
+    return keep
+
+
+def shard_done(lake: str, shard: str) -> bool:
+    return lk.has_partition(lake, "shard_runs", shard)
+
+
+def curate_shard(tar_path: str, lake: str, cfg: Config, run_id: str = "", force: bool = False) -> dict:
+    """Process one shard and write its partitions (shard_runs last = the 'finished' marker)."""
+    name = sh.shard_name(tar_path)
+    if not force and shard_done(lake, name):
+        row = lk.read_table(lake, "shard_runs", [name]).to_pylist()[0]
+        return {**row, "skipped": True}
+    out = process_shard(tar_path, cfg, run_id)
+    lk.delete_partition(lake, "shard_runs", name)  # unmark first: a crash below means "redo"
+    lk.write_partition(lake, "filter_scores", name, out.scores)
+    lk.write_partition(lake, "pairs", name, out.pairs)
+    lk.write_partition(lake, "shard_runs", name, [out.run])
+    return {**out.run, "skipped": False}
+
+
+def cross_shard_dedup(lake: str, phash_distance: int) -> int:
+    """Keep the smallest (shard, key) of each duplicate group across the lake; returns #changed.
+
+    Deterministic over the lake's current partitions and idempotent: rows it marked stay
+    candidates, and a marked row whose original vanished is restored to passed. Only rows that
+    passed in their shard are re-labelled (a later filter's rejection is kept as the truth).
+    """
+    import pyarrow as pa
+    t = lk.read_table(lake, "pairs")
+    rows = [r for r in t.to_pylist() if r["phash"] and not (
+        r["stage"] == "dedup" and not (r["reason"] or "").startswith(CROSS))]
+    rows.sort(key=lambda r: (r["shard"], r["key"]))
+    idx = PhashIndex(phash_distance)
+    changes: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        hit = idx.query(r["sha256"], r["phash"])
+        ident = f"{r['shard']}/{r['key']}"
+        marked = r["stage"] == "dedup"
+        if hit and hit[1].split("/", 1)[0] != r["shard"] and (r["status"] == "passed" or marked):
+            kind, other, dist = hit
+            new = {"status": "rejected", "stage": "dedup", "score": float(dist), "dup_of": other,
+                   "reason": CROSS + other + (" (exact)" if kind == "exact" else f" (pHash distance {dist})")}
+            if any(r[k] != v for k, v in new.items()):
+                changes.setdefault(r["shard"], {})[r["key"]] = new
+        else:
+            if not hit:
+                idx.add(r["sha256"], r["phash"], ident)
+            if marked:
+                changes.setdefault(r["shard"], {})[r["key"]] = {
+                    "status": "passed", "stage": None, "reason": None, "score": None, "dup_of": None}
+    for shard, ch in sorted(changes.items()):
+        part = lk.read_table(lake, "pairs", [shard]).to_pylist()
+        for p in part:
+            p.update(ch.get(p["key"], {}))
+        lk.write_partition(lake, "pairs", shard, pa.Table.from_pylist(part, schema=t.schema))
+        runs = lk.read_table(lake, "shard_runs", [shard]).to_pylist() if shard_done(lake, shard) else []
+        for run in runs:
+            for st in ("passed", "rejected", "quarantined"):
+                run[f"n_{st}"] = sum(p["status"] == st for p in part)
+        if runs:
+            lk.write_partition(lake, "shard_runs", shard, runs)
+    return sum(len(v) for v in changes.values())
+
+
+class AccountingError(AssertionError):
+    pass
+
+
+def summarize(lake: str, shards: list[str], order: list[str] | tuple = ()) -> dict:
+    """Counts over the given shards, checked: in == passed + rejected + quarantined."""
+    runs = lk.read_table(lake, "shard_runs", [s for s in shards if shard_done(lake, s)]).to_pylist()
+    missing = sorted(set(shards) - {r["shard"] for r in runs})
+    pairs = lk.read_table(lake, "pairs", [s for s in shards if lk.has_partition(lake, "pairs", s)]).to_pylist()
+    n = {st: sum(p["status"] == st for p in pairs) for st in ("passed", "rejected", "quarantined")}
+    n_in = sum(r["n_in"] for r in runs)
+    stages: dict[str, dict[str, int]] = {}
+    for p in pairs:
+        if p["status"] != "passed":
+            stages.setdefault(p["status"], {}).setdefault(p["stage"] or "", 0)
+            stages[p["status"]][p["stage"] or ""] += 1
+    backends: dict[str, str] = {}
+    for r in runs:
+        backends.update(json.loads(r["backends"] or "{}"))
+    summary = {"n_shards": len(shards), "n_in": n_in, "n_passed": n["passed"], "n_rejected": n["rejected"],
+               "n_quarantined": n["quarantined"], "rejected_by_stage": stages.get("rejected", {}),
+               "quarantined_by_stage": stages.get("quarantined", {}), "backends": backends,
+               "order": [(st, stages.get("rejected", {}).get(st, 0)) for st in order],
+               "shard_errors": {r["shard"]: json.loads(r["errors"] or "[]") for r in runs if json.loads(r["errors"] or "[]")}}
+    keys = [(p["shard"], p["key"]) for p in pairs]
+    if missing:
+        raise AccountingError(f"shards not finished: {missing}")
+    if len(set(keys)) != len(keys):
+        raise AccountingError("a pair is accounted more than once")
+    if n_in != sum(n.values()):
+        raise AccountingError(f"in={n_in} != passed {n['passed']} + rejected {n['rejected']} + quarantined {n['quarantined']}")
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"curated {s['n_shards']} shards: in={s['n_in']} = passed {s['n_passed']} + rejected "
+             f"{s['n_rejected']} + quarantined {s['n_quarantined']}  [checked]", "funnel:"]
+    left = s["n_in"]
+    q = sum(s["quarantined_by_stage"].values())
+    lines.append(f"  {'input':<12}{left:>8}")
+    left -= q
+    lines.append(f"  {'readable':<12}{left:>8}   (-{q} quarantined: "
+                 + ", ".join(f"{k} {v}" for k, v in sorted(s["quarantined_by_stage"].items())) + ")")
+    for stage, k in s.get("order", []):
+        left -= k
+        lines.append(f"  {stage:<12}{left:>8}   (-{k})")
+    lines.append("backends: " + ", ".join(f"{k}={v}" for k, v in sorted(s["backends"].items())))
+    for shard, errs in s["shard_errors"].items():
+        lines.append(f"shard {shard}: " + "; ".join(errs))
+    return "\n".join(lines)

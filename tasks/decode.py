@@ -1,0 +1,100 @@
+"""Safe image decoding: every failure becomes a ``DecodeError`` with a reason a user can act on.
+
+The pixel count is checked from the header BEFORE pixels are decoded (a 50-byte PNG can claim
+100k x 100k pixels), EXIF orientation is applied so width/height mean what a viewer shows, and
+every mode (CMYK, 16-bit, palette, alpha, LA, I;16, 1-bit) ends as 8-bit RGB so downstream
+filters see one format.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never grey padding
+
+
+class DecodeError(ValueError):
+    """Why a payload could not become an RGB image (the quarantine reason)."""
+
+
+@dataclass
+class Decoded:
+    image: Image.Image  # RGB, orientation applied
+    format: str
+    mode: str  # original mode, before conversion
+    orientation: int  # EXIF orientation tag that was applied (1 = none)
+    original_size: tuple[int, int]  # as stored, before orientation
+
+    @property
+    def width(self) -> int:
+        return self.image.width
+
+    @property
+    def height(self) -> int:
+        return self.image.height
+
+
+def _composite(im: Image.Image) -> Image.Image:
+    """Alpha over white: transparent areas must not turn black (they are usually background)."""
+    rgba = im.convert("RGBA")
+    bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(bg, rgba).convert("RGB")
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any PIL mode to 8-bit RGB; high bit depths are rescaled, not clipped."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        hi = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
+        a = np.clip(a / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(a, "L").convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info):
+        return _composite(im)
+    return im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, P, L, 1
+
+
+def decode_image(data: bytes | None, max_pixels: int) -> Decoded:
+    if data is None:
+        raise DecodeError("no image file in the shard for this key")
+    if len(data) == 0:
+        raise DecodeError("empty image file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:  # PIL's own guard (2x its MAX_IMAGE_PIXELS)
+        raise DecodeError(f"decompression bomb: {e}") from None
+    except UnidentifiedImageError:
+        raise DecodeError(f"not an image: unrecognised bytes (starts {data[:8]!r})") from None
+    except Exception as e:  # noqa: BLE001  (PIL raises many types on garbage headers)
+        raise DecodeError(f"not an image: {type(e).__name__}: {e}") from None
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise DecodeError(f"invalid image size {w}x{h}")
+    if w * h > max_pixels:
+        raise DecodeError(f"decompression bomb: {w}x{h} = {w * h} pixels > max_pixels {max_pixels}")
+    fmt, mode = im.format or "unknown", im.mode
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im.load()
+    except Exception as e:  # noqa: BLE001
+        raise DecodeError(f"truncated or corrupt {fmt} data: {e}") from None
+    orientation = 1
+    try:
+        orientation = int(im.getexif().get(0x0112, 1) or 1)
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # noqa: BLE001  (a broken EXIF block must not lose the image)
+        orientation = 1
+    try:
+        rgb = to_rgb(im)
+    except Exception as e:  # noqa: BLE001
+        raise DecodeError(f"cannot convert mode {mode} to RGB: {e}") from None
+    return Decoded(rgb, fmt, mode, orientation, (w, h))

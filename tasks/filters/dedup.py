@@ -1,0 +1,87 @@
+"""Exact and perceptual deduplication.
+
+Exact: sha256 of the decoded RGB pixels plus size (re-encoded copies of one image collide;
+byte hashes would miss them). Perceptual: 64-bit pHash (imagehash); two images are near
+duplicates when their Hamming distance is <= ``phash_distance``. Lookup uses multi-index
+hashing: split the 64 bits into d+1 chunks; by pigeonhole two hashes within distance d agree
+exactly on at least one chunk, so only bucket-mates are compared (no all-pairs scan).
+The first image seen in a deterministic order is kept; later ones point to it.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+
+import imagehash
+from PIL import Image
+
+from tasks.filters import Result
+
+
+def pixel_sha256(im: Image.Image) -> str:
+    h = hashlib.sha256(f"{im.width}x{im.height}:".encode())
+    h.update(im.tobytes())
+    return h.hexdigest()
+
+
+def phash(im: Image.Image) -> str:
+    return str(imagehash.phash(im))  # 16 hex digits
+
+
+class PhashIndex:
+    """Kept hashes with near-duplicate lookup within Hamming distance ``d``."""
+
+    def __init__(self, d: int):
+        self.d = d
+        n = d + 1
+        self.cuts = [(i * 64 // n, (i + 1) * 64 // n) for i in range(n)]
+        self.buckets: list[dict[int, list[tuple[int, str]]]] = [defaultdict(list) for _ in self.cuts]
+        self.exact: dict[str, str] = {}
+
+    def _chunks(self, v: int):
+        for i, (a, b) in enumerate(self.cuts):
+            yield i, (v >> a) & ((1 << (b - a)) - 1)
+
+    def query(self, sha: str, ph: str) -> tuple[str, str, int] | None:
+        """(kind, kept id, distance) of the first match, or None."""
+        if sha in self.exact:
+            return "exact", self.exact[sha], 0
+        v = int(ph, 16)
+        best = None
+        for i, c in self._chunks(v):
+            for kv, ident in self.buckets[i].get(c, ()):
+                dist = bin(v ^ kv).count("1")
+                if dist <= self.d and (best is None or (dist, ident) < (best[2], best[1])):
+                    best = ("near", ident, dist)
+        return best
+
+    def add(self, sha: str, ph: str, ident: str) -> None:
+        self.exact.setdefault(sha, ident)
+        v = int(ph, 16)
+        for i, c in self._chunks(v):
+            self.buckets[i][c].append((v, ident))
+
+
+class DedupFilter:
+    """Stateful within one run over one ordered stream (a shard, or the cross-shard pass)."""
+    name, backend, needs_clip = "dedup", "sha256+phash", False
+
+    def __init__(self, cfg):
+        self.enabled = cfg.enabled
+        self.index = PhashIndex(cfg.phash_distance)
+
+    def check(self, sha: str, ph: str, ident: str) -> Result:
+        d = {"sha256": sha, "phash": ph}
+        hit = self.index.query(sha, ph) if self.enabled else None
+        if hit is None:
+            self.index.add(sha, ph, ident)
+            return Result(0.0, True, None, d)
+        kind, other, dist = hit
+        d.update(duplicate_of=other, kind=kind, distance=dist)
+        why = (f"exact duplicate of {other}" if kind == "exact"
+               else f"near duplicate of {other} (pHash distance {dist} <= {self.index.d})")
+        return Result(float(dist), False, why, d)
+
+
+def build(cfg) -> DedupFilter:
+    return DedupFilter(cfg.curate.dedup)

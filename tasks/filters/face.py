@@ -1,0 +1,84 @@
+"""Face filter: records face count and the largest face's share of the image; policy in config
+(``max_faces``: -1 keeps any number; ``max_face_area``: reject when the largest face is larger).
+
+Backends:
+- ``offline`` = ``haar``: OpenCV's frontal-face Haar cascade (``cv2.data.haarcascades``), run on
+  a copy downscaled to 512 px long side.
+- ``yolov8-face`` (production): ultralytics ``YOLO(<local .pt>)``, e.g. a YOLOv8-face
+  checkpoint; every detected box (conf >= ``conf``) counts as a face.
+Score = largest-face area ratio (0 when no face).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from tasks.filters import Result
+
+
+def _policy(cfg, boxes: list[tuple[float, float, float, float]], w: int, h: int, backend: str) -> Result:
+    areas = [max(0.0, (x2 - x1)) * max(0.0, (y2 - y1)) / float(w * h) for x1, y1, x2, y2 in boxes]
+    largest = min(1.0, max(areas, default=0.0))
+    d = {"n_faces": len(boxes), "largest_face_area": round(largest, 5),
+         "boxes": [[round(v, 1) for v in b] for b in boxes][:20]}
+    if cfg.max_faces >= 0 and len(boxes) > cfg.max_faces:
+        return Result(largest, False, f"{len(boxes)} faces > max_faces {cfg.max_faces} ({backend})", d)
+    if largest > cfg.max_face_area:
+        return Result(largest, False, f"largest face covers {largest:.3f} > max_face_area {cfg.max_face_area} ({backend})", d)
+    return Result(largest, True, None, d)
+
+
+class HaarFaces:
+    name, backend, needs_clip = "face", "haar", False
+
+    def __init__(self, cfg):
+        import cv2
+        cv2.setNumThreads(1)
+        self.cv2, self.cfg = cv2, cfg
+        self.cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+        if self.cascade.empty():
+            raise RuntimeError("OpenCV Haar cascade failed to load (is opencv < 5 installed?)")
+
+    def one(self, im) -> Result:
+        scale = min(1.0, 512.0 / max(im.width, im.height))
+        t = im if scale == 1.0 else im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))))
+        grey = self.cv2.cvtColor(np.asarray(t), self.cv2.COLOR_RGB2GRAY)
+        found = self.cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
+        boxes = [(x / scale, y / scale, (x + w) / scale, (y + h) / scale) for x, y, w, h in np.asarray(found).reshape(-1, 4)]
+        return _policy(self.cfg, boxes, im.width, im.height, self.backend)
+
+    def __call__(self, images, emb=None):
+        return [self.one(im) for im in images]
+
+
+class YoloFaces:
+    name, backend, needs_clip = "face", "yolov8-face", False
+
+    def __init__(self, cfg, device: str):
+        import os
+
+        from ultralytics import YOLO
+        if not cfg.weights or not os.path.exists(cfg.weights):
+            raise FileNotFoundError(f"YOLO face weights not found at {cfg.weights!r} (curate.face.weights)")
+        self.model = YOLO(cfg.weights)  # a path, never a bare name (a bare name downloads)
+        self.cfg, self.device = cfg, device
+
+    def __call__(self, images, emb=None):
+        out = []
+        for i in range(0, len(images), self.cfg.batch_size):
+            chunk = images[i:i + self.cfg.batch_size]
+            arrs = [np.ascontiguousarray(np.asarray(im)[:, :, ::-1]) for im in chunk]
+            res = self.model.predict(arrs, imgsz=self.cfg.imgsz, conf=self.cfg.conf, device=self.device, verbose=False)
+            for im, r in zip(chunk, res):
+                boxes = [tuple(map(float, b)) for b in r.boxes.xyxy.cpu().numpy()] if r.boxes is not None else []
+                out.append(_policy(self.cfg, boxes, im.width, im.height, self.backend))
+        return out
+
+
+def build(cfg):
+    c = cfg.curate.face
+    if c.backend in ("offline", "haar"):
+        return HaarFaces(c)
+    if c.backend == "yolov8-face":
+        from tasks.filters.clip_embed import pick_device
+        return YoloFaces(c, pick_device(c.device))
+    raise ValueError(f"curate.face.backend: unknown {c.backend!r}; use offline|yolov8-face|none")
