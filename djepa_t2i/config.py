@@ -112,7 +112,6 @@ class Recaption(Backend):
     dtype: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     trust_remote_code: bool = False
     append_tags: bool = True  # append "; style: photo; source: laion" like the paper's tags
-    keys_per_part: int = Field(100_000, ge=1)  # lake partition size (per shard, then chunks)
 
 
 class Notions(Section):

@@ -34,6 +34,12 @@ SCHEMAS: dict[str, pa.Schema] = {
     ]),
     # one row per (key, notion) (notion-stats)
     "notions": pa.schema([("key", S), ("notion", S), ("kind", S), ("caption_version", S)]),
+    # one row per notion-stats partition: the denominator of p and the bad-input counts
+    "notion_runs": pa.schema([
+        ("part", S), ("n_captions", I), ("n_empty", I), ("n_non_utf8", I), ("n_truncated", I),
+        ("n_no_notions", I), ("n_rows", I), ("spacy_model", S), ("entities", S), ("seconds", F),
+        ("created_at", TS),
+    ]),
     # sampling weights, one partition per version vNNNN (notion-stats v0, feedback after)
     "weights": pa.schema([
         ("version", S), ("kind", S), ("value", S), ("target_freq", F), ("observed_freq", F),

@@ -1,0 +1,66 @@
+"""notion-stats flow: notions of every current caption -> lake/notions, then sampling weights v0.
+
+    t2i notions --lake runs/lake [--config F] [--set notions.temper=0.3] [--no-prefect]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import djepa_t2i.env  # noqa: F401
+from djepa_t2i.config import Notions, load_config
+from prefect import flow, get_run_logger, task
+
+from tasks.notion_stats import extract_lake
+from warehouse.weights_v0 import Temper, publish_v0
+
+
+def notion_stats(lake: str, cfg: Notions, progress: bool = True) -> dict:
+    """Plain function under the flow: extract, then publish v0; returns the summary."""
+    summary = extract_lake(lake, cfg.spacy_model, cfg.entities, cfg.max_chars, cfg.batch_size,
+                           cfg.n_process, progress)
+    t = Temper(cfg.temper, cfg.min_target, cfg.max_target, cfg.min_count, cfg.max_values_per_kind)
+    version, n_rows = publish_v0(lake, t)
+    summary.update(weights_version=version, weights_rows=n_rows)
+    return summary
+
+
+@task(name="extract-notions")
+def _extract(lake: str, cfg: Notions) -> dict:
+    return extract_lake(lake, cfg.spacy_model, cfg.entities, cfg.max_chars, cfg.batch_size,
+                        cfg.n_process, progress=False)
+
+
+@task(name="publish-weights-v0")
+def _publish(lake: str, cfg: Notions) -> tuple[str, int]:
+    return publish_v0(lake, Temper(cfg.temper, cfg.min_target, cfg.max_target, cfg.min_count,
+                                   cfg.max_values_per_kind))
+
+
+@flow(name="notion-stats")
+def notion_stats_flow(lake: str = "runs/lake", config: str | None = None,
+                      overrides: list[str] | None = None) -> dict:
+    cfg = load_config(config, overrides).notions
+    summary = _extract(lake, cfg)
+    version, n_rows = _publish(lake, cfg)
+    summary.update(weights_version=version, weights_rows=n_rows)
+    get_run_logger().info("notion-stats: %s", json.dumps(summary))
+    return summary
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lake", default=None, help="lake directory (default: config lake)")
+    p.add_argument("--config", default=None, help="YAML config file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-prefect", action="store_true", help="run the plain function, no flow run")
+
+
+def run(args) -> int:
+    cfg = load_config(args.config, args.overrides)
+    lake = args.lake or cfg.lake
+    if args.no_prefect:
+        summary = notion_stats(lake, cfg.notions)
+    else:
+        summary = notion_stats_flow(lake, args.config, args.overrides)
+    print(json.dumps(summary, indent=1))
+    return 0

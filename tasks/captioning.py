@@ -1,0 +1,189 @@
+"""Captioning backends and caption provenance.
+
+Two backends:
+* ``alt`` (offline default): keeps the pair's alt text; ``source='alt'``.
+* ``internvl`` (production): an InternVL checkpoint in the standard Hugging Face layout, loaded
+  from a local directory with transformers' native ``InternVLForConditionalGeneration`` and
+  ``AutoProcessor`` (no remote code unless ``trust_remote_code``), batched greedy ``generate()``,
+  bf16 on GPU; ``source='vlm'``.
+
+Either way the alt text is kept in ``alt_text`` and the paper's image tags (style words found in
+the alt text, the data source) are appended to the caption, e.g.
+``"... on a white background. [style: photo; source: laion]"``.
+
+A caption *version* is a hash of everything that changes the text (backend, model, prompt,
+generation settings, tags), so the same model and prompt map to the same partitions (a re-run
+replaces, never duplicates) and a new prompt is a new version beside the old one.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+TAG_OPEN, TAG_CLOSE = " [", "]"
+
+
+def sha(s: str, n: int = 16) -> str:
+    return hashlib.sha256(s.encode("utf-8")).hexdigest()[:n]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    source: str            # alt | vlm
+    model_id: str          # "alt" or the checkpoint name
+    prompt_hash: str | None
+    version: str           # "<source>-<hash of every setting that changes the text>"
+
+
+def provenance(cfg) -> Provenance:
+    """Provenance of the captions ``cfg`` (a ``Recaption`` section) produces."""
+    if cfg.backend == "alt":
+        settings = {"backend": "alt", "append_tags": cfg.append_tags}
+        return Provenance("alt", "alt", None, "alt-" + sha(json.dumps(settings, sort_keys=True), 10))
+    model_id = cfg.model_id or Path(cfg.weights).resolve().name
+    settings = {"backend": cfg.backend, "model_id": model_id, "prompt": cfg.prompt,
+                "max_new_tokens": cfg.max_new_tokens, "image_size": cfg.image_size,
+                "crop_to_patches": cfg.crop_to_patches, "append_tags": cfg.append_tags}
+    return Provenance("vlm", model_id, sha(cfg.prompt),
+                      "vlm-" + sha(json.dumps(settings, sort_keys=True), 10))
+
+
+def image_tags(alt_text: str | None, source: str | None, style_matcher=None) -> list[str]:
+    """The paper's appended tags: style words of the alt text, then the data source."""
+    tags = []
+    if style_matcher is not None and alt_text:
+        styles = sorted({c for c, k in style_matcher.match(alt_text) if k == "style"})
+        if styles:
+            tags.append("style: " + ", ".join(styles))
+    if source:
+        tags.append(f"source: {source}")
+    return tags
+
+
+def with_tags(caption: str, tags: Sequence[str]) -> str:
+    return caption + (TAG_OPEN + "; ".join(tags) + TAG_CLOSE if tags else "")
+
+
+def strip_tags(caption: str, tags: str | None) -> str:
+    """The caption without the suffix :func:`with_tags` added (notions come from the text)."""
+    suffix = TAG_OPEN + tags + TAG_CLOSE if tags else ""
+    return caption[: -len(suffix)] if suffix and caption.endswith(suffix) else caption
+
+
+# ---------------------------------------------------------------------------- reading images
+
+class ImageReadError(ValueError):
+    """Why an image could not be read for captioning (recorded, never raised past the flow)."""
+
+
+def _unsafe(m: tarfile.TarInfo) -> str | None:
+    parts = m.name.replace("\\", "/").split("/")
+    if m.name.startswith("/") or ".." in parts or (len(m.name) > 1 and m.name[1] == ":"):
+        return f"unsafe member name {m.name!r}"
+    if not m.isfile():
+        return f"not a regular file: {m.name!r}"
+    return None
+
+
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+
+
+def read_tar_images(tar_path: str, keys: Sequence[str]) -> tuple[dict[str, bytes], dict[str, str]]:
+    """Image bytes of ``keys`` from one shard tar, read in memory (never extracted); members with
+    unsafe names or types are refused. Returns ``(found, errors)`` keyed by pair key."""
+    want = {f"{k}.{e}": k for k in keys for e in IMAGE_EXTS}
+    found: dict[str, bytes] = {}
+    errors: dict[str, str] = {}
+    try:
+        with tarfile.open(tar_path, "r:*") as tf:
+            for m in tf:
+                base = m.name.replace("\\", "/").rsplit("/", 1)[-1]
+                key = want.get(base)
+                if key is None or key in found:
+                    continue
+                why = _unsafe(m)
+                if why:
+                    errors[key] = why
+                    continue
+                f = tf.extractfile(m)
+                found[key] = f.read() if f else b""
+                errors.pop(key, None)
+    except (OSError, tarfile.TarError, EOFError) as e:
+        for k in keys:
+            if k not in found:
+                errors.setdefault(k, f"cannot read tar {tar_path}: {type(e).__name__}: {e}")
+    for k in keys:
+        if k not in found and k not in errors:
+            errors[k] = f"no image member for key {k!r} in {tar_path}"
+    return found, errors
+
+
+def decode_rgb(data: bytes, max_pixels: int = 89_478_485):
+    """RGB PIL image; the pixel count is checked from the header before decoding."""
+    from PIL import Image
+    try:
+        im = Image.open(io.BytesIO(data))
+        w, h = im.size
+        if w * h > max_pixels:
+            raise ImageReadError(f"decompression bomb guard: {w}x{h} > {max_pixels} pixels")
+        im.load()
+    except ImageReadError:
+        raise
+    except Exception as e:  # noqa: BLE001  (PIL raises many types on garbage)
+        raise ImageReadError(f"undecodable image: {type(e).__name__}: {e}") from None
+    return im.convert("RGB")
+
+
+# ---------------------------------------------------------------------------- InternVL backend
+
+class InternVLCaptioner:
+    """Greedy batched captions from a local InternVL checkpoint (native transformers classes)."""
+
+    def __init__(self, weights: str, prompt: str, max_new_tokens: int = 77, image_size: int = 448,
+                 crop_to_patches: bool = False, device: str = "auto", dtype: str = "auto",
+                 trust_remote_code: bool = False):
+        import torch
+        from transformers import AutoProcessor, InternVLForConditionalGeneration
+        if not Path(weights).is_dir():
+            raise FileNotFoundError(f"recaption.weights {weights!r} is not a local directory")
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        use_bf16 = dtype == "bf16" or (dtype == "auto" and self.device.startswith("cuda"))
+        self.dtype = torch.bfloat16 if use_bf16 else torch.float32
+        self.processor = AutoProcessor.from_pretrained(weights, local_files_only=True,
+                                                       trust_remote_code=trust_remote_code)
+        self.processor.tokenizer.padding_side = "left"  # batched decoder-only generation
+        self.model = InternVLForConditionalGeneration.from_pretrained(
+            weights, dtype=self.dtype, local_files_only=True,
+            trust_remote_code=trust_remote_code).to(self.device).eval()
+        vis = self.model.config.vision_config.image_size
+        vis = vis[0] if isinstance(vis, (list, tuple)) else vis
+        if image_size != vis:
+            raise ValueError(f"recaption.image_size={image_size} but the checkpoint's vision tower "
+                             f"takes {vis}x{vis} tiles; set recaption.image_size={vis}")
+        self.image_size, self.crop_to_patches = image_size, crop_to_patches
+        self.max_new_tokens = max_new_tokens
+        self.text = self._prompt_text(prompt)
+
+    def _prompt_text(self, prompt: str) -> str:
+        p = self.processor
+        if getattr(p, "chat_template", None):
+            msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+            return p.apply_chat_template(msgs, add_generation_prompt=True)
+        return f"{p.image_token}\n{prompt}"
+
+    def caption(self, images: list) -> list[str]:
+        import torch
+        inputs = self.processor(images=images, text=[self.text] * len(images), return_tensors="pt",
+                                padding=True, crop_to_patches=self.crop_to_patches,
+                                size={"height": self.image_size, "width": self.image_size})
+        inputs = inputs.to(self.device)
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
+        new = out[:, inputs["input_ids"].shape[1]:]
+        return [" ".join(t.split()) for t in self.processor.batch_decode(new, skip_special_tokens=True)]

@@ -1,0 +1,89 @@
+"""``t2i sql``: ad-hoc SQL or a saved query over the warehouse views, printed as a table.
+
+    t2i sql "SELECT * FROM notion_stats ORDER BY n DESC LIMIT 20" --lake runs/lake
+    t2i sql --query top_notions --param color --param 10 --format csv
+
+Values given with ``--param`` are bound as parameters ($1, $2, ...), never pasted into the SQL.
+A bad statement prints DuckDB's message and exits 1, with no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import sys
+from typing import Any, Sequence
+
+import duckdb
+
+from warehouse import db
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("sql", nargs="?", help="SQL statement (or use --query NAME)")
+    p.add_argument("--lake", default="runs/lake", help="lake directory")
+    p.add_argument("--query", "-q", help="name of a saved query in warehouse/queries/")
+    p.add_argument("--param", "-p", action="append", default=[], help="bound parameter, repeatable")
+    p.add_argument("--format", "-f", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--max-width", type=int, default=60, help="table format: truncate cells")
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, float):
+        return round(v, 6)
+    if isinstance(v, (dt.datetime, dt.date)):
+        return v.isoformat()
+    return v
+
+
+def format_table(cols: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int = 60) -> str:
+    """A plain aligned text table; numbers right-aligned, long cells cut with '…'."""
+    def s(v):
+        t = "NULL" if v is None else str(_cell(v)).replace("\n", " ")
+        return t if len(t) <= max_width else t[: max_width - 1] + "…"
+    cells = [[s(v) for v in r] for r in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
+    num = [all(isinstance(r[i], (int, float)) or r[i] is None for r in rows) for i in range(len(cols))]
+    line = lambda vals: "  ".join(v.rjust(w) if n else v.ljust(w)  # noqa: E731
+                                  for v, w, n in zip(vals, widths, num)).rstrip()
+    out = [line(list(cols)), line(["-" * w for w in widths])] + [line(r) for r in cells]
+    out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return "\n".join(out)
+
+
+def render(cols, rows, fmt: str, max_width: int = 60) -> str:
+    if fmt == "json":
+        return json.dumps([{c: _cell(v) for c, v in zip(cols, r)} for r in rows], ensure_ascii=False,
+                          default=str, indent=1)
+    if fmt == "csv":
+        import io
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(cols)
+        w.writerows([[_cell(v) for v in r] for r in rows])
+        return buf.getvalue().rstrip("\n")
+    return format_table(cols, rows, max_width)
+
+
+def run(args) -> int:
+    if bool(args.sql) == bool(args.query):
+        print("error: give either a SQL statement or --query NAME", file=sys.stderr)
+        return 2
+    try:
+        sql = db.saved_query(args.query) if args.query else args.sql
+    except KeyError as e:
+        print(f"error: {e.args[0]}", file=sys.stderr)
+        return 1
+    params = list(args.param)
+    if args.query:  # saved queries take optional positional params: pad with NULLs
+        import re
+        n = max([int(m) for m in re.findall(r"\$(\d+)", sql)] or [0])
+        params += [None] * (n - len(params))
+    try:
+        cols, rows = db.query(args.lake, sql, params)
+    except duckdb.Error as e:
+        print(f"SQL error: {str(e).strip()}", file=sys.stderr)
+        return 1
+    print(render(cols, rows, args.format, args.max_width))
+    return 0

@@ -1,0 +1,108 @@
+"""Sampling weights version 0: target frequencies from the observed data distribution.
+
+Before any evaluation exists, the only signal is what the data contains. The paper keeps each
+non-transformable attribute near a target frequency; v0 sets that target by *tempering* the
+observed share, which lifts the long tail and lowers the head without inventing anything:
+
+    for each kind K (notion, color, shape, count, spatial, texture, nonspatial, style, source):
+        p_v    = observed share of captions (pairs, for source) that contain value v
+        M_K    = sum_v p_v                                   (the kind's total mass, kept)
+        t_v    = M_K * p_v**temper / sum_u p_u**temper       (temper 1: as observed; 0: flat)
+        target = clip(t_v, min_target, max_target)
+        weight = target / p_v                                (> 1: the sampler should see more)
+
+With temper=0.5 a notion seen in 1% of captions next to one seen in 25% moves from 1:25 to
+1:5. ``max_target`` caps the head (e.g. "photo" in half the alt texts), ``min_target`` keeps rare
+values from vanishing. The resolution schedule rows are the paper's truncated normals of the
+side length in kilopixels: phase 1 ``(0.512, 0.12, 0.256, 1.024)``, phase 2
+``(1.024, 1.0, 0.256, 4.096)``. See docs/weights.md.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from warehouse import db, weights
+
+NOTION_KINDS = ("notion", "color", "shape", "count", "spatial", "texture", "nonspatial", "style")
+PHASES = {"phase1": (0.512, 0.12, 0.256, 1.024), "phase2": (1.024, 1.0, 0.256, 4.096)}
+
+
+@dataclass(frozen=True)
+class Temper:
+    temper: float = 0.5
+    min_target: float = 0.001
+    max_target: float = 0.5
+    min_count: int = 1
+    max_values_per_kind: int = 10_000
+
+    def __post_init__(self):
+        if not 0.0 <= self.temper <= 1.0:
+            raise ValueError(f"temper must be in [0, 1], got {self.temper}")
+        if not 0.0 <= self.min_target <= self.max_target <= 1.0:
+            raise ValueError(f"need 0 <= min_target <= max_target <= 1, got "
+                             f"{self.min_target}, {self.max_target}")
+
+
+def tempered_targets(observed: dict[str, float], t: Temper) -> dict[str, float]:
+    """``{value: target}`` for one kind from ``{value: observed share}`` (the rule above)."""
+    obs = {v: p for v, p in observed.items() if p and p > 0}
+    if not obs:
+        return {}
+    mass = sum(obs.values())
+    z = sum(p ** t.temper for p in obs.values())
+    return {v: min(max(mass * p ** t.temper / z, t.min_target), t.max_target) for v, p in obs.items()}
+
+
+def _rows_for_kind(kind: str, stats: list[tuple[str, int, float]], t: Temper) -> list[dict]:
+    stats = [s for s in stats if s[1] >= t.min_count][: t.max_values_per_kind]
+    targets = tempered_targets({v: p for v, _, p in stats}, t)
+    rows = []
+    for value, n, p in stats:
+        if value not in targets:
+            continue
+        tgt = targets[value]
+        clip = " (clipped)" if tgt in (t.min_target, t.max_target) else ""
+        rows.append({
+            "kind": kind, "value": value, "observed_freq": p, "target_freq": tgt, "weight": tgt / p,
+            "reason": f"v0: observed p={p:.4g} (n={n}) tempered^{t.temper:g} within {kind}{clip}",
+            "params": json.dumps({"n": n, "temper": t.temper, "min_target": t.min_target,
+                                  "max_target": t.max_target}),
+        })
+    return rows
+
+
+def compute(lake: str, t: Temper = Temper(), phases: dict = PHASES) -> tuple[list[dict], str]:
+    """The v0 rows and the version's ``why`` from the lake's notion_stats and pairs."""
+    con = db.connect(lake)
+    try:
+        n_captions = con.execute("SELECT coalesce(sum(n_captions), 0) FROM notion_runs").fetchone()[0]
+        stats = con.execute("SELECT kind, notion, n, p FROM notion_stats WHERE p IS NOT NULL "
+                            "ORDER BY kind, n DESC, notion").fetchall()
+        src = con.execute(
+            "SELECT coalesce(source, 'unknown'), count(*), count(*) / sum(count(*)) OVER () "
+            "FROM pairs WHERE status = 'passed' GROUP BY 1 ORDER BY 2 DESC, 1").fetchall()
+    finally:
+        con.close()
+    by_kind: dict[str, list] = {}
+    for kind, notion, n, p in stats:
+        by_kind.setdefault(kind, []).append((notion, n, p))
+    rows = []
+    for kind in NOTION_KINDS:
+        rows += _rows_for_kind(kind, by_kind.get(kind, []), t)
+    rows += _rows_for_kind("source", [(s, n, p) for s, n, p in src], Temper(
+        t.temper, t.min_target, 1.0, t.min_count, t.max_values_per_kind))  # sources are not capped
+    for phase, (mu, sigma, a, b) in phases.items():
+        rows.append(weights.resolution_row(
+            phase, mu, sigma, a, b,
+            f"v0: paper {phase} side-length schedule trunc_norm(mu={mu}, sigma={sigma}, a={a}, b={b}) kpx"))
+    why = (f"v0 from notion_stats over {n_captions} captions and {sum(n for _, n, _ in src)} passed "
+           f"pairs: target = clip(mass_K * p^{t.temper:g} / sum p^{t.temper:g}, "
+           f"{t.min_target:g}, {t.max_target:g})")
+    return rows, why
+
+
+def publish_v0(lake: str, t: Temper = Temper()) -> tuple[str, int]:
+    """Compute and publish v0 as the next version (atomic, becomes CURRENT); (version, rows)."""
+    rows, why = compute(lake, t)
+    return weights.publish(lake, rows, why), len(rows)
