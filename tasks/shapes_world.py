@@ -42,7 +42,10 @@ BACKGROUND: tuple[int, int, int] = (240, 240, 240)
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 CATEGORIES: tuple[str, ...] = ("single_object", "two_object", "counting", "colors", "position",
                                "color_attr")
-RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
+RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")  # GenEval's names
+# how a caption says each relation (the canonical spatial notions of tasks/lexicons/spatial.txt)
+RELATION_WORDS = {"left of": "to the left of", "right of": "to the right of", "above": "above",
+                  "below": "below"}
 COUNT_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
 COUNTS: tuple[int, ...] = (2, 3, 4)
 MIN_GAP = 0.06            # gap between bounding boxes, fraction of the short side
@@ -238,8 +241,7 @@ def sample_scene(rng: random.Random, width: int, height: int, kind: str | None =
                                 {"class": s2, "count": 1, "color": c2}])
         else:  # position: GenEval's form, object 0 relative to object 1
             relation = dist.relation(rng)
-            words = "to the left of" if relation == "left of" else \
-                "to the right of" if relation == "right of" else relation
+            words = RELATION_WORDS[relation]
             caption = f"{a(f'{c1} {s1}')} {words} {a(f'{c2} {s2}')}"
             spec = _spec(kind, [{"class": s2, "count": 1},
                                 {"class": s1, "count": 1, "position": [relation, 0]}])
@@ -248,8 +250,9 @@ def sample_scene(rng: random.Random, width: int, height: int, kind: str | None =
 
 
 def notions_of(scene: Scene) -> list[str]:
-    """``kind=value`` notions named by the caption (the same words notion-stats extracts), plus
-    the category; eval scores map back to sampling-weight rows through these."""
+    """``kind=value`` notions named by the caption, spelled as notion-stats extracts them (shape
+    singular, count as a word, spatial as its canonical phrase), plus the category; eval scores
+    map back to sampling-weight rows ``(kind, value)`` through these."""
     out = [f"category={scene.kind}"]
     named_color = scene.kind in ("counting", "colors", "position", "color_attr")
     for o in scene.objects:
@@ -259,7 +262,7 @@ def notions_of(scene: Scene) -> list[str]:
     if scene.kind == "counting":
         out.append(f"count={COUNT_WORDS[len(scene.objects)]}")
     if scene.relation:
-        out.append(f"spatial={scene.relation}")
+        out.append(f"spatial={RELATION_WORDS[scene.relation]}")
     return list(dict.fromkeys(out))
 
 
