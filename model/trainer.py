@@ -1,0 +1,427 @@
+"""The D-JEPA·T2I training loop: one process per rank, CPU or GPU, alone or under torchrun.
+
+    python -m model.trainer --config configs/demo_phase1.yaml            # one process
+    torchrun --nproc_per_node 8 -m model.trainer --config configs/phase1.yaml --resume auto
+
+Per step: the loader hands out a token-budget batch chosen by the feedback sampler; the frozen
+text encoder embeds its captions; D-JEPA·T2I returns its losses; AdamW (warmup, cosine or
+constant), gradient clipping, then the target-encoder EMA and the evaluation EMA. DDP by default
+(gloo on CPU, NCCL on GPU), FSDP2 ``fully_shard`` per block with ``train.fsdp``; bf16 autocast
+on GPU.
+
+Every ``stats_every`` steps each rank writes its batch statistics to the lake; every
+``weights_check_every`` steps rank 0 reads the live weights version and broadcasts it, and every
+rank's sampler switches at the same step. A checkpoint is one directory: the model checkpoint
+(``model.safetensors``, ``ema.safetensors``, ``meta.json``: loadable by ``model.checkpoint``),
+``trainer.pt`` (optimizer, scheduler, step) and ``rank-NNN.pt`` per rank (sampler + loader + RNG
+state), all loadable with ``torch.load(weights_only=True)``; it is staged under a hidden name,
+marked ``COMPLETE`` and renamed into place, then registered in the lake ``checkpoints`` table.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+import djepa_t2i.env  # noqa: F401
+from djepa_t2i.config import Config, load_config
+
+log = logging.getLogger("t2i.train")
+COMPLETE = "COMPLETE"
+MEAN_KINDS = ("loss", "lr")  # averaged across ranks in batch_stats_agg; everything else sums
+
+
+# ------------------------------------------------------------------------------ distributed
+def dist_env() -> tuple[int, int, int]:
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def pick_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    return torch.device(name)
+
+
+def init_distributed(device: torch.device) -> None:
+    rank, world, _ = dist_env()
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend, rank=rank, world_size=world,
+                                timeout=dt.timedelta(minutes=30))
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _broadcast(obj):
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+# ------------------------------------------------------------------------------ schedule
+def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
+    """Linear warmup, then constant or cosine decay to 0 at ``total``."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    t = min(max(step - warmup, 0) / max(total - warmup, 1), 1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+# ------------------------------------------------------------------------------ checkpoints
+def checkpoint_dir(out: str) -> Path:
+    return Path(out) / "checkpoints"
+
+
+def list_checkpoints(out: str) -> list[Path]:
+    """Complete checkpoints, oldest first (staged or half-written ones are ignored)."""
+    d = checkpoint_dir(out)
+    if not d.exists():
+        return []
+    return sorted(p for p in d.iterdir()
+                  if p.is_dir() and p.name.startswith("step_") and (p / COMPLETE).exists())
+
+
+def resolve_resume(resume: str | None, out: str) -> Path | None:
+    if not resume:
+        return None
+    if resume == "auto":
+        cks = list_checkpoints(out)
+        return cks[-1] if cks else None
+    p = Path(resume)
+    if not (p / COMPLETE).exists():
+        raise FileNotFoundError(f"--resume {resume}: not a complete checkpoint (no {COMPLETE} marker)")
+    return p
+
+
+def _rng_state(device: torch.device) -> dict:
+    s = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        s["cuda"] = torch.cuda.get_rng_state(device)
+    return s
+
+
+def _set_rng_state(s: dict, device: torch.device) -> None:
+    torch.set_rng_state(s["torch"])
+    if device.type == "cuda" and "cuda" in s:
+        torch.cuda.set_rng_state(s["cuda"], device)
+
+
+# ------------------------------------------------------------------------------ the trainer
+class Trainer:
+    def __init__(self, cfg: Config, resume: str | None = None):
+        from model.data import TrainLoader, WeightsWatcher, load_index
+        from model.djepa import build_model
+        from model.ema import EMA
+        from model.feedback_sampler import FeedbackSampler
+        from model.packing import TokenBudgetPacker
+        from model.text_encoder import TextEncoder
+        from model.tokenizers import build_tokenizer
+
+        self.cfg, t = cfg, cfg.train
+        self.rank, self.world, local = dist_env()
+        self.device = pick_device(t.device, local)
+        init_distributed(self.device)
+        self.run_id = t.run_id or Path(t.out).resolve().name
+        self.out = t.out
+        torch.manual_seed(t.seed)  # identical initial weights on every rank
+        self.tokenizer = build_tokenizer(cfg.model)
+        self.text = TextEncoder.from_config(cfg.model.text_encoder)
+        self.raw = build_model(cfg.model, self.text.dim, self.tokenizer).to(self.device)
+        self.raw.set_grad_checkpointing(t.grad_checkpointing)
+        self.ema = EMA(self.raw)
+        self.model = self._wrap(self.raw)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay,
+                                     fused=self.device.type == "cuda")
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: lr_factor(s, t.warmup, t.steps, t.schedule))
+        torch.manual_seed(t.seed * 7919 + self.rank)  # per-rank stream for the flow-matching noise
+        self.gen = torch.Generator().manual_seed(t.seed * 1000 + self.rank)  # masks, caption drop
+        stride = self.tokenizer.stride
+        sampler = FeedbackSampler(load_index(cfg.lake), stride=stride, schedule=t.resolution.model_dump(),
+                                  fixed_side=t.fixed_side, seed=t.seed, rank=self.rank,
+                                  world_size=self.world, max_retries=t.max_retries)
+        packer = TokenBudgetPacker(sampler, t.token_budget, t.max_image_tokens, stride, t.lookahead)
+        self.loader = TrainLoader(packer, self.tokenizer, t.max_image_tokens, t.seed, self.rank,
+                                  t.num_workers)
+        self.watcher = WeightsWatcher(cfg.lake, t.phase)
+        self.step = 0
+        self.window: dict[str, Counter] = {"tokens": Counter(), "loss": Counter(), "images": Counter()}
+        self.window_steps = 0
+        self.last_loss = float("nan")
+        self.switches: list[tuple[int, str | None, str | None]] = []  # (after step, old, new)
+        ck = resolve_resume(resume, t.out)
+        if ck is not None:
+            self.load_checkpoint(ck)
+        else:
+            if t.init_from:
+                self.load_weights(Path(t.init_from))
+            self.watcher.apply(sampler, _broadcast(self.watcher.poll() if self.rank == 0 else None))
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
+                         if self.device.type == "cuda" and t.precision in ("auto", "bf16") else nullcontext())
+
+    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        if not dist.is_initialized():
+            return model
+        if self.cfg.train.fsdp:
+            from torch.distributed.fsdp import fully_shard
+            for stack in (model.context.stack, model.predictor):
+                for block in stack.blocks:
+                    fully_shard(block)
+            fully_shard(model)
+            return model
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DDP(model, device_ids=ids)
+
+    @property
+    def sampler(self):
+        return self.loader.sampler
+
+    # -------------------------------------------------------------------------- one step
+    def train_step(self) -> dict:
+        t = self.cfg.train
+        if self.step % t.weights_check_every == 0 and self.step > 0:
+            self._check_weights()
+        batch = self.loader.next()
+        text = self.text.encode(batch.captions, self.cfg.model.text_max_length).to(self.device)
+        with self.autocast:
+            out = self.model(batch.images.to(self.device), text, generator=self.gen)
+        self.opt.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip) if t.grad_clip > 0 \
+            else torch.zeros(())
+        self.opt.step()
+        self.sched.step()
+        self.raw.update_ema(t.target_ema)
+        self.ema.update(self.raw, t.ema)
+        self.step += 1
+        losses = {k: float(v.detach()) for k, v in out.items()}
+        self.last_loss = losses["loss"]
+        for k, v in losses.items():
+            self.window["loss"][k] += v
+        self.window["loss"]["grad_norm"] += float(gnorm)
+        self.window["tokens"]["image"] += batch.tokens
+        self.window["tokens"]["budget"] += t.token_budget
+        self.window["images"]["count"] += len(batch.keys)
+        self.window_steps += 1
+        return {"step": self.step, "keys": batch.keys, "sizes": batch.sizes, "tokens": batch.tokens,
+                "lr": self.sched.get_last_lr()[0], **losses}
+
+    def _check_weights(self) -> None:
+        v = _broadcast(self.watcher.poll() if self.rank == 0 else None)
+        if v != self.sampler.weights_version:
+            log.info("step %d: sampling weights %s -> %s", self.step, self.sampler.weights_version, v)
+            self.switches.append((self.step, self.sampler.weights_version, v))
+            self.watcher.apply(self.sampler, v)
+
+    # -------------------------------------------------------------------------- stats
+    def write_stats(self) -> None:
+        """This rank's window of batch statistics as one lake partition (run-rank-step)."""
+        from warehouse import lake as lk
+        now = dt.datetime.now(dt.timezone.utc)
+        ver = self.sampler.weights_version
+        n = max(self.window_steps, 1)
+        rows = []
+        for kind, c in self.sampler.pop_window().items():
+            rows += [{"kind": kind, "value": k, "count": float(v)} for k, v in sorted(c.items())]
+        rows += [{"kind": "loss", "value": k, "count": v / n} for k, v in sorted(self.window["loss"].items())]
+        rows += [{"kind": "tokens", "value": k, "count": float(v)} for k, v in sorted(self.window["tokens"].items())]
+        rows += [{"kind": "images", "value": "count", "count": float(self.window["images"]["count"])},
+                 {"kind": "steps", "value": "count", "count": float(self.window_steps)},
+                 {"kind": "lr", "value": "lr", "count": float(self.sched.get_last_lr()[0])}]
+        for r in rows:
+            r.update(run_id=self.run_id, rank=self.rank, step=self.step, weights_version=ver, created_at=now)
+        lk.write_partition(self.cfg.lake, "batch_stats", f"{self.run_id}-r{self.rank:03d}-s{self.step:08d}", rows)
+        self.window = {k: Counter() for k in self.window}
+        self.window_steps = 0
+
+    # -------------------------------------------------------------------------- checkpoints
+    def _full_state(self) -> tuple[dict, dict]:
+        """(model state, optimizer state) as full tensors (FSDP shards gathered)."""
+        if self.cfg.train.fsdp and dist.is_initialized():
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+            return get_state_dict(self.model, self.opt,
+                                  options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return self.raw.state_dict(), self.opt.state_dict()
+
+    def _ema_state(self) -> dict:
+        out = {}
+        for k, v in self.ema.state_dict().items():
+            out[k] = v.full_tensor() if hasattr(v, "full_tensor") else v
+        return out
+
+    def save_checkpoint(self) -> Path:
+        from model.checkpoint import save_model
+        from warehouse import lake as lk
+        t = self.cfg.train
+        final = checkpoint_dir(self.out) / f"step_{self.step:08d}"
+        stage = final.parent / f".{final.name}.partial"
+        model_state, opt_state = self._full_state()
+        ema_state = self._ema_state()
+        if self.rank == 0:
+            shutil.rmtree(stage, ignore_errors=True)
+            meta = {"step": self.step, "run_id": self.run_id, "phase": t.phase,
+                    "weights_version": self.sampler.weights_version, "world_size": self.world,
+                    "loss": self.last_loss, "text_encoder": self.text.describe(),
+                    "config": self.cfg.model_dump(mode="json")}
+            save_model(str(stage), _StateView(self.raw, model_state), ema_state, meta)
+            torch.save({"optimizer": opt_state, "scheduler": self.sched.state_dict(), "step": self.step,
+                        "world_size": self.world}, stage / "trainer.pt")
+        _barrier()
+        torch.save({"loader": self.loader.state_dict(), "rng": _rng_state(self.device),
+                    "model_rng": self.gen.get_state(), "step": self.step, "rank": self.rank},
+                   stage / f"rank-{self.rank:03d}.pt")
+        _barrier()
+        if self.rank == 0:
+            (stage / COMPLETE).write_text(json.dumps({"step": self.step, "world_size": self.world}))
+            if final.exists():
+                shutil.rmtree(final)
+            os.rename(stage, final)
+            now = dt.datetime.now(dt.timezone.utc)
+            lk.write_partition(self.cfg.lake, "checkpoints", f"{self.run_id}-s{self.step:08d}", [{
+                "run_id": self.run_id, "step": self.step, "path": str(final.resolve()), "phase": t.phase,
+                "weights_version": self.sampler.weights_version, "loss": self.last_loss, "created_at": now,
+                "config": json.dumps(self.cfg.model_dump(mode="json")), "world_size": self.world,
+                "deleted": False}])
+            self._prune(t.keep_last)
+            log.info("step %d: checkpoint %s", self.step, final)
+        _barrier()
+        return final
+
+    def _prune(self, keep: int) -> None:
+        from warehouse import lake as lk
+        for old in list_checkpoints(self.out)[:-keep]:
+            step = int(old.name.split("_")[1])
+            shutil.rmtree(old)
+            lk.write_partition(self.cfg.lake, "checkpoints", f"{self.run_id}-s{step:08d}-deleted", [{
+                "run_id": self.run_id, "step": step, "path": str(old.resolve()), "deleted": True,
+                "created_at": dt.datetime.now(dt.timezone.utc)}])
+
+    def load_weights(self, path: Path) -> None:
+        """Model and EMA weights only (phase 2 starting from phase 1): optimizer, schedule and
+        data stream start fresh."""
+        from safetensors.torch import load_file
+        self.raw.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
+        if (path / "ema.safetensors").exists():
+            self.ema.load_state_dict({k: v.to(self.device) for k, v in load_file(str(path / "ema.safetensors")).items()})
+        log.info("initialised weights from %s", path)
+
+    def load_checkpoint(self, path: Path) -> None:
+        from safetensors.torch import load_file
+        tr = torch.load(path / "trainer.pt", weights_only=True)
+        if tr["world_size"] != self.world:
+            raise ValueError(f"{path} was written by {tr['world_size']} ranks; this run has {self.world}. "
+                             "The data stream is per rank: resume with the same world size.")
+        state = load_file(str(path / "model.safetensors"))
+        if self.cfg.train.fsdp and dist.is_initialized():
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+            set_state_dict(self.model, self.opt, model_state_dict=state, optim_state_dict=tr["optimizer"],
+                           options=StateDictOptions(full_state_dict=True))
+        else:
+            self.raw.load_state_dict(state, strict=True)
+            self.opt.load_state_dict(tr["optimizer"])
+        if (path / "ema.safetensors").exists():
+            self.ema.load_state_dict({k: v.to(self.device) for k, v in load_file(str(path / "ema.safetensors")).items()})
+        self.sched.load_state_dict(tr["scheduler"])
+        rs = torch.load(path / f"rank-{self.rank:03d}.pt", weights_only=True)
+        self.loader.load_state_dict(rs["loader"])
+        _set_rng_state(rs["rng"], self.device)
+        self.gen.set_state(rs["model_rng"])
+        self.step = tr["step"]
+        log.info("resumed from %s at step %d (weights %s)", path, self.step, self.sampler.weights_version)
+
+    # -------------------------------------------------------------------------- the loop
+    def fit(self, steps: int | None = None, on_step=None) -> list[dict]:
+        t = self.cfg.train
+        end = steps if steps is not None else t.steps
+        history = []
+        t0, tok0 = time.perf_counter(), 0
+        self.model.train()
+        while self.step < end:
+            rec = self.train_step()
+            history.append(rec)
+            tok0 += rec["tokens"]
+            if on_step:
+                on_step(rec)
+            if self.step % t.log_every == 0 and self.rank == 0:
+                dtm = time.perf_counter() - t0
+                log.info("step %d loss %.4f (flow %.4f pred %.4f) lr %.2e %.0f img-tok/s/rank", self.step,
+                         rec["loss"], rec["loss_flow"], rec["loss_pred"], rec["lr"], tok0 / max(dtm, 1e-9))
+                t0, tok0 = time.perf_counter(), 0
+            if self.step % t.stats_every == 0:
+                self.write_stats()
+            if self.step % t.save_every == 0 or self.step == end:
+                self.save_checkpoint()
+        return history
+
+    def close(self) -> None:
+        self.loader.close()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class _StateView:
+    """Lets ``model.checkpoint.save_model`` write a gathered (e.g. FSDP full) state dict."""
+
+    def __init__(self, model, state: dict):
+        self._model, self._state = model, state
+        self.args, self.tokenizer = model.args, model.tokenizer
+
+    def state_dict(self) -> dict:
+        return self._state
+
+
+# ------------------------------------------------------------------------------ entry point
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config (e.g. configs/demo_phase1.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    p.add_argument("--resume", help="auto (latest complete checkpoint in train.out) or a checkpoint dir")
+    p.add_argument("--steps", type=int, help="stop at this step (default train.steps)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="model.trainer", description=__doc__.split("\n")[0])
+    add_arguments(p)
+    args = p.parse_args(argv)
+    return train_main(args)
+
+
+def train_main(args: argparse.Namespace) -> int:
+    rank = dist_env()[0]
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format=f"%(asctime)s [rank {rank}] %(name)s: %(message)s", stream=sys.stdout)
+    logging.getLogger("model.feedback_sampler").setLevel(logging.INFO)
+    cfg = load_config(args.config, args.set)
+    tr = Trainer(cfg, resume=args.resume)
+    try:
+        tr.fit(args.steps)
+    finally:
+        tr.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

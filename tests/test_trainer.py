@@ -1,0 +1,111 @@
+import json
+import os
+
+import pytest
+import torch
+from _train_data import make_lake
+
+from djepa_t2i.config import load_config
+from model import trainer as tr
+from tasks import shard_writer
+from warehouse import db, lake as lk
+from warehouse import weights as wt
+
+
+def tiny_cfg(lake, out, **kw):
+    sets = {"lake": lake, "model.name": "djepa_tiny", "model.patch_size": 8, "model.overrides": "{width: 32, head_width: 32}",
+            "train.out": out, "train.steps": 6, "train.token_budget": 64, "train.max_image_tokens": 32,
+            "train.lookahead": 4, "train.resolution": "{mu: 0.032, sigma: 0.01, a: 0.016, b: 0.064}",
+            "train.save_every": 3, "train.stats_every": 2, "train.weights_check_every": 2,
+            "train.warmup": 2, "train.lr": 1e-3, "train.ema": 0.9, "train.log_every": 100, "train.device": "cpu"}
+    sets.update(kw)
+    return load_config(None, [f"{k}={v}" for k, v in sets.items()])
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    lake, _ = make_lake(root, n=40, shards=2, sizes=((32, 32), (48, 32), (24, 40), (64, 48), (16, 24)))
+    shard_writer.build(lake, str(root / "shards"), samples_per_shard=12, progress=False)
+    wt.publish(lake, [{"kind": "color", "value": "red", "target_freq": 0.2},
+                      wt.resolution_row("phase1", 0.032, 0.01, 0.016, 0.064, "demo scale")], why="v0 test")
+    return root, lake
+
+
+def run(cfg, resume=None, steps=None):
+    t = tr.Trainer(cfg, resume=resume)
+    try:
+        return t, t.fit(steps)
+    finally:
+        t.close()
+
+
+def test_exact_resume_same_losses_and_samples(data):
+    root, lake = data
+    out_a = str(root / "run_a")
+    a, hist = run(tiny_cfg(lake, out_a))
+    assert [h["step"] for h in hist] == list(range(1, 7))
+    for h in hist:  # never upscaled, stride multiples
+        assert all(hh % 8 == 0 and ww % 8 == 0 for hh, ww in h["sizes"]) and h["tokens"] <= 64
+    ck = os.path.join(out_a, "checkpoints", "step_00000003")
+    assert sorted(os.listdir(ck)) == ["COMPLETE", "ema.safetensors", "meta.json", "model.safetensors",
+                                      "rank-000.pt", "trainer.pt"]
+    st = torch.load(os.path.join(ck, "rank-000.pt"), weights_only=True)  # plain tensors and dicts
+    assert st["loader"]["packer"]["sampler"]["weights_version"] == "v0000"
+    out_b = str(root / "run_b")
+    b, hist_b = run(tiny_cfg(lake, out_b), resume=ck)
+    assert [h["step"] for h in hist_b] == [4, 5, 6]
+    assert [h["keys"] for h in hist_b] == [h["keys"] for h in hist[3:]]
+    assert [h["loss"] for h in hist_b] == [h["loss"] for h in hist[3:]]  # bit-identical
+    # the checkpoint loads as a model checkpoint (evaluation's path) and is registered in the lake
+    from model.checkpoint import load_model
+    m, tok, _, meta = load_model(ck, ema=True)
+    assert meta["step"] == 3 and meta["weights_version"] == "v0000" and tok.patch_size == 8
+    _, rows = db.query(lake, "SELECT step, world_size FROM checkpoints_live WHERE run_id = 'run_a' ORDER BY step")
+    assert rows == [(3, 1), (6, 1)]
+
+
+def test_stats_keep_last_and_weights_switch_midrun(data):
+    root, lake = data
+    out = str(root / "run_c")
+    cfg = tiny_cfg(lake, out, **{"train.steps": 8, "train.save_every": 2, "train.keep_last": 2})
+    t = tr.Trainer(cfg)
+    switched = []
+
+    def publish_at_3(rec):
+        if rec["step"] == 3:
+            switched.append(wt.publish(lake, [{"kind": "color", "value": "blue", "target_freq": 0.1}], why="test fb"))
+
+    try:
+        t.fit(on_step=publish_at_3)
+    finally:
+        t.close()
+    assert t.sampler.weights_version == switched[0] == "v0001"
+    assert t.sampler.targets == {"color:blue": 0.1}
+    # published after step 3, adopted at the next check (after step 4: within N=2 steps) and
+    # recorded in the batch_stats window that contains it (steps 5-6)
+    assert t.switches == [(4, "v0000", "v0001")]
+    _, rows = db.query(lake, "SELECT step, value FROM batch_stats WHERE run_id = 'run_c' AND kind = 'weights_switch' ORDER BY step")
+    assert rows[-1] == (6, "v0000->v0001")
+    _, rows = db.query(lake, "SELECT DISTINCT weights_version FROM batch_stats WHERE run_id='run_c' AND step >= 6")
+    assert rows == [("v0001",)]
+    # keep_last: only the last two checkpoint dirs remain; the lake view agrees
+    assert sorted(os.listdir(os.path.join(out, "checkpoints"))) == ["step_00000006", "step_00000008"]
+    _, rows = db.query(lake, "SELECT step FROM checkpoints_live WHERE run_id = 'run_c' ORDER BY step")
+    assert rows == [(6,), (8,)]
+    _, rows = db.query(lake, "SELECT kind, sum(count) FROM batch_stats_agg WHERE run_id = 'run_c' "
+                             "AND kind IN ('steps', 'images') GROUP BY kind ORDER BY kind")
+    assert dict(rows)["steps"] == 8 and dict(rows)["images"] > 8
+
+
+def test_resume_auto_and_world_size_mismatch(data, monkeypatch):
+    root, lake = data
+    out = str(root / "run_a")  # from the first test (module-scoped data)
+    if not tr.list_checkpoints(out):
+        pytest.skip("needs test_exact_resume first")
+    assert tr.resolve_resume("auto", out).name == "step_00000006"
+    assert tr.resolve_resume("auto", str(root / "nothing")) is None
+    with pytest.raises(FileNotFoundError, match="COMPLETE"):
+        tr.resolve_resume(str(root), out)
+    assert tr.lr_factor(0, 10, 100, "cosine") == 0.1 and tr.lr_factor(100, 10, 100, "cosine") == 0.0
+    assert tr.lr_factor(55, 10, 100, "constant") == 1.0

@@ -1,0 +1,17 @@
+-- Trainer statistics aggregated across ranks: one row per (run, step, kind, value).
+-- Counts (images, tokens, resolution histogram, notions, discards by reason) are summed over
+-- ranks; loss terms and the learning rate are averaged.
+CREATE OR REPLACE VIEW batch_stats_agg AS
+SELECT run_id, step, kind, value,
+       CASE WHEN kind IN ('loss', 'lr') THEN avg(count) ELSE sum(count) END AS count,
+       count(DISTINCT rank) AS ranks,
+       string_agg(DISTINCT weights_version, ',') AS weights_version,
+       max(created_at) AS created_at
+FROM batch_stats GROUP BY run_id, step, kind, value;
+
+-- Checkpoints whose files still exist (keep_last prunes older ones and records it).
+CREATE OR REPLACE VIEW checkpoints_live AS
+SELECT c.* FROM checkpoints c
+WHERE NOT coalesce(c.deleted, false)
+  AND NOT EXISTS (SELECT 1 FROM checkpoints d
+                  WHERE d.deleted AND d.run_id = c.run_id AND d.step = c.step);
