@@ -167,6 +167,7 @@ class Train(Section):
     """The trainer and its data path (model/trainer.py, model/feedback_sampler.py)."""
     out: str = "runs/train"  # run directory: checkpoints/, train.log
     run_id: str | None = None  # default: the name of `out`
+    init_from: str | None = None  # start from this checkpoint's weights (+EMA), fresh optimizer/data
     phase: Literal["phase1", "phase2"] = "phase1"
     steps: int = Field(200, ge=1)
     lr: float = Field(1e-4, gt=0, le=1.0)
