@@ -46,8 +46,10 @@ class Dedup(Section):
 
 
 class Aesthetic(Backend):
-    """offline = offline-nrq (no-reference quality, not LAION); laion-mlp needs curate.clip_weights."""
-    threshold: float = Field(4.5, ge=0.0, le=10.0)
+    """offline = offline-nrq (no-reference quality, not LAION); laion-mlp needs curate.clip_weights.
+    The two scores live on different scales: None picks the backend's default (laion-mlp 4.5,
+    offline-nrq 1.5)."""
+    threshold: float | None = Field(None, ge=0.0, le=10.0)
 
 
 class OCR(Backend):
@@ -56,7 +58,8 @@ class OCR(Backend):
     max_text_area: float = Field(0.05, ge=0.0, le=1.0)  # reject above this share of the image
     min_confidence: float = Field(0.5, ge=0.0, le=1.0)
     det_side: int = Field(384, ge=32, le=4096)  # detection runs at this long side (speed)
-    recognize: bool = True  # also read the detected text (only runs where boxes were found)
+    recognize: bool = True  # read detected boxes; only boxes with >= min_chars letters/digits count
+    min_chars: int = Field(2, ge=0, le=100)  # shapes read as "■"/"●" are not text
 
 
 class NSFW(Backend):
@@ -205,23 +208,37 @@ class Train(Section):
 
 
 class Evaluate(Section):
+    """evaluate-checkpoints: which benchmark, how images are generated, where they are saved."""
     benchmark: Literal["shapes-geneval", "geneval"] = "shapes-geneval"
-    prompts_per_category: int = Field(8, ge=1)
+    prompts_per_category: int = Field(8, ge=1)  # shapes-geneval: prompts of each of 6 categories
+    metadata: str | None = None  # geneval: path to GenEval's evaluation_metadata.jsonl
     images_per_prompt: int = Field(1, ge=1)
-    steps: int = Field(16, ge=1)
+    steps: int = Field(16, ge=1)  # generalized next-token steps
+    flow_steps: int = Field(16, ge=1)  # Euler steps of the flow head
     cfg: float = Field(3.0, ge=0)
     temperature: float = Field(1.0, gt=0)
-    size: int = Field(64, ge=8)
+    size: int = Field(64, ge=16)  # square side in pixels
     seed: int = 0
-    detector: Backend = Backend(backend="none")
-    clip: Backend = Backend(backend="none")
+    batch_size: int = Field(16, ge=1, le=4096)
+    device: str = "auto"
+    out: str = "runs/eval"  # generated images: <out>/<checkpoint>/<benchmark>/<prompt_id>_<j>.png
+    max_checkpoints: int = Field(0, ge=0)  # per invocation; 0 = all pending
+    run_feedback: bool = True
+    detector: Backend = Backend(backend="none")  # geneval: backend "yolo", weights = a COCO .pt
+    clip: Backend = Backend(backend="none")  # geneval colors / clipscore: "open_clip", ViT-L-14 weights
 
 
 class Feedback(Section):
+    """The rule that turns evaluation + batch statistics into the next weights (docs/feedback.md)."""
     step_size: float = Field(0.5, gt=0, le=1)  # max relative change of a target per version
     floor: float = Field(0.001, ge=0, le=1)
     cap: float = Field(0.5, ge=0, le=1)
+    margin: float = Field(0.05, ge=0, le=1)  # |score - kind mean| below this: neither weak nor learned
+    decay: float = Field(0.25, ge=0, le=1)  # share of the gap to the natural frequency closed per version
+    tolerance: float = Field(0.1, ge=0, le=1)  # observed < (1 - tolerance) x target: under-sampled
+    min_samples: int = Field(20, ge=0)  # accepted samples in the stats window before it is trusted
     advance_phase_at: float = Field(0.5, ge=0, le=1)  # mean eval score that moves to phase 2
+    benchmark: str = "shapes-geneval"
 
 
 class Config(Section):

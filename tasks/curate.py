@@ -89,8 +89,8 @@ def _now():
 
 
 def process_shard(tar_path: str, cfg: Config, run_id: str = "", models: Models | None = None) -> ShardOutput:
-    t0 = time.perf_counter()
     models = models or load_models(cfg)
+    t0 = time.perf_counter()
     c = cfg.curate
     s = sh.read_shard(tar_path)
     out = ShardOutput()

@@ -16,6 +16,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("stage", S), ("reason", S), ("score", F), ("width", I), ("height", I),
         ("caption", S), ("url", S), ("sha256", S), ("phash", S), ("source", S),
         ("run_id", S), ("created_at", TS),
+        ("dup_of", S),  # shard/key kept instead of this one (dedup rejections)
+        ("orig_width", I), ("orig_height", I), ("mode", S), ("orientation", I),
     ]),
     # one row per pair per filter that ran on it (curate-laion)
     "filter_scores": pa.schema([
@@ -26,6 +28,9 @@ SCHEMAS: dict[str, pa.Schema] = {
     "shard_runs": pa.schema([
         ("shard", S), ("source_path", S), ("n_in", I), ("n_passed", I), ("n_rejected", I),
         ("n_quarantined", I), ("seconds", F), ("backends", S), ("run_id", S), ("created_at", TS),
+        ("n_refused", I),  # tar members refused for unsafe paths (each also a quarantined row)
+        ("errors", S),  # JSON list of shard-level problems (truncated tar, parquet mismatch, ...)
+        ("stage_seconds", S),  # JSON {stage: seconds} spent in this shard
     ]),
     # captions with provenance (recaption)
     "captions": pa.schema([
@@ -61,9 +66,12 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("loss", F), ("created_at", TS), ("config", S), ("world_size", I),
         ("deleted", B),  # True in a later partition when keep_last removed the files
     ]),
+    # evaluate-checkpoints: one row per (checkpoint, prompt, image, notion), the prompt's category
+    # among its notions (notion_kind='category'); one partition per checkpoint+benchmark
     "eval_results": pa.schema([
         ("checkpoint", S), ("run_id", S), ("step", I), ("benchmark", S), ("category", S),
         ("prompt_id", S), ("notion", S), ("score", F), ("backend", S), ("image_path", S),
-        ("created_at", TS),
+        ("created_at", TS), ("prompt", S), ("image_index", I), ("seed", I), ("notion_kind", S),
+        ("reason", S), ("weights_version", S), ("params", S),
     ]),
 }

@@ -5,7 +5,8 @@ Backends:
   ViT-L/14 image embeddings. State-dict keys as published (``layers.0/2/4/6/7.weight|bias``:
   Linear(768,1024)-Dropout-Linear(1024,128)-Dropout-Linear(128,64)-Dropout-Linear(64,16)-
   Linear(16,1)), loaded from ``curate.aesthetic.weights`` (a .pth state dict or .safetensors).
-- ``offline`` = ``offline-nrq``: a no-reference *quality* score, NOT the LAION aesthetic score.
+- ``offline`` = ``offline-nrq``: a no-reference *quality* score, NOT the LAION aesthetic score
+  (default threshold 1.5: rejects flat, blurred, washed-out images).
   On a 256-px grey/colour thumbnail: sharpness s = log1p(var(Laplacian))/log1p(2000),
   contrast c = std(luma)/64, colourfulness k = Hasler-Suesstrunk M/100, each clipped to [0,1];
   score = 10 * (0.4 s + 0.35 c + 0.25 k). Flat, blurred, washed-out images score low.
@@ -19,6 +20,7 @@ from PIL import Image
 from tasks.filters import Result
 
 LAION_DIM = 768
+DEFAULT_THRESHOLD = {"laion-mlp": 4.5, "offline-nrq": 1.5}  # when curate.aesthetic.threshold is None
 
 
 class AestheticMLP(torch.nn.Module):
@@ -98,8 +100,9 @@ class LaionMLP:
 def build(cfg):
     c = cfg.curate.aesthetic
     if c.backend in ("offline", "offline-nrq"):
-        return OfflineNRQ(c.threshold)
+        return OfflineNRQ(DEFAULT_THRESHOLD["offline-nrq"] if c.threshold is None else c.threshold)
     if c.backend == "laion-mlp":
         from tasks.filters.clip_embed import pick_device
-        return LaionMLP(c.weights, c.threshold, pick_device(c.device))
+        thr = DEFAULT_THRESHOLD["laion-mlp"] if c.threshold is None else c.threshold
+        return LaionMLP(c.weights, thr, pick_device(c.device))
     raise ValueError(f"curate.aesthetic.backend: unknown {c.backend!r}; use offline|laion-mlp|none")

@@ -4,7 +4,8 @@ Backend ``rapidocr`` (the PP-OCR det/rec ONNX models bundled in the rapidocr whe
 *detected* on the image downscaled to ``det_side`` px (long side): detection alone decides the
 text-area ratio = sum of box areas (score >= min_confidence) / image area, clipped to 1; images
 above ``max_text_area`` are rejected. Recognition (``recognize``) only runs on detected boxes and
-records the text, so text-free images pay for detection only.
+records the text, so text-free images pay for detection only; with recognition on, a box counts
+only if its text has >= ``min_chars`` letters/digits (flat shapes are read as "■" or "●").
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ class RapidOCRFilter:
         # det-only: scores are box confidences; with recognition: recognition confidences
         scores = [1.0] * len(boxes) if out.scores is None else [float(v) for v in out.scores]
         texts = list(getattr(out, "txts", None) or []) if c.recognize else []
-        keep = [i for i, s in enumerate(scores[:len(boxes)]) if s >= c.min_confidence]
+        keep = [i for i, s in enumerate(scores[:len(boxes)]) if s >= c.min_confidence
+                and (not texts or sum(ch.isalnum() for ch in texts[i]) >= c.min_chars)]
         area = sum(poly_area(np.asarray(boxes[i], np.float64)) for i in keep)
         ratio = min(1.0, area / float(im.width * im.height))
         d = {"n_boxes": len(keep), "text_area": round(ratio, 5),
