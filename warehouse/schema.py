@@ -66,6 +66,11 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("loss", F), ("created_at", TS), ("config", S), ("world_size", I),
         ("deleted", B),  # True in a later partition when keep_last removed the files
     ]),
+    # one row per launch of the `train` flow (flows/train.py)
+    "train_runs": pa.schema([
+        ("run_id", S), ("nproc", I), ("command", S), ("config", S), ("returncode", I), ("status", S),
+        ("started_at", TS), ("finished_at", TS), ("log_path", S),
+    ]),
     # evaluate-checkpoints: one row per (checkpoint, prompt, image, notion), the prompt's category
     # among its notions (notion_kind='category'); one partition per checkpoint+benchmark
     "eval_results": pa.schema([

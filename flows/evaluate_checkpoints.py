@@ -1,0 +1,71 @@
+"""evaluate-checkpoints flow: score every complete, not yet evaluated checkpoint, then feedback.
+
+    t2i evaluate --lake runs/lake [--config F] [--set evaluate.prompts_per_category=16] [--no-prefect]
+
+Scheduled by the ``evaluate-checkpoints/scheduled`` deployment (prefect.yaml). Safe beside a
+running trainer: only checkpoints registered in the lake with a ``COMPLETE`` directory are read,
+and each checkpoint+benchmark writes one idempotent ``eval_results`` partition.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import djepa_t2i.env  # noqa: F401
+from djepa_t2i.config import load_config
+from prefect import flow, get_run_logger, task
+
+from tasks.evaluators import checkpoint_eval as ce
+
+
+def evaluate(lake: str, config_path: str | None = None, overrides: list[str] | None = None,
+             progress: bool = True) -> dict:
+    """Plain function under the flow: evaluate pending checkpoints, then run feedback."""
+    cfg = load_config(config_path, overrides)
+    summary = ce.evaluate_pending(lake, cfg.evaluate, progress=progress)
+    if cfg.evaluate.run_feedback and summary["evaluated"]:
+        from flows.feedback import run_feedback
+        summary["feedback"] = run_feedback(lake, cfg)
+    return summary
+
+
+@task(name="evaluate-checkpoint")
+def _evaluate_one(lake: str, ckpt: dict, cfg) -> dict:
+    return ce.evaluate_checkpoint(lake, ckpt, cfg, progress=False)
+
+
+@flow(name="evaluate-checkpoints")
+def evaluate_checkpoints(lake: str = "runs/lake", config_path: str | None = None,
+                         overrides: list[str] | None = None) -> dict:
+    log = get_run_logger()
+    cfg = load_config(config_path, overrides)
+    todo, skipped = ce.pending_checkpoints(lake, cfg.evaluate.benchmark)
+    if cfg.evaluate.max_checkpoints:
+        todo = todo[: cfg.evaluate.max_checkpoints]
+    for s in skipped:
+        log.info("skip %s: %s", ce.checkpoint_id(s["run_id"], s["step"]), s["why"])
+    done = [_evaluate_one(lake, ck, cfg.evaluate) for ck in todo]
+    summary = {"evaluated": done, "skipped": [{"checkpoint": ce.checkpoint_id(s["run_id"], s["step"]),
+                                               "why": s["why"]} for s in skipped]}
+    if cfg.evaluate.run_feedback and done:
+        from flows.feedback import feedback
+        summary["feedback"] = feedback(lake, config_path, overrides)
+    log.info("evaluate-checkpoints: %s", json.dumps(summary, default=str))
+    return summary
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lake", default=None, help="lake directory (default: config lake)")
+    p.add_argument("--config", default=None, help="YAML config file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-prefect", action="store_true", help="run the plain function, no flow run")
+
+
+def run(args) -> int:
+    lake = args.lake or load_config(args.config, args.overrides).lake
+    if args.no_prefect:
+        summary = evaluate(lake, args.config, args.overrides)
+    else:
+        summary = evaluate_checkpoints(lake, args.config, args.overrides)
+    print(json.dumps(summary, indent=1, default=str))
+    return 0

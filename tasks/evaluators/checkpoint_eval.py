@@ -1,0 +1,201 @@
+"""Evaluating checkpoints: which ones are pending, generating for a benchmark, scoring, and the
+``eval_results`` partition. Plain functions; ``flows/evaluate_checkpoints.py`` wraps them.
+
+The scoring path takes a ``generate_fn(jobs) -> images`` so it runs without a trained model (a
+renderer of the ground truth must score 1.0). A checkpoint is read only when its directory is
+complete (the trainer writes ``COMPLETE`` last, then renames the directory into place, then
+registers it), and a checkpoint+benchmark pair with a partition in ``eval_results`` is done:
+re-running evaluates nothing twice, and a killed evaluation leaves no partition, so it reruns.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+from PIL import Image
+
+from warehouse import lake as lk
+
+log = logging.getLogger(__name__)
+
+COMPLETE = "COMPLETE"  # the trainer's marker (model.trainer.COMPLETE)
+GenerateFn = Callable[[list[dict]], list[Image.Image]]
+
+
+def checkpoint_id(run_id: str, step: int) -> str:
+    return f"{run_id}-s{int(step):08d}"
+
+
+def partition_name(ckpt: str, benchmark: str) -> str:
+    return f"{ckpt}-{benchmark}"
+
+
+def is_complete(path: str) -> bool:
+    """A checkpoint directory the trainer finished: marker, description and weights present."""
+    p = Path(path)
+    return p.is_dir() and all((p / f).is_file() for f in (COMPLETE, "meta.json", "model.safetensors"))
+
+
+def live_checkpoints(lake: str) -> list[dict]:
+    """Registered checkpoints whose latest registration is not a deletion, oldest step first."""
+    t = lk.read_table(lake, "checkpoints")
+    latest: dict[tuple[str, int], dict] = {}
+    for r in t.to_pylist():
+        k = (r["run_id"], r["step"])
+        if k not in latest or (r["created_at"] or dt.datetime.min.replace(tzinfo=dt.timezone.utc)) >= \
+                (latest[k]["created_at"] or dt.datetime.min.replace(tzinfo=dt.timezone.utc)):
+            latest[k] = r
+    rows = [r for r in latest.values() if not r.get("deleted")]
+    return sorted(rows, key=lambda r: (r["created_at"] or dt.datetime.min.replace(tzinfo=dt.timezone.utc),
+                                       r["run_id"], r["step"]))
+
+
+def pending_checkpoints(lake: str, benchmark: str) -> tuple[list[dict], list[dict]]:
+    """(checkpoints to evaluate, skipped ones with the reason). Skipped: already evaluated for
+    ``benchmark``, or its directory is missing or incomplete (it is retried next time)."""
+    todo, skipped = [], []
+    for r in live_checkpoints(lake):
+        ck = checkpoint_id(r["run_id"], r["step"])
+        if lk.has_partition(lake, "eval_results", partition_name(ck, benchmark)):
+            skipped.append({**r, "why": "already evaluated"})
+        elif not is_complete(r["path"] or ""):
+            skipped.append({**r, "why": f"incomplete or missing directory {r['path']}"})
+        else:
+            todo.append(r)
+    return todo, skipped
+
+
+def benchmark_prompts(cfg) -> list[dict]:
+    """The prompt set of ``cfg.benchmark`` (``cfg``: the ``evaluate`` config section)."""
+    if cfg.benchmark == "shapes-geneval":
+        from tasks import shapes_world as sw
+        return sw.benchmark_prompts(cfg.prompts_per_category, cfg.seed, cfg.size, cfg.size)
+    if cfg.benchmark == "geneval":
+        if not cfg.metadata:
+            raise ValueError("evaluate.benchmark=geneval needs evaluate.metadata "
+                             "(path to GenEval's evaluation_metadata.jsonl)")
+        from tasks.evaluators import geneval
+        return geneval.read_metadata(cfg.metadata)
+    raise ValueError(f"unknown benchmark {cfg.benchmark!r}")
+
+
+def jobs_for(prompts: list[dict], images_per_prompt: int, seed: int) -> list[dict]:
+    """One generation job per (prompt, image index), with its own seed (recorded in the rows)."""
+    return [{**p, "image_index": j, "seed": seed * 1_000_003 + i * images_per_prompt + j}
+            for i, p in enumerate(prompts) for j in range(images_per_prompt)]
+
+
+def scorer_for(cfg):
+    """``score(job, image) -> (score, reason)`` and the backend name for ``cfg.benchmark``."""
+    if cfg.benchmark == "shapes-geneval":
+        from tasks.evaluators import shapes_geneval as sg
+        return (lambda job, img: sg.score_image(img, job["spec"])), sg.BACKEND
+    from tasks.evaluators import geneval
+    scorer = geneval.GenEvalScorer.from_config(cfg)
+    return (lambda job, img: scorer.score(img, job["spec"])), scorer.backend
+
+
+def score_jobs(jobs: list[dict], generate_fn: GenerateFn, score_fn, backend: str,
+               batch_size: int = 16, image_dir: str | None = None,
+               progress: bool = True) -> list[dict]:
+    """Generate in batches, save each image as ``<prompt_id>_<j>.png``, score it, and return
+    long-format rows (one per notion of the prompt, ``notion_kind='category'`` included)."""
+    from tqdm import tqdm
+    if image_dir:
+        os.makedirs(image_dir, exist_ok=True)
+    rows = []
+    bar = tqdm(total=len(jobs), desc="evaluate", unit="img", disable=not progress)
+    for b in range(0, len(jobs), batch_size):
+        batch = jobs[b:b + batch_size]
+        images = generate_fn(batch)
+        if len(images) != len(batch):
+            raise ValueError(f"generate_fn returned {len(images)} images for {len(batch)} prompts")
+        for job, img in zip(batch, images):
+            score, reason = score_fn(job, img)
+            path = None
+            if image_dir:
+                path = os.path.join(image_dir, f"{job['id']}_{job['image_index']}.png")
+                img.save(path)
+            for notion in job["notions"]:
+                kind, value = notion.split("=", 1)
+                rows.append({"category": job["category"], "prompt_id": job["id"],
+                             "prompt": job["prompt"], "image_index": job["image_index"],
+                             "seed": job["seed"], "notion_kind": kind, "notion": value,
+                             "score": float(score), "reason": reason, "backend": backend,
+                             "image_path": path})
+        bar.update(len(batch))
+    bar.close()
+    return rows
+
+
+def tensor_to_image(x) -> Image.Image:
+    """(C, H, W) in [-1, 1] -> RGB PIL image."""
+    arr = ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    if arr.shape[2] == 1:
+        arr = arr.repeat(3, axis=2)
+    return Image.fromarray(arr[..., :3])
+
+
+def model_generate_fn(path: str, cfg) -> tuple[GenerateFn, dict]:
+    """A ``generate_fn`` over a checkpoint's EMA weights (``model.checkpoint.load_model``); each
+    batch is seeded by its first job's seed, so a rerun with the same config is identical."""
+    import torch
+
+    from model.checkpoint import load_model
+    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    model, _, text_encoder, meta = load_model(path, ema=True, device=device)
+
+    def generate(jobs: list[dict]) -> list[Image.Image]:
+        text = text_encoder.encode([j["prompt"] for j in jobs])
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            out = model.generate(text, [(cfg.size, cfg.size)] * len(jobs), steps=cfg.steps,
+                                 cfg=cfg.cfg, temperature=cfg.temperature,
+                                 flow_steps=cfg.flow_steps, seed=int(jobs[0]["seed"]))
+        return [tensor_to_image(x) for x in out]
+    return generate, meta
+
+
+def evaluate_checkpoint(lake: str, ckpt: dict, cfg, generate_fn: GenerateFn | None = None,
+                        progress: bool = True) -> dict:
+    """Evaluate one registered checkpoint (``checkpoints`` row) on ``cfg.benchmark`` and write its
+    ``eval_results`` partition; returns the summary. ``generate_fn`` defaults to the checkpoint's
+    EMA model."""
+    from tasks.evaluators import geneval_rules as rules
+    ck = checkpoint_id(ckpt["run_id"], ckpt["step"])
+    if generate_fn is None:
+        generate_fn, _ = model_generate_fn(ckpt["path"], cfg)
+    prompts = benchmark_prompts(cfg)
+    jobs = jobs_for(prompts, cfg.images_per_prompt, cfg.seed)
+    score_fn, backend = scorer_for(cfg)
+    image_dir = os.path.join(cfg.out, ck, cfg.benchmark)
+    rows = score_jobs(jobs, generate_fn, score_fn, backend, cfg.batch_size, image_dir, progress)
+    params = json.dumps({k: getattr(cfg, k) for k in ("steps", "flow_steps", "cfg", "temperature",
+                                                      "size", "seed", "images_per_prompt",
+                                                      "prompts_per_category")})
+    now = dt.datetime.now(dt.timezone.utc)
+    for r in rows:
+        r.update(checkpoint=ck, run_id=ckpt["run_id"], step=ckpt["step"], benchmark=cfg.benchmark,
+                 weights_version=ckpt.get("weights_version"), params=params, created_at=now)
+    lk.write_partition(lake, "eval_results", partition_name(ck, cfg.benchmark), rows)
+    summary = rules.summarize((r["category"], r["score"]) for r in rows if r["notion_kind"] == "category")
+    log.info("evaluated %s on %s: %s", ck, cfg.benchmark, summary)
+    return {"checkpoint": ck, "benchmark": cfg.benchmark, "images": len(jobs), "rows": len(rows),
+            "backend": backend, "summary": summary}
+
+
+def evaluate_pending(lake: str, cfg, generate_fn_for: Callable[[dict], GenerateFn] | None = None,
+                     progress: bool = True) -> dict:
+    """Evaluate every pending checkpoint (at most ``cfg.max_checkpoints`` if > 0)."""
+    todo, skipped = pending_checkpoints(lake, cfg.benchmark)
+    if cfg.max_checkpoints:
+        todo = todo[: cfg.max_checkpoints]
+    done = []
+    for ck in todo:
+        fn = generate_fn_for(ck) if generate_fn_for else None
+        done.append(evaluate_checkpoint(lake, ck, cfg, fn, progress))
+    return {"evaluated": done, "skipped": [{"checkpoint": checkpoint_id(s["run_id"], s["step"]),
+                                            "why": s["why"]} for s in skipped]}

@@ -1,0 +1,203 @@
+"""The feedback rule: evaluation scores + batch statistics -> the next sampling-weights version.
+
+Inputs, all from the lake:
+  * the live version (``CURRENT``): per (kind, value) a target frequency; its ``natural`` share
+    (the data's observed share, carried from v0 in ``params``);
+  * the latest evaluation of the benchmark: per notion the share of correct images whose prompt
+    named it (view ``eval_notion_scores``), per category the GenEval accuracy;
+  * the trainer's ``batch_stats`` written under the live version: how often each attribute was
+    actually accepted (``notion`` counts / ``accepted`` samples).
+
+For every attribute with a target, one multiplicative factor, then bounds (docs/feedback.md):
+
+  1. weak     score < mean_K - margin      f_eval = 1 + (mean_K - score) / mean_K
+     learned  score > mean_K + margin      target moves ``decay`` of the way to its natural share
+     (mean_K: mean score of the evaluated values of the same kind, so colors compete with colors)
+  2. under-sampled   observed < (1 - tolerance) x target, with >= min_samples accepted:
+                     f_obs = target / observed  (the sampler could not reach it: ask for more)
+  3. the product is bounded to [1 / (1 + step_size), 1 + step_size] per version, then the target
+     is clipped to [floor, cap].
+  Attributes with no score and no trusted observation keep their target. Categories are recorded
+  as informational rows (the sampler acts on notions; a category's notions carry its score).
+
+The resolution schedule advances from phase 1 to phase 2 once the benchmark's overall score
+reaches ``advance_phase_at``: the ``phase1`` row then carries phase 2's parameters (so a running
+phase-1 trainer switches without a restart) with ``advanced_to`` in its params, and stays advanced.
+
+Every row's ``reason`` spells out its arithmetic, e.g.
+``color=purple: eval 0.20 < mean(color) 0.55 -> x1.64, bounded x1.50; target 0.0500 -> 0.0750``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from warehouse import db
+from warehouse import weights as wt
+
+
+@dataclass(frozen=True)
+class Rule:
+    step_size: float = 0.5
+    floor: float = 0.001
+    cap: float = 0.5
+    margin: float = 0.05
+    decay: float = 0.25
+    tolerance: float = 0.1
+    min_samples: int = 20
+    advance_phase_at: float = 0.5
+
+    @classmethod
+    def from_config(cls, fb) -> "Rule":
+        return cls(fb.step_size, fb.floor, fb.cap, fb.margin, fb.decay, fb.tolerance,
+                   fb.min_samples, fb.advance_phase_at)
+
+
+def _natural(row: dict) -> float | None:
+    try:
+        p = json.loads(row.get("params") or "{}")
+    except ValueError:
+        p = {}
+    n = p.get("natural", row.get("observed_freq"))
+    return float(n) if n is not None else None
+
+
+def next_rows(prev: list[dict], notion_scores: dict[tuple[str, str], float],
+              category_scores: dict[str, float], observed: dict[tuple[str, str], float],
+              n_accepted: float, rule: Rule = Rule(), source: str = "") -> list[dict]:
+    """The next version's rows from the live version's rows and the measurements (pure)."""
+    by_kind: dict[str, list[float]] = {}
+    for (kind, _), s in notion_scores.items():
+        by_kind.setdefault(kind, []).append(s)
+    means = {k: sum(v) / len(v) for k, v in by_kind.items()}
+    trust_obs = n_accepted >= rule.min_samples
+    out = []
+    for r in prev:
+        kind, value = r["kind"], r["value"]
+        if kind in ("resolution", "category"):
+            continue
+        t0 = r.get("target_freq")
+        if t0 is None:
+            continue
+        nat = _natural(r)
+        score = notion_scores.get((kind, value))
+        obs = observed.get((kind, value), 0.0) / n_accepted if trust_obs else None
+        why = []
+        factor = 1.0
+        if score is not None:
+            m = means[kind]
+            if score < m - rule.margin:
+                f = 1.0 + (m - score) / max(m, 1e-6)
+                factor *= f
+                why.append(f"eval {score:.2f} < mean({kind}) {m:.2f} -> x{f:.2f}")
+            elif score > m + rule.margin and nat is not None:
+                goal = t0 + rule.decay * (nat - t0)
+                f = goal / t0 if t0 > 0 else 1.0
+                factor *= f
+                why.append(f"eval {score:.2f} > mean({kind}) {m:.2f}: decay {rule.decay:g} toward "
+                           f"natural {nat:.4f} -> x{f:.2f}")
+            else:
+                why.append(f"eval {score:.2f} ~ mean({kind}) {m:.2f}")
+        if obs is not None and obs < (1 - rule.tolerance) * t0:
+            f = t0 / obs if obs > 0 else 1.0 + rule.step_size
+            factor *= f
+            why.append(f"observed {obs:.4f} < target {t0:.4f} -> x{f:.2f}")
+        lo, hi = 1.0 / (1.0 + rule.step_size), 1.0 + rule.step_size
+        bounded = min(max(factor, lo), hi)
+        if bounded != factor:
+            why.append(f"bounded x{bounded:.2f} (step {rule.step_size:g})")
+        t1 = min(max(t0 * bounded, rule.floor), rule.cap)
+        if t1 != t0 * bounded:
+            why.append(f"clipped to [{rule.floor:g}, {rule.cap:g}]")
+        if not why:
+            why.append("no score, no trusted observation: kept")
+        params = {"natural": nat, "prev_target": t0, "factor": bounded}
+        out.append({"kind": kind, "value": value, "target_freq": t1,
+                    "observed_freq": obs if obs is not None else r.get("observed_freq"),
+                    "eval_score": score, "weight": t1 / nat if nat else None,
+                    "reason": f"{kind}={value}: " + "; ".join(why) + f"; target {t0:.4f} -> {t1:.4f}"
+                              + (f" [{source}]" if source else ""),
+                    "params": json.dumps(params)})
+    for cat, s in sorted(category_scores.items()):
+        if cat == "overall":
+            continue
+        out.append({"kind": "category", "value": cat, "eval_score": s,
+                    "reason": f"category={cat}: eval {s:.2f} (informational; acted on through its "
+                              f"notions) [{source}]"})
+    out += resolution_rows(prev, category_scores.get("overall"), rule)
+    return out
+
+
+def resolution_rows(prev: list[dict], overall: float | None, rule: Rule) -> list[dict]:
+    """Carry the resolution schedule; advance phase 1 to phase 2's parameters when the overall
+    score reaches ``advance_phase_at`` (once advanced, it stays)."""
+    res = {r["value"]: r for r in prev if r["kind"] == "resolution"}
+    out = []
+    for phase, r in sorted(res.items()):
+        params = json.loads(r.get("params") or "{}")
+        reason = f"resolution {phase}: carried"
+        if phase == "phase1" and "phase2" in res and not params.get("advanced_to"):
+            if overall is not None and overall >= rule.advance_phase_at:
+                params = {**json.loads(res["phase2"]["params"]), "advanced_to": "phase2"}
+                reason = (f"resolution phase1: overall eval {overall:.2f} >= advance_phase_at "
+                          f"{rule.advance_phase_at:g} -> phase 2 schedule trunc_norm(mu={params['mu']}, "
+                          f"sigma={params['sigma']}, a={params['a']}, b={params['b']})")
+            elif overall is not None:
+                reason = (f"resolution phase1: overall eval {overall:.2f} < advance_phase_at "
+                          f"{rule.advance_phase_at:g}: stays")
+        elif params.get("advanced_to"):
+            reason = f"resolution {phase}: advanced to {params['advanced_to']} earlier; carried"
+        out.append({"kind": "resolution", "value": phase, "params": json.dumps(params),
+                    "reason": reason})
+    return out
+
+
+def measurements(lake: str, benchmark: str, version: str | None):
+    """(latest evaluated checkpoint, notion scores, category scores, observed counts, accepted)
+    from the lake: the latest checkpoint evaluated on ``benchmark``, and the batch statistics
+    written under ``version`` (the window since that version went live)."""
+    con = db.connect(lake)
+    try:
+        latest = con.execute(
+            "SELECT checkpoint FROM eval_results WHERE benchmark = ? "
+            "GROUP BY checkpoint ORDER BY max(created_at) DESC, checkpoint DESC LIMIT 1",
+            [benchmark]).fetchone()
+        ck = latest[0] if latest else None
+        ns = con.execute("SELECT notion_kind, notion, score FROM eval_notion_scores "
+                         "WHERE checkpoint = ? AND benchmark = ?", [ck, benchmark]).fetchall()
+        cs = con.execute("SELECT category, score FROM eval_summary WHERE checkpoint = ? AND benchmark = ?",
+                         [ck, benchmark]).fetchall()
+        vq = "weights_version = ?" if version else "weights_version IS NULL"
+        obs = con.execute(f"SELECT value, sum(count) FROM batch_stats WHERE kind = 'notion' AND {vq} "
+                          "GROUP BY value", [version] if version else []).fetchall()
+        acc = con.execute(f"SELECT coalesce(sum(count), 0) FROM batch_stats WHERE kind = 'accepted' "
+                          f"AND {vq}", [version] if version else []).fetchone()[0]
+    finally:
+        con.close()
+    observed = {}
+    for v, c in obs:
+        kind, _, value = v.partition(":")
+        observed[(kind, value)] = float(c)
+    return (ck, {(k, n): float(s) for k, n, s in ns}, {c: float(s) for c, s in cs},
+            observed, float(acc))
+
+
+def compute(lake: str, rule: Rule = Rule(), benchmark: str = "shapes-geneval") -> tuple[list[dict], str]:
+    """The next version's rows and its ``why``; raises if there is no live version to build on."""
+    version, table = wt.load(lake)
+    if version is None:
+        raise ValueError(f"lake {lake}: no live sampling-weights version (publish v0 with "
+                         "`t2i notions` first)")
+    ck, ns, cs, obs, acc = measurements(lake, benchmark, version)
+    src = f"{benchmark}@{ck}" if ck else "no evaluation"
+    rows = next_rows(table.to_pylist(), ns, cs, obs, acc, rule, src)
+    why = (f"feedback from {version}: eval {src} ({len(ns)} notions, overall "
+           f"{cs.get('overall', float('nan')):.3f}), batch_stats under {version} ({acc:.0f} accepted "
+           f"samples), rule {rule}")
+    return rows, why
+
+
+def publish_next(lake: str, rule: Rule = Rule(), benchmark: str = "shapes-geneval") -> tuple[str, int, str]:
+    """Compute and atomically publish the next version (it becomes CURRENT)."""
+    rows, why = compute(lake, rule, benchmark)
+    return wt.publish(lake, rows, why), len(rows), why
