@@ -1,0 +1,138 @@
+import datetime as dt
+import json
+
+import pytest
+
+from djepa_t2i.config import load_config
+from warehouse import lake as lk
+from warehouse import weights as wt
+from warehouse.feedback_rule import Rule, next_rows, publish_next
+
+NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+PH1 = {"mu": 0.512, "sigma": 0.12, "a": 0.256, "b": 1.024}
+PH2 = {"mu": 1.024, "sigma": 1.0, "a": 0.256, "b": 4.096}
+
+
+def _v0():
+    rows = [{"kind": "color", "value": c, "target_freq": t, "observed_freq": p}
+            for c, t, p in [("red", 0.3, 0.4), ("blue", 0.3, 0.4), ("purple", 0.05, 0.02),
+                            ("green", 0.2, 0.18)]]
+    rows += [{"kind": "count", "value": "four", "target_freq": 0.02, "observed_freq": 0.01},
+             {"kind": "shape", "value": "circle", "target_freq": 0.3, "observed_freq": 0.3}]
+    rows += [wt.resolution_row("phase1", *PH1.values(), "v0"), wt.resolution_row("phase2", *PH2.values(), "v0")]
+    return rows
+
+
+def _by(rows):
+    return {(r["kind"], r["value"]): r for r in rows}
+
+
+SCORES = {("color", "red"): 0.9, ("color", "blue"): 0.55, ("color", "purple"): 0.2,
+          ("color", "green"): 0.55}
+
+
+def test_weak_notions_rise_learned_decay_toward_natural_and_steps_are_bounded():
+    rule = Rule(step_size=0.5, margin=0.05, decay=0.25)
+    out = _by(next_rows(_v0(), SCORES, {"colors": 0.5, "overall": 0.4}, {}, 0, rule))
+    mean = sum(SCORES.values()) / 4  # 0.55
+    purple = out[("color", "purple")]
+    # 1 + (0.55 - 0.2) / 0.55 = 1.64 -> bounded at 1.5
+    assert purple["target_freq"] == pytest.approx(0.05 * 1.5)
+    assert "eval 0.20 < mean(color) 0.55" in purple["reason"] and "bounded x1.50" in purple["reason"]
+    assert "target 0.0500 -> 0.0750" in purple["reason"] and purple["eval_score"] == 0.2
+    red = out[("color", "red")]  # learned: a quarter of the way from 0.3 toward natural 0.4
+    assert red["target_freq"] == pytest.approx(0.3 + 0.25 * (0.4 - 0.3))
+    assert out[("color", "blue")]["target_freq"] == 0.3  # at the mean: unchanged
+    assert abs(SCORES[("color", "blue")] - mean) < rule.margin
+    # nothing measured: kept, and says so
+    four = out[("count", "four")]
+    assert four["target_freq"] == 0.02 and "kept" in four["reason"]
+    # natural share is carried for the next version
+    assert json.loads(purple["params"])["natural"] == 0.02
+    assert out[("category", "colors")]["eval_score"] == 0.5
+    # every non-resolution row changes by at most the step bound
+    for (k, v), r in out.items():
+        if k in ("color", "count", "shape"):
+            prev = _by(_v0())[(k, v)]["target_freq"]
+            assert prev / 1.5 - 1e-12 <= r["target_freq"] <= prev * 1.5 + 1e-12
+
+
+def test_under_sampled_notions_are_lifted_and_floor_cap_hold():
+    rule = Rule(step_size=0.5, min_samples=100, tolerance=0.1, cap=0.32, floor=0.04)
+    observed = {("count", "four"): 1.0, ("color", "red"): 30.0, ("color", "purple"): 5.0,
+                ("shape", "circle"): 30.0}
+    out = _by(next_rows(_v0(), {}, {}, observed, 100, rule))
+    four = out[("count", "four")]  # observed 0.01 < 0.9 x 0.02 -> x2 -> bounded 1.5 -> 0.03, floor 0.04
+    assert four["observed_freq"] == pytest.approx(0.01)
+    assert four["target_freq"] == pytest.approx(0.04) and "clipped" in four["reason"]
+    assert "observed 0.0100 < target 0.0200" in four["reason"]
+    assert out[("color", "purple")]["target_freq"] == pytest.approx(0.05)  # observed 0.05: on target
+    assert out[("color", "red")]["target_freq"] == 0.3  # observed 0.3 = target
+    # too few accepted samples: observations are not trusted
+    out = _by(next_rows(_v0(), {}, {}, observed, 99, rule))
+    assert out[("count", "four")]["target_freq"] == pytest.approx(0.04)  # only the floor applies
+    assert "observed" not in out[("count", "four")]["reason"]
+    # the cap binds on a weak, already large target
+    out = _by(next_rows(_v0(), {("color", "red"): 0.0, ("color", "blue"): 1.0}, {}, {}, 0, rule))
+    assert out[("color", "red")]["target_freq"] == 0.32
+
+
+def test_resolution_advances_at_the_configured_score_and_stays():
+    rule = Rule(advance_phase_at=0.5)
+    stay = _by(next_rows(_v0(), {}, {"overall": 0.3}, {}, 0, rule))
+    assert json.loads(stay[("resolution", "phase1")]["params"]) == PH1
+    assert "0.30 < advance_phase_at 0.5" in stay[("resolution", "phase1")]["reason"]
+    adv = next_rows(_v0(), {}, {"overall": 0.6}, {}, 0, rule)
+    p1 = json.loads(_by(adv)[("resolution", "phase1")]["params"])
+    assert p1 == {**PH2, "advanced_to": "phase2"}
+    again = _by(next_rows(adv, {}, {"overall": 0.1}, {}, 0, rule))  # a worse score does not go back
+    assert json.loads(again[("resolution", "phase1")]["params"])["advanced_to"] == "phase2"
+    assert wt.resolution_schedule(__import__("pyarrow").Table.from_pylist(
+        [{"kind": r["kind"], "value": r["value"], "params": r.get("params"), "target_freq": None}
+         for r in adv]), "phase1")["mu"] == PH2["mu"]
+
+
+def _eval_rows(ck, step, scores, created):
+    rows = []
+    for i, ((kind, value), s) in enumerate(scores.items()):
+        for j in range(10):
+            ok = float(j < round(s * 10))
+            pid = f"{kind}-{value}-{j}"
+            rows.append({"checkpoint": ck, "run_id": "r", "step": step, "benchmark": "shapes-geneval",
+                         "category": "colors", "prompt_id": pid, "notion_kind": kind, "notion": value,
+                         "score": ok, "created_at": created, "image_index": 0})
+            rows.append({"checkpoint": ck, "run_id": "r", "step": step, "benchmark": "shapes-geneval",
+                         "category": "colors", "prompt_id": pid, "notion_kind": "category",
+                         "notion": "colors", "score": ok, "created_at": created, "image_index": 0})
+    return rows
+
+
+def test_publish_next_from_the_lake(tmp_path):
+    lake = str(tmp_path / "lake")
+    with pytest.raises(ValueError, match="no live sampling-weights version"):
+        publish_next(lake)
+    v0 = wt.publish(lake, _v0(), "v0 test")
+    # an older checkpoint where purple was fine, the latest where it fails
+    lk.write_partition(lake, "eval_results", "r-s00000001-shapes-geneval",
+                       _eval_rows("r-s00000001", 1, {("color", "purple"): 1.0, ("color", "red"): 0.0}, NOW))
+    lk.write_partition(lake, "eval_results", "r-s00000002-shapes-geneval",
+                       _eval_rows("r-s00000002", 2, SCORES, NOW + dt.timedelta(hours=1)))
+    stats = [{"run_id": "r", "rank": rk, "step": 10, "kind": "accepted", "value": "samples", "count": 50.0,
+              "weights_version": v0, "created_at": NOW} for rk in (0, 1)]
+    stats += [{"run_id": "r", "rank": rk, "step": 10, "kind": "notion", "value": "count:four", "count": 0.0,
+               "weights_version": v0, "created_at": NOW} for rk in (0, 1)]
+    stats += [{"run_id": "r", "rank": 0, "step": 10, "kind": "accepted", "value": "samples", "count": 1e6,
+               "weights_version": "v9999", "created_at": NOW}]  # another version's window: ignored
+    lk.write_partition(lake, "batch_stats", "r-r000-s00000010", stats)
+    cfg = load_config(None, ["feedback.min_samples=100"])
+    from flows.feedback import run_feedback
+    s = run_feedback(lake, cfg)
+    assert s["weights_version"] == "v0001" and wt.versions(lake) == ["v0000", "v0001"]
+    version, table = wt.load(lake)
+    assert version == "v0001"
+    rows = _by(table.to_pylist())
+    assert rows[("color", "purple")]["target_freq"] == pytest.approx(0.075)
+    assert "shapes-geneval@r-s00000002" in rows[("color", "purple")]["reason"]
+    assert rows[("count", "four")]["target_freq"] == pytest.approx(0.03)  # never seen in 100 samples
+    assert "100 accepted" in s["why"]
+    assert all(r["reason"] for r in table.to_pylist())
