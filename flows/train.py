@@ -1,0 +1,113 @@
+"""``train``: launch and supervise a training run (torchrun when ``nproc > 1``).
+
+The flow starts the trainer as a subprocess (``python -m model.trainer``, or
+``python -m torch.distributed.run --standalone --nproc_per_node N -m model.trainer``), streams
+its log into the flow run's log and ``<train.out>/train.log``, fails on a non-zero exit, and
+records the run in the lake ``train_runs`` table. It resumes by default (``--resume auto``), so
+re-running a killed flow continues the same loss curve and data stream.
+
+``t2i train`` runs the trainer in this process (that is also what each torchrun rank runs);
+``t2i train --nproc N`` launches torchrun itself, ``--flow`` goes through the Prefect flow.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import djepa_t2i.env  # noqa: F401
+from djepa_t2i.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def launch_command(config_path: str | None, overrides: list[str] | None, nproc: int = 1,
+                   resume: str | None = "auto", steps: int | None = None) -> list[str]:
+    args = []
+    if config_path:
+        args += ["--config", str(config_path)]
+    for o in overrides or []:
+        args += ["--set", o]
+    if resume:
+        args += ["--resume", resume]
+    if steps is not None:
+        args += ["--steps", str(steps)]
+    if nproc <= 1:
+        return [sys.executable, "-m", "model.trainer", *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", "model.trainer", *args]
+
+
+def supervise(cmd: list[str], log_path: str | Path, on_line: Callable[[str], None] = print,
+              threads_per_proc: int = 1) -> int:
+    """Run ``cmd``, tee its merged output to ``log_path`` and ``on_line``, return the exit code."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.setdefault("OMP_NUM_THREADS", str(threads_per_proc))
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as log, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                                      text=True, bufsize=1, env=env, cwd=ROOT) as p:
+        log.write(f"$ {' '.join(cmd)}\n")
+        for line in p.stdout:
+            log.write(line)
+            log.flush()
+            on_line(line.rstrip("\n"))
+        return p.wait()
+
+
+def record_run(lake: str, run_id: str, row: dict) -> None:
+    from warehouse import lake as lk
+    lk.write_partition(lake, "train_runs", f"{run_id}-{row['started_at']:%Y%m%dT%H%M%S}", [row])
+
+
+def run_training(config_path: str | None = None, overrides: list[str] | None = None, nproc: int = 1,
+                 resume: str | None = "auto", steps: int | None = None,
+                 on_line: Callable[[str], None] = print) -> dict:
+    """The plain function under the flow: launch, supervise, record; raises on failure."""
+    cfg = load_config(config_path, overrides)  # fail fast, before any process starts
+    run_id = cfg.train.run_id or Path(cfg.train.out).resolve().name
+    cmd = launch_command(config_path, overrides, nproc, resume, steps)
+    started = dt.datetime.now(dt.timezone.utc)
+    rc = supervise(cmd, Path(cfg.train.out) / "train.log", on_line)
+    row = {"run_id": run_id, "nproc": nproc, "command": json.dumps(cmd), "config": json.dumps(cfg.model_dump(mode="json")),
+           "returncode": rc, "status": "completed" if rc == 0 else "failed", "started_at": started,
+           "finished_at": dt.datetime.now(dt.timezone.utc), "log_path": str((Path(cfg.train.out) / "train.log").resolve())}
+    record_run(cfg.lake, run_id, row)
+    if rc != 0:
+        raise RuntimeError(f"training run {run_id} exited with code {rc}; log: {row['log_path']}")
+    return {"run_id": run_id, "returncode": rc, "out": cfg.train.out}
+
+
+try:
+    from prefect import flow, get_run_logger
+
+    @flow(name="train")
+    def train(config_path: str | None = None, overrides: list[str] | None = None, nproc: int = 1,
+              resume: str | None = "auto") -> dict:
+        log = get_run_logger()
+        return run_training(config_path, overrides, nproc, resume, on_line=log.info)
+except ImportError:  # pragma: no cover - prefect is a dependency; ranks never need it
+    train = None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from model.trainer import add_arguments as trainer_args
+    trainer_args(p)
+    p.add_argument("--nproc", type=int, default=1, help="processes (torchrun --standalone) on this machine")
+    p.add_argument("--flow", action="store_true", help="run through the Prefect `train` flow")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.flow:
+        train(args.config, args.set, args.nproc, args.resume)
+        return 0
+    if args.nproc > 1:
+        run_training(args.config, args.set, args.nproc, args.resume, args.steps)
+        return 0
+    from model.trainer import train_main
+    return train_main(args)
