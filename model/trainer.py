@@ -194,7 +194,9 @@ class Trainer:
             return model
         from torch.nn.parallel import DistributedDataParallel as DDP
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DDP(model, device_ids=ids)
+        # static_graph: the predictor's last text-stream MLP and norm never reach the loss (only
+        # image outputs are used), the same every step; DDP then skips them without a graph walk
+        return DDP(model, device_ids=ids, static_graph=True)
 
     @property
     def sampler(self):
