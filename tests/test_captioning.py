@@ -1,0 +1,105 @@
+import io
+import tarfile
+
+import pytest
+
+from djepa_t2i.config import load_config
+from flows.recaption import recaption
+from tasks.captioning import provenance, read_tar_images, strip_tags, with_tags
+from tests.lake_fixtures import jpeg, make_lake, write_tar
+from warehouse import db
+from warehouse import lake as lk
+
+
+def cfg(*overrides):
+    return load_config(overrides=list(overrides)).recaption
+
+
+def test_provenance_version_rules(tmp_path):
+    a, b = provenance(cfg()), provenance(cfg())
+    assert a == b and a.source == "alt" and a.version.startswith("alt-")
+    w = str(tmp_path / "InternVL2-2B")
+    v1 = provenance(cfg("recaption.backend=internvl", f"recaption.weights={w}"))
+    v2 = provenance(cfg("recaption.backend=internvl", f"recaption.weights={w}"))
+    v3 = provenance(cfg("recaption.backend=internvl", f"recaption.weights={w}", "recaption.prompt=Tags?"))
+    assert v1 == v2 and v1.source == "vlm" and v1.model_id == "InternVL2-2B"
+    assert v3.version != v1.version and v3.prompt_hash != v1.prompt_hash and v3.model_id == v1.model_id
+
+
+def test_tags_appended_and_stripped():
+    c = with_tags("a dog", ["style: photo", "source: laion"])
+    assert c == "a dog [style: photo; source: laion]"
+    assert strip_tags(c, "style: photo; source: laion") == "a dog"
+    assert strip_tags("a dog", None) == "a dog"
+
+
+def test_alt_backend_keeps_alt_text_and_never_duplicates(tmp_path):
+    caps = ["a black and white photo of two cats", "", "  ", "x" * 10_000, "它是一只猫",
+            "🐱🐱", "red cube'; DROP TABLE captions; --"]
+    lake, rows = make_lake(tmp_path, caps, shards=2)
+    passed = sum(r["status"] == "passed" for r in rows)
+    s = recaption(lake, cfg(), progress=False)
+    assert s["backend"] == "alt" and "no VLM ran" in s["note"]
+    assert s["pairs"] == passed and s["alt_empty"] == 4 and s["alt"] == passed
+    assert recaption(lake, cfg(), progress=False)["shards_skipped"] == 2  # resume: nothing redone
+    recaption(lake, cfg(), force=True, progress=False)  # redo: replaced, not appended
+    t = lk.read_table(lake, "captions").to_pylist()
+    assert len(t) == passed and len({r["key"] for r in t}) == passed
+    r = next(r for r in t if r["alt_text"].startswith("a black"))
+    assert r["caption"] == "a black and white photo of two cats [style: black and white, photo; source: shapes]"
+    assert r["source"] == "alt" and r["model_id"] == "alt" and r["created_at"] is not None
+    inj = next(r for r in t if "DROP" in r["alt_text"])
+    assert inj["alt_text"] == "red cube'; DROP TABLE captions; --"
+    _, n = db.query(lake, "SELECT count(*) FROM captions WHERE alt_text = ?", [inj["alt_text"]])
+    assert n == [(2,)]
+    # a new setting is a new version beside the old one; captions_current has one row per key
+    recaption(lake, cfg("recaption.append_tags=false"), progress=False)
+    _, got = db.query(lake, "SELECT count(DISTINCT version), count(*) FROM captions")
+    assert got == [(2, 2 * passed)]
+    _, got = db.query(lake, "SELECT count(*), count(DISTINCT key) FROM captions_current")
+    assert got == [(passed, passed)]
+    _, got = db.query(lake, "SELECT version, n, n_current, n_empty FROM caption_stats ORDER BY created_at")
+    assert [g[1] for g in got] == [passed, passed] and [g[2] for g in got] == [0, passed]
+
+
+def test_tar_reading_refuses_unsafe_members(tmp_path):
+    tar = tmp_path / "evil.tar"
+    with tarfile.open(tar, "w") as tf:
+        for name, data in {"../a.jpg": jpeg(8, 8), "ok.jpg": jpeg(8, 8)}.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+        link = tarfile.TarInfo("b.jpg")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(link)
+    found, errors = read_tar_images(str(tar), ["a", "ok", "b", "missing"])
+    assert set(found) == {"ok"}
+    assert "unsafe member name '../a.jpg'" in errors["a"]
+    assert "not a regular file" in errors["b"] and "no image member" in errors["missing"]
+    assert "cannot read tar" in read_tar_images(str(tmp_path / "nope.tar"), ["x"])[1]["x"]
+
+
+@pytest.mark.slow
+def test_internvl_backend_runs_generate_inside_the_flow(tmp_path):
+    from tests.tiny_internvl import build
+    from flows.recaption import recaption_flow
+    weights = build(tmp_path / "tiny-internvl", image_size=56)
+    lake, rows = make_lake(tmp_path, ["two red circles", "a blue star", "a photo of a cat"], shards=1)
+    # one passed pair's image is missing from its tar: falls back to its alt text, counted
+    write_tar(tmp_path / "00000.tar", {"000000000.jpg": jpeg(64, 64), "000000001.jpg": jpeg(30, 90)})
+    ov = ["recaption.backend=internvl", f"recaption.weights={weights}", "recaption.image_size=56",
+          "recaption.max_new_tokens=6", "recaption.batch_size=2", "recaption.prompt=Describe it."]
+    s = recaption_flow(str(lake), overrides=ov)
+    assert s["backend"] == "internvl" and "InternVL from" in s["note"]
+    assert s["image_errors"] == 1 and s["fallback_alt"] == 1
+    got = lk.read_table(lake, "captions").to_pylist()
+    assert len(got) == 3
+    assert all(r["model_id"] == "tiny-internvl" and r["version"].startswith("vlm-") for r in got)
+    vlm = [r for r in got if r["source"] == "vlm"]
+    assert len(vlm) + s.get("vlm_empty", 0) == 2
+    for r in vlm:  # generate() produced text; tags appended; alt text kept
+        assert r["caption"].endswith("[source: shapes]") and r["alt_text"] in ("two red circles", "a blue star")
+        assert r["prompt_hash"] == provenance(load_config(overrides=ov).recaption).prompt_hash
+    # re-run with the same model and prompt: nothing new
+    s2 = recaption_flow(str(lake), overrides=ov)
+    assert s2["shards_skipped"] == 1 and lk.read_table(lake, "captions").num_rows == 3
