@@ -1,0 +1,205 @@
+"""D-JEPA·T2I: gradients, EMA, learning, the Algorithm-1 sampler, precisions, sizes."""
+import pytest
+import torch
+
+from model.djepa import MODELS, build_model, count_parameters, djepa_tiny
+from model.ema import EMA
+from model.masking import cosine_schedule, mask_ratios, num_masked
+from model.text_encoder import TextStates
+from model.tokenizers import PixelTokenizer, pack
+
+TOK = PixelTokenizer(4)
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny ops gain nothing from threads, and on a shared 2-core box OpenMP spin-waits cost 10-30x."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    m = djepa_tiny(token_dim=TOK.token_dim, text_dim=16, **kw)
+    m.tokenizer = TOK
+    return m
+
+
+def untrained_but_responsive(m):
+    """The flow head starts at zero (output = noise); nudge it so z actually shapes samples."""
+    with torch.no_grad():
+        for p in m.flow.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return m
+
+
+def batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    imgs = [torch.rand(3, 16, 16, generator=g) * 2 - 1, torch.rand(3, 16, 24, generator=g) * 2 - 1]
+    text = TextStates(torch.randn(2, 4, 16, generator=g),
+                      torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.bool))
+    return pack(imgs, TOK), text
+
+
+def test_losses_and_no_gradient_into_target_encoder():
+    m = tiny()
+    images, text = batch()
+    out = m(images, text, torch.Generator().manual_seed(0))
+    assert set(out) == {"loss", "loss_flow", "loss_pred"} and all(v.dim() == 0 for v in out.values())
+    out["loss"].backward()
+    assert all(not p.requires_grad and p.grad is None for p in m.target.parameters())
+    ctx = list(m.context.parameters())
+    assert sum(p.grad is not None and p.grad.abs().sum() > 0 for p in ctx) >= len(ctx) - 1
+    assert m.flow.out.weight.grad.abs().sum() > 0 and m.mask_token.grad.abs().sum() > 0
+
+
+def test_target_ema_update_is_exact():
+    m = tiny()
+    with torch.no_grad():
+        for p in m.context.parameters():
+            p.add_(torch.randn_like(p))
+    before = [p.clone() for p in m.target.parameters()]
+    m.update_ema(0.9)
+    for t0, t1, c in zip(before, m.target.parameters(), m.context.parameters()):
+        torch.testing.assert_close(t1, 0.9 * t0 + 0.1 * c, rtol=0, atol=1e-6)
+    m.update_ema(0.0)
+    for t, c in zip(m.target.parameters(), m.context.parameters()):
+        assert torch.equal(t, c)
+
+
+def test_weight_ema_helper_tracks_and_restores():
+    m = tiny()
+    ema = EMA(m)
+    w0 = m.flow.out.weight.detach().clone()
+    with torch.no_grad():
+        m.flow.out.weight.add_(1.0)
+    ema.update(m, 0.75)
+    torch.testing.assert_close(ema.state_dict()["flow.out.weight"], w0 + 0.25)
+    with ema.applied(m):
+        torch.testing.assert_close(m.flow.out.weight, w0 + 0.25)
+    torch.testing.assert_close(m.flow.out.weight, w0 + 1.0)
+    assert not any(k.startswith("target.") for k in ema.state_dict())
+
+
+def test_tiny_model_overfits_one_batch():
+    """40 AdamW steps on one batch: the mean loss of the last 5 steps is < 1/3 of the first 5."""
+    m = tiny(text_drop=0.0)
+    g = torch.Generator().manual_seed(0)
+    imgs = [torch.linspace(-1, 1, 768).reshape(3, 16, 16),
+            -torch.linspace(-1, 1, 1152).reshape(3, 16, 24).flip(-1)]
+    images = pack(imgs, TOK)
+    text = TextStates(torch.randn(2, 3, 16, generator=g), torch.ones(2, 3, dtype=torch.bool))
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3, weight_decay=0)
+    losses = []
+    for _ in range(40):
+        out = m(images, text, g)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        m.update_ema(0.99)
+        losses.append(out["loss"].item())
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < first / 3, (first, last)
+
+
+def test_mask_ratio_distribution():
+    r = mask_ratios(20000, generator=torch.Generator().manual_seed(0))
+    assert float(r.min()) >= 0.7 and float(r.max()) <= 1.0
+    # N(1, 0.25) on [0.7, 1]: mean = 1 + 0.25 (phi(-1.2) - phi(0)) / (Phi(0) - Phi(-1.2)) = 0.8670
+    assert abs(float(r.mean()) - 0.8670) < 0.003
+    assert num_masked(10, 1.0) == 10 and num_masked(10, 0.71) == 8 and num_masked(3, 0.0) == 1
+
+
+def test_cosine_schedule_counts():
+    s = cosine_schedule(256, 64)
+    assert len(s) == 64 and s[-1] == 256
+    assert all(b > a for a, b in zip([0] + s, s))
+    import math
+    assert s[31] == 256 - math.floor(256 * math.cos(math.pi / 2 * 32 / 64))
+    assert cosine_schedule(3, 8)[-1] == 3 and max(cosine_schedule(3, 8)) == 3
+
+
+def test_sampler_sizes_schedule_and_determinism():
+    m = tiny().eval()
+    _, text = batch()
+    sizes = [(16, 24), (32, 8)]  # (H, W)
+    seen = []
+    out = m.generate(text, sizes, steps=6, cfg=2.0, flow_steps=3, seed=7,
+                     on_step=lambda k, n: seen.append(n))
+    assert [tuple(x.shape) for x in out] == [(3, 16, 24), (3, 32, 8)]
+    assert all(float(x.abs().max()) <= 1 for x in out)
+    for i, n in enumerate([24, 16]):
+        sched = cosine_schedule(n, 6)
+        assert [s[i] for s in seen] == [b - a for a, b in zip([0] + sched, sched)]
+    again = m.generate(text, sizes, steps=6, cfg=2.0, flow_steps=3, seed=7)
+    other = m.generate(text, sizes, steps=6, cfg=2.0, flow_steps=3, seed=8)
+    assert all(torch.equal(a, b) for a, b in zip(out, again))
+    assert not torch.equal(out[0], other[0])
+
+
+def test_cfg_one_equals_conditional_path_and_guidance_matters():
+    m = untrained_but_responsive(tiny().eval())
+    _, text = batch()
+    kw = dict(sizes=[(16, 16), (8, 24)], steps=4, flow_steps=3, seed=0)
+    cond = m.generate(text, cfg=1.0, **kw)
+    both = m.generate(text, cfg=1.0, _always_uncond=True, **kw)
+    for a, b in zip(cond, both):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    guided = m.generate(text, cfg=3.0, cfg_schedule="constant", **kw)
+    assert (guided[0] - cond[0]).abs().max() > 1e-3
+
+
+def test_offset_b_changes_the_sample_and_rope_model_runs():
+    m = untrained_but_responsive(tiny().eval())
+    _, text = batch()
+    a = m.generate(text, [(8, 16), (8, 16)], steps=2, flow_steps=2, seed=0)
+    b = m.generate(text, [(8, 16), (8, 16)], steps=2, flow_steps=2, seed=0, offset_b=0.0)
+    assert not torch.equal(a[0], b[0])
+    r = tiny(vope=False)
+    images, text = batch()
+    assert torch.isfinite(r(images, text)["loss"])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_precisions_run(dtype):
+    m = tiny()
+    images, text = batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        out = m(images, text, torch.Generator().manual_seed(0))
+        out["loss"].backward()
+        imgs = m.eval().generate(text, [(8, 8), (8, 12)], steps=2, flow_steps=2, cfg=2.0)
+    assert torch.isfinite(out["loss"]) and all(torch.isfinite(x).all() for x in imgs)
+
+
+def test_token_drop_keeps_positions():
+    images = pack([torch.zeros(3, 32, 32)], TOK, max_image_tokens=20,
+                  generator=torch.Generator().manual_seed(0))
+    assert images.tokens.shape[0] == 20 and images.keep[0].numel() == 20
+    assert images.grids == [(8, 8)]
+    m = tiny()
+    text = TextStates(torch.randn(1, 2, 16), torch.ones(1, 2, dtype=torch.bool))
+    assert torch.isfinite(m(images, text)["loss"])
+
+
+def test_parameter_counts_on_meta_device():
+    with torch.device("meta"):
+        counts = {n: count_parameters(f()) for n, f in MODELS.items()}
+        b = MODELS["djepa_b"]()
+    # djepa_b is sized like MAR-B (208M trainable) for the side-by-side benchmark
+    assert 205e6 < counts["djepa_b"] < 215e6, counts
+    assert 440e6 < counts["djepa_l"] < 470e6 and 900e6 < counts["djepa_h"] < 1.0e9
+    assert 2.5e9 < counts["djepa_t2i_2b6"] < 2.8e9 and counts["djepa_tiny"] < 2e6
+    frozen = sum(p.numel() for p in b.target.parameters())
+    assert frozen == sum(p.numel() for p in b.context.parameters())
+    assert count_parameters(b, trainable=False) == counts["djepa_b"] + frozen
+
+
+def test_build_model_from_config():
+    from djepa_t2i.config import load_config
+    cfg = load_config(overrides=["model.patch_size=4", "model.overrides={width: 32, heads: 2}"])
+    m = build_model(cfg.model, text_dim=16)
+    assert m.width == 32 and m.token_dim == 48 and m.tokenizer.patch_size == 4
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model(cfg.model.model_copy(update={"name": "nope"}), text_dim=16)
