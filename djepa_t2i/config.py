@@ -226,6 +226,7 @@ class Evaluate(Section):
     run_feedback: bool = True
     detector: Backend = Backend(backend="none")  # geneval: backend "yolo", weights = a COCO .pt
     clip: Backend = Backend(backend="none")  # geneval colors / clipscore: "open_clip", ViT-L-14 weights
+    clip_arch: str = "ViT-L-14"  # open_clip architecture of clip.weights
 
 
 class Feedback(Section):
