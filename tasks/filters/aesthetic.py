@@ -46,6 +46,11 @@ def load_state_dict(path: str) -> dict:
     return sd.get("state_dict", sd) if isinstance(sd, dict) else sd
 
 
+def _in_dim(sd: dict) -> int:
+    w = sd.get("layers.0.weight")
+    return int(w.shape[1]) if w is not None and w.ndim == 2 else LAION_DIM
+
+
 def nrq_components(im: Image.Image) -> dict[str, float]:
     import cv2
     t = im.copy()
@@ -82,8 +87,9 @@ class LaionMLP:
     name, backend, needs_clip = "aesthetic", "laion-mlp", True
 
     def __init__(self, weights: str, threshold: float, device: str = "cpu"):
-        self.mlp = AestheticMLP()
-        self.mlp.load_state_dict(load_state_dict(weights))
+        sd = load_state_dict(weights)
+        self.mlp = AestheticMLP(_in_dim(sd))  # 768 for ViT-L/14; other CLIPs have their own heads
+        self.mlp.load_state_dict(sd)
         self.mlp.eval().to(device)
         self.threshold, self.device = threshold, device
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from tasks.filters import Result
-from tasks.filters.aesthetic import LAION_DIM, load_state_dict
+from tasks.filters.aesthetic import LAION_DIM, _in_dim, load_state_dict
 
 EXPOSED = ("FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED", "MALE_GENITALIA_EXPOSED",
            "BUTTOCKS_EXPOSED", "ANUS_EXPOSED")
@@ -71,8 +71,9 @@ class ClipMLP:
     name, backend, needs_clip = "nsfw", "clip-mlp", True
 
     def __init__(self, weights: str, threshold: float, device: str = "cpu"):
-        self.mlp = NsfwMLP()
-        self.mlp.load_state_dict(load_state_dict(weights))
+        sd = load_state_dict(weights)
+        self.mlp = NsfwMLP(_in_dim(sd))
+        self.mlp.load_state_dict(sd)
         self.mlp.eval().to(device)
         self.threshold, self.device = threshold, device
 
