@@ -145,3 +145,23 @@ def test_tiny_random_checkpoint_end_to_end(tmp_path):
              for r in lk.read_table(lake, "eval_results").to_pylist() if r["notion_kind"] == "category"}
     assert again == first
     assert evaluate(lake, None, over, progress=False)["evaluated"] == []  # nothing pending
+
+
+def test_report_plots(tmp_path):
+    from warehouse import weights as wt
+    from warehouse.plots import evaluation
+    lake = str(tmp_path / "lake")
+    assert evaluation.render(lake, str(tmp_path / "empty")) == []
+    cfg = _cfg(tmp_path)
+    for step, fn in ((1, blank), (2, ground_truth)):
+        ce.evaluate_checkpoint(lake, {"run_id": "r", "step": step, "path": ""}, cfg.evaluate, fn, progress=False)
+    wt.publish(lake, [{"kind": "color", "value": "red", "target_freq": 0.2}], "v0")
+    wt.publish(lake, [{"kind": "color", "value": "red", "target_freq": 0.3}], "v1")
+    figs = evaluation.render(lake, str(tmp_path / "report"))
+    titles = [t for t, _ in figs]
+    assert titles[0] == "shapes-geneval: score per category across checkpoints"
+    assert "shapes-geneval: per-notion scores at r-s00000002" in titles
+    assert sum(t.startswith("samples @") for t in titles) == 2
+    assert titles[-1] == "sampling weights: target frequency per version"
+    for _, p in figs:
+        assert Image.open(p).size[0] > 100
