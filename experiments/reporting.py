@@ -1,0 +1,77 @@
+"""What every experiment records beside its numbers: hardware, date, wall time, the command, and
+mean ± std tables. A number without the machine and the time it took is not a result."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+import os
+import platform
+import statistics
+import sys
+from typing import Iterable
+
+import torch
+
+
+def hardware() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    threads = torch.get_num_threads()
+    gpu = (torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")
+    return (f"{os.cpu_count()} CPU cores ({cpu}), torch threads {threads}, {gpu}; "
+            f"torch {torch.__version__}, Python {platform.python_version()}")
+
+
+def command() -> str:
+    return " ".join([os.path.relpath(sys.argv[0]) if sys.argv else "?"] + sys.argv[1:])
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def mean_std(xs: Iterable[float]) -> tuple[float, float]:
+    xs = list(xs)
+    if not xs:
+        return float("nan"), float("nan")
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def fmt(m: float, s: float | None = None) -> str:
+    if math.isnan(m):
+        return "n/a"
+    return f"{m:.3f}" if s is None else f"{m:.3f} ± {s:.3f}"
+
+
+def write_csv(path: str, rows: list[dict]) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def noise_images(jobs: list[dict], sizes: list[tuple[int, int]] | tuple[int, int]):
+    """Uniform RGB noise, one image per job, seeded by the job: the scorer's chance floor. A
+    generated image must beat this to show anything was learned."""
+    import numpy as np
+    from PIL import Image
+    out = []
+    for i, j in enumerate(jobs):
+        h, w = sizes[i] if isinstance(sizes, list) else sizes
+        rng = np.random.default_rng(int(j["seed"]))
+        out.append(Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)))
+    return out

@@ -1,0 +1,119 @@
+"""One experiment training run through the project's own components: ``model.trainer.Trainer``
+(feedback sampler, packing, live weights switch, checkpoints), ``checkpoint_eval`` (generation
+from the checkpoint's EMA weights + shapes-geneval), and ``warehouse.feedback_rule`` (the next
+weights version, which the running trainer adopts at its next ``weights_check_every`` step).
+
+No training loop of its own: ``Trainer.fit(end)`` is called in slices of ``eval_every`` steps and
+the evaluation/feedback happen between slices, in the same process, exactly as the scheduled
+evaluate-checkpoints flow would do beside a running trainer.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+from djepa_t2i.config import Config
+from tasks.evaluators import checkpoint_eval as ce
+from tasks.evaluators import shapes_geneval as sg
+
+
+@dataclass
+class RunSpec:
+    lake: str
+    out: str
+    seed: int
+    steps: int
+    eval_every: int
+    model: dict                     # the config's ``model`` section
+    train: dict                     # extra ``train`` keys (sizes, budget, lr, ema...)
+    evaluate: dict                  # the ``evaluate`` section for the in-loop evaluations
+    feedback: bool = False          # publish a new weights version after each evaluation
+    feedback_rule: dict = field(default_factory=dict)
+
+
+def config_for(spec: RunSpec) -> Config:
+    return Config.model_validate({
+        "lake": spec.lake, "seed": spec.seed, "model": spec.model,
+        "train": {"out": spec.out, "steps": spec.steps, "seed": spec.seed,
+                  "save_every": spec.eval_every, "keep_last": 2,
+                  "weights_check_every": max(1, min(spec.eval_every, 10)),
+                  "stats_every": max(1, min(spec.eval_every, 10)), "log_every": 10 ** 6, **spec.train},
+        "evaluate": {"out": os.path.join(spec.out, "eval"), "run_feedback": spec.feedback, **spec.evaluate},
+        "feedback": spec.feedback_rule})
+
+
+def train_with_evaluations(spec: RunSpec, log: Callable[[str], None] = print) -> dict:
+    """Train ``spec.steps`` steps, evaluating every ``eval_every`` (and feeding back when asked).
+    Returns the learning curve, the weights switches the trainer made, and the last checkpoint."""
+    from model.trainer import Trainer
+    from warehouse.feedback_rule import Rule, publish_next
+    cfg = config_for(spec)
+    tr = Trainer(cfg)
+    curve, published = [], []
+    try:
+        ends = list(range(spec.eval_every, spec.steps + 1, spec.eval_every))
+        if not ends or ends[-1] != spec.steps:
+            ends.append(spec.steps)
+        for end in ends:
+            tr.fit(end)
+            todo, _ = ce.pending_checkpoints(spec.lake, cfg.evaluate.benchmark)
+            for ck in todo:
+                s = ce.evaluate_checkpoint(spec.lake, ck, cfg.evaluate, progress=False)
+                curve.append({"step": ck["step"], "weights_version": ck.get("weights_version"),
+                              "loss": tr.last_loss, **s["summary"]})
+                log(f"  step {ck['step']}: loss {tr.last_loss:.4f} overall {s['summary']['overall']:.3f} "
+                    f"(weights {ck.get('weights_version')})")
+            if spec.feedback and end < spec.steps:
+                v, n, _ = publish_next(spec.lake, Rule.from_config(cfg.feedback), cfg.feedback.benchmark)
+                published.append({"after_step": end, "version": v, "rows": n})
+        last = str(ce.live_checkpoints(spec.lake)[-1]["path"])
+        switches = [{"after_step": s, "from": a, "to": b} for s, a, b in tr.switches]
+    finally:
+        tr.close()
+    return {"curve": curve, "published": published, "switches": switches, "checkpoint": last,
+            "final_loss": tr.last_loss}
+
+
+def score_checkpoint(path: str, evaluate: dict, hw: tuple[int, int] | None = None,
+                     image_dir: str | None = None, noise: bool = False) -> list[dict]:
+    """shapes-geneval rows for a checkpoint's EMA model on the prompt set ``evaluate`` describes,
+    generated at pixel size ``hw`` = (H, W) (default: ``evaluate.size`` square). ``noise``
+    scores uniform noise images instead (the scorer's chance floor on the same prompts)."""
+    import torch
+
+    from djepa_t2i.config import Evaluate
+    from experiments.reporting import noise_images
+    ev = Evaluate.model_validate(evaluate)
+    jobs = ce.jobs_for(ce.benchmark_prompts(ev), ev.images_per_prompt, ev.seed)
+    for j in jobs:
+        j["hw"] = tuple(hw or (ev.size, ev.size))
+    if noise:
+        gen = lambda batch: noise_images(batch, [j["hw"] for j in batch])
+    else:
+        device = ev.device if ev.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        from model.checkpoint import load_model
+        model, _, text_encoder, _ = load_model(path, ema=True, device=device)
+
+        def gen(batch):  # checkpoint_eval.model_generate_fn, but at each job's own (H, W)
+            text = text_encoder.encode([j["prompt"] for j in batch])
+            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
+                out = model.generate(text, [j["hw"] for j in batch], steps=ev.steps, cfg=ev.cfg,
+                                     temperature=ev.temperature, flow_steps=ev.flow_steps,
+                                     seed=int(batch[0]["seed"]))
+            return [ce.tensor_to_image(x) for x in out]
+    score_fn, backend = ce.scorer_for(ev)
+    return ce.score_jobs(jobs, gen, score_fn, backend, ev.batch_size, image_dir, progress=False)
+
+
+def category_scores(rows: list[dict]) -> dict[str, float]:
+    return sg.summarize(rows)
+
+
+def notion_scores(rows: list[dict], wanted: list[tuple[str, str]]) -> dict[str, float]:
+    """Share of correct images among prompts naming each wanted notion (NaN when none did)."""
+    out = {}
+    for kind, value in wanted:
+        xs = [r["score"] for r in rows if r["notion_kind"] == kind and r["notion"] == value]
+        out[f"{kind}={value}"] = sum(xs) / len(xs) if xs else float("nan")
+    return out
