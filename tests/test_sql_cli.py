@@ -57,3 +57,14 @@ def test_sql_errors_exit_1_with_message(lake, capsys):
     assert main(["sql", "SELECT * FROM no_such_table", "--lake", lake]) == 1
     assert "no_such_table" in capsys.readouterr().err
     assert main(["sql", "--lake", lake]) == 2
+
+
+def test_notion_plots_render(lake, tmp_path):
+    from warehouse.plots.notions import render
+    figs = render(lake, str(tmp_path))
+    assert [t for t, _ in figs] == ["resolution and aspect ratio of passed pairs", "top notions with p"]
+    from PIL import Image
+    for _, png in figs:
+        w, h = Image.open(png).size
+        assert w > 300 and h > 200
+    assert render(str(tmp_path / "empty"), str(tmp_path)) == []

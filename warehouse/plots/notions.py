@@ -1,0 +1,66 @@
+"""Fig. 5-like plots of the data distribution: resolution x aspect of the passed pairs, and the
+most frequent notions of each kind with their share p of captions."""
+from __future__ import annotations
+
+import os
+
+from warehouse import db
+
+TOP = 15
+
+
+def _resolution_aspect(lake: str, outdir: str) -> tuple[str, str] | None:
+    import matplotlib.pyplot as plt
+    import numpy as np
+    cols, rows = db.query(lake, "SELECT res_bucket, aspect_bucket, n FROM resolution_aspect")
+    if not rows:
+        return None
+    res = sorted({r[0] for r in rows})
+    asp = sorted({r[1] for r in rows})
+    m = np.zeros((len(asp), len(res)))
+    for r, a, n in rows:
+        m[asp.index(a), res.index(r)] = n
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    bottom = np.zeros(len(res))
+    for i, a in enumerate(asp):
+        ax.bar(res, m[i], bottom=bottom, label=a.split(" ", 1)[-1])
+        bottom += m[i]
+    ax.set_xlabel("side sqrt(w*h), px")
+    ax.set_ylabel("passed pairs")
+    ax.set_title(f"resolution x aspect ({int(m.sum())} passed pairs)")
+    ax.legend(fontsize=7, title="aspect w:h", title_fontsize=7)
+    fig.tight_layout()
+    path = os.path.join(outdir, "notions_resolution_aspect.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return "resolution and aspect ratio of passed pairs", path
+
+
+def _top_notions(lake: str, outdir: str) -> tuple[str, str] | None:
+    import matplotlib.pyplot as plt
+    _, rows = db.query(lake, "SELECT kind, notion, p FROM notion_stats "
+                             "QUALIFY row_number() OVER (PARTITION BY kind ORDER BY n DESC, notion) <= ? "
+                             "ORDER BY kind, p DESC", [TOP])
+    if not rows:
+        return None
+    kinds = sorted({r[0] for r in rows})
+    fig, axes = plt.subplots(1, len(kinds), figsize=(2.6 * len(kinds), 4.2), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        sel = [r for r in rows if r[0] == kind][::-1]
+        ax.barh([r[1] for r in sel], [r[2] for r in sel], color="tab:blue")
+        ax.set_title(kind, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel("p", fontsize=8)
+    fig.suptitle("top notions per kind (p = share of captions)", fontsize=10)
+    fig.tight_layout()
+    path = os.path.join(outdir, "notions_top.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return "top notions with p", path
+
+
+def render(lake: str, outdir: str) -> list[tuple[str, str]]:
+    import matplotlib
+    matplotlib.use("Agg")
+    os.makedirs(outdir, exist_ok=True)
+    return [f for f in (_resolution_aspect(lake, outdir), _top_notions(lake, outdir)) if f]
