@@ -1,0 +1,84 @@
+"""Shared bench plumbing: device/precision setup, a random packed batch, peak memory."""
+from __future__ import annotations
+
+import resource
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import djepa_t2i.env  # noqa: E402,F401
+
+import torch  # noqa: E402
+
+from model.batch import PackedImages, cu_seqlens_from_lengths  # noqa: E402
+from model.text_encoder import TextStates  # noqa: E402
+
+H100_BF16_DENSE_TFLOPS = 989.4
+
+
+def add_common(p) -> None:
+    p.add_argument("--model", default="djepa_tiny")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--grid", type=int, default=16, help="image tokens per side (16 -> 256 tokens)")
+    p.add_argument("--token-dim", type=int, default=16, help="16 = KL-16 latent channels (MAR)")
+    p.add_argument("--text-len", type=int, default=32)
+    p.add_argument("--text-dim", type=int, default=384)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
+    p.add_argument("--attention", default="auto")
+    p.add_argument("--compile", action="store_true", help="torch.compile blocks and flow head")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="for MFU; default: H100 dense bf16 on CUDA, none on CPU")
+
+
+def device_of(name: str) -> torch.device:
+    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+
+
+def random_batch(args, device) -> tuple[PackedImages, TextStates]:
+    n = args.grid * args.grid
+    images = PackedImages(torch.randn(args.batch * n, args.token_dim), [(args.grid, args.grid)] * args.batch,
+                          cu_seqlens_from_lengths([n] * args.batch), [None] * args.batch).to(device)
+    text = TextStates(torch.randn(args.batch, args.text_len, args.text_dim),
+                      torch.ones(args.batch, args.text_len, dtype=torch.bool),
+                      [args.text_len] * args.batch).to(device)
+    return images, text
+
+
+def compile_parts(model) -> None:
+    for stack in (model.context.stack, model.predictor, model.target.stack):
+        for blk in stack.blocks:
+            blk.compile(dynamic=True)
+    model.flow.compile(dynamic=True)
+
+
+def sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_memory_gib(device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2 ** 30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # peak RSS (KiB -> GiB)
+
+
+def hardware(device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name()
+    name = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {torch.get_num_threads()} thread(s)"
+
+
+def peak_tflops(args, device) -> float | None:
+    if args.peak_tflops:
+        return args.peak_tflops
+    return H100_BF16_DENSE_TFLOPS if device.type == "cuda" else None
