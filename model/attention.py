@@ -8,7 +8,7 @@ no kernel launch waits on a device-to-host copy.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
@@ -28,6 +28,7 @@ class Segments:
     cu_seqlens: torch.Tensor  # int32 (B + 1,) on the device of the tokens
     lengths: list[int]        # host copy: no sync needed to size kernels
     max_seqlen: int
+    cache: dict = field(default_factory=dict, repr=False)  # masks shared by every layer
 
     @classmethod
     def from_lengths(cls, lengths: list[int], device) -> "Segments":
@@ -40,8 +41,17 @@ class Segments:
         return sum(self.lengths)
 
     def doc_ids(self, device) -> torch.Tensor:
-        return torch.repeat_interleave(torch.arange(len(self.lengths)),
-                                       torch.tensor(self.lengths)).to(device, non_blocking=True)
+        if "doc" not in self.cache:
+            self.cache["doc"] = torch.repeat_interleave(
+                torch.arange(len(self.lengths)), torch.tensor(self.lengths)).to(device, non_blocking=True)
+        return self.cache["doc"]
+
+    def dense_mask(self, device) -> torch.Tensor:
+        """(N, N) bool block-diagonal mask for SDPA: O(N^2) memory, for CPU and tests."""
+        if "dense" not in self.cache:
+            doc = self.doc_ids(device)
+            self.cache["dense"] = doc[:, None] == doc[None, :]
+        return self.cache["dense"]
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
@@ -62,6 +72,8 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seg: Seg
                      backend: str = "auto") -> torch.Tensor:
     """q, k, v: (N, heads, head_dim) packed; returns (N, heads, head_dim)."""
     backend = resolve_backend(backend, q.device)
+    if backend in ("flash", "varlen") and q.dtype == torch.float32:  # kernels are 16-bit only
+        return packed_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), seg, backend).float()
     if backend == "flash":
         return flash_attn_varlen_func(q, k, v, seg.cu_seqlens, seg.cu_seqlens,
                                       seg.max_seqlen, seg.max_seqlen)
@@ -74,9 +86,7 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seg: Seg
     if backend == "flex":
         out = _flex(qh, kh, vh, seg)
     else:
-        doc = seg.doc_ids(q.device)
-        mask = doc[:, None] == doc[None, :]
-        out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask)
+        out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=seg.dense_mask(q.device))
     return out.squeeze(0).transpose(0, 1)
 
 
@@ -99,13 +109,15 @@ def _compiled_flex():
 
 def _flex(qh, kh, vh, seg: Segments) -> torch.Tensor:
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
-    doc = seg.doc_ids(qh.device)
-    n = doc.numel()
+    if "flex" not in seg.cache:
+        doc = seg.doc_ids(qh.device)
+        n = doc.numel()
 
-    def same_doc(b, h, qi, ki):
-        return doc[qi] == doc[ki]
+        def same_doc(b, h, qi, ki):
+            return doc[qi] == doc[ki]
 
-    block = create_block_mask(same_doc, None, None, n, n, device=qh.device)
+        seg.cache["flex"] = create_block_mask(same_doc, None, None, n, n, device=qh.device)
+    block = seg.cache["flex"]
     if qh.device.type == "cuda":
         return _compiled_flex()(qh, kh, vh, block_mask=block)
     with warnings.catch_warnings():  # eager flex on CPU is the (unfused) reference path, by design
