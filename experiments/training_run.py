@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable
 
 from djepa_t2i.config import Config
@@ -92,8 +93,7 @@ def score_checkpoint(path: str, evaluate: dict, hw: tuple[int, int] | None = Non
         gen = lambda batch: noise_images(batch, [j["hw"] for j in batch])
     else:
         device = ev.device if ev.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        from model.checkpoint import load_model
-        model, _, text_encoder, _ = load_model(path, ema=True, device=device)
+        model, text_encoder = _load(path, device)
 
         def gen(batch):  # checkpoint_eval.model_generate_fn, but at each job's own (H, W)
             text = text_encoder.encode([j["prompt"] for j in batch])
@@ -104,6 +104,14 @@ def score_checkpoint(path: str, evaluate: dict, hw: tuple[int, int] | None = Non
             return [ce.tensor_to_image(x) for x in out]
     score_fn, backend = ce.scorer_for(ev)
     return ce.score_jobs(jobs, gen, score_fn, backend, ev.batch_size, image_dir, progress=False)
+
+
+@lru_cache(maxsize=2)
+def _load(path: str, device: str):
+    """(EMA model, text encoder) of a checkpoint, loaded once per (path, device)."""
+    from model.checkpoint import load_model
+    model, _, text_encoder, _ = load_model(path, ema=True, device=device)
+    return model, text_encoder
 
 
 def category_scores(rows: list[dict]) -> dict[str, float]:
