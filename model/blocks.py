@@ -59,18 +59,20 @@ def build_joint(text_lens: list[int], img_lens: list[int], text_angles: torch.Te
 class Stream(nn.Module):
     """The per-modality weights of one block."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, post: bool = True):
         super().__init__()
         self.heads = heads
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.q_norm = RMSNorm(dim // heads)
         self.k_norm = RMSNorm(dim // heads)
-        self.proj = nn.Linear(dim, dim)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"),
-                                 nn.Linear(hidden, dim))
+        if post:  # a stream whose output nobody reads only contributes keys and values
+            self.proj = nn.Linear(dim, dim)
+            self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+            hidden = int(dim * mlp_ratio)
+            self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"),
+                                     nn.Linear(hidden, dim))
+        self.post = post
 
     def qkv_heads(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]):
         q, k, v = self.qkv(self.norm1(x)).unflatten(-1, (3, self.heads, -1)).unbind(1)
@@ -84,41 +86,56 @@ class Stream(nn.Module):
 
 
 class MultimodalBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, attention: str = "auto"):
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, attention: str = "auto",
+                 text_out: bool = True):
         super().__init__()
         if dim % heads:
             raise ValueError(f"width {dim} is not divisible by {heads} heads")
-        self.text = Stream(dim, heads, mlp_ratio)
+        self.text = Stream(dim, heads, mlp_ratio, post=text_out)
         self.image = Stream(dim, heads, mlp_ratio)
         self.attention = attention
 
-    def forward(self, xt: torch.Tensor, xi: torch.Tensor, joint: Joint):
+    def forward(self, xt: torch.Tensor, xi: torch.Tensor, joint: Joint, need_text: bool = True):
+        """-> (text out or None when not needed / not built, image out)."""
         qt, kt, vt = self.text.qkv_heads(xt, joint.rope_t)
         qi, ki, vi = self.image.qkv_heads(xi, joint.rope_i)
         q, k, v = (torch.cat([a, b]).index_select(0, joint.perm) for a, b in
                    ((qt, qi), (kt, ki), (vt, vi)))
         o = packed_attention(q, k, v, joint.seg, self.attention).index_select(0, joint.unperm)
-        return self.text.finish(xt, o[:joint.n_text]), self.image.finish(xi, o[joint.n_text:])
+        xi = self.image.finish(xi, o[joint.n_text:])
+        if not (need_text and self.text.post):
+            return None, xi
+        return self.text.finish(xt, o[:joint.n_text]), xi
 
 
 class Stack(nn.Module):
-    """``depth`` multimodal blocks and a final norm per stream."""
+    """``depth`` multimodal blocks and a final norm per stream.
 
-    def __init__(self, dim: int, depth: int, heads: int, mlp_ratio: float, attention: str):
+    ``text_out=False`` builds the last block without a text output path (SD3's "context pre
+    only"): the predictor's text output is never read, and unused weights would only cost
+    memory and break DDP's every-parameter-gets-a-gradient rule.
+    """
+
+    def __init__(self, dim: int, depth: int, heads: int, mlp_ratio: float, attention: str,
+                 text_out: bool = True):
         super().__init__()
-        self.blocks = nn.ModuleList(MultimodalBlock(dim, heads, mlp_ratio, attention)
-                                    for _ in range(depth))
-        self.norm_t = nn.LayerNorm(dim, eps=1e-6)
+        self.blocks = nn.ModuleList(
+            MultimodalBlock(dim, heads, mlp_ratio, attention, text_out or i < depth - 1)
+            for i in range(depth))
+        self.norm_t = nn.LayerNorm(dim, eps=1e-6) if text_out else None
         self.norm_i = nn.LayerNorm(dim, eps=1e-6)
         self.grad_checkpointing = False
 
-    def forward(self, xt: torch.Tensor, xi: torch.Tensor, joint: Joint):
-        for blk in self.blocks:
+    def forward(self, xt: torch.Tensor, xi: torch.Tensor, joint: Joint, need_text: bool = True):
+        last = len(self.blocks) - 1
+        for j, blk in enumerate(self.blocks):
+            nt = need_text or j < last
             if self.grad_checkpointing and torch.is_grad_enabled():
-                xt, xi = checkpoint(blk, xt, xi, joint, use_reentrant=False)
+                xt, xi = checkpoint(blk, xt, xi, joint, nt, use_reentrant=False)
             else:
-                xt, xi = blk(xt, xi, joint)
-        return self.norm_t(xt), self.norm_i(xi)
+                xt, xi = blk(xt, xi, joint, nt)
+        xt = self.norm_t(xt) if xt is not None and self.norm_t is not None else None
+        return xt, self.norm_i(xi)
 
 
 def init_weights(module: nn.Module) -> None:

@@ -83,6 +83,6 @@ def load_model(path: str, ema: bool = True, device="cpu"):
         with torch.no_grad():
             for k, v in shadow.items():
                 params[k].copy_(v)
-    model.tokenizer = tokenizer_from_meta(meta["tokenizer"])
+    model.tokenizer = tokenizer_from_meta(meta["tokenizer"], str(device))
     text_encoder = text_encoder_from_meta(meta.get("text_encoder"), str(device))
     return model.to(device).eval(), model.tokenizer, text_encoder, meta

@@ -55,8 +55,8 @@ class ContextEncoder(nn.Module):
         e = self.text_embed(t.flat.index_select(0, t.sel))
         return torch.cat([e, self.null_text.to(e.dtype)]).index_select(0, t.rows)
 
-    def forward(self, img_tokens: torch.Tensor, text: TextInput, joint: Joint):
-        return self.stack(self.embed_text(text), self.img_embed(img_tokens), joint)
+    def forward(self, img_tokens: torch.Tensor, text: TextInput, joint: Joint, need_text: bool = True):
+        return self.stack(self.embed_text(text), self.img_embed(img_tokens), joint, need_text)
 
 
 class DJEPAT2I(nn.Module):
@@ -75,7 +75,7 @@ class DJEPAT2I(nn.Module):
         self.mask_min, self.mask_std = mask_min, mask_std
         self.context = ContextEncoder(token_dim, text_dim, width, enc_depth, heads, mlp_ratio, attention)
         self.mask_token = nn.Parameter(torch.zeros(1, width))
-        self.predictor = Stack(width, pred_depth, heads, mlp_ratio, attention)
+        self.predictor = Stack(width, pred_depth, heads, mlp_ratio, attention, text_out=False)
         self.pred_proj = nn.Sequential(nn.Linear(width, width), nn.GELU(approximate="tanh"),
                                        nn.Linear(width, width))
         self.flow = FlowHead(token_dim, width, head_width, head_depth)
@@ -131,7 +131,7 @@ class DJEPAT2I(nn.Module):
         """phi on visible tokens, then gamma on all positions -> z for every image token."""
         xt, xv = self.context(img_tokens.index_select(0, vis_idx), text_in, enc_joint)
         x = self.mask_token.to(xv.dtype).expand(n_img, -1).index_copy(0, vis_idx, xv)
-        _, z = self.predictor(xt, x, full_joint)
+        _, z = self.predictor(xt, x, full_joint, need_text=False)
         return z
 
     # ----------------------------------------------------------------- training
@@ -163,7 +163,7 @@ class DJEPAT2I(nn.Module):
         z = self._predict(images.tokens, vis_idx, off, text_in, enc_joint, full_joint)
         z = z.index_select(0, msk_idx)
         with torch.no_grad():
-            _, g = self.target(images.tokens, text_in, full_joint)
+            _, g = self.target(images.tokens, text_in, full_joint, need_text=False)
             g = F.layer_norm(g.index_select(0, msk_idx).float(), (self.width,))
         loss_pred = F.smooth_l1_loss(self.pred_proj(z).float(), g)
         loss_flow = self.flow.loss(images.tokens.index_select(0, msk_idx), z, self.flow_mul)
@@ -265,7 +265,7 @@ def _factory(name: str, **defaults):
 djepa_tiny = _factory("djepa_tiny", width=64, enc_depth=2, pred_depth=2, heads=4,
                       head_width=128, head_depth=2, vope_fov=8.0)
 djepa_b = _factory("djepa_b", width=768, enc_depth=6, pred_depth=6, heads=12,
-                   head_width=1024, head_depth=6)
+                   head_width=1024, head_depth=7)  # 207M trainable, like MAR-B's 208M
 djepa_l = _factory("djepa_l", width=1024, enc_depth=8, pred_depth=8, heads=16,
                    head_width=1024, head_depth=8)
 djepa_h = _factory("djepa_h", width=1280, enc_depth=10, pred_depth=10, heads=16,

@@ -110,10 +110,10 @@ def build_tokenizer(cfg) -> PixelTokenizer | VAETokenizer:
                         device=dev)
 
 
-def tokenizer_from_meta(meta: dict) -> PixelTokenizer | VAETokenizer:
+def tokenizer_from_meta(meta: dict, device: str = "cpu") -> PixelTokenizer | VAETokenizer:
     if meta["kind"] == "pixel":
         return PixelTokenizer(meta["patch_size"], meta.get("channels", 3))
-    return VAETokenizer(meta["path"], meta["patch_size"], meta["tile_above"])
+    return VAETokenizer(meta["path"], meta["patch_size"], meta["tile_above"], device=device)
 
 
 def pack(images: list[torch.Tensor], tokenizer, max_image_tokens: int = 4096,
