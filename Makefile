@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DO_NOT_TRACK=1 YOLO_OFFLINE=1
 export PREFECT_HOME := $(CURDIR)/.state/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
-export PREFECT_API_URL ?= http://127.0.0.1:4200/api
+# no global PREFECT_API_URL: in-process flow runs (tests, make demo) use an ephemeral API;
+# flows/serve.py points its own processes at the server it starts.
 
 .PHONY: setup test test-fast demo demo-server serve stop bench clean
 
