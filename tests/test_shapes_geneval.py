@@ -134,3 +134,23 @@ def test_geneval_rules_on_hand_made_detections():
     assert rules.relative_position((0, 0, 50, 50), (2, 0, 52, 50)) == set()
     assert rules.relative_position((0, 0, 10, 10), (50, 50, 60, 60)) == {"left of", "above"}
     assert not rules.evaluate({"dog": left["dog"]}, spec)[0]  # missing target group
+
+
+def test_noise_scores_zero():
+    """Random pixels or random color patches (what an untrained pixel-token model draws) must
+    not pass: blobs inside clutter get low confidence and GenEval's thresholds drop them."""
+    rng = np.random.default_rng(0)
+    for cat in sw.CATEGORIES:
+        for p in sw.prompts(cat, 10, seed=0, width=64, height=64):
+            for k in (1, 4, 8):
+                a = np.kron(rng.integers(0, 256, (64 // k, 64 // k, 3)), np.ones((k, k, 1)))
+                assert sg.score_image(Image.fromarray(a.astype(np.uint8)), p["spec"])[0] == 0.0
+
+
+def test_confidence_is_one_on_ground_truth_and_low_in_clutter():
+    sc = sw.sample_scene(random.Random(3), 64, 64, "counting")
+    assert [d.score for d in sg.detect(sw.render(sc))] == [1.0] * len(sc.objects)
+    img = np.asarray(sw.render(sc)).copy()
+    rng = np.random.default_rng(1)
+    img[img.sum(-1) == 720] = rng.integers(0, 256, (int((img.sum(-1) == 720).sum()), 3))  # clutter
+    assert all(d.score < 0.9 for d in sg.detect(img))
