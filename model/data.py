@@ -78,7 +78,7 @@ class TrainLoader:
         self.packer, self.tokenizer, self.cap = packer, tokenizer, max_image_tokens
         self.gen = torch.Generator().manual_seed(seed * 1000 + rank)  # random token drop
         self.pool = ThreadPoolExecutor(workers) if workers > 0 else None
-        self._ahead: list[tuple[dict, Future]] = []
+        self._ahead: list[tuple[dict, list[Decision], list[Future] | None]] = []
 
     @property
     def sampler(self) -> FeedbackSampler:
@@ -87,22 +87,17 @@ class TrainLoader:
     def _snapshot(self) -> dict:
         return copy.deepcopy({"packer": self.packer.state_dict(), "token_drop": self.gen.get_state()})
 
-    def _decode(self, decisions: list[Decision]) -> list[torch.Tensor]:
-        if self.pool is None:
-            return [load_image(d) for d in decisions]
-        return list(self.pool.map(load_image, decisions))
-
     def _schedule(self) -> None:
         snap = self._snapshot()
         decisions = self.packer.next_batch()
-        fut = self.pool.submit(self._decode, decisions) if self.pool else None
-        self._ahead.append((snap, decisions, fut))
+        futs = [self.pool.submit(load_image, d) for d in decisions] if self.pool else None
+        self._ahead.append((snap, decisions, futs))
 
     def next(self) -> TrainBatch:
         if not self._ahead:
             self._schedule()
-        snap, decisions, fut = self._ahead.pop(0)
-        images = fut.result() if fut else self._decode(decisions)
+        snap, decisions, futs = self._ahead.pop(0)
+        images = [f.result() for f in futs] if futs else [load_image(d) for d in decisions]
         packed = self._pack(images)
         if self.pool:
             self._schedule()  # decode the next batch while this one trains

@@ -43,7 +43,7 @@ def run(cfg, resume=None, steps=None):
 def test_exact_resume_same_losses_and_samples(data):
     root, lake = data
     out_a = str(root / "run_a")
-    a, hist = run(tiny_cfg(lake, out_a))
+    a, hist = run(tiny_cfg(lake, out_a, **{"train.num_workers": 2}))  # prefetching decode threads
     assert [h["step"] for h in hist] == list(range(1, 7))
     for h in hist:  # never upscaled, stride multiples
         assert all(hh % 8 == 0 and ww % 8 == 0 for hh, ww in h["sizes"]) and h["tokens"] <= 64
@@ -53,7 +53,7 @@ def test_exact_resume_same_losses_and_samples(data):
     st = torch.load(os.path.join(ck, "rank-000.pt"), weights_only=True)  # plain tensors and dicts
     assert st["loader"]["packer"]["sampler"]["weights_version"] == "v0000"
     out_b = str(root / "run_b")
-    b, hist_b = run(tiny_cfg(lake, out_b), resume=ck)
+    b, hist_b = run(tiny_cfg(lake, out_b), resume=ck)  # no threads: the stream must not depend on them
     assert [h["step"] for h in hist_b] == [4, 5, 6]
     assert [h["keys"] for h in hist_b] == [h["keys"] for h in hist[3:]]
     assert [h["loss"] for h in hist_b] == [h["loss"] for h in hist[3:]]  # bit-identical
