@@ -33,9 +33,9 @@ PRESETS = {
                  model={"width": 384, "enc_depth": 6, "pred_depth": 6, "heads": 6,
                         "head_width": 512, "head_depth": 3}),
     # 2 shared CPU cores, a few minutes: proves the loop runs end to end, not that it converges
-    "cpu-mini": dict(n_images=600, native=64, side=32, patch=4, steps=60, eval_every=20,
-                     seeds=[0, 1, 2], prompts=2, final_prompts=4, gen_steps=8, flow_steps=8,
-                     token_budget=512, max_image_tokens=64, lr=1e-3, ema=0.9, batch_size=24,
+    "cpu-mini": dict(n_images=400, native=64, side=32, patch=4, steps=40, eval_every=20,
+                     seeds=[0, 1, 2], prompts=2, final_prompts=3, gen_steps=8, flow_steps=8,
+                     token_budget=256, max_image_tokens=64, lr=1e-3, ema=0.9, batch_size=24,
                      model={}),
     # the test suite's: every code path, seconds
     "smoke": dict(n_images=40, native=32, side=16, patch=4, steps=2, eval_every=1, seeds=[0],
