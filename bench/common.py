@@ -28,6 +28,8 @@ def add_common(p) -> None:
     p.add_argument("--attention", default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile blocks and flow head")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--check-syncs", action="store_true",
+                   help="CUDA: warn on every host-device sync inside the timed loop")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="for MFU; default: H100 dense bf16 on CUDA, none on CPU")
 
@@ -82,3 +84,9 @@ def peak_tflops(args, device) -> float | None:
     if args.peak_tflops:
         return args.peak_tflops
     return H100_BF16_DENSE_TFLOPS if device.type == "cuda" else None
+
+
+def sync_debug(args, device, on: bool) -> None:
+    """torch's sync debug mode: lists any host sync the timed loop would hide."""
+    if args.check_syncs and device.type == "cuda":
+        torch.cuda.set_sync_debug_mode("warn" if on else "default")

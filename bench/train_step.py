@@ -12,7 +12,7 @@ import argparse
 import time
 
 from common import (add_common, compile_parts, device_of, hardware, peak_memory_gib, peak_tflops,
-                    random_batch, sync)
+                    random_batch, sync, sync_debug)
 
 import torch
 
@@ -61,10 +61,12 @@ def main() -> None:
     sync(dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
+    sync_debug(args, dev, True)
     t0 = time.perf_counter()
     for _ in range(args.steps):
         loss = step()
     sync(dev)
+    sync_debug(args, dev, False)
     dt = (time.perf_counter() - t0) / args.steps
     n = args.grid ** 2
     # expected FLOPs at the mean of the mask-ratio distribution (0.867)
