@@ -106,9 +106,8 @@ class DJEPAT2I(nn.Module):
                 rows.append(torch.arange(pos, pos + lens_all[s]))
                 lengths.append(lens_all[s])
                 pos += lens_all[s]
-        cat = lambda xs: (torch.cat(xs) if xs else torch.zeros(0, dtype=torch.long)).to(device, non_blocking=True)
         flat = text.states.to(device).reshape(-1, text.states.shape[-1])
-        return TextInput(flat, cat(sel), cat(rows), lengths)
+        return TextInput(flat, self._gather(sel, device), self._gather(rows, device), lengths)
 
     def _coords(self, grids, keep, device, b: float | None = None) -> torch.Tensor:
         out = []

@@ -110,7 +110,9 @@ class FlowHead(nn.Module):
 
 
 def shifted_times(steps: int, shift: float, device=None) -> torch.Tensor:
-    """(steps + 1,) times from 0 (noise) to 1 (data); noise level s = 1 - t shifted s -> shift*s/(1+(shift-1)s)."""
+    """(steps + 1,) times from 0 (noise) to 1 (data).
+
+    The noise level s = 1 - t is shifted as s -> shift * s / (1 + (shift - 1) s) (SD3)."""
     if steps < 1 or shift <= 0:
         raise ValueError(f"need steps >= 1 and time_shift > 0, got {steps}, {shift}")
     s = 1 - torch.linspace(0, 1, steps + 1, dtype=torch.float64)

@@ -1,6 +1,5 @@
 """Model I/O: checkpoints, the VAE tokenizer, text encoders (offline default and a T5 by path), CLI."""
 import json
-import shutil
 from pathlib import Path
 
 import pytest
