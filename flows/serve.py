@@ -126,7 +126,13 @@ def deployable(prefect_file: Path) -> tuple[Path, list[str]]:
 
 def deploy(env: dict[str, str], names: list[str] | None = None,
            prefect_file: Path = ROOT / "prefect.yaml", extra: list[str] = ()) -> str:
-    """``prefect --no-prompt deploy`` from the repo root: all deployments, or only ``names``."""
+    """``prefect --no-prompt deploy`` from the repo root: all deployments, or only ``names``.
+
+    ``extra`` options such as ``--param`` are silently ignored by prefect unless exactly one
+    deployment is named, so that combination is refused here.
+    """
+    if extra and len(names or []) != 1:
+        raise ValueError(f"prefect applies {list(extra)} only when deploying one named deployment")
     path, skipped = deployable(prefect_file)
     for e in skipped:
         print(f"skipping deployment of {e}: module not in this checkout", file=sys.stderr)
