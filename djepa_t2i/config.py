@@ -57,7 +57,7 @@ class OCR(Backend):
     backend: str = "rapidocr"
     max_text_area: float = Field(0.05, ge=0.0, le=1.0)  # reject above this share of the image
     min_confidence: float = Field(0.5, ge=0.0, le=1.0)
-    det_side: int = Field(384, ge=32, le=4096)  # detection runs at this long side (speed)
+    det_side: int = Field(320, ge=32, le=4096)  # detection runs at this long side (speed)
     recognize: bool = True  # read detected boxes; only boxes with >= min_chars letters/digits count
     min_chars: int = Field(2, ge=0, le=100)  # shapes read as "■"/"●" are not text
 

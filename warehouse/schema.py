@@ -30,7 +30,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("n_quarantined", I), ("seconds", F), ("backends", S), ("run_id", S), ("created_at", TS),
         ("n_refused", I),  # tar members refused for unsafe paths (each also a quarantined row)
         ("errors", S),  # JSON list of shard-level problems (truncated tar, parquet mismatch, ...)
-        ("stage_seconds", S),  # JSON {stage: seconds} spent in this shard
+        ("stage_seconds", S),  # JSON {stage: wall seconds} spent in this shard
+        ("stage_cpu_seconds", S),  # JSON {stage: process CPU seconds} (contention-free cost)
+        ("cpu_seconds", F),
     ]),
     # captions with provenance (recaption)
     "captions": pa.schema([

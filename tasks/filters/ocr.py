@@ -3,9 +3,10 @@
 Backend ``rapidocr`` (the PP-OCR det/rec ONNX models bundled in the rapidocr wheel). Text is
 *detected* on the image downscaled to ``det_side`` px (long side): detection alone decides the
 text-area ratio = sum of box areas (score >= min_confidence) / image area, clipped to 1; images
-above ``max_text_area`` are rejected. Recognition (``recognize``) only runs on detected boxes and
-records the text, so text-free images pay for detection only; with recognition on, a box counts
-only if its text has >= ``min_chars`` letters/digits (flat shapes are read as "■" or "●").
+above ``max_text_area`` are rejected. With ``recognize`` on, a box counts only if its text reads
+with >= ``min_chars`` letters/digits (flat shapes are detected, then read as "■" or "●");
+boxes are read largest first and only while the image could still exceed the threshold, so
+text-free images pay for detection only and text images stop at the first proof.
 """
 from __future__ import annotations
 
@@ -31,22 +32,47 @@ class RapidOCRFilter:
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
             "Det.limit_side_len": cfg.det_side, "Det.limit_type": "max"})
 
+    def _read(self, bgr: np.ndarray, box: np.ndarray) -> tuple[str, float]:
+        x0, y0 = np.floor(box.min(0)).astype(int).clip(0)
+        x1, y1 = np.ceil(box.max(0)).astype(int)
+        crop = np.ascontiguousarray(bgr[y0:y1 + 1, x0:x1 + 1])
+        if crop.size == 0:
+            return "", 0.0
+        r = self.engine(crop, use_det=False, use_cls=False, use_rec=True)
+        txt = (r.txts or ("",))[0] if getattr(r, "txts", None) else ""
+        return txt, float((r.scores or (0.0,))[0]) if getattr(r, "scores", None) else 0.0
+
     def one(self, im) -> Result:
+        """Detect once; read boxes (largest first) only while the image could still fail, so
+        text-free images never pay for recognition and text images stop at the first proof."""
         c = self.cfg
         bgr = np.ascontiguousarray(np.asarray(im)[:, :, ::-1])
-        out = self.engine(bgr, use_cls=False, use_rec=c.recognize)
-        boxes = [] if out.boxes is None else list(out.boxes)
-        # det-only: scores are box confidences; with recognition: recognition confidences
-        scores = [1.0] * len(boxes) if out.scores is None else [float(v) for v in out.scores]
-        texts = list(getattr(out, "txts", None) or []) if c.recognize else []
-        keep = [i for i, s in enumerate(scores[:len(boxes)]) if s >= c.min_confidence
-                and (not texts or sum(ch.isalnum() for ch in texts[i]) >= c.min_chars)]
-        area = sum(poly_area(np.asarray(boxes[i], np.float64)) for i in keep)
-        ratio = min(1.0, area / float(im.width * im.height))
-        d = {"n_boxes": len(keep), "text_area": round(ratio, 5),
-             "boxes": [np.asarray(boxes[i]).round(1).tolist() for i in keep][:20]}
+        det = self.engine(bgr, use_det=True, use_cls=False, use_rec=False)
+        boxes = [] if det.boxes is None else [np.asarray(b, np.float64) for b in det.boxes]
+        dscores = [1.0] * len(boxes) if det.scores is None else [float(v) for v in det.scores]
+        area_img = float(im.width * im.height)
+        cand = sorted(((poly_area(b) / area_img, i) for i, b in enumerate(boxes) if dscores[i] >= c.min_confidence),
+                      reverse=True)
+        det_ratio = min(1.0, sum(a for a, _ in cand))
+        counted, texts, read = [], [], 0
+        if not c.recognize or det_ratio <= c.max_text_area:
+            counted = cand  # cannot exceed the threshold: no need to read anything
+        else:
+            total = 0.0
+            for a, i in cand:
+                if total > c.max_text_area:
+                    break
+                txt, conf = self._read(bgr, boxes[i])
+                read += 1
+                if conf >= c.min_confidence and sum(ch.isalnum() for ch in txt) >= c.min_chars:
+                    counted.append((a, i))
+                    texts.append(txt)
+                    total += a
+        ratio = min(1.0, sum(a for a, _ in counted))
+        d = {"n_boxes": len(counted), "n_detected": len(cand), "n_read": read, "text_area": round(ratio, 5),
+             "detected_area": round(det_ratio, 5), "boxes": [boxes[i].round(1).tolist() for _, i in counted][:20]}
         if texts:
-            d["text"] = [texts[i] for i in keep if i < len(texts)][:20]
+            d["text"] = texts[:20]
         ok = ratio <= c.max_text_area
         return Result(ratio, ok, None if ok else f"text covers {ratio:.3f} of the image > max_text_area {c.max_text_area}", d)
 
