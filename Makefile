@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DO_NOT_TRACK=1 YOLO_OFFLINE=1
-export PREFECT_HOME := $(CURDIR)/.state/prefect
+# PREFECT_HOME: flows/serve.py and djepa_t2i/env.py choose it (tests get their own under .state/test)
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 # no global PREFECT_API_URL: in-process flow runs (tests, make demo) use an ephemeral API;
 # flows/serve.py points its own processes at the server it starts.
