@@ -35,7 +35,7 @@ def stage_rates(lake: str) -> dict[str, tuple[int, float, float]]:
         for k, v in json.loads(cs).items():
             cpu[k] = cpu.get(k, 0.0) + v
     _, ent = db.query(lake, "SELECT filter, count(*) FROM filter_scores GROUP BY 1")
-    n_in = sum(n for _, n in runs)
+    n_in = sum(r[1] for r in runs)
     entered = {"read": n_in, "decode": n_in} | dict(ent)
     return {k: (entered.get(k, 0), secs[k], cpu.get(k, 0.0)) for k in secs}
 
