@@ -26,15 +26,15 @@ import djepa_t2i.env  # noqa: F401
 PRESETS = {
     "full": dict(n_images=20000, base=256, patch=8, steps=20000, prompts=50, gen_steps=32,
                  flow_steps=32, token_budget=16384, max_image_tokens=1024, lr=3e-4, ema=0.999,
-                 batch_size=32, seeds=[0],
+                 batch_size=32, seeds=[0], loss_images=64,
                  model={"width": 384, "enc_depth": 6, "pred_depth": 6, "heads": 6,
                         "head_width": 512, "head_depth": 3}),
     "cpu-mini": dict(n_images=400, base=32, patch=4, steps=40, prompts=2, gen_steps=8, flow_steps=8,
                      token_budget=256, max_image_tokens=64, lr=1e-3, ema=0.9, batch_size=18,
-                     seeds=[0], model={}),
+                     seeds=[0], loss_images=16, model={}),
     "smoke": dict(n_images=40, base=16, patch=4, steps=2, prompts=1, gen_steps=2, flow_steps=2,
                   token_budget=64, max_image_tokens=16, lr=1e-3, ema=0.9, batch_size=8, seeds=[0],
-                  model={}),
+                  loss_images=2, model={}),
 }
 POSITIONS = {"vope": True, "rope": False}
 
@@ -115,10 +115,15 @@ def main(argv=None) -> int:
             for name, hw in settings(S).items():
                 img_dir = os.path.join(a.work, "samples", pos, f"s{seed}", name.replace(":", "x"))
                 res = run.category_scores(run.score_checkpoint(r["checkpoint"], gen_evaluate(a), hw, img_dir))
-                print(f"[{pos} seed {seed}] {name} {hw}: overall {res['overall']:.3f}")
+                dev = "cuda" if a.device == "auto" and torch.cuda.is_available() else \
+                    ("cpu" if a.device == "auto" else a.device)
+                loss = run.heldout_loss(r["checkpoint"], hw, c["loss_images"], seed, device=dev)
+                res.update({"heldout_loss": loss["loss"], "heldout_loss_flow": loss["loss_flow"]})
+                print(f"[{pos} seed {seed}] {name} {hw}: overall {res['overall']:.3f} "
+                      f"held-out loss {loss['loss']:.4f}")
                 rows += [{"positions": pos, "seed": seed, "setting": name, "height": hw[0], "width": hw[1],
                           "metric": k, "score": v} for k, v in res.items()]
-    for name, hw in settings(S).items():
+    for name, hw in settings(S).items():  # noise-floor: scores only (it has no loss)
         res = run.category_scores(run.score_checkpoint("", gen_evaluate(a), hw, noise=True))
         rows += [{"positions": "noise-floor", "seed": "", "setting": name, "height": hw[0], "width": hw[1],
                   "metric": k, "score": v} for k, v in res.items()]
@@ -142,9 +147,15 @@ def write_outputs(a, rows: list[dict], runs: dict, wall: float) -> None:
         hw = settings(c["base"])[s]
         summary[s] = {"vope": list(v), "rope": list(r_), "noise_floor": n[0], "hw": hw}
         table.append([f"{s} ({hw[0]}x{hw[1]})", rp.fmt(*v), rp.fmt(*r_), f"{v[0] - r_[0]:+.3f}", rp.fmt(n[0])])
+    loss_rows = []
+    for s in names:
+        lv, lr_ = (rp.mean_std(get(p, s, "heldout_loss")) for p in ("vope", "rope"))
+        summary[s].update(heldout_loss_vope=list(lv), heldout_loss_rope=list(lr_))
+        loss_rows.append([s, rp.fmt(*lv), rp.fmt(*lr_), f"{lv[0] - lr_[0]:+.3f}"])
     v1, v2, r2 = summary["1x"]["vope"][0], summary["2x"]["vope"][0], summary["2x"]["rope"][0]
     within, better = abs(v2 - v1) <= 0.05, v2 > r2
-    cats = [m for m in dict.fromkeys(r["metric"] for r in rows) if m != "overall"]
+    cats = [m for m in dict.fromkeys(r["metric"] for r in rows)
+            if m != "overall" and not m.startswith("heldout")]
     per_cat = rp.md_table(["setting"] + [f"{p}: {m}" for p in ("vope", "rope") for m in cats],
                           [[s] + [rp.fmt(rp.mean_std(get(p, s, m))[0]) for p in ("vope", "rope") for m in cats]
                            for s in names])
@@ -160,6 +171,10 @@ def write_outputs(a, rows: list[dict], runs: dict, wall: float) -> None:
           "uniform noise of that size):", "",
           rp.md_table(["setting (HxW px)", "VoPE", "RoPE", "VoPE - RoPE", "noise floor"], table), "",
           "Per category:", "", per_cat, "",
+          f"Held-out loss (the training objective, flow + prediction, EMA weights, on "
+          f"{c['loss_images']} held-out scenes rendered at each size; lower is better; a continuous "
+          "signal that exists before any shape is drawn):", "",
+          rp.md_table(["setting", "VoPE", "RoPE", "VoPE - RoPE"], loss_rows), "",
           f"Targets: VoPE 2x within 0.05 of VoPE 1x: {'met' if within else 'NOT met'} "
           f"({v2:.3f} vs {v1:.3f}); VoPE 2x better than RoPE 2x: {'met' if better else 'NOT met'} "
           f"({v2:.3f} vs {r2:.3f}).", ""]

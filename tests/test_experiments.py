@@ -55,6 +55,8 @@ def test_vope_resolution_smoke(tmp_path):
     for pos in ("vope", "rope", "noise-floor"):
         for s, (h, w) in vr.settings(16).items():
             assert 0.0 <= overall[(pos, s)] <= 1.0
+    losses = [float(r["score"]) for r in rows if r["metric"] == "heldout_loss"]
+    assert len(losses) == 2 * 5 and all(math.isfinite(x) and x > 0 for x in losses)
     sizes = {(r["setting"], int(r["height"]), int(r["width"])) for r in rows}
     assert ("2x", 32, 32) in sizes and ("1:4", 32, 8) in sizes and ("4:1", 8, 32) in sizes
     meta = json.loads((res / "vope_resolution.json").read_text())
