@@ -89,6 +89,7 @@ class Curate(Section):
     dask_address: str | None = None  # None: a LocalCluster
     workers: int = Field(2, ge=1, le=1024)
     force: bool = False  # redo shards that already have a shard_runs partition
+    chunk: int = Field(64, ge=1, le=65536)  # decoded images in flight per task (the model batch)
 
     @model_validator(mode="after")
     def _clip_for_heads(self):

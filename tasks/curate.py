@@ -23,7 +23,6 @@ from tasks.filters.dedup import DedupFilter, PhashIndex, phash, pixel_sha256
 from tasks.filters.resolution import ResolutionFilter
 from warehouse import lake as lk
 
-CHUNK = 64  # decoded images held at once per task
 CROSS = "duplicate across shards of "
 
 
@@ -110,10 +109,10 @@ def process_shard(tar_path: str, cfg: Config, run_id: str = "", models: Models |
     res_f = ResolutionFilter(c.resolution)
     dedup_f = DedupFilter(c.dedup)
     keys = sorted(set(s.entries) | only_pq)
-    for i in range(0, len(keys), CHUNK):
+    for i in range(0, len(keys), c.chunk):  # bounded memory: c.chunk decoded images at a time
         t, tc = time.perf_counter(), time.process_time()
         cands = []
-        for key in keys[i:i + CHUNK]:
+        for key in keys[i:i + c.chunk]:
             cand = _admit(key, s, only_tar, only_pq, c, emit)
             if cand:
                 cands.append(cand)
