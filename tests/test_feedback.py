@@ -46,7 +46,12 @@ def test_weak_notions_rise_learned_decay_toward_natural_and_steps_are_bounded():
     assert abs(SCORES[("color", "blue")] - mean) < rule.margin
     # nothing measured: kept, and says so
     four = out[("count", "four")]
-    assert four["target_freq"] == 0.02 and "kept" in four["reason"]
+    assert four["target_freq"] == 0.02 and "no score, no trusted observation: kept" in four["reason"]
+    # a trusted observation at target is reported as such, never as "no trusted observation"
+    at_target = _by(next_rows(_v0(), {}, {}, {("count", "four"): 2.0}, 100, rule))
+    four = at_target[("count", "four")]
+    assert four["target_freq"] == 0.02 and "observed 0.0200 >= 0.9 x target 0.0200" in four["reason"]
+    assert "no trusted observation" not in four["reason"]
     # natural share is carried for the next version
     assert json.loads(purple["params"])["natural"] == 0.02
     assert out[("category", "colors")]["eval_score"] == 0.5

@@ -102,6 +102,8 @@ def next_rows(prev: list[dict], notion_scores: dict[tuple[str, str], float],
             f = t0 / obs if obs > 0 else 1.0 + rule.step_size
             factor *= f
             why.append(f"observed {obs:.4f} < target {t0:.4f} -> x{f:.2f}")
+        elif obs is not None:  # trusted and not under-sampled: say so (not "no observation")
+            why.append(f"observed {obs:.4f} >= {1 - rule.tolerance:g} x target {t0:.4f}")
         lo, hi = 1.0 / (1.0 + rule.step_size), 1.0 + rule.step_size
         bounded = min(max(factor, lo), hi)
         if bounded != factor:
