@@ -36,7 +36,7 @@ class Models:
 def _model_key(cfg: Config) -> str:
     c = cfg.curate
     return json.dumps({s: getattr(c, s).model_dump() for s in MODEL_STAGES}
-                      | {"clip": [c.clip_model, c.clip_weights]}, sort_keys=True)
+                      | {"clip": [c.clip_model, c.clip_weights], "order": list(c.order)}, sort_keys=True)
 
 
 _MODELS: dict[str, Models] = {}
@@ -216,17 +216,28 @@ def _run_stage(stage, cands, models: Models, res_f, dedup_f, shard, out: ShardOu
     return keep
 
 
+def config_hash(cfg: Config) -> str:
+    """What decides a shard's rows: the curate settings, minus where/how the work runs."""
+    import hashlib
+    d = cfg.curate.model_dump(exclude={"force", "workers", "dask_address", "chunk"})
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def shard_done(lake: str, shard: str) -> bool:
     return lk.has_partition(lake, "shard_runs", shard)
 
 
 def curate_shard(tar_path: str, lake: str, cfg: Config, run_id: str = "", force: bool = False) -> dict:
-    """Process one shard and write its partitions (shard_runs last = the 'finished' marker)."""
+    """Process one shard and write its partitions (shard_runs last = the 'finished' marker).
+    A finished shard is skipped unless ``force`` or its curate settings changed."""
     name = sh.shard_name(tar_path)
+    h = config_hash(cfg)
     if not force and shard_done(lake, name):
         row = lk.read_table(lake, "shard_runs", [name]).to_pylist()[0]
-        return {**row, "skipped": True}
+        if row.get("config_hash") == h:  # same input, same settings: nothing to redo
+            return {**row, "skipped": True}
     out = process_shard(tar_path, cfg, run_id)
+    out.run["config_hash"] = h
     lk.delete_partition(lake, "shard_runs", name)  # unmark first: a crash below means "redo"
     lk.write_partition(lake, "filter_scores", name, out.scores)
     lk.write_partition(lake, "pairs", name, out.pairs)

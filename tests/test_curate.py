@@ -46,6 +46,10 @@ def test_curate_accounts_every_pair_and_is_idempotent(sample, tmp_path):
     assert _rows(lake) == first
     run_plain(sample, lake, load_config(overrides=["curate.force=true"]), progress=False)
     assert _rows(lake) == first
+    # changed settings redo the shards (no stale rows kept under a new config), still once each
+    run_plain(sample, lake, load_config(overrides=["curate.ocr.max_text_area=1.0"]), progress=False)
+    _, ocr = db.query(lake, "SELECT count(*) FROM pairs WHERE stage = 'ocr'")
+    assert ocr[0][0] == 0
     _, n = db.query(lake, "SELECT count(*), count(DISTINCT shard || key) FROM pairs")
     assert n[0] == (48, 48)
     _, f = db.query(lake, "SELECT count(*) FROM filter_scores WHERE filter = 'ocr'")

@@ -33,6 +33,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("stage_seconds", S),  # JSON {stage: wall seconds} spent in this shard
         ("stage_cpu_seconds", S),  # JSON {stage: process CPU seconds} (contention-free cost)
         ("cpu_seconds", F),
+        ("config_hash", S),  # curate settings the shard ran with; a change redoes the shard
     ]),
     # captions with provenance (recaption)
     "captions": pa.schema([
