@@ -227,6 +227,14 @@ def shard_done(lake: str, shard: str) -> bool:
     return lk.has_partition(lake, "shard_runs", shard)
 
 
+def _drop_orphan_temps(lake: str, shard: str) -> None:
+    """Temp files a killed writer of this shard left behind (readers already ignore them)."""
+    fs, root = lk._fs(lake)
+    for table in ("filter_scores", "pairs", "shard_runs"):
+        for p in fs.glob(f"{root}/{table}/.{shard}.*.tmp"):
+            fs.rm(p)
+
+
 def curate_shard(tar_path: str, lake: str, cfg: Config, run_id: str = "", force: bool = False) -> dict:
     """Process one shard and write its partitions (shard_runs last = the 'finished' marker).
     A finished shard is skipped unless ``force`` or its curate settings changed."""
@@ -238,6 +246,7 @@ def curate_shard(tar_path: str, lake: str, cfg: Config, run_id: str = "", force:
             return {**row, "skipped": True}
     out = process_shard(tar_path, cfg, run_id)
     out.run["config_hash"] = h
+    _drop_orphan_temps(lake, name)
     lk.delete_partition(lake, "shard_runs", name)  # unmark first: a crash below means "redo"
     lk.write_partition(lake, "filter_scores", name, out.scores)
     lk.write_partition(lake, "pairs", name, out.pairs)
