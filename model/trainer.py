@@ -414,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
 def train_main(args: argparse.Namespace) -> int:
     rank = dist_env()[0]
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format=f"%(asctime)s [rank {rank}] %(name)s: %(message)s", stream=sys.stdout)
+                        format=f"%(asctime)s [rank {rank}] %(name)s: %(message)s", stream=sys.stdout,
+                        force=True)  # importing prefect (t2i's CLI does) installs a WARNING root handler
     logging.getLogger("model.feedback_sampler").setLevel(logging.INFO)
     cfg = load_config(args.config, args.set)
     tr = Trainer(cfg, resume=args.resume)

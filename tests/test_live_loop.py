@@ -183,3 +183,18 @@ def test_scheduled_evaluation_feeds_back_into_the_running_trainer(tmp_path):
     # standard error is <= 0.063, so 0.5 is > 4.8 SE below the expectation.
     assert sum(s > 16 for s in after) / len(after) >= 0.5, Counter(after)
     assert max(after) <= 32 and disc1["upscale"] > 0  # 16-px natives now miss most targets
+
+
+def test_cli_trainer_logs_progress_after_prefect_is_imported(tmp_path, capfd):
+    """``t2i train`` runs the trainer in the CLI's process, where importing prefect has already
+    put a WARNING-level handler on the root logger: steps, checkpoints and weights switches must
+    still be logged (an operator watching the run sees the switch)."""
+    import prefect  # noqa: F401  (what djepa_t2i.cli's command modules import)
+
+    from model import trainer
+    lake, _ = _world(tmp_path)
+    cfg_path = _config(tmp_path, lake)
+    assert trainer.main(["--config", cfg_path, "--set", "train.steps=2", "--set", "train.save_every=2",
+                         "--set", "train.log_every=1"]) == 0
+    out = capfd.readouterr().out
+    assert "t2i.train: step 1 loss" in out and "t2i.train: step 2: checkpoint" in out
