@@ -35,14 +35,15 @@ SQL_WORTH_RUNNING = [
 def _sizes(quick: bool) -> dict:
     if quick:
         return {"n": 48, "phase1_steps": 6, "phase2_steps": 4, "save_every": 3, "prompts": 1,
-                "eval_steps": 4, "flow_steps": 4, "eval_size": 16}
+                "eval_steps": 4, "flow_steps": 4, "eval_size": 16, "stats_every": 2}
     return {"n": 320, "phase1_steps": 200, "phase2_steps": 150, "save_every": 100, "prompts": 4,
-            "eval_steps": 16, "flow_steps": 16, "eval_size": 32}
+            "eval_steps": 16, "flow_steps": 16, "eval_size": 32, "stats_every": 10}
 
 
 def _overrides(out: str, phase: str, z: dict) -> list[str]:
     return [f"lake={out}/lake", f"shards.out={out}/shards", f"train.out={out}/train-{phase}",
             f"train.save_every={z['save_every']}", "train.keep_last=2",
+            f"train.stats_every={z['stats_every']}",
             f"evaluate.out={out}/eval", f"evaluate.prompts_per_category={z['prompts']}",
             f"evaluate.steps={z['eval_steps']}", f"evaluate.flow_steps={z['flow_steps']}",
             f"evaluate.size={z['eval_size']}"]
