@@ -243,9 +243,17 @@ class Feedback(Section):
     benchmark: str = "shapes-geneval"
 
 
+def _paper_phases() -> dict[str, TruncNorm]:
+    return {"phase1": TruncNorm(mu=0.512, sigma=0.12, a=0.256, b=1.024),
+            "phase2": TruncNorm(mu=1.024, sigma=1.0, a=0.256, b=4.096)}
+
+
 class Config(Section):
     lake: str = "runs/lake"
     seed: int = 0
+    # the resolution schedule per training phase (side length in kilopixels), published with
+    # sampling weights v0; the live weights version then owns it (feedback may advance it)
+    schedule: dict[str, TruncNorm] = Field(default_factory=_paper_phases)
     curate: Curate = Curate()
     recaption: Recaption = Recaption()
     notions: Notions = Notions()

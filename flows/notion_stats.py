@@ -8,19 +8,27 @@ import argparse
 import json
 
 import djepa_t2i.env  # noqa: F401
-from djepa_t2i.config import Notions, load_config
+from djepa_t2i.config import Config, Notions, load_config
 from prefect import flow, get_run_logger, task
 
 from tasks.notion_stats import extract_lake
-from warehouse.weights_v0 import Temper, publish_v0
+from warehouse.weights_v0 import PHASES, Temper, publish_v0
 
 
-def notion_stats(lake: str, cfg: Notions, progress: bool = True) -> dict:
+def phases_of(cfg: Config) -> dict[str, tuple[float, float, float, float]]:
+    """The config's resolution schedule per phase as v0 publishes it."""
+    return {k: (v.mu, v.sigma, v.a, v.b) for k, v in cfg.schedule.items()}
+
+
+def _temper(cfg: Notions) -> Temper:
+    return Temper(cfg.temper, cfg.min_target, cfg.max_target, cfg.min_count, cfg.max_values_per_kind)
+
+
+def notion_stats(lake: str, cfg: Notions, progress: bool = True, phases: dict = PHASES) -> dict:
     """Plain function under the flow: extract, then publish v0; returns the summary."""
     summary = extract_lake(lake, cfg.spacy_model, cfg.entities, cfg.max_chars, cfg.batch_size,
                            cfg.n_process, progress)
-    t = Temper(cfg.temper, cfg.min_target, cfg.max_target, cfg.min_count, cfg.max_values_per_kind)
-    version, n_rows = publish_v0(lake, t)
+    version, n_rows = publish_v0(lake, _temper(cfg), phases)
     summary.update(weights_version=version, weights_rows=n_rows)
     return summary
 
@@ -32,17 +40,16 @@ def _extract(lake: str, cfg: Notions) -> dict:
 
 
 @task(name="publish-weights-v0")
-def _publish(lake: str, cfg: Notions) -> tuple[str, int]:
-    return publish_v0(lake, Temper(cfg.temper, cfg.min_target, cfg.max_target, cfg.min_count,
-                                   cfg.max_values_per_kind))
+def _publish(lake: str, cfg: Notions, phases: dict) -> tuple[str, int]:
+    return publish_v0(lake, _temper(cfg), phases)
 
 
 @flow(name="notion-stats")
 def notion_stats_flow(lake: str = "runs/lake", config: str | None = None,
                       overrides: list[str] | None = None) -> dict:
-    cfg = load_config(config, overrides).notions
-    summary = _extract(lake, cfg)
-    version, n_rows = _publish(lake, cfg)
+    c = load_config(config, overrides)
+    summary = _extract(lake, c.notions)
+    version, n_rows = _publish(lake, c.notions, phases_of(c))
     summary.update(weights_version=version, weights_rows=n_rows)
     get_run_logger().info("notion-stats: %s", json.dumps(summary))
     return summary
@@ -59,7 +66,7 @@ def run(args) -> int:
     cfg = load_config(args.config, args.overrides)
     lake = args.lake or cfg.lake
     if args.no_prefect:
-        summary = notion_stats(lake, cfg.notions)
+        summary = notion_stats(lake, cfg.notions, phases=phases_of(cfg))
     else:
         summary = notion_stats_flow(lake, args.config, args.overrides)
     print(json.dumps(summary, indent=1))

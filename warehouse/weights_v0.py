@@ -95,14 +95,14 @@ def compute(lake: str, t: Temper = Temper(), phases: dict = PHASES) -> tuple[lis
     for phase, (mu, sigma, a, b) in phases.items():
         rows.append(weights.resolution_row(
             phase, mu, sigma, a, b,
-            f"v0: paper {phase} side-length schedule trunc_norm(mu={mu}, sigma={sigma}, a={a}, b={b}) kpx"))
+            f"v0: {phase} side-length schedule trunc_norm(mu={mu}, sigma={sigma}, a={a}, b={b}) kpx"))
     why = (f"v0 from notion_stats over {n_captions} captions and {sum(n for _, n, _ in src)} passed "
            f"pairs: target = clip(mass_K * p^{t.temper:g} / sum p^{t.temper:g}, "
            f"{t.min_target:g}, {t.max_target:g})")
     return rows, why
 
 
-def publish_v0(lake: str, t: Temper = Temper()) -> tuple[str, int]:
+def publish_v0(lake: str, t: Temper = Temper(), phases: dict = PHASES) -> tuple[str, int]:
     """Compute and publish v0 as the next version (atomic, becomes CURRENT); (version, rows)."""
-    rows, why = compute(lake, t)
+    rows, why = compute(lake, t, phases)
     return weights.publish(lake, rows, why), len(rows)
