@@ -6,16 +6,6 @@ import torch
 
 from model.attention import Segments, packed_attention, resolve_backend
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops gain nothing from threads, and on a shared 2-core box OpenMP spin-waits cost 10-30x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 def reference(q, k, v, lengths):
     outs, s = [], 0
     for n in lengths:

@@ -10,16 +10,6 @@ from model.tokenizers import PixelTokenizer, pack
 
 TOK = PixelTokenizer(4)
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops gain nothing from threads, and on a shared 2-core box OpenMP spin-waits cost 10-30x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 def tiny(**kw):
     torch.manual_seed(0)
     m = djepa_tiny(token_dim=TOK.token_dim, text_dim=16, **kw)

@@ -13,14 +13,6 @@ from model.text_encoder import TextEncoder
 from model.tokenizers import PixelTokenizer, VAETokenizer, pack, patchify
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def offline_encoder():
     return TextEncoder.from_config(Backend())

@@ -4,16 +4,6 @@ import torch
 
 from model.vope import apply_rotary, axial_angles, image_coords, rope2d_coords, text_angles, vope_coords
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny ops gain nothing from threads, and on a shared 2-core box OpenMP spin-waits cost 10-30x."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 @pytest.mark.parametrize("h,w", [(4, 6), (6, 4), (5, 5), (3, 7)])
 def test_same_content_two_resolutions_same_positions(h, w):
     lo = vope_coords(h, w, fov=16).reshape(h, w, 2)
