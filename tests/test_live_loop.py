@@ -35,7 +35,6 @@ import torch
 import yaml
 
 from warehouse import db
-from warehouse import lake as lk
 from warehouse import weights as wt
 
 ROOT = Path(__file__).resolve().parent.parent

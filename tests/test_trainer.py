@@ -1,4 +1,3 @@
-import json
 import os
 
 import pytest
@@ -8,7 +7,7 @@ from _train_data import make_lake
 from djepa_t2i.config import load_config
 from model import trainer as tr
 from tasks import shard_writer
-from warehouse import db, lake as lk
+from warehouse import db
 from warehouse import weights as wt
 
 
