@@ -11,3 +11,9 @@ import djepa_t2i.env  # noqa: E402,F401  offline environment for every test
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+import logging  # noqa: E402
+
+# Prefect's ephemeral API logs "Stopping temporary server" from an atexit hook, after pytest has
+# closed its capture streams; without this the run ends with a spurious "--- Logging error ---".
+logging.raiseExceptions = False
