@@ -36,13 +36,20 @@ def test_weak_notions_rise_learned_decay_toward_natural_and_steps_are_bounded():
     out = _by(next_rows(_v0(), SCORES, {"colors": 0.5, "overall": 0.4}, {}, 0, rule))
     mean = sum(SCORES.values()) / 4  # 0.55
     purple = out[("color", "purple")]
-    # 1 + (0.55 - 0.2) / 0.55 = 1.64 -> bounded at 1.5
-    assert purple["target_freq"] == pytest.approx(0.05 * 1.5)
+    # 1 + (0.55 - 0.2) / 0.55 = 1.64 -> bounded at 1.5; red (learned) a quarter of the way from 0.3
+    # toward its natural 0.4; blue and green at the mean: x1. Then the color mass (0.85) is kept.
+    pre = {"purple": 0.05 * 1.5, "red": 0.3 + 0.25 * (0.4 - 0.3), "blue": 0.3, "green": 0.2}
+    scale = 0.85 / sum(pre.values())
+    assert json.loads(purple["params"])["factor"] == pytest.approx(1.5)
+    assert purple["target_freq"] == pytest.approx(pre["purple"] * scale)
     assert "eval 0.20 < mean(color) 0.55" in purple["reason"] and "bounded x1.50" in purple["reason"]
-    assert "target 0.0500 -> 0.0750" in purple["reason"] and purple["eval_score"] == 0.2
-    red = out[("color", "red")]  # learned: a quarter of the way from 0.3 toward natural 0.4
-    assert red["target_freq"] == pytest.approx(0.3 + 0.25 * (0.4 - 0.3))
-    assert out[("color", "blue")]["target_freq"] == 0.3  # at the mean: unchanged
+    assert "color mass kept 0.8500" in purple["reason"]
+    assert f"target 0.0500 -> {pre['purple'] * scale:.4f}" in purple["reason"] and purple["eval_score"] == 0.2
+    for c in ("red", "blue", "green"):
+        assert out[("color", c)]["target_freq"] == pytest.approx(pre[c] * scale)
+    assert sum(out[("color", c)]["target_freq"] for c in pre) == pytest.approx(0.85)
+    # lifting purple lowers an unchanged sibling: that is what makes the sampler thin it
+    assert out[("color", "blue")]["target_freq"] < 0.3
     assert abs(SCORES[("color", "blue")] - mean) < rule.margin
     # nothing measured: kept, and says so
     four = out[("count", "four")]
@@ -55,17 +62,16 @@ def test_weak_notions_rise_learned_decay_toward_natural_and_steps_are_bounded():
     # natural share is carried for the next version
     assert json.loads(purple["params"])["natural"] == 0.02
     assert out[("category", "colors")]["eval_score"] == 0.5
-    # every non-resolution row changes by at most the step bound
+    # every non-resolution row's own factor is within the step bound (before the mass rescale)
     for (k, v), r in out.items():
         if k in ("color", "count", "shape"):
-            prev = _by(_v0())[(k, v)]["target_freq"]
-            assert prev / 1.5 - 1e-12 <= r["target_freq"] <= prev * 1.5 + 1e-12
+            assert 1 / 1.5 - 1e-12 <= json.loads(r["params"])["factor"] <= 1.5 + 1e-12
 
 
 def test_under_sampled_notions_are_lifted_and_floor_cap_hold():
     rule = Rule(step_size=0.5, min_samples=100, tolerance=0.1, cap=0.32, floor=0.04)
     observed = {("count", "four"): 1.0, ("color", "red"): 30.0, ("color", "purple"): 5.0,
-                ("shape", "circle"): 30.0}
+                ("color", "blue"): 30.0, ("color", "green"): 20.0, ("shape", "circle"): 30.0}
     out = _by(next_rows(_v0(), {}, {}, observed, 100, rule))
     four = out[("count", "four")]  # observed 0.01 < 0.9 x 0.02 -> x2 -> bounded 1.5 -> 0.03, floor 0.04
     assert four["observed_freq"] == pytest.approx(0.01)
@@ -77,9 +83,11 @@ def test_under_sampled_notions_are_lifted_and_floor_cap_hold():
     out = _by(next_rows(_v0(), {}, {}, observed, 99, rule))
     assert out[("count", "four")]["target_freq"] == pytest.approx(0.04)  # only the floor applies
     assert "observed" not in out[("count", "four")]["reason"]
-    # the cap binds on a weak, already large target
+    # the cap binds on a weak, already large target (then the color mass 0.85 is kept)
     out = _by(next_rows(_v0(), {("color", "red"): 0.0, ("color", "blue"): 1.0}, {}, {}, 0, rule))
-    assert out[("color", "red")]["target_freq"] == 0.32
+    pre = {"red": 0.32, "blue": min(0.3 + 0.25 * (0.4 - 0.3), 0.32), "purple": 0.05, "green": 0.2}
+    assert out[("color", "red")]["target_freq"] == pytest.approx(0.32 * 0.85 / sum(pre.values()))
+    assert "clipped to [0.04, 0.32]" in out[("color", "red")]["reason"]
 
 
 def test_resolution_advances_at_the_configured_score_and_stays():
@@ -136,7 +144,8 @@ def test_publish_next_from_the_lake(tmp_path):
     version, table = wt.load(lake)
     assert version == "v0001"
     rows = _by(table.to_pylist())
-    assert rows[("color", "purple")]["target_freq"] == pytest.approx(0.075)
+    assert json.loads(rows[("color", "purple")]["params"])["factor"] == pytest.approx(1.5)
+    assert rows[("color", "purple")]["target_freq"] > 0.05
     assert "shapes-geneval@r-s00000002" in rows[("color", "purple")]["reason"]
     assert rows[("count", "four")]["target_freq"] == pytest.approx(0.03)  # never seen in 100 samples
     assert "100 accepted" in s["why"]

@@ -17,6 +17,11 @@ For every attribute with a target, one multiplicative factor, then bounds (docs/
                      f_obs = target / observed  (the sampler could not reach it: ask for more)
   3. the product is bounded to [1 / (1 + step_size), 1 + step_size] per version, then the target
      is clipped to [floor, cap].
+  4. the targets of each kind are rescaled so that their sum (the kind's target mass) is what it
+     was: lifting a weak or rare value lowers its siblings. This is what makes a lift act at all,
+     because the sampler only ever *discards* (p = 0.5) samples whose attribute is above its
+     target; a common value whose target falls below its running frequency starts being thinned,
+     and the rare value's share rises. A kind with a single value keeps its own target.
   Attributes with no score and no trusted observation keep their target. Categories are recorded
   as informational rows (the sampler acts on notions; a category's notions carry its score).
 
@@ -120,6 +125,7 @@ def next_rows(prev: list[dict], notion_scores: dict[tuple[str, str], float],
                     "reason": f"{kind}={value}: " + "; ".join(why) + f"; target {t0:.4f} -> {t1:.4f}"
                               + (f" [{source}]" if source else ""),
                     "params": json.dumps(params)})
+    _keep_kind_mass(out, prev, rule)
     for cat, s in sorted(category_scores.items()):
         if cat == "overall":
             continue
@@ -128,6 +134,32 @@ def next_rows(prev: list[dict], notion_scores: dict[tuple[str, str], float],
                               f"notions) [{source}]"})
     out += resolution_rows(prev, category_scores.get("overall"), rule)
     return out
+
+
+def _keep_kind_mass(rows: list[dict], prev: list[dict], rule: Rule) -> None:
+    """Step 4: rescale each kind's new targets to the kind's previous total, then re-clip."""
+    mass: dict[str, float] = {}
+    for r in prev:
+        if r["kind"] not in ("resolution", "category") and r.get("target_freq") is not None:
+            mass[r["kind"]] = mass.get(r["kind"], 0.0) + r["target_freq"]
+    new: dict[str, float] = {}
+    size: dict[str, int] = {}
+    for r in rows:
+        new[r["kind"]] = new.get(r["kind"], 0.0) + r["target_freq"]
+        size[r["kind"]] = size.get(r["kind"], 0) + 1
+    for r in rows:
+        k = r["kind"]
+        scale = mass[k] / new[k] if new[k] > 0 and size[k] > 1 else 1.0
+        if abs(scale - 1.0) < 1e-9:
+            continue
+        t = min(max(r["target_freq"] * scale, rule.floor), rule.cap)
+        head, tail = r["reason"].rsplit("; target ", 1)
+        t0 = json.loads(r["params"])["prev_target"]
+        suffix = tail.split(" [", 1)[1] if " [" in tail else ""
+        r["reason"] = (f"{head}; {k} mass kept {mass[k]:.4f} -> x{scale:.3f}; target {t0:.4f} -> {t:.4f}"
+                       + (f" [{suffix}" if suffix else ""))
+        nat = json.loads(r["params"])["natural"]
+        r["target_freq"], r["weight"] = t, (t / nat if nat else None)
 
 
 def resolution_rows(prev: list[dict], overall: float | None, rule: Rule) -> list[dict]:
