@@ -46,3 +46,16 @@ def test_arrow_input_and_save_database(tmp_path):
     import duckdb
     con = duckdb.connect(path, read_only=True)
     assert con.execute("SELECT count(*) FROM pairs").fetchone() == (2,)
+
+
+def test_funnel_and_grouped_reasons(tmp_path):
+    L = str(tmp_path)
+    rows = [{"key": "a", "status": "passed"}, {"key": "b", "status": "passed"},
+            {"key": "c", "status": "rejected", "stage": "resolution", "reason": "too small: short side 16 px < min_side 64"},
+            {"key": "d", "status": "rejected", "stage": "resolution", "reason": "too small: short side 40 px < min_side 64"},
+            {"key": "e", "status": "quarantined", "stage": "decode", "reason": "empty image file (0 bytes)"}]
+    lake.write_partition(L, "pairs", "p", rows)
+    _, f = db.query(L, "SELECT status, stage, n, share FROM funnel")
+    assert f == [("quarantined", "decode", 1, 0.2), ("rejected", "resolution", 2, 0.4), ("passed", "", 2, 0.4)]
+    _, r = db.query(L, "SELECT stage, reason, n FROM reasons")
+    assert r == [("decode", "empty image file", 1), ("resolution", "too small: short side # px < min_side #", 2)]
