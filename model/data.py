@@ -78,7 +78,7 @@ class TrainLoader:
         self.packer, self.tokenizer, self.cap = packer, tokenizer, max_image_tokens
         self.gen = torch.Generator().manual_seed(seed * 1000 + rank)  # random token drop
         self.pool = ThreadPoolExecutor(workers) if workers > 0 else None
-        self._ahead: list[tuple[dict, list[Decision], list[Future] | None]] = []
+        self._ahead: list[tuple[dict, list[Decision], list[Future] | None, dict]] = []
 
     @property
     def sampler(self) -> FeedbackSampler:
@@ -89,14 +89,20 @@ class TrainLoader:
 
     def _schedule(self) -> None:
         snap = self._snapshot()
+        # the sampler's stats window must count the batches handed out, not those decided ahead:
+        # else batch_stats depend on prefetching, and a resume counts the prefetched batch twice
+        win = self.sampler.pop_window()
         decisions = self.packer.next_batch()
+        delta, self.sampler.window = self.sampler.pop_window(), win
         futs = [self.pool.submit(load_image, d) for d in decisions] if self.pool else None
-        self._ahead.append((snap, decisions, futs))
+        self._ahead.append((snap, decisions, futs, delta))
 
     def next(self) -> TrainBatch:
         if not self._ahead:
             self._schedule()
-        snap, decisions, futs = self._ahead.pop(0)
+        snap, decisions, futs, delta = self._ahead.pop(0)
+        for kind, counts in delta.items():
+            self.sampler.window[kind].update(counts)
         images = [f.result() for f in futs] if futs else [load_image(d) for d in decisions]
         packed = self._pack(images)
         if self.pool:

@@ -40,6 +40,7 @@ from djepa_t2i.config import Config, load_config
 
 log = logging.getLogger("t2i.train")
 COMPLETE = "COMPLETE"
+STEPS_LOG = "steps.jsonl"  # rank 0's per-step record in train.out: step, keys, sizes, losses, lr
 MEAN_KINDS = ("loss", "lr")  # averaged across ranks in batch_stats_agg; everything else sums
 
 
@@ -115,6 +116,31 @@ def resolve_resume(resume: str | None, out: str) -> Path | None:
     return p
 
 
+def _clean_stale_stages(out: str) -> None:
+    """Half-written ``.step_N.partial`` dirs of a killed run: never listed, removed at start."""
+    d = checkpoint_dir(out)
+    for p in d.glob(".step_*.partial") if d.exists() else ():
+        shutil.rmtree(p, ignore_errors=True)
+        log.info("removed a half-written checkpoint %s", p)
+
+
+def _truncate_steps_log(path: Path, step: int) -> None:
+    """Keep the records of steps <= ``step`` (the checkpoint resumed from; 0 for a fresh start), so
+    a resumed run appends after them and no step appears twice; a torn last line is dropped."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(ln + "\n" for ln in keep))
+    os.replace(tmp, path)
+
+
 def _rng_state(device: torch.device) -> dict:
     s = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
@@ -173,6 +199,8 @@ class Trainer:
         self.last_loss = float("nan")
         self.switches: list[tuple[int, str | None, str | None]] = []  # (after step, old, new)
         ck = resolve_resume(resume, t.out)
+        if self.rank == 0:
+            _clean_stale_stages(t.out)
         if ck is not None:
             self.load_checkpoint(ck)
         else:
@@ -181,6 +209,10 @@ class Trainer:
             self.watcher.apply(sampler, _broadcast(self.watcher.poll() if self.rank == 0 else None))
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                          if self.device.type == "cuda" and t.precision in ("auto", "bf16") else nullcontext())
+        self.steps_log = Path(t.out) / STEPS_LOG if self.rank == 0 else None
+        if self.steps_log is not None:
+            self.steps_log.parent.mkdir(parents=True, exist_ok=True)
+            _truncate_steps_log(self.steps_log, self.step)
 
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         if not dist.is_initialized():
@@ -229,8 +261,12 @@ class Trainer:
         self.window["tokens"]["budget"] += t.token_budget
         self.window["images"]["count"] += len(batch.keys)
         self.window_steps += 1
-        return {"step": self.step, "keys": batch.keys, "sizes": batch.sizes, "tokens": batch.tokens,
-                "lr": self.sched.get_last_lr()[0], **losses}
+        rec = {"step": self.step, "keys": batch.keys, "sizes": batch.sizes, "tokens": batch.tokens,
+               "lr": self.sched.get_last_lr()[0], "grad_norm": float(gnorm), **losses}
+        if self.steps_log is not None:
+            with open(self.steps_log, "a") as f:  # one write per line: a kill leaves at most a torn last line
+                f.write(json.dumps(rec) + "\n")
+        return rec
 
     def _check_weights(self) -> None:
         v = _broadcast(self.watcher.poll() if self.rank == 0 else None)
@@ -302,16 +338,19 @@ class Trainer:
             if final.exists():
                 shutil.rmtree(final)
             os.rename(stage, final)
-            now = dt.datetime.now(dt.timezone.utc)
-            lk.write_partition(self.cfg.lake, "checkpoints", f"{self.run_id}-s{self.step:08d}", [{
-                "run_id": self.run_id, "step": self.step, "path": str(final.resolve()), "phase": t.phase,
-                "weights_version": self.sampler.weights_version, "loss": self.last_loss, "created_at": now,
-                "config": json.dumps(self.cfg.model_dump(mode="json")), "world_size": self.world,
-                "deleted": False}])
+            self._register(final, self.step, self.sampler.weights_version, self.last_loss)
             self._prune(t.keep_last)
             log.info("step %d: checkpoint %s", self.step, final)
         _barrier()
         return final
+
+    def _register(self, final: Path, step: int, weights_version: str | None, loss: float) -> None:
+        from warehouse import lake as lk
+        lk.write_partition(self.cfg.lake, "checkpoints", f"{self.run_id}-s{step:08d}", [{
+            "run_id": self.run_id, "step": step, "path": str(final.resolve()), "phase": self.cfg.train.phase,
+            "weights_version": weights_version, "loss": loss, "created_at": dt.datetime.now(dt.timezone.utc),
+            "config": json.dumps(self.cfg.model_dump(mode="json")), "world_size": self.world,
+            "deleted": False}])
 
     def _prune(self, keep: int) -> None:
         from warehouse import lake as lk
@@ -353,6 +392,11 @@ class Trainer:
         _set_rng_state(rs["rng"], self.device)
         self.gen.set_state(rs["model_rng"])
         self.step = tr["step"]
+        from warehouse import lake as lk
+        if self.rank == 0 and not lk.has_partition(self.cfg.lake, "checkpoints", f"{self.run_id}-s{self.step:08d}"):
+            # the run was killed between the rename and the registration: the dir is live, record it
+            meta = json.loads((path / "meta.json").read_text())
+            self._register(path, self.step, meta.get("weights_version"), meta.get("loss", float("nan")))
         log.info("resumed from %s at step %d (weights %s)", path, self.step, self.sampler.weights_version)
 
     # -------------------------------------------------------------------------- the loop
