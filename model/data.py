@@ -100,7 +100,7 @@ class TrainLoader:
     def next(self) -> TrainBatch:
         if not self._ahead:
             self._schedule()
-        snap, decisions, futs, delta = self._ahead.pop(0)
+        _, decisions, futs, delta = self._ahead.pop(0)
         for kind, counts in delta.items():
             self.sampler.window[kind].update(counts)
         images = [f.result() for f in futs] if futs else [load_image(d) for d in decisions]

@@ -313,7 +313,6 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         from model.checkpoint import save_model
-        from warehouse import lake as lk
         t = self.cfg.train
         final = checkpoint_dir(self.out) / f"step_{self.step:08d}"
         stage = final.parent / f".{final.name}.partial"
@@ -372,6 +371,8 @@ class Trainer:
 
     def load_checkpoint(self, path: Path) -> None:
         from safetensors.torch import load_file
+
+        from warehouse import lake as lk
         tr = torch.load(path / "trainer.pt", weights_only=True)
         if tr["world_size"] != self.world:
             raise ValueError(f"{path} was written by {tr['world_size']} ranks; this run has {self.world}. "
@@ -392,7 +393,6 @@ class Trainer:
         _set_rng_state(rs["rng"], self.device)
         self.gen.set_state(rs["model_rng"])
         self.step = tr["step"]
-        from warehouse import lake as lk
         if self.rank == 0 and not lk.has_partition(self.cfg.lake, "checkpoints", f"{self.run_id}-s{self.step:08d}"):
             # the run was killed between the rename and the registration: the dir is live, record it
             meta = json.loads((path / "meta.json").read_text())
