@@ -109,7 +109,7 @@ def main() -> int:
               f"Target >= {TARGET} pairs/s end to end on 2 cores: by CPU cost "
               f"{'met' if 2 / cpu_per_pair >= TARGET else 'NOT met'}; by wall clock on this shared machine "
               f"{'met' if max(e2e_1, e2e_2) >= TARGET else 'NOT met'} "
-              f"(load average {load0:.1f} -> {load1:.1f} during the run: other jobs held most of the 2 cores)."]
+              f"(load average {load0:.1f} -> {load1:.1f} during the run)."]
     head = (f"### {date.today().isoformat()} - `python bench/curate_throughput.py {' '.join(sys.argv[1:])}`\n\n"
             f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, Python "
             f"{platform.python_version()}.\n\n")
