@@ -1,0 +1,56 @@
+"""The GPU benchmark scripts run end to end at their tiny CPU preset and print sane metrics.
+
+Not a performance test (no thresholds on speed): it proves the scripts that will be run on an
+H100 are not broken, and that what they print is a measured, finite, positive number.
+"""
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NUM = r"([-+0-9.eE]+|nan|inf)"
+
+
+def run_bench(*argv: str) -> str:
+    r = subprocess.run([sys.executable, *argv, "--device", "cpu", "--threads", "1"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
+def metric(out: str, pattern: str) -> float:
+    m = re.search(pattern, out)
+    assert m, f"{pattern!r} not in output:\n{out}"
+    v = float(m.group(1))
+    assert math.isfinite(v) and v > 0, f"{pattern!r} -> {v}"
+    return v
+
+
+@pytest.mark.slow
+def test_caption_throughput_tiny():
+    out = run_bench("bench/caption_throughput.py", "--size", "tiny", "--batch", "4",
+                    "--max-new-tokens", "8", "--warmup", "1", "--repeats", "3")
+    assert "backend=internvl" in out
+    ips = metric(out, r"images/s " + NUM)
+    spb = metric(out, r"s/batch " + NUM)
+    metric(out, r"peak_mem_gib " + NUM)
+    assert ips == pytest.approx(4 / spb, rel=0.02)  # both from the same median batch time
+
+
+@pytest.mark.slow
+def test_packing_vs_fixed_tiny():
+    out = run_bench("bench/packing_vs_fixed.py", "--preset", "tiny", "--warmup", "1", "--repeats", "3")
+    mixed = metric(out, r"tokens/s mixed " + NUM)
+    fixed = metric(out, r" fixed " + NUM)
+    ratio = metric(out, r"ratio " + NUM)
+    assert ratio == pytest.approx(mixed / fixed, rel=0.01)
+    fills = [float(x) for x in re.findall(r"fill " + NUM + "%", out)]
+    assert fills[0] == 100.0 and 97.0 <= fills[1] <= 100.0  # fixed fills exactly; packing >= 97%
+    for loss in re.findall(r"loss " + NUM, out):
+        assert math.isfinite(float(loss))
