@@ -1,6 +1,6 @@
 """A tiny random InternVL checkpoint in the standard Hugging Face layout, built offline.
 
-Used by the recaption tests (and bench/internvl_throughput.py with a real-size config) so that
+Used by the recaption tests (and bench/caption_throughput.py with a real-size config) so that
 the production backend really loads by path and runs ``generate()``: a tiny vision tower, a tiny
 Qwen2 text model, a byte-level BPE tokenizer trained on the fly with ``tokenizers`` (the image
 special tokens declared as InternVL's processor expects) and InternVL's image processor.
