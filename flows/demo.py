@@ -36,7 +36,7 @@ def _sizes(quick: bool) -> dict:
     if quick:
         return {"n": 48, "phase1_steps": 6, "phase2_steps": 4, "save_every": 3, "prompts": 1,
                 "eval_steps": 4, "flow_steps": 4, "eval_size": 16, "stats_every": 2}
-    return {"n": 320, "phase1_steps": 200, "phase2_steps": 150, "save_every": 100, "prompts": 4,
+    return {"n": 320, "phase1_steps": 400, "phase2_steps": 200, "save_every": 200, "prompts": 4,
             "eval_steps": 16, "flow_steps": 16, "eval_size": 32, "stats_every": 10}
 
 
