@@ -28,6 +28,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def add_flow_arguments(p: argparse.ArgumentParser) -> None:
+    """The options every flow command shares: where the lake is, the config, overrides."""
+    p.add_argument("--lake", default=None, help="lake directory (default: config lake)")
+    p.add_argument("--config", default=None, help="YAML config file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. train.steps=100 (repeatable)")
+    p.add_argument("--no-prefect", action="store_true", help="run the plain function, no flow run")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="t2i", description="D-JEPA·T2I data + training pipeline")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")

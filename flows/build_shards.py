@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 import djepa_t2i.env  # noqa: F401
+from djepa_t2i.cli import add_flow_arguments
 from prefect import flow, get_run_logger
 
 from djepa_t2i.config import load_config
@@ -28,20 +29,17 @@ def build_shards(lake: str | None = None, out: str | None = None, config_path: s
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--lake", help="lake directory (default: config lake)")
+    add_flow_arguments(p)
     p.add_argument("--out", help="output directory for the tars (default: config shards.out)")
-    p.add_argument("--config", help="YAML config")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
-    p.add_argument("--no-prefect", action="store_true", help="run the plain function, no flow run")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.no_prefect:
-        cfg = load_config(args.config, args.set)
+        cfg = load_config(args.config, args.overrides)
         res = shard_writer.build(args.lake or cfg.lake, args.out or cfg.shards.out, cfg.shards.samples_per_shard)
         out = {"n_samples": res.n_samples, "shards": len(res.shards), "missing": len(res.missing)}
     else:
-        r = build_shards(args.lake, args.out, args.config, args.set)
+        r = build_shards(args.lake, args.out, args.config, args.overrides)
         out = {"n_samples": r["n_samples"], "shards": len(r["shards"]), "missing": len(r["missing"])}
     print(out)
     return 0

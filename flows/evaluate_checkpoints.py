@@ -12,6 +12,7 @@ import argparse
 import json
 
 import djepa_t2i.env  # noqa: F401
+from djepa_t2i.cli import add_flow_arguments
 from djepa_t2i.config import load_config
 from prefect import flow, get_run_logger, task
 
@@ -55,10 +56,7 @@ def evaluate_checkpoints(lake: str = "runs/lake", config_path: str | None = None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--lake", default=None, help="lake directory (default: config lake)")
-    p.add_argument("--config", default=None, help="YAML config file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--no-prefect", action="store_true", help="run the plain function, no flow run")
+    add_flow_arguments(p)
 
 
 def run(args) -> int:

@@ -15,6 +15,7 @@ import json
 from collections import Counter
 
 import djepa_t2i.env  # noqa: F401
+from djepa_t2i.cli import add_flow_arguments
 from djepa_t2i.config import Recaption, load_config
 from prefect import flow, get_run_logger, task
 
@@ -142,11 +143,8 @@ def recaption_flow(lake: str = "runs/lake", config: str | None = None,
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--lake", default=None, help="lake directory (default: config lake)")
-    p.add_argument("--config", default=None, help="YAML config file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_flow_arguments(p)
     p.add_argument("--force", action="store_true", help="recaption shards already captioned")
-    p.add_argument("--no-prefect", action="store_true", help="run the plain function, no flow run")
 
 
 def run(args) -> int:
