@@ -18,15 +18,15 @@ import torch
 from PIL import Image
 
 from tasks.filters import Result
+from tasks.filters.clip_head import CLIP_L14_DIM, EmbeddingHead
 
-LAION_DIM = 768
 DEFAULT_THRESHOLD = {"laion-mlp": 4.5, "offline-nrq": 1.5}  # when curate.aesthetic.threshold is None
 
 
 class AestheticMLP(torch.nn.Module):
     """Layout of christophschuhmann/improved-aesthetic-predictor (keys layers.N.*)."""
 
-    def __init__(self, dim: int = LAION_DIM):
+    def __init__(self, dim: int = CLIP_L14_DIM):
         super().__init__()
         self.layers = torch.nn.Sequential(
             torch.nn.Linear(dim, 1024), torch.nn.Dropout(0.2),
@@ -36,19 +36,6 @@ class AestheticMLP(torch.nn.Module):
 
     def forward(self, x):
         return self.layers(x)
-
-
-def load_state_dict(path: str) -> dict:
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-        return load_file(path)
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    return sd.get("state_dict", sd) if isinstance(sd, dict) else sd
-
-
-def _in_dim(sd: dict) -> int:
-    w = sd.get("layers.0.weight")
-    return int(w.shape[1]) if w is not None and w.ndim == 2 else LAION_DIM
 
 
 def nrq_components(im: Image.Image) -> dict[str, float]:
@@ -87,17 +74,11 @@ class LaionMLP:
     name, backend, needs_clip = "aesthetic", "laion-mlp", True
 
     def __init__(self, weights: str, threshold: float, device: str = "cpu"):
-        sd = load_state_dict(weights)
-        self.mlp = AestheticMLP(_in_dim(sd))  # 768 for ViT-L/14; other CLIPs have their own heads
-        self.mlp.load_state_dict(sd)
-        self.mlp.eval().to(device)
-        self.threshold, self.device = threshold, device
+        self.head = EmbeddingHead(AestheticMLP, weights, device)
+        self.threshold = threshold
 
-    @torch.inference_mode()
     def __call__(self, images, emb=None):
-        if emb is None:
-            raise ValueError("laion-mlp needs CLIP embeddings")
-        s = self.mlp(torch.as_tensor(emb, dtype=torch.float32, device=self.device)).squeeze(-1).cpu().tolist()
+        s = self.head.scores(emb, self.backend)
         return [Result(v, v >= self.threshold,
                        None if v >= self.threshold else f"LAION aesthetic {v:.2f} < {self.threshold}")
                 for v in s]

@@ -16,14 +16,14 @@ import numpy as np
 import torch
 
 from tasks.filters import Result
-from tasks.filters.aesthetic import LAION_DIM, _in_dim, load_state_dict
+from tasks.filters.clip_head import CLIP_L14_DIM, EmbeddingHead
 
 EXPOSED = ("FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED", "MALE_GENITALIA_EXPOSED",
            "BUTTOCKS_EXPOSED", "ANUS_EXPOSED")
 
 
 class NsfwMLP(torch.nn.Module):
-    def __init__(self, dim: int = LAION_DIM):
+    def __init__(self, dim: int = CLIP_L14_DIM):
         super().__init__()
         self.layers = torch.nn.Sequential(
             torch.nn.Linear(dim, 64), torch.nn.ReLU(), torch.nn.Linear(64, 512), torch.nn.ReLU(),
@@ -71,17 +71,11 @@ class ClipMLP:
     name, backend, needs_clip = "nsfw", "clip-mlp", True
 
     def __init__(self, weights: str, threshold: float, device: str = "cpu"):
-        sd = load_state_dict(weights)
-        self.mlp = NsfwMLP(_in_dim(sd))
-        self.mlp.load_state_dict(sd)
-        self.mlp.eval().to(device)
-        self.threshold, self.device = threshold, device
+        self.head = EmbeddingHead(NsfwMLP, weights, device)
+        self.threshold = threshold
 
-    @torch.inference_mode()
     def __call__(self, images, emb=None):
-        if emb is None:
-            raise ValueError("clip-mlp needs CLIP embeddings")
-        p = self.mlp(torch.as_tensor(emb, dtype=torch.float32, device=self.device)).squeeze(-1).cpu().tolist()
+        p = self.head.scores(emb, self.backend)
         return [_verdict(v, self.threshold, "P(nsfw)") for v in p]
 
 
