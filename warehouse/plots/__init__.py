@@ -1,0 +1,14 @@
+"""Plot modules for ``t2i report``: each exposes ``render(lake, outdir) -> [(title, png)]``."""
+from __future__ import annotations
+
+import os
+
+
+def save_figure(fig, outdir: str, name: str, dpi: int = 110) -> str:
+    """Lay out, write ``<outdir>/<name>.png`` and free the figure; returns the path."""
+    import matplotlib.pyplot as plt
+    path = os.path.join(outdir, f"{name}.png")
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

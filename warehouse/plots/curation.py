@@ -1,18 +1,13 @@
 """Curation plots: the filter funnel, resolution and aspect histograms, score distributions."""
 from __future__ import annotations
 
-import os
 
+from warehouse.plots import save_figure
 from warehouse import db
 
 
 def _save(fig, outdir: str, name: str) -> str:
-    p = os.path.join(outdir, f"curation_{name}.png")
-    fig.tight_layout()
-    fig.savefig(p, dpi=90)
-    import matplotlib.pyplot as plt
-    plt.close(fig)
-    return p
+    return save_figure(fig, outdir, f"curation_{name}", dpi=90)
 
 
 def render(lake: str, outdir: str) -> list[tuple[str, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import textwrap
 
+from warehouse.plots import save_figure
 from warehouse import db
 from warehouse import lake as lk
 
@@ -35,10 +36,7 @@ def scores_by_category(lake: str, outdir: str) -> list[tuple[str, str]]:
         ax.set(xlabel="training step", ylabel="accuracy", ylim=(-0.02, 1.02),
                title=f"{bench}: score per category across checkpoints")
         ax.legend(fontsize=7, ncol=2)
-        fig.tight_layout()
-        p = os.path.join(outdir, f"eval_categories_{bench}.png")
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
+        p = save_figure(fig, outdir, f"eval_categories_{bench}")
         out.append((f"{bench}: score per category across checkpoints", p))
     return out
 
@@ -61,10 +59,7 @@ def notion_scores(lake: str, outdir: str) -> list[tuple[str, str]]:
         ax.set(xlim=(0, 1.15), xlabel="accuracy of images whose prompt names the notion",
                title=f"{bench} per notion @ {ck}")
         ax.tick_params(axis="y", labelsize=7)
-        fig.tight_layout()
-        p = os.path.join(outdir, f"eval_notions_{bench}.png")
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
+        p = save_figure(fig, outdir, f"eval_notions_{bench}")
         out.append((f"{bench}: per-notion scores at {ck}", p))
     return out
 
@@ -93,10 +88,7 @@ def sample_grids(lake: str, outdir: str) -> list[tuple[str, str]]:
             ax.set_title("\n".join(textwrap.wrap(prompt, 28)) + f"\n[{'ok' if score else 'x'}]", fontsize=7,
                          color="green" if score else "red")
         fig.suptitle(f"{bench} samples @ {ck}", fontsize=9)
-        fig.tight_layout()
-        p = os.path.join(outdir, f"eval_samples_{ck}_{bench}.png")
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
+        p = save_figure(fig, outdir, f"eval_samples_{ck}_{bench}")
         out.append((f"samples @ {ck} ({bench})", p))
     return out
 
@@ -120,10 +112,7 @@ def weights_movement(lake: str, outdir: str) -> list[tuple[str, str]]:
         ax.set_xticks(range(len(versions)), versions, rotation=45, fontsize=7)
         ax.set(title=f"target frequency: {kind}", ylabel="target_freq")
         ax.legend(fontsize=6)
-    fig.tight_layout()
-    p = os.path.join(outdir, "weights_movement.png")
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
+    p = save_figure(fig, outdir, "weights_movement")
     return [("sampling weights: target frequency per version", p)]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from warehouse.plots import save_figure
 from warehouse import db
 
 TOP = 15
@@ -29,10 +30,7 @@ def _resolution_aspect(lake: str, outdir: str) -> tuple[str, str] | None:
     ax.set_ylabel("passed pairs")
     ax.set_title(f"resolution x aspect ({int(m.sum())} passed pairs)")
     ax.legend(fontsize=7, title="aspect w:h", title_fontsize=7)
-    fig.tight_layout()
-    path = os.path.join(outdir, "notions_resolution_aspect.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = save_figure(fig, outdir, "notions_resolution_aspect")
     return "resolution and aspect ratio of passed pairs", path
 
 
@@ -52,10 +50,7 @@ def _top_notions(lake: str, outdir: str) -> tuple[str, str] | None:
         ax.tick_params(labelsize=7)
         ax.set_xlabel("p", fontsize=8)
     fig.suptitle("top notions per kind (p = share of captions)", fontsize=10)
-    fig.tight_layout()
-    path = os.path.join(outdir, "notions_top.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = save_figure(fig, outdir, "notions_top")
     return "top notions with p", path
 
 
