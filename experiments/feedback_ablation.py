@@ -47,21 +47,12 @@ ARMS = ("baseline", "feedback")
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="experiments.feedback_ablation", description=__doc__.split("\n")[0])
-    p.add_argument("--preset", choices=sorted(PRESETS), default="full")
-    for k in ("n_images", "native", "side", "steps", "eval_every", "prompts", "final_prompts",
-              "gen_steps", "flow_steps", "token_budget"):
-        p.add_argument("--" + k.replace("_", "-"), type=int, dest=k)
-    p.add_argument("--seeds", type=int, nargs="+")
+    from experiments.reporting import apply_preset, preset_parser
+    p = preset_parser("experiments.feedback_ablation", __doc__, PRESETS,
+                      ("n_images", "native", "side", "steps", "eval_every", "prompts", "final_prompts",
+                       "gen_steps", "flow_steps", "token_budget"), "runs/experiments/feedback_ablation")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the rendered world")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--work", default="runs/experiments/feedback_ablation", help="lakes, shards, checkpoints")
-    p.add_argument("--results", default="docs/experiments", help="csv/png/md/json go here")
-    a = p.parse_args(argv)
-    cfg = dict(PRESETS[a.preset])
-    cfg.update({k: v for k, v in vars(a).items() if k in cfg and v is not None})
-    a.cfg = cfg
-    return a
+    return apply_preset(p.parse_args(argv), PRESETS)
 
 
 def spec_for(a, arm: str, seed: int, lake: str):
@@ -102,7 +93,6 @@ def main(argv=None) -> int:
     import torch
     a = parse(argv)
     torch.set_num_threads(int(os.environ.get("EXP_THREADS", min(2, os.cpu_count() or 1))))
-    from experiments import reporting as rp
     from experiments import shapes_data as sd
     from experiments import training_run as run
     from tasks import shapes_world as sw

@@ -2,6 +2,7 @@
 mean ± std tables. A number without the machine and the time it took is not a result."""
 from __future__ import annotations
 
+import argparse
 import csv
 import datetime as dt
 import math
@@ -75,3 +76,25 @@ def noise_images(jobs: list[dict], sizes: list[tuple[int, int]] | tuple[int, int
         rng = np.random.default_rng(int(j["seed"]))
         out.append(Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)))
     return out
+
+
+def preset_parser(prog: str, doc: str, presets: dict, int_keys: tuple[str, ...], work: str
+                  ) -> argparse.ArgumentParser:
+    """The options both experiments share: a preset, integer overrides of it, seeds, paths."""
+    p = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0])
+    p.add_argument("--preset", choices=sorted(presets), default="full")
+    for k in int_keys:
+        p.add_argument("--" + k.replace("_", "-"), type=int, dest=k)
+    p.add_argument("--seeds", type=int, nargs="+")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--work", default=work, help="lakes, shards, checkpoints")
+    p.add_argument("--results", default="docs/experiments", help="csv/png/md/json go here")
+    return p
+
+
+def apply_preset(a: argparse.Namespace, presets: dict) -> argparse.Namespace:
+    """``a.cfg``: the preset with every option the user gave on top."""
+    cfg = dict(presets[a.preset])
+    cfg.update({k: v for k, v in vars(a).items() if k in cfg and v is not None})
+    a.cfg = cfg
+    return a

@@ -46,19 +46,11 @@ def settings(base: int) -> dict[str, tuple[int, int]]:
 
 
 def parse(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="experiments.vope_resolution", description=__doc__.split("\n")[0])
-    p.add_argument("--preset", choices=sorted(PRESETS), default="full")
-    for k in ("n_images", "base", "steps", "prompts", "gen_steps", "flow_steps", "token_budget"):
-        p.add_argument("--" + k.replace("_", "-"), type=int, dest=k)
-    p.add_argument("--seeds", type=int, nargs="+")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--work", default="runs/experiments/vope_resolution", help="lakes, shards, checkpoints")
-    p.add_argument("--results", default="docs/experiments", help="csv/png/md/json go here")
-    a = p.parse_args(argv)
-    cfg = dict(PRESETS[a.preset])
-    cfg.update({k: v for k, v in vars(a).items() if k in cfg and v is not None})
-    a.cfg = cfg
-    return a
+    from experiments.reporting import apply_preset, preset_parser
+    p = preset_parser("experiments.vope_resolution", __doc__, PRESETS,
+                      ("n_images", "base", "steps", "prompts", "gen_steps", "flow_steps", "token_budget"),
+                      "runs/experiments/vope_resolution")
+    return apply_preset(p.parse_args(argv), PRESETS)
 
 
 def spec_for(a, pos: str, seed: int, lake: str):
