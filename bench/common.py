@@ -52,7 +52,7 @@ def compile_parts(model) -> None:
     for stack in (model.context.stack, model.predictor, model.target.stack):
         for blk in stack.blocks:
             blk.compile(dynamic=True)
-    model.flow.compile(dynamic=True)
+    model.head.compile(dynamic=True)
 
 
 def sync(device) -> None:

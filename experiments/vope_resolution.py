@@ -110,7 +110,7 @@ def main(argv=None) -> int:
                 dev = "cuda" if a.device == "auto" and torch.cuda.is_available() else \
                     ("cpu" if a.device == "auto" else a.device)
                 loss = run.heldout_loss(r["checkpoint"], hw, c["loss_images"], seed, device=dev)
-                res.update({"heldout_loss": loss["loss"], "heldout_loss_flow": loss["loss_flow"]})
+                res.update({"heldout_loss": loss["loss"], "heldout_loss_head": loss["loss_head"]})
                 print(f"[{pos} seed {seed}] {name} {hw}: overall {res['overall']:.3f} "
                       f"held-out loss {loss['loss']:.4f}")
                 rows += [{"positions": pos, "seed": seed, "setting": name, "height": hw[0], "width": hw[1],

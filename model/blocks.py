@@ -86,26 +86,32 @@ class Stream(nn.Module):
 
 
 class MultimodalBlock(nn.Module):
+    """``separate_text=True``: the D-JEPA·T2I block (paper Fig. 2b), text and image weights apart.
+    ``False``: one set of weights for both (a plain ViT block over [condition ; image], as the
+    class-conditional D-JEPA and MAR run it with their class-embedding buffer tokens)."""
+
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, attention: str = "auto",
-                 text_out: bool = True):
+                 text_out: bool = True, separate_text: bool = True):
         super().__init__()
         if dim % heads:
             raise ValueError(f"width {dim} is not divisible by {heads} heads")
-        self.text = Stream(dim, heads, mlp_ratio, post=text_out)
         self.image = Stream(dim, heads, mlp_ratio)
+        self.text = Stream(dim, heads, mlp_ratio, post=text_out) if separate_text else None
+        self.text_out = text_out
         self.attention = attention
 
     def forward(self, xt: torch.Tensor, xi: torch.Tensor, joint: Joint, need_text: bool = True):
         """-> (text out or None when not needed / not built, image out)."""
-        qt, kt, vt = self.text.qkv_heads(xt, joint.rope_t)
+        text = self.text or self.image
+        qt, kt, vt = text.qkv_heads(xt, joint.rope_t)
         qi, ki, vi = self.image.qkv_heads(xi, joint.rope_i)
         q, k, v = (torch.cat([a, b]).index_select(0, joint.perm) for a, b in
                    ((qt, qi), (kt, ki), (vt, vi)))
         o = packed_attention(q, k, v, joint.seg, self.attention).index_select(0, joint.unperm)
         xi = self.image.finish(xi, o[joint.n_text:])
-        if not (need_text and self.text.post):
+        if not (need_text and self.text_out):
             return None, xi
-        return self.text.finish(xt, o[:joint.n_text]), xi
+        return text.finish(xt, o[:joint.n_text]), xi
 
 
 class Stack(nn.Module):
@@ -117,10 +123,11 @@ class Stack(nn.Module):
     """
 
     def __init__(self, dim: int, depth: int, heads: int, mlp_ratio: float, attention: str,
-                 text_out: bool = True):
+                 text_out: bool = True, separate_text: bool = True):
         super().__init__()
         self.blocks = nn.ModuleList(
-            MultimodalBlock(dim, heads, mlp_ratio, attention, text_out or i < depth - 1)
+            MultimodalBlock(dim, heads, mlp_ratio, attention, text_out or i < depth - 1,
+                            separate_text)
             for i in range(depth))
         self.norm_t = nn.LayerNorm(dim, eps=1e-6) if text_out else None
         self.norm_i = nn.LayerNorm(dim, eps=1e-6)

@@ -7,8 +7,9 @@ Three stacks of multimodal blocks over packed, variable-resolution batches:
   masked positions, producing z_i for every image token,
 * target encoder phi-bar: an EMA copy of phi (no gradient) over text + all image tokens -> g_i.
 
-Losses on masked tokens only: flow matching of the token x_i given z_i (model/flow_head.py) and
-smooth-L1 between a 2-layer projection of z_i and g_i. Generation is Algorithm 1 (generalized
+Losses on masked tokens only: flow matching of the token x_i given z_i (model/flow_head.py; the
+base D-JEPA's DDPM loss with ``head="diffusion"``, model/diffusion_head.py) and smooth-L1
+between a 2-layer projection of z_i and g_i. Generation is Algorithm 1 (generalized
 next-token prediction): a cosine schedule over T steps in a random order, each step predicting a
 set of tokens with the flow ODE, with classifier-free guidance against a learned null caption.
 """
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 
 from model.batch import PackedImages
 from model.blocks import Joint, Stack, build_joint, init_weights
+from model.diffusion_head import DiffusionHead
 from model.flow_head import FlowHead
 from model.masking import cosine_schedule, mask_ratios, num_masked
 from model.text_encoder import TextStates
@@ -44,12 +46,12 @@ class ContextEncoder(nn.Module):
     """phi: input embeddings (image tokens, text states, null caption) and a block stack."""
 
     def __init__(self, token_dim: int, text_dim: int, width: int, depth: int, heads: int,
-                 mlp_ratio: float, attention: str):
+                 mlp_ratio: float, attention: str, separate_text: bool = True):
         super().__init__()
         self.img_embed = nn.Linear(token_dim, width)
         self.text_embed = nn.Linear(text_dim, width)
         self.null_text = nn.Parameter(torch.zeros(1, width))
-        self.stack = Stack(width, depth, heads, mlp_ratio, attention)
+        self.stack = Stack(width, depth, heads, mlp_ratio, attention, separate_text=separate_text)
 
     def embed_text(self, t: TextInput) -> torch.Tensor:
         e = self.text_embed(t.flat.index_select(0, t.sel))
@@ -59,28 +61,41 @@ class ContextEncoder(nn.Module):
         return self.stack(self.embed_text(text), self.img_embed(img_tokens), joint, need_text)
 
 
+HEADS = {"flow": FlowHead, "diffusion": DiffusionHead}
+
+
 class DJEPAT2I(nn.Module):
+    """``separate_text``: multimodal blocks with their own text weights (D-JEPA·T2I, Fig. 2b);
+    False shares one set of weights (a plain ViT over [condition ; image]: the base D-JEPA).
+    ``head``: "flow" (D-JEPA·T2I, Eq. 1) or "diffusion" (D-JEPA's DDPM loss). ``head_mul``: t
+    draws per masked token (D-JEPA §3.2: four)."""
+
     def __init__(self, token_dim: int, text_dim: int, width: int = 768, enc_depth: int = 6,
                  pred_depth: int = 6, heads: int = 12, mlp_ratio: float = 4.0,
                  head_width: int = 1024, head_depth: int = 6, vope: bool = True,
-                 vope_fov: float = 16.0, rope_base: float = 10000.0, text_drop: float = 0.1,
-                 pred_weight: float = 1.0, flow_mul: int = 4, mask_min: float = 0.7,
-                 mask_std: float = 0.25, attention: str = "auto", name: str = "custom"):
+                 vope_fov: float = 256.0, rope_base: float = 10000.0, text_drop: float = 0.1,
+                 pred_weight: float = 1.0, head_mul: int = 4, mask_min: float = 0.7,
+                 mask_std: float = 0.25, attention: str = "auto", separate_text: bool = True,
+                 head: str = "flow", name: str = "custom"):
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"unknown token head {head!r}; choose from {sorted(HEADS)}")
         self.args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.token_dim, self.text_dim, self.width = token_dim, text_dim, width
         self.head_dim = width // heads
         self.vope, self.vope_fov, self.rope_base = vope, vope_fov, rope_base
-        self.text_drop, self.pred_weight, self.flow_mul = text_drop, pred_weight, flow_mul
+        self.text_drop, self.pred_weight, self.head_mul = text_drop, pred_weight, head_mul
         self.mask_min, self.mask_std = mask_min, mask_std
-        self.context = ContextEncoder(token_dim, text_dim, width, enc_depth, heads, mlp_ratio, attention)
+        self.context = ContextEncoder(token_dim, text_dim, width, enc_depth, heads, mlp_ratio,
+                                      attention, separate_text)
         self.mask_token = nn.Parameter(torch.zeros(1, width))
-        self.predictor = Stack(width, pred_depth, heads, mlp_ratio, attention, text_out=False)
+        self.predictor = Stack(width, pred_depth, heads, mlp_ratio, attention, text_out=False,
+                               separate_text=separate_text)
         self.pred_proj = nn.Sequential(nn.Linear(width, width), nn.GELU(approximate="tanh"),
                                        nn.Linear(width, width))
-        self.flow = FlowHead(token_dim, width, head_width, head_depth)
+        self.head = HEADS[head](token_dim, width, head_width, head_depth)
         init_weights(self)
-        self.flow.zero_init()
+        self.head.net.zero_init()  # adaLN gates and output at zero (D-JEPA App. B)
         for p in (self.mask_token, self.context.null_text):
             nn.init.normal_(p, std=0.02)
         self.target = copy.deepcopy(self.context).requires_grad_(False)
@@ -165,9 +180,9 @@ class DJEPAT2I(nn.Module):
             _, g = self.target(images.tokens, text_in, full_joint, need_text=False)
             g = F.layer_norm(g.index_select(0, msk_idx).float(), (self.width,))
         loss_pred = F.smooth_l1_loss(self.pred_proj(z).float(), g)
-        loss_flow = self.flow.loss(images.tokens.index_select(0, msk_idx), z, self.flow_mul)
-        loss = loss_flow + self.pred_weight * loss_pred
-        return {"loss": loss, "loss_flow": loss_flow.detach(), "loss_pred": loss_pred.detach()}
+        loss_head = self.head.loss(images.tokens.index_select(0, msk_idx), z, self.head_mul)
+        loss = loss_head + self.pred_weight * loss_pred
+        return {"loss": loss, "loss_head": loss_head.detach(), "loss_pred": loss_pred.detach()}
 
     @torch.no_grad()
     def update_ema(self, decay: float) -> None:
@@ -227,7 +242,7 @@ class DJEPAT2I(nn.Module):
                                   full_joint).index_select(0, pred_idx)
                 P = sum(pred_counts)
                 scale = self._cfg_scales(cfg, cfg_schedule, lens, nxt, pred_counts, dev)
-                x = self.flow.sample(z[:P], z_uncond=z[P:] if guided else None, cfg=scale,
+                x = self.head.sample(z[:P], z_uncond=z[P:] if guided else None, cfg=scale,
                                      temperature=temperature, steps=flow_steps,
                                      time_shift=time_shift, generator=g_dev)
                 tokens.index_copy_(0, pred_idx[:P], x.to(tokens.dtype))
@@ -252,25 +267,44 @@ def _cached_coords(h: int, w: int, vope: bool, fov: float, b: float | None) -> t
 
 
 # --------------------------------------------------------------------- named sizes
-def _factory(name: str, **defaults):
-    def make(**kw) -> DJEPAT2I:
-        args = {"token_dim": 16, "text_dim": 384, **defaults, **kw, "name": name}
-        return DJEPAT2I(**args)
-    make.__name__ = name
-    make.__doc__ = f"{name}: {defaults}"
-    return make
+# D-JEPA-B/L/H (D-JEPA Tab. 1 and App. B): ViT-B/L/H backbones for both the context encoder and
+# the feature predictor, one set of weights for condition and image tokens, and MAR's denoising
+# MLPs of 6/8/12 residual blocks (widths 1024/1280/1536 as in MAR-B/L/H). Trainable parameters
+# (the EMA target encoder excluded, as D-JEPA App. B counts them) land at 212M/687M/1.4B within a
+# few percent (tests/test_model_sizes.py). The T2I model is "an extension of D-JEPA-H" with 2.6B
+# parameters (§3.1): D-JEPA-H's blocks with separate text weights (Fig. 2b) double the
+# transformer to 2 x 1.26B, which with the head gives 2.6B.
+
+def djepa_tiny(**kw) -> DJEPAT2I:
+    """The embedded default: a 0.7M-parameter model that trains on 2 CPU cores in minutes."""
+    return DJEPAT2I(**{"width": 64, "enc_depth": 2, "pred_depth": 2, "heads": 4,
+                       "head_width": 128, "head_depth": 2, **kw, "name": "djepa_tiny"})
 
 
-djepa_tiny = _factory("djepa_tiny", width=64, enc_depth=2, pred_depth=2, heads=4,
-                      head_width=128, head_depth=2, vope_fov=8.0)
-djepa_b = _factory("djepa_b", width=768, enc_depth=6, pred_depth=6, heads=12,
-                   head_width=1024, head_depth=7)  # 207M trainable, like MAR-B's 208M
-djepa_l = _factory("djepa_l", width=1024, enc_depth=8, pred_depth=8, heads=16,
-                   head_width=1024, head_depth=8)
-djepa_h = _factory("djepa_h", width=1280, enc_depth=10, pred_depth=10, heads=16,
-                   head_width=1536, head_depth=12)
-djepa_t2i_2b6 = _factory("djepa_t2i_2b6", width=2048, enc_depth=12, pred_depth=12, heads=16,
-                         head_width=2048, head_depth=12)
+def djepa_b(**kw) -> DJEPAT2I:
+    return DJEPAT2I(**{"width": 768, "enc_depth": 12, "pred_depth": 12, "heads": 12,
+                       "head_width": 1024, "head_depth": 6, "separate_text": False,
+                       **kw, "name": "djepa_b"})
+
+
+def djepa_l(**kw) -> DJEPAT2I:
+    return DJEPAT2I(**{"width": 1024, "enc_depth": 24, "pred_depth": 24, "heads": 16,
+                       "head_width": 1280, "head_depth": 8, "separate_text": False,
+                       **kw, "name": "djepa_l"})
+
+
+def djepa_h(**kw) -> DJEPAT2I:
+    return DJEPAT2I(**{"width": 1280, "enc_depth": 32, "pred_depth": 32, "heads": 16,
+                       "head_width": 1536, "head_depth": 12, "separate_text": False,
+                       **kw, "name": "djepa_h"})
+
+
+def djepa_t2i_2b6(**kw) -> DJEPAT2I:
+    return DJEPAT2I(**{"width": 1280, "enc_depth": 32, "pred_depth": 32, "heads": 16,
+                       "head_width": 1536, "head_depth": 12, "separate_text": True,
+                       **kw, "name": "djepa_t2i_2b6"})
+
+
 MODELS = {f.__name__: f for f in (djepa_tiny, djepa_b, djepa_l, djepa_h, djepa_t2i_2b6)}
 
 
@@ -281,7 +315,7 @@ def build_model(cfg, text_dim: int, tokenizer=None) -> DJEPAT2I:
         raise ValueError(f"unknown model {cfg.name!r}; choose from {sorted(MODELS)}")
     tok = tokenizer or build_tokenizer(cfg)
     model = MODELS[cfg.name](token_dim=tok.token_dim, text_dim=text_dim, vope=cfg.vope,
-                             vope_fov=cfg.vope_fov, text_drop=cfg.text_drop,
+                             vope_fov=cfg.vope_fov, text_drop=cfg.text_drop, head=cfg.head,
                              attention=cfg.attention, **cfg.overrides)
     model.tokenizer = tok
     return model

@@ -18,7 +18,7 @@ def _stack(model: DJEPAT2I, depth: int, seqs: list[int]) -> float:
 
 
 def _head(model: DJEPAT2I, examples: int) -> float:
-    return 2.0 * sum(p.numel() for p in model.flow.parameters()) * examples
+    return 2.0 * sum(p.numel() for p in model.head.parameters()) * examples
 
 
 def train_flops(model: DJEPAT2I, text_lens: list[int], img_lens: list[int], mask_ratio: float) -> float:
@@ -31,7 +31,7 @@ def train_flops(model: DJEPAT2I, text_lens: list[int], img_lens: list[int], mask
     pred = _stack(model, a["pred_depth"], full)
     tgt = _stack(model, a["enc_depth"], full)
     proj = 2 * 2 * model.width ** 2 * masked
-    head = _head(model, masked * model.flow_mul)
+    head = _head(model, masked * model.head_mul)
     return 3 * (enc + pred + proj + head) + tgt
 
 

@@ -1,78 +1,28 @@
-"""The flow-matching head: a small denoising MLP that turns a predicted feature z_i into a token.
+"""The flow-matching token head of D-JEPA·T2I (paper §2.1, Eq. 1): models p(x_i | z_i).
 
 Linear path between noise (t = 0) and data (t = 1): x_t = t x + (1 - t) eps, velocity target
-x - eps. The MLP is conditioned on z_i and t through adaLN (MAR's SimpleMLPAdaLN with a flow
-objective instead of DDPM). Training draws ``mul`` values of t per token and reuses z, so the
-heavy transformer runs once per several denoising examples.
+x - eps, regressed by the denoising MLP (model/denoising_mlp.py). Training draws ``mul`` values of
+t per token and reuses z (D-JEPA §3.2: "we independently sample t four times for each token"), so
+the heavy transformer runs once per several denoising examples. Sampling integrates the flow ODE
+with Euler steps, classifier-free guidance and the SD3 time shift (Supp. §7: shift 4.5).
 """
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale) + shift
-
-
-class TimestepEmbedder(nn.Module):
-    def __init__(self, dim: int, freq_dim: int = 256):
-        super().__init__()
-        self.freq_dim = freq_dim
-        self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
-
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        half = self.freq_dim // 2
-        freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device) / half)
-        args = (t.float() * 1000)[:, None] * freqs[None]
-        emb = torch.cat([torch.cos(args), torch.sin(args)], -1)
-        return self.mlp(emb.to(self.mlp[0].weight.dtype))
-
-
-class ResBlock(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
-        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 3 * dim))
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        shift, scale, gate = self.ada(c).chunk(3, -1)
-        return x + gate * self.mlp(modulate(self.norm(x), shift, scale))
+from model.denoising_mlp import DenoisingMLP
 
 
 class FlowHead(nn.Module):
+    kind = "flow"
+
     def __init__(self, token_dim: int, cond_dim: int, width: int = 1024, depth: int = 6):
         super().__init__()
         self.token_dim = token_dim
-        self.t_embed = TimestepEmbedder(width)
-        self.c_embed = nn.Linear(cond_dim, width)
-        self.x_in = nn.Linear(token_dim, width)
-        self.blocks = nn.ModuleList(ResBlock(width) for _ in range(depth))
-        self.final_norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
-        self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
-        self.out = nn.Linear(width, token_dim)
-
-    def zero_init(self) -> None:
-        """adaLN gates and the output start at zero (MAR/DiT): each block starts as identity."""
-        for blk in self.blocks:
-            nn.init.zeros_(blk.ada[-1].weight)
-            nn.init.zeros_(blk.ada[-1].bias)
-        for lin in (self.final_ada[-1], self.out):
-            nn.init.zeros_(lin.weight)
-            nn.init.zeros_(lin.bias)
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Velocity v(x_t, t | z)."""
-        c = self.t_embed(t) + self.c_embed(z)
-        h = self.x_in(x)
-        for blk in self.blocks:
-            h = blk(h, c)
-        shift, scale = self.final_ada(c).chunk(2, -1)
-        return self.out(modulate(self.final_norm(h), shift, scale))
+        self.net = DenoisingMLP(token_dim, cond_dim, width, depth)
+        self.net.zero_init()
 
     def loss(self, x: torch.Tensor, z: torch.Tensor, mul: int = 4) -> torch.Tensor:
         """Mean squared velocity error over ``mul`` draws of (t, eps) per token."""
@@ -82,17 +32,17 @@ class FlowHead(nn.Module):
         eps = torch.randn_like(x, dtype=torch.float32)
         tt = t[:, None]
         xt = (tt * x.float() + (1 - tt) * eps).to(x.dtype)
-        v = self.forward(xt, t, z)
+        v = self.net(xt, t, z)
         return F.mse_loss(v.float(), x.float() - eps)
 
     @torch.no_grad()
-    def sample(self, z: torch.Tensor, *, z_uncond: torch.Tensor | None = None, cfg: float = 1.0,
+    def sample(self, z: torch.Tensor, *, z_uncond: torch.Tensor | None = None, cfg=1.0,
                temperature: float = 1.0, steps: int = 32, time_shift: float = 1.0,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """Euler integration of the flow ODE from t = 0 to 1, with classifier-free guidance.
 
         ``time_shift`` > 1 spends more steps at high noise (as in SD3), which large images need;
-        ``temperature`` scales the starting noise.
+        ``temperature`` scales the starting noise. ``cfg`` is a float or one scale per token.
         """
         n = z.shape[0]
         x = torch.randn(n, self.token_dim, device=z.device, generator=generator) * temperature
@@ -101,7 +51,7 @@ class FlowHead(nn.Module):
         for j in range(steps):
             t = ts[j].expand(cond.shape[0])
             xin = x if z_uncond is None else torch.cat([x, x])
-            v = self.forward(xin.to(cond.dtype), t, cond).float()
+            v = self.net(xin.to(cond.dtype), t, cond).float()
             if z_uncond is not None:
                 vc, vu = v[:n], v[n:]
                 v = vu + cfg * (vc - vu)

@@ -414,8 +414,8 @@ class Trainer:
                 on_step(rec)
             if self.step % t.log_every == 0 and self.rank == 0:
                 dtm = time.perf_counter() - t0
-                log.info("step %d loss %.4f (flow %.4f pred %.4f) lr %.2e %.0f img-tok/s/rank", self.step,
-                         rec["loss"], rec["loss_flow"], rec["loss_pred"], rec["lr"], tok0 / max(dtm, 1e-9))
+                log.info("step %d loss %.4f (head %.4f pred %.4f) lr %.2e %.0f img-tok/s/rank", self.step,
+                         rec["loss"], rec["loss_head"], rec["loss_pred"], rec["lr"], tok0 / max(dtm, 1e-9))
                 t0, tok0 = time.perf_counter(), 0
             if self.step % t.stats_every == 0:
                 self.write_stats()

@@ -90,7 +90,7 @@ def test_sigkilled_trainer_resumes_same_losses_and_stream(tmp_path):
     assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, N + 1))  # truncated, no dupes
     for ra, rb in zip(a, b):
         assert rb["keys"] == ra["keys"] and rb["sizes"] == ra["sizes"], ra["step"]
-        for k in ("loss", "loss_flow", "loss_pred", "grad_norm", "lr"):
+        for k in ("loss", "loss_head", "loss_pred", "grad_norm", "lr"):
             assert rb[k] == ra[k], (ra["step"], k, ra[k], rb[k])
 
     # no half-written checkpoint left; dirs on disk == what the lake lists as live

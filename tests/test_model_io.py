@@ -101,7 +101,7 @@ def test_checkpoint_round_trip_is_atomic_and_pickle_free(tmp_path, offline_encod
     m.tokenizer = PixelTokenizer(4)
     ema = EMA(m)
     with torch.no_grad():
-        m.flow.out.weight.add_(1.0)
+        m.head.net.out.weight.add_(1.0)
     ck = tmp_path / "ck"
     save_model(str(ck), m, ema.state_dict(), {"step": 7, "text_encoder": offline_encoder.describe()})
     save_model(str(ck), m, ema.state_dict(), {"step": 8, "text_encoder": offline_encoder.describe()})
@@ -113,7 +113,7 @@ def test_checkpoint_round_trip_is_atomic_and_pickle_free(tmp_path, offline_encod
         assert torch.equal(a, b), k
     assert tok.patch_size == 4 and te.backend == "offline" and meta["model"]["name"] == "djepa_tiny"
     smooth, *_ = load_model(str(ck), ema=True)
-    torch.testing.assert_close(smooth.flow.out.weight, m.flow.out.weight - 1.0)
+    torch.testing.assert_close(smooth.head.net.out.weight, m.head.net.out.weight - 1.0)
     with pytest.raises(FileNotFoundError, match="meta.json"):
         load_model(str(tmp_path))
 

@@ -1,0 +1,83 @@
+"""The two token heads (flow matching, D-JEPA·T2I Eq. 1; DDPM, base D-JEPA) and the
+class-conditional D-JEPA they make possible."""
+import pytest
+import torch
+
+from model.diffusion_head import T_MAX, DiffusionHead
+from model.djepa import djepa_tiny
+from model.flow_head import FlowHead, shifted_times
+from model.text_encoder import TextStates
+from model.tokenizers import PixelTokenizer, pack
+
+
+@pytest.mark.parametrize("head_cls", [FlowHead, DiffusionHead])
+def test_head_learns_a_conditional_two_point_distribution(head_cls):
+    """z = +e selects the token +0.8, z = -e the token -0.8: after training, samples for each z
+    land on its own value (the head models p(x | z), not the marginal)."""
+    torch.manual_seed(0)
+    head = head_cls(token_dim=4, cond_dim=8, width=64, depth=2)
+    e = torch.zeros(8)
+    e[0] = 1.0
+    z = torch.stack([e, -e]).repeat(64, 1)
+    x = torch.tensor([[0.8] * 4, [-0.8] * 4]).repeat(64, 1)
+    opt = torch.optim.Adam(head.parameters(), lr=3e-3)
+    first = None
+    for _ in range(300):
+        loss = head.loss(x, z, mul=2)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first
+    g = torch.Generator().manual_seed(1)
+    out = head.sample(torch.stack([e, -e]).repeat(16, 1), steps=50, generator=g)
+    assert (out[0::2] - 0.8).abs().mean() < 0.2 and (out[1::2] + 0.8).abs().mean() < 0.2
+
+
+def test_diffusion_schedule_is_the_papers():
+    """D-JEPA App. B / ADM: 1000 steps, betas linear from 1e-4 to 2e-2."""
+    h = DiffusionHead(4, 8, 16, 1)
+    ac = h.alphas_cumprod.double()
+    assert ac.shape == (T_MAX,)
+    betas = 1 - ac / torch.cat([torch.ones(1, dtype=ac.dtype), ac[:-1]])
+    torch.testing.assert_close(betas[[0, -1]].float(), torch.tensor([1e-4, 2e-2]), rtol=1e-3, atol=0)
+    assert "alphas_cumprod" not in h.state_dict()  # derived, never stored in checkpoints
+
+
+def test_time_shift_spends_steps_at_high_noise():
+    ts = shifted_times(8, 4.5)
+    assert ts[0] == 0 and ts[-1] == 1 and torch.all(ts[1:] > ts[:-1])
+    assert ts[4] < shifted_times(8, 1.0)[4]  # halfway in steps, still noisier than linear
+
+
+@pytest.mark.slow
+def test_class_conditional_djepa_with_the_diffusion_head():
+    """The base D-JEPA: one weight set for condition and image tokens, DDPM head, class labels
+    as prompts. Two classes, two flat colours: it learns which label draws which colour."""
+    torch.manual_seed(0)
+    tok = PixelTokenizer(4)
+    m = djepa_tiny(token_dim=tok.token_dim, text_dim=8, head="diffusion", separate_text=False,
+                   text_drop=0.1)
+    m.tokenizer = tok
+    assert m.context.stack.blocks[0].text is None
+    red, blue = torch.full((3, 16, 16), -0.8), torch.full((3, 16, 16), -0.8)
+    red[0], blue[2] = 0.8, 0.8
+    g = torch.Generator().manual_seed(0)
+    labels = TextStates(torch.randn(2, 1, 8, generator=g), torch.ones(2, 1, dtype=torch.bool))
+    images = pack([red, blue], tok)
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3, weight_decay=0)
+    for _ in range(400):  # DDPM's noise MSE needs ~3x the steps flow matching does here
+        out = m(images, labels, g)
+        assert set(out) == {"loss", "loss_head", "loss_pred"}
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        m.update_ema(0.99)
+    m.eval()
+    a, b = m.generate(labels, [(16, 16), (16, 16)], steps=4, cfg=2.0, flow_steps=50, seed=1)
+    assert (a - red).abs().mean() < 0.15 and (b - blue).abs().mean() < 0.15
+
+
+def test_unknown_head_is_refused():
+    with pytest.raises(ValueError, match="unknown token head 'gan'"):
+        djepa_tiny(token_dim=48, text_dim=8, head="gan")
