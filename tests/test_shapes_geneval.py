@@ -154,3 +154,36 @@ def test_confidence_is_one_on_ground_truth_and_low_in_clutter():
     rng = np.random.default_rng(1)
     img[img.sum(-1) == 720] = rng.integers(0, 256, (int((img.sum(-1) == 720).sum()), 3))  # clutter
     assert all(d.score < 0.9 for d in sg.detect(img))
+
+
+def test_controls_score_at_chance_or_below():
+    """Uniform noise and palette patch noise (the controls stored with every evaluation) never
+    pass a prompt: the clutter gate rejects them whatever lucky component they contain."""
+    from tasks.evaluators import controls
+    rng = np.random.default_rng(0)
+    for size in (32, 64):
+        ps = sw.benchmark_prompts(5, seed=3, width=size, height=size)
+        for p in ps:
+            for img in (controls.uniform_noise((size, size), rng),
+                        controls.patch_noise((size, size), rng),
+                        controls.patch_noise((size, size), rng, colored=0.1)):
+                score, reason = sg.score_image(img, p["spec"])
+                assert score == 0.0, (p["prompt"], reason)
+
+
+def test_a_lone_palette_patch_is_no_object():
+    """What once passed as "a yellow triangle [ok]": sparse colour patches on background."""
+    from tasks.evaluators import controls
+    rng = np.random.default_rng(5)
+    passed = 0
+    for p in sw.prompts("colors", 30, seed=4, width=32, height=32):
+        passed += sg.score_image(controls.patch_noise((32, 32), rng, colored=0.05), p["spec"])[0]
+    assert passed == 0
+
+
+def test_shuffled_prompts_are_a_derangement_within_category():
+    from tasks.evaluators import controls
+    ps = sw.benchmark_prompts(4, seed=0, width=32, height=32)
+    perm = controls.shuffled_within_category(ps, seed=1)
+    assert sorted(perm) == list(range(len(ps)))
+    assert all(i != j and ps[i]["category"] == ps[j]["category"] for i, j in enumerate(perm))

@@ -81,5 +81,6 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("prompt_id", S), ("notion", S), ("score", F), ("backend", S), ("image_path", S),
         ("created_at", TS), ("prompt", S), ("image_index", I), ("seed", I), ("notion_kind", S),
         ("reason", S), ("weights_version", S), ("params", S),
+        ("control", S),  # NULL: the model's image; else the chance control it scores
     ]),
 }
