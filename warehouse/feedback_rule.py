@@ -25,9 +25,11 @@ For every attribute with a target, one multiplicative factor, then bounds (docs/
   Attributes with no score and no trusted observation keep their target. Categories are recorded
   as informational rows (the sampler acts on notions; a category's notions carry its score).
 
-The resolution schedule advances from phase 1 to phase 2 once the benchmark's overall score
-reaches ``advance_phase_at``: the ``phase1`` row then carries phase 2's parameters (so a running
-phase-1 trainer switches without a restart) with ``advanced_to`` in its params, and stays advanced.
+Phase 2's resolution schedule advances from its ``start`` trunc_norm to its ``final`` one (paper
+§3.1, Fig. 7) once the benchmark's overall score reaches ``advance_schedule_at``: the ``start``
+row then carries the final parameters (so a running trainer switches without a restart) with
+``advanced_to`` in its params, and stays advanced. (The trainer also switches by step:
+``train.final_schedule_at``.)
 
 Every row's ``reason`` spells out its arithmetic, e.g.
 ``color=purple: eval 0.20 < mean(color) 0.55 -> x1.64, bounded x1.50; target 0.0500 -> 0.0750``.
@@ -50,12 +52,12 @@ class Rule:
     decay: float = 0.25
     tolerance: float = 0.1
     min_samples: int = 20
-    advance_phase_at: float = 0.5
+    advance_schedule_at: float = 0.5
 
     @classmethod
     def from_config(cls, fb) -> "Rule":
         return cls(fb.step_size, fb.floor, fb.cap, fb.margin, fb.decay, fb.tolerance,
-                   fb.min_samples, fb.advance_phase_at)
+                   fb.min_samples, fb.advance_schedule_at)
 
 
 def _natural(row: dict) -> float | None:
@@ -163,25 +165,25 @@ def _keep_kind_mass(rows: list[dict], prev: list[dict], rule: Rule) -> None:
 
 
 def resolution_rows(prev: list[dict], overall: float | None, rule: Rule) -> list[dict]:
-    """Carry the resolution schedule; advance phase 1 to phase 2's parameters when the overall
-    score reaches ``advance_phase_at`` (once advanced, it stays)."""
+    """Carry the resolution schedule; advance ``start`` to the ``final`` parameters when the
+    overall score reaches ``advance_schedule_at`` (once advanced, it stays)."""
     res = {r["value"]: r for r in prev if r["kind"] == "resolution"}
     out = []
-    for phase, r in sorted(res.items()):
+    for stage, r in sorted(res.items()):
         params = json.loads(r.get("params") or "{}")
-        reason = f"resolution {phase}: carried"
-        if phase == "phase1" and "phase2" in res and not params.get("advanced_to"):
-            if overall is not None and overall >= rule.advance_phase_at:
-                params = {**json.loads(res["phase2"]["params"]), "advanced_to": "phase2"}
-                reason = (f"resolution phase1: overall eval {overall:.2f} >= advance_phase_at "
-                          f"{rule.advance_phase_at:g} -> phase 2 schedule trunc_norm(mu={params['mu']}, "
+        reason = f"resolution {stage}: carried"
+        if stage == "start" and "final" in res and not params.get("advanced_to"):
+            if overall is not None and overall >= rule.advance_schedule_at:
+                params = {**json.loads(res["final"]["params"]), "advanced_to": "final"}
+                reason = (f"resolution start: overall eval {overall:.2f} >= advance_schedule_at "
+                          f"{rule.advance_schedule_at:g} -> final schedule trunc_norm(mu={params['mu']}, "
                           f"sigma={params['sigma']}, a={params['a']}, b={params['b']})")
             elif overall is not None:
-                reason = (f"resolution phase1: overall eval {overall:.2f} < advance_phase_at "
-                          f"{rule.advance_phase_at:g}: stays")
+                reason = (f"resolution start: overall eval {overall:.2f} < advance_schedule_at "
+                          f"{rule.advance_schedule_at:g}: stays")
         elif params.get("advanced_to"):
-            reason = f"resolution {phase}: advanced to {params['advanced_to']} earlier; carried"
-        out.append({"kind": "resolution", "value": phase, "params": json.dumps(params),
+            reason = f"resolution {stage}: advanced to {params['advanced_to']} earlier; carried"
+        out.append({"kind": "resolution", "value": stage, "params": json.dumps(params),
                     "reason": reason})
     return out
 

@@ -33,9 +33,9 @@ def next_version(lake: str) -> str:
     return f"v{n:04d}"
 
 
-def resolution_row(phase: str, mu: float, sigma: float, a: float, b: float, reason: str) -> dict:
+def resolution_row(stage: str, mu: float, sigma: float, a: float, b: float, reason: str) -> dict:
     """The resolution schedule as a weights row: ``trunc_norm(mu, sigma, a, b)`` in kilopixels."""
-    return {"kind": "resolution", "value": phase, "reason": reason,
+    return {"kind": "resolution", "value": stage, "reason": reason,
             "params": json.dumps({"mu": mu, "sigma": sigma, "a": a, "b": b})}
 
 
@@ -81,9 +81,10 @@ def targets(table: pa.Table) -> dict[tuple[str, str], float]:
             if k != "resolution" and t is not None}
 
 
-def resolution_schedule(table: pa.Table, phase: str) -> dict[str, float] | None:
+def resolution_schedule(table: pa.Table, stage: str) -> dict[str, float] | None:
+    """The ``stage`` (start | final) trunc_norm of a weights version, None when it has none."""
     d = table.to_pydict()
     for k, v, p in zip(d["kind"], d["value"], d["params"]):
-        if k == "resolution" and v == phase:
+        if k == "resolution" and v == stage:
             return json.loads(p)
     return None

@@ -13,9 +13,10 @@ observed share, which lifts the long tail and lowers the head without inventing 
 
 With temper=0.5 a notion seen in 1% of captions next to one seen in 25% moves from 1:25 to
 1:5. ``max_target`` caps the head (e.g. "photo" in half the alt texts), ``min_target`` keeps rare
-values from vanishing. The resolution schedule rows are the paper's truncated normals of the
-side length in kilopixels: phase 1 ``(0.512, 0.12, 0.256, 1.024)``, phase 2
-``(1.024, 1.0, 0.256, 4.096)``. See docs/weights.md.
+values from vanishing. The resolution schedule rows are phase 2's two truncated normals of the
+side length in kilopixels (paper §3.1, Fig. 7; phase 1 is a fixed 256² centre crop and needs
+none): ``start`` ``(0.512, 0.12, 0.256, 1.024)`` and ``final`` ``(1.024, 1.0, 0.256, 4.096)``.
+See docs/weights.md.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from warehouse import db, weights
 
 NOTION_KINDS = ("notion", "color", "shape", "count", "spatial", "texture", "nonspatial", "style")
-PHASES = {"phase1": (0.512, 0.12, 0.256, 1.024), "phase2": (1.024, 1.0, 0.256, 4.096)}
+SCHEDULE = {"start": (0.512, 0.12, 0.256, 1.024), "final": (1.024, 1.0, 0.256, 4.096)}
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def _rows_for_kind(kind: str, stats: list[tuple[str, int, float]], t: Temper) ->
     return rows
 
 
-def compute(lake: str, t: Temper = Temper(), phases: dict = PHASES) -> tuple[list[dict], str]:
+def compute(lake: str, t: Temper = Temper(), schedule: dict = SCHEDULE) -> tuple[list[dict], str]:
     """The v0 rows and the version's ``why`` from the lake's notion_stats and pairs."""
     con = db.connect(lake)
     try:
@@ -92,17 +93,17 @@ def compute(lake: str, t: Temper = Temper(), phases: dict = PHASES) -> tuple[lis
         rows += _rows_for_kind(kind, by_kind.get(kind, []), t)
     rows += _rows_for_kind("source", [(s, n, p) for s, n, p in src], Temper(
         t.temper, t.min_target, 1.0, t.min_count, t.max_values_per_kind))  # sources are not capped
-    for phase, (mu, sigma, a, b) in phases.items():
+    for stage, (mu, sigma, a, b) in schedule.items():
         rows.append(weights.resolution_row(
-            phase, mu, sigma, a, b,
-            f"v0: {phase} side-length schedule trunc_norm(mu={mu}, sigma={sigma}, a={a}, b={b}) kpx"))
+            stage, mu, sigma, a, b,
+            f"v0: phase-2 {stage} side-length schedule trunc_norm(mu={mu}, sigma={sigma}, a={a}, b={b}) kpx"))
     why = (f"v0 from notion_stats over {n_captions} captions and {sum(n for _, n, _ in src)} passed "
            f"pairs: target = clip(mass_K * p^{t.temper:g} / sum p^{t.temper:g}, "
            f"{t.min_target:g}, {t.max_target:g})")
     return rows, why
 
 
-def publish_v0(lake: str, t: Temper = Temper(), phases: dict = PHASES) -> tuple[str, int]:
+def publish_v0(lake: str, t: Temper = Temper(), schedule: dict = SCHEDULE) -> tuple[str, int]:
     """Compute and publish v0 as the next version (atomic, becomes CURRENT); (version, rows)."""
-    rows, why = compute(lake, t, phases)
+    rows, why = compute(lake, t, schedule)
     return weights.publish(lake, rows, why), len(rows)
