@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("flows.train", "train D-JEPA·T2I (CPU, or under torchrun)"),
     "evaluate": ("flows.evaluate_checkpoints", "evaluate checkpoints not yet scored"),
     "feedback": ("flows.feedback", "publish the next sampling-weights version"),
-    "generate": ("model.generate_cli", "generate an image from a checkpoint"),
+    "generate": ("training.generate_cli", "generate an image from a checkpoint"),
     "sql": ("warehouse.sql_cli", "run SQL (or a saved query) on the warehouse"),
     "report": ("warehouse.report", "write the PNG/HTML report of the lake"),
     "demo": ("flows.demo", "the whole loop on the embedded default"),

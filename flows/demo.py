@@ -50,11 +50,11 @@ def _overrides(out: str, phase: str, z: dict) -> list[str]:
 
 
 def _last_checkpoint(train_out: str) -> str:
-    from model.trainer import list_checkpoints
-    ckpts = list_checkpoints(train_out)
-    if not ckpts:
+    from training.checkpoints import latest
+    last = latest(train_out)
+    if last is None:
         raise RuntimeError(f"phase 1 wrote no checkpoint under {train_out}")
-    return str(ckpts[-1])
+    return str(last)
 
 
 @flow(name="demo", log_prints=True)
