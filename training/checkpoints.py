@@ -41,9 +41,10 @@ def stage_dir(final: Path) -> Path:
 
 
 def is_complete(path: str | Path) -> bool:
-    """A directory the trainer finished: marker, description and weights present."""
+    """A directory the trainer finished: marker, description and weights (whole or sharded) present."""
     p = Path(path)
-    return p.is_dir() and all((p / f).is_file() for f in (COMPLETE, "meta.json", "model.safetensors"))
+    return (p.is_dir() and all((p / f).is_file() for f in (COMPLETE, "meta.json"))
+            and ((p / "model.safetensors").is_file() or (p / SHARDED / ".metadata").is_file()))
 
 
 def list_checkpoints(out: str) -> list[Path]:
@@ -118,3 +119,28 @@ def prune(lake: str, out: str, run_id: str, keep: int) -> None:
 def live(lake: str) -> list[dict]:
     """Registered checkpoints whose directories were not pruned, oldest first."""
     return lake_io.live_checkpoints(lake)
+
+
+# ------------------------------------------------------------------------------ FSDP2: sharded state
+SHARDED = "state"  # torch.distributed.checkpoint directory inside a checkpoint (FSDP runs)
+
+
+def save_sharded(path: Path, model, opt, ema_state: dict) -> None:
+    """Every rank writes its own shards of model, optimizer and EMA state (no gather anywhere);
+    a collective: all ranks call it. ``model.checkpoint.load_model`` reads it back unsharded."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+    model_state, opt_state = get_state_dict(model, opt)
+    dcp.save({"model": model_state, "optimizer": opt_state, "ema": ema_state},
+             checkpoint_id=str(path / SHARDED))
+
+
+def load_sharded(path: Path, model, opt, ema_state: dict) -> None:
+    """Load a :func:`save_sharded` checkpoint into a sharded model and optimizer (the world size
+    may differ: DCP reshards), and ``ema_state``'s tensors in place."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+    model_state, opt_state = get_state_dict(model, opt)
+    state = {"model": model_state, "optimizer": opt_state, "ema": ema_state}
+    dcp.load(state, checkpoint_id=str(path / SHARDED))
+    set_state_dict(model, opt, model_state_dict=state["model"], optim_state_dict=state["optimizer"])

@@ -7,7 +7,7 @@ Per step: the loader hands out a token-budget batch chosen by the feedback sampl
 text encoder embeds its captions; D-JEPA·T2I returns its losses; AdamW (warmup, cosine or
 constant), gradient clipping, then the target-encoder EMA and the evaluation EMA. DDP by default
 (gloo on CPU, NCCL on GPU), FSDP2 ``fully_shard`` per block with ``train.fsdp``; bf16 autocast
-on GPU.
+on GPU; an FSDP run saves and loads its state sharded (``torch.distributed.checkpoint``).
 
 Every ``stats_every`` steps each rank writes its batch statistics to the lake; every
 ``weights_check_every`` steps rank 0 reads the live weights version and broadcasts it, and every
@@ -144,8 +144,8 @@ class Trainer:
         self.text = TextEncoder.from_config(cfg.model.text_encoder)
         self.raw = build_model(cfg.model, self.text.dim, self.tokenizer).to(self.device)
         self.raw.set_grad_checkpointing(t.grad_checkpointing)
-        self.ema = EMA(self.raw)
         self.model = self._wrap(self.raw)
+        self.ema = EMA(self.raw)  # after wrapping: under FSDP the EMA shadows are shards too
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay,
                                      fused=self.device.type == "cuda")
@@ -264,36 +264,31 @@ class Trainer:
         self.window_steps = 0
 
     # -------------------------------------------------------------------------- checkpoints
-    def _full_state(self) -> tuple[dict, dict]:
-        """(model state, optimizer state) as full tensors (FSDP shards gathered)."""
-        if self.cfg.train.fsdp and dist.is_initialized():
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
-            return get_state_dict(self.model, self.opt,
-                                  options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        return self.raw.state_dict(), self.opt.state_dict()
-
-    def _ema_state(self) -> dict:
-        out = {}
-        for k, v in self.ema.state_dict().items():
-            out[k] = v.full_tensor() if hasattr(v, "full_tensor") else v
-        return out
+    @property
+    def sharded(self) -> bool:
+        return self.cfg.train.fsdp and dist.is_initialized()
 
     def save_checkpoint(self) -> Path:
-        from model.checkpoint import save_model
+        from model.checkpoint import save_model, write_meta
         t = self.cfg.train
         final = ckpts.final_dir(self.out, self.step)
         stage = ckpts.stage_dir(final)
-        model_state, opt_state = self._full_state()
-        ema_state = self._ema_state()
+        meta = {"step": self.step, "run_id": self.run_id, "phase": t.phase,
+                "weights_version": self.sampler.weights_version, "world_size": self.world,
+                "loss": self.last_loss, "text_encoder": self.text.describe(),
+                "config": self.cfg.model_dump(mode="json")}
+        trainer_state = {"scheduler": self.sched.state_dict(), "step": self.step, "world_size": self.world}
         if self.rank == 0:
             shutil.rmtree(stage, ignore_errors=True)
-            meta = {"step": self.step, "run_id": self.run_id, "phase": t.phase,
-                    "weights_version": self.sampler.weights_version, "world_size": self.world,
-                    "loss": self.last_loss, "text_encoder": self.text.describe(),
-                    "config": self.cfg.model_dump(mode="json")}
-            save_model(str(stage), _StateView(self.raw, model_state), ema_state, meta)
-            torch.save({"optimizer": opt_state, "scheduler": self.sched.state_dict(), "step": self.step,
-                        "world_size": self.world}, stage / "trainer.pt")
+        if self.sharded:
+            _barrier()
+            ckpts.save_sharded(stage, self.model, self.opt, self.ema.state_dict())
+            if self.rank == 0:
+                write_meta(stage, self.raw, meta)
+                torch.save(trainer_state, stage / "trainer.pt")
+        elif self.rank == 0:
+            save_model(str(stage), self.raw, self.ema.state_dict(), meta)
+            torch.save({"optimizer": self.opt.state_dict(), **trainer_state}, stage / "trainer.pt")
         _barrier()
         torch.save({"loader": self.loader.state_dict(), "rng": _rng_state(self.device),
                     "model_rng": self.gen.get_state(), "step": self.step, "rank": self.rank},
@@ -326,16 +321,14 @@ class Trainer:
         if tr["world_size"] != self.world:
             raise ValueError(f"{path} was written by {tr['world_size']} ranks; this run has {self.world}. "
                              "The data stream is per rank: resume with the same world size.")
-        state = load_file(str(path / "model.safetensors"))
-        if self.cfg.train.fsdp and dist.is_initialized():
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
-            set_state_dict(self.model, self.opt, model_state_dict=state, optim_state_dict=tr["optimizer"],
-                           options=StateDictOptions(full_state_dict=True))
+        if self.sharded:
+            ckpts.load_sharded(path, self.model, self.opt, self.ema.state_dict())
         else:
-            self.raw.load_state_dict(state, strict=True)
+            self.raw.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
             self.opt.load_state_dict(tr["optimizer"])
-        if (path / "ema.safetensors").exists():
-            self.ema.load_state_dict({k: v.to(self.device) for k, v in load_file(str(path / "ema.safetensors")).items()})
+            if (path / "ema.safetensors").exists():
+                self.ema.load_state_dict({k: v.to(self.device)
+                                          for k, v in load_file(str(path / "ema.safetensors")).items()})
         self.sched.load_state_dict(tr["scheduler"])
         rs = torch.load(path / f"rank-{self.rank:03d}.pt", weights_only=True)
         self.loader.load_state_dict(rs["loader"])
@@ -376,17 +369,6 @@ class Trainer:
         self.loader.close()
         if dist.is_initialized():
             dist.destroy_process_group()
-
-
-class _StateView:
-    """Lets ``model.checkpoint.save_model`` write a gathered (e.g. FSDP full) state dict."""
-
-    def __init__(self, model, state: dict):
-        self._model, self._state = model, state
-        self.args, self.tokenizer = model.args, model.tokenizer
-
-    def state_dict(self) -> dict:
-        return self._state
 
 
 # ------------------------------------------------------------------------------ entry point
