@@ -19,8 +19,8 @@ from djepa_t2i.cli import add_flow_arguments
 from djepa_t2i.config import Recaption, load_config
 from prefect import flow, get_run_logger, task
 
-from tasks.captioning import (ImageReadError, InternVLCaptioner, decode_rgb, image_tags, provenance,
-                              read_tar_images, with_tags)
+from tasks import shard_format as sf
+from tasks.captioning import ImageReadError, InternVLCaptioner, decode_rgb, image_tags, provenance, with_tags
 from tasks.notion_stats import part_name
 from tasks.notions import AttributeMatcher, clean_caption, load_lexicons
 from warehouse import db
@@ -58,9 +58,9 @@ def _vlm_captions(rows: list[dict], cap: InternVLCaptioner, batch_size: int, max
     for r in rows:
         by_tar.setdefault(r["source_path"] or "", []).append(r["key"])
     for tar, keys in by_tar.items():
-        found, errors = read_tar_images(tar, keys) if tar else ({}, {k: "no source_path" for k in keys})
+        found, errors = sf.read_images(tar, keys) if tar else ({}, {k: "no source_path" for k in keys})
         counts["image_errors"] += len(errors)
-        for k, data in found.items():
+        for k, (_, data) in found.items():
             try:
                 images[k] = decode_rgb(data, max_pixels)
             except ImageReadError:

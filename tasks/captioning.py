@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -79,48 +78,6 @@ def strip_tags(caption: str, tags: str | None) -> str:
 
 class ImageReadError(ValueError):
     """Why an image could not be read for captioning (recorded, never raised past the flow)."""
-
-
-def _unsafe(m: tarfile.TarInfo) -> str | None:
-    parts = m.name.replace("\\", "/").split("/")
-    if m.name.startswith("/") or ".." in parts or (len(m.name) > 1 and m.name[1] == ":"):
-        return f"unsafe member name {m.name!r}"
-    if not m.isfile():
-        return f"not a regular file: {m.name!r}"
-    return None
-
-
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
-
-
-def read_tar_images(tar_path: str, keys: Sequence[str]) -> tuple[dict[str, bytes], dict[str, str]]:
-    """Image bytes of ``keys`` from one shard tar, read in memory (never extracted); members with
-    unsafe names or types are refused. Returns ``(found, errors)`` keyed by pair key."""
-    want = {f"{k}.{e}": k for k in keys for e in IMAGE_EXTS}
-    found: dict[str, bytes] = {}
-    errors: dict[str, str] = {}
-    try:
-        with tarfile.open(tar_path, "r:*") as tf:
-            for m in tf:
-                base = m.name.replace("\\", "/").rsplit("/", 1)[-1]
-                key = want.get(base)
-                if key is None or key in found:
-                    continue
-                why = _unsafe(m)
-                if why:
-                    errors[key] = why
-                    continue
-                f = tf.extractfile(m)
-                found[key] = f.read() if f else b""
-                errors.pop(key, None)
-    except (OSError, tarfile.TarError, EOFError) as e:
-        for k in keys:
-            if k not in found:
-                errors.setdefault(k, f"cannot read tar {tar_path}: {type(e).__name__}: {e}")
-    for k in keys:
-        if k not in found and k not in errors:
-            errors[k] = f"no image member for key {k!r} in {tar_path}"
-    return found, errors
 
 
 def decode_rgb(data: bytes, max_pixels: int = 89_478_485):

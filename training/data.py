@@ -20,7 +20,7 @@ from PIL import Image
 
 from model.batch import PackedImages
 from model.tokenizers import pack
-from tasks.shard_writer import read_sample
+from tasks.shard_format import read_range
 from training import lake_io
 from training.feedback_sampler import Decision, FeedbackSampler
 from training.packing import TokenBudgetPacker
@@ -37,7 +37,7 @@ class TrainBatch:
 
 def load_image(d: Decision) -> torch.Tensor:
     """Read one accepted sample by its byte range, downscale to (out_h, out_w), map to [-1, 1]."""
-    im = Image.open(io.BytesIO(read_sample(d.tar, d.offset, d.size)))
+    im = Image.open(io.BytesIO(read_range(d.tar, d.offset, d.size)))
     im.draft("RGB", (d.out_w, d.out_h))  # JPEG: decode at the smallest scale >= the target
     im = im.convert("RGB")
     if im.size != (d.out_w, d.out_h):
