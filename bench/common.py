@@ -7,6 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import djepa_t2i.env  # noqa: E402,F401
+from djepa_t2i.config import resolve_device  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -35,7 +36,7 @@ def add_common(p) -> None:
 
 
 def device_of(name: str) -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+    return torch.device(resolve_device(name))
 
 
 def random_batch(args, device) -> tuple[PackedImages, TextStates]:

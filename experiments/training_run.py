@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable
 
-from djepa_t2i.config import Config
+from djepa_t2i.config import Config, resolve_device
 from tasks.evaluators import shapes_geneval as sg
 from training import checkpoints as ckpts
 from training import evaluate as ce
@@ -93,7 +93,7 @@ def score_checkpoint(path: str, evaluate: dict, hw: tuple[int, int] | None = Non
     if noise:
         gen = lambda batch: noise_images(batch, [j["hw"] for j in batch])
     else:
-        device = ev.device if ev.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(ev.device)
         model, text_encoder = _load(path, device)
 
         def gen(batch):  # checkpoint_eval.model_generate_fn, but at each job's own (H, W)

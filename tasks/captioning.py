@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from djepa_t2i.config import resolve_device
+
 TAG_OPEN, TAG_CLOSE = " [", "]"
 
 
@@ -108,7 +110,7 @@ class InternVLCaptioner:
         from transformers import AutoProcessor, InternVLForConditionalGeneration
         if not Path(weights).is_dir():
             raise FileNotFoundError(f"recaption.weights {weights!r} is not a local directory")
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.device = resolve_device(device)
         use_bf16 = dtype == "bf16" or (dtype == "auto" and self.device.startswith("cuda"))
         self.dtype = torch.bfloat16 if use_bf16 else torch.float32
         self.processor = AutoProcessor.from_pretrained(weights, local_files_only=True,

@@ -18,6 +18,7 @@ from typing import Callable
 
 from PIL import Image
 
+from djepa_t2i.config import resolve_device
 from training import checkpoints as ckpts
 from training import lake_io
 from training.checkpoints import checkpoint_id
@@ -123,7 +124,7 @@ def model_generate_fn(path: str, cfg) -> tuple[GenerateFn, dict]:
     import torch
 
     from model.checkpoint import load_model
-    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(cfg.device)
     model, _, text_encoder, meta = load_model(path, ema=True, device=device)
 
     def generate(jobs: list[dict]) -> list[Image.Image]:

@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 
 import djepa_t2i.env  # noqa: F401
-from djepa_t2i.config import Config, load_config
+from djepa_t2i.config import Config, load_config, resolve_device
 from training import checkpoints as ckpts
 from training import lake_io
 
@@ -52,9 +52,9 @@ def dist_env() -> tuple[int, int, int]:
 
 
 def pick_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    return torch.device(name)
+    """``auto`` on a GPU machine: this rank's own GPU (``cuda:LOCAL_RANK``)."""
+    name = resolve_device(name)
+    return torch.device(f"cuda:{local_rank}" if name == "cuda" else name)
 
 
 def init_distributed(device: torch.device) -> None:
