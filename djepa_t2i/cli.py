@@ -13,7 +13,7 @@ import sys
 import djepa_t2i.env  # noqa: F401  (offline environment before any library import)
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "make-sample": ("tasks.sample", "write a mini-LAION in img2dataset layout"),
+    "make-sample": ("tasks.mini_laion", "write a mini-LAION in img2dataset layout"),
     "curate": ("flows.curate_laion", "run the curate-laion flow over a folder of shards"),
     "recaption": ("flows.recaption", "caption curated pairs (InternVL2 or keep alt text)"),
     "notions": ("flows.notion_stats", "extract notions and publish sampling weights v0"),

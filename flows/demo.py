@@ -66,7 +66,7 @@ def demo(out: str = "runs/demo", quick: bool = False, seed: int = 0) -> dict:
     from flows.notion_stats import notion_stats_flow
     from flows.recaption import recaption_flow
     from flows.train import train
-    from tasks.sample import make_sample
+    from tasks.mini_laion import make_sample
     from warehouse.report import build_report
 
     log = get_run_logger()

@@ -1,7 +1,7 @@
 """Sampling throughput of D-JEPA·T2I (Algorithm 1) with classifier-free guidance.
 
-    python bench/sample.py --model djepa_b --batch 256 --steps 64 --cfg 3 --flow-steps 32   # H100
-    python bench/sample.py --model djepa_tiny --batch 4 --steps 16 --device cpu
+    python bench/generate.py --model djepa_b --batch 256 --steps 64 --cfg 3 --flow-steps 32   # H100
+    python bench/generate.py --model djepa_tiny --batch 4 --steps 16 --device cpu
 
 Prints ms/img, peak memory and the achieved FLOP rate. Random weights and random text states:
 speed does not depend on what the weights are.
