@@ -4,8 +4,8 @@ import tarfile
 import pytest
 
 from djepa_t2i.config import load_config
-from flows.recaption import recaption
 from tasks.captioning import provenance, strip_tags, with_tags
+from tasks.recaption import recaption
 from tasks.shard_format import read_images
 from tests.lake_fixtures import jpeg, make_lake, write_tar
 from warehouse import db
