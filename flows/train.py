@@ -22,6 +22,7 @@ from typing import Callable
 
 import djepa_t2i.env  # noqa: F401
 from djepa_t2i.config import load_config
+from prefect import flow, get_run_logger
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,16 +84,11 @@ def run_training(config_path: str | None = None, overrides: list[str] | None = N
     return {"run_id": run_id, "returncode": rc, "out": cfg.train.out}
 
 
-try:
-    from prefect import flow, get_run_logger
-
-    @flow(name="train")
-    def train(config_path: str | None = None, overrides: list[str] | None = None, nproc: int = 1,
-              resume: str | None = "auto") -> dict:
-        log = get_run_logger()
-        return run_training(config_path, overrides, nproc, resume, on_line=log.info)
-except ImportError:  # pragma: no cover - prefect is a dependency; ranks never need it
-    train = None
+@flow(name="train")
+def train(config_path: str | None = None, overrides: list[str] | None = None, nproc: int = 1,
+          resume: str | None = "auto") -> dict:
+    log = get_run_logger()
+    return run_training(config_path, overrides, nproc, resume, on_line=log.info)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
