@@ -12,6 +12,7 @@ from djepa_t2i.config import resolve_device  # noqa: E402
 import torch  # noqa: E402
 
 from model.batch import PackedImages, cu_seqlens_from_lengths  # noqa: E402
+from model.djepa import MODELS  # noqa: E402
 from model.text_encoder import TextStates  # noqa: E402
 
 H100_BF16_DENSE_TFLOPS = 989.4
@@ -37,6 +38,20 @@ def add_common(p) -> None:
 
 def device_of(name: str) -> torch.device:
     return torch.device(resolve_device(name))
+
+
+def bench_model(args, grad_checkpointing: bool = False) -> tuple[torch.nn.Module, torch.device]:
+    """(model, device) for a benchmark: ``--threads``, ``--device``, seed 0, ``args.model`` built
+    from the common options, compiled per part with ``--compile``."""
+    torch.set_num_threads(args.threads)
+    dev = device_of(args.device)
+    torch.manual_seed(0)
+    model = MODELS[args.model](token_dim=args.token_dim, text_dim=args.text_dim,
+                               attention=args.attention).to(dev)
+    model.set_grad_checkpointing(grad_checkpointing)
+    if args.compile:
+        compile_parts(model)
+    return model, dev
 
 
 def random_batch(args, device) -> tuple[PackedImages, TextStates]:

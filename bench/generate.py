@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import (add_common, compile_parts, device_of, hardware, peak_memory_gib, peak_tflops,
+from common import (add_common, bench_model, hardware, peak_memory_gib, peak_tflops,
                     random_batch, sync, sync_debug)
 
 import torch
 
-from model.djepa import MODELS, count_parameters
+from model.djepa import count_parameters
 from model.flops import sample_flops
 from model.tokenizers import PixelTokenizer
 
@@ -36,13 +36,8 @@ def main() -> None:
     p.add_argument("--flow-steps", type=int, default=32)
     p.add_argument("--repeats", type=int, default=1)
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    dev = device_of(args.device)
-    torch.manual_seed(0)
-    model = MODELS[args.model](token_dim=args.token_dim, text_dim=args.text_dim,
-                               attention=args.attention).to(dev).eval()
-    if args.compile:
-        compile_parts(model)
+    model, dev = bench_model(args)
+    model.eval()
     model.tokenizer = LatentGrid(args.token_dim)
     _, text = random_batch(args, dev)
     sizes = [(args.grid, args.grid)] * args.batch
