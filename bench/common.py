@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import resource
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -74,6 +75,21 @@ def compile_parts(model) -> None:
 def sync(device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def timed(fn, n: int, args, device):
+    """(seconds per call, last result) of ``n`` calls of ``fn`` after the caller's warm-up; peak
+    memory is counted from here, and ``--sync-debug`` guards the timed calls only."""
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    sync_debug(args, device, True)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        out = fn()
+    sync(device)
+    sync_debug(args, device, False)
+    return (time.perf_counter() - t0) / n, out
 
 
 def peak_memory_gib(device) -> float:

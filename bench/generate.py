@@ -9,10 +9,9 @@ speed does not depend on what the weights are.
 from __future__ import annotations
 
 import argparse
-import time
 
 from common import (add_common, bench_model, hardware, peak_memory_gib, peak_tflops,
-                    random_batch, sync, sync_debug)
+                    random_batch, timed)
 
 import torch
 
@@ -49,16 +48,7 @@ def main() -> None:
                                   flow_steps=args.flow_steps, seed=0)
 
     run()  # warm-up (and compilation)
-    sync(dev)
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    sync_debug(args, dev, True)
-    t0 = time.perf_counter()
-    for _ in range(args.repeats):
-        run()
-    sync(dev)
-    sync_debug(args, dev, False)
-    dt = (time.perf_counter() - t0) / args.repeats
+    dt, _ = timed(run, args.repeats, args, dev)
     fl = sample_flops(model, args.text_len, args.grid ** 2, args.batch, args.steps,
                       args.flow_steps, args.cfg != 1.0)
     peak = peak_tflops(args, dev)

@@ -9,10 +9,9 @@ has no host syncs: one synchronize after warm-up and one at the end.
 from __future__ import annotations
 
 import argparse
-import time
 
 from common import (add_common, bench_model, hardware, peak_memory_gib, peak_tflops,
-                    random_batch, sync, sync_debug)
+                    random_batch, timed)
 
 import torch
 
@@ -51,16 +50,7 @@ def main() -> None:
 
     for _ in range(args.warmup):
         step()
-    sync(dev)
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    sync_debug(args, dev, True)
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        loss = step()
-    sync(dev)
-    sync_debug(args, dev, False)
-    dt = (time.perf_counter() - t0) / args.steps
+    dt, loss = timed(step, args.steps, args, dev)
     n = args.grid ** 2
     # expected FLOPs at the mean of the mask-ratio distribution (0.867)
     fl = train_flops(model, [args.text_len] * args.batch, [n] * args.batch, 0.867)
