@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import resource
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import djepa_t2i.env  # noqa: E402,F401
+from djepa_t2i.config import resolve_device  # noqa: E402
 
 import torch  # noqa: E402
 
 from model.batch import PackedImages, cu_seqlens_from_lengths  # noqa: E402
+from model.djepa import MODELS  # noqa: E402
 from model.text_encoder import TextStates  # noqa: E402
 
 H100_BF16_DENSE_TFLOPS = 989.4
@@ -35,7 +38,21 @@ def add_common(p) -> None:
 
 
 def device_of(name: str) -> torch.device:
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
+    return torch.device(resolve_device(name))
+
+
+def bench_model(args, grad_checkpointing: bool = False) -> tuple[torch.nn.Module, torch.device]:
+    """(model, device) for a benchmark: ``--threads``, ``--device``, seed 0, ``args.model`` built
+    from the common options, compiled per part with ``--compile``."""
+    torch.set_num_threads(args.threads)
+    dev = device_of(args.device)
+    torch.manual_seed(0)
+    model = MODELS[args.model](token_dim=args.token_dim, text_dim=args.text_dim,
+                               attention=args.attention).to(dev)
+    model.set_grad_checkpointing(grad_checkpointing)
+    if args.compile:
+        compile_parts(model)
+    return model, dev
 
 
 def random_batch(args, device) -> tuple[PackedImages, TextStates]:
@@ -58,6 +75,21 @@ def compile_parts(model) -> None:
 def sync(device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def timed(fn, n: int, args, device):
+    """(seconds per call, last result) of ``n`` calls of ``fn`` after the caller's warm-up; peak
+    memory is counted from here, and ``--sync-debug`` guards the timed calls only."""
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    sync_debug(args, device, True)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        out = fn()
+    sync(device)
+    sync_debug(args, device, False)
+    return (time.perf_counter() - t0) / n, out
 
 
 def peak_memory_gib(device) -> float:

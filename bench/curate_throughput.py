@@ -77,7 +77,7 @@ def main() -> int:
     a = ap.parse_args()
     from djepa_t2i.config import load_config
     from flows.curate_laion import curate_laion, run_plain
-    from tasks.sample import make_sample
+    from tasks.mini_laion import make_sample
     tmp = tempfile.mkdtemp(prefix="curate_bench_")
     src = os.path.join(tmp, "in")
     make_sample(src, a.n, seed=0, per_shard=a.per_shard)

@@ -28,12 +28,13 @@ sys.path.insert(0, str(ROOT))
 import djepa_t2i.env  # noqa: E402,F401
 import torch  # noqa: E402
 
-from model.data import TrainLoader, load_index  # noqa: E402
-from model.feedback_sampler import FeedbackSampler  # noqa: E402
-from model.packing import TokenBudgetPacker  # noqa: E402
 from model.tokenizers import PixelTokenizer  # noqa: E402
 from tasks import shapes_world as sw  # noqa: E402
 from tasks import shard_writer  # noqa: E402
+from training import lake_io  # noqa: E402
+from training.data import TrainLoader  # noqa: E402
+from training.feedback_sampler import FeedbackSampler  # noqa: E402
+from training.packing import TokenBudgetPacker  # noqa: E402
 from warehouse import lake as lk  # noqa: E402
 
 PHASE1 = {"mu": 0.512, "sigma": 0.12, "a": 0.256, "b": 1.024}
@@ -65,7 +66,7 @@ def make_data(root: Path, n: int) -> str:
 
 def measure(lake: str, workers: int, seconds: float) -> dict:
     tok = PixelTokenizer(16)
-    sampler = FeedbackSampler(load_index(lake), stride=16, schedule=PHASE1, seed=0)
+    sampler = FeedbackSampler(lake_io.read_index(lake), stride=16, schedule=PHASE1, seed=0)
     loader = TrainLoader(TokenBudgetPacker(sampler, 16384, 4096, 16), tok, 4096, 0, workers=workers)
     loader.next()  # warm up (thread pool, first decode)
     n, tokens, t0 = 0, 0, time.perf_counter()

@@ -31,10 +31,10 @@ import torch
 
 from model.djepa import MODELS, count_parameters
 from model.ema import EMA
-from model.feedback_sampler import FeedbackSampler
-from model.packing import TokenBudgetPacker
 from model.text_encoder import TextStates
 from model.tokenizers import PixelTokenizer, pack
+from training.feedback_sampler import FeedbackSampler
+from training.packing import TokenBudgetPacker
 
 PRESETS = {
     # phase 2 of the paper at MAR-B scale on one H100

@@ -9,14 +9,13 @@ has no host syncs: one synchronize after warm-up and one at the end.
 from __future__ import annotations
 
 import argparse
-import time
 
-from common import (add_common, compile_parts, device_of, hardware, peak_memory_gib, peak_tflops,
-                    random_batch, sync, sync_debug)
+from common import (add_common, bench_model, hardware, peak_memory_gib, peak_tflops,
+                    random_batch, timed)
 
 import torch
 
-from model.djepa import MODELS, count_parameters
+from model.djepa import count_parameters
 from model.ema import EMA
 from model.flops import train_flops
 
@@ -29,15 +28,8 @@ def main() -> None:
     p.add_argument("--grad-checkpointing", action="store_true")
     p.add_argument("--no-weight-ema", action="store_true", help="skip the evaluation EMA update")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    dev = device_of(args.device)
-    torch.manual_seed(0)
-    model = MODELS[args.model](token_dim=args.token_dim, text_dim=args.text_dim,
-                               attention=args.attention).to(dev).train()
-    if args.grad_checkpointing:
-        model.set_grad_checkpointing(True)
-    if args.compile:
-        compile_parts(model)
+    model, dev = bench_model(args, args.grad_checkpointing)
+    model.train()
     opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-4,
                             betas=(0.9, 0.95), weight_decay=0.02, fused=dev.type == "cuda")
     ema = None if args.no_weight_ema else EMA(model)
@@ -58,16 +50,7 @@ def main() -> None:
 
     for _ in range(args.warmup):
         step()
-    sync(dev)
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    sync_debug(args, dev, True)
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        loss = step()
-    sync(dev)
-    sync_debug(args, dev, False)
-    dt = (time.perf_counter() - t0) / args.steps
+    dt, loss = timed(step, args.steps, args, dev)
     n = args.grid ** 2
     # expected FLOPs at the mean of the mask-ratio distribution (0.867)
     fl = train_flops(model, [args.text_len] * args.batch, [n] * args.batch, 0.867)

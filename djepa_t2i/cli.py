@@ -13,7 +13,7 @@ import sys
 import djepa_t2i.env  # noqa: F401  (offline environment before any library import)
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "make-sample": ("tasks.sample", "write a mini-LAION in img2dataset layout"),
+    "make-sample": ("tasks.mini_laion", "write a mini-LAION in img2dataset layout"),
     "curate": ("flows.curate_laion", "run the curate-laion flow over a folder of shards"),
     "recaption": ("flows.recaption", "caption curated pairs (InternVL2 or keep alt text)"),
     "notions": ("flows.notion_stats", "extract notions and publish sampling weights v0"),
@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("flows.train", "train D-JEPA·T2I (CPU, or under torchrun)"),
     "evaluate": ("flows.evaluate_checkpoints", "evaluate checkpoints not yet scored"),
     "feedback": ("flows.feedback", "publish the next sampling-weights version"),
-    "generate": ("model.generate_cli", "generate an image from a checkpoint"),
+    "generate": ("training.generate_cli", "generate an image from a checkpoint"),
     "sql": ("warehouse.sql_cli", "run SQL (or a saved query) on the warehouse"),
     "report": ("warehouse.report", "write the PNG/HTML report of the lake"),
     "demo": ("flows.demo", "the whole loop on the embedded default"),

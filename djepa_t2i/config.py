@@ -287,6 +287,14 @@ class ConfigError(ValueError):
     pass
 
 
+def resolve_device(name: str = "auto") -> str:
+    """A configured device name: ``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
+    if name != "auto":
+        return name
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _set(d: dict, dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     for k in keys[:-1]:

@@ -3,7 +3,7 @@
 Why not the full make-sample -> curate -> recaption -> notion-stats path: the shapes world needs
 no curation (every scene is clean and exactly captioned), and an experiment must control the
 distribution exactly (``ShapesDistribution``). So scenes go straight through the real shard writer
-(``tasks.shard_writer.write_tar``: the same tars and byte-range index ``build-shards`` writes),
+(``tasks.shard_format.write_tar``: the same tars and byte-range index ``build-shards`` writes),
 with notions spelled as notion-stats spells them (``kind:value``), so the feedback sampler, the
 sampling weights and the feedback rule all see what they see in production.
 
@@ -22,7 +22,8 @@ from collections import Counter
 from tqdm import tqdm
 
 from tasks import shapes_world as sw
-from tasks.shard_writer import shard_name, write_tar
+from tasks.shard_format import write_tar
+from tasks.shard_writer import shard_name
 from warehouse import lake as lk
 from warehouse import weights as wt
 from warehouse.weights_v0 import Temper, tempered_targets

@@ -1,4 +1,4 @@
-"""One experiment training run through the project's own components: ``model.trainer.Trainer``
+"""One experiment training run through the project's own components: ``training.trainer.Trainer``
 (feedback sampler, packing, live weights switch, checkpoints), ``checkpoint_eval`` (generation
 from the checkpoint's EMA weights + shapes-geneval), and ``warehouse.feedback_rule`` (the next
 weights version, which the running trainer adopts at its next ``weights_check_every`` step).
@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable
 
-from djepa_t2i.config import Config
-from tasks.evaluators import checkpoint_eval as ce
+from djepa_t2i.config import Config, resolve_device
 from tasks.evaluators import shapes_geneval as sg
+from training import checkpoints as ckpts
+from training import evaluate as ce
 
 
 @dataclass
@@ -47,7 +48,7 @@ def config_for(spec: RunSpec) -> Config:
 def train_with_evaluations(spec: RunSpec, log: Callable[[str], None] = print) -> dict:
     """Train ``spec.steps`` steps, evaluating every ``eval_every`` (and feeding back when asked).
     Returns the learning curve, the weights switches the trainer made, and the last checkpoint."""
-    from model.trainer import Trainer
+    from training.trainer import Trainer
     from warehouse.feedback_rule import Rule, publish_next
     cfg = config_for(spec)
     tr = Trainer(cfg)
@@ -68,7 +69,7 @@ def train_with_evaluations(spec: RunSpec, log: Callable[[str], None] = print) ->
             if spec.feedback and end < spec.steps:
                 v, n, _ = publish_next(spec.lake, Rule.from_config(cfg.feedback), cfg.feedback.benchmark)
                 published.append({"after_step": end, "version": v, "rows": n})
-        last = str(ce.live_checkpoints(spec.lake)[-1]["path"])
+        last = str(ckpts.live(spec.lake)[-1]["path"])
         switches = [{"after_step": s, "from": a, "to": b} for s, a, b in tr.switches]
     finally:
         tr.close()
@@ -92,7 +93,7 @@ def score_checkpoint(path: str, evaluate: dict, hw: tuple[int, int] | None = Non
     if noise:
         gen = lambda batch: noise_images(batch, [j["hw"] for j in batch])
     else:
-        device = ev.device if ev.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(ev.device)
         model, text_encoder = _load(path, device)
 
         def gen(batch):  # checkpoint_eval.model_generate_fn, but at each job's own (H, W)

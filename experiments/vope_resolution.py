@@ -22,6 +22,7 @@ import shutil
 import time
 
 import djepa_t2i.env  # noqa: F401
+from djepa_t2i.config import resolve_device
 
 PRESETS = {
     "full": dict(n_images=20000, base=256, patch=8, steps=20000, prompts=50, gen_steps=32,
@@ -107,8 +108,7 @@ def main(argv=None) -> int:
             for name, hw in settings(S).items():
                 img_dir = os.path.join(a.work, "samples", pos, f"s{seed}", name.replace(":", "x"))
                 res = run.category_scores(run.score_checkpoint(r["checkpoint"], gen_evaluate(a), hw, img_dir))
-                dev = "cuda" if a.device == "auto" and torch.cuda.is_available() else \
-                    ("cpu" if a.device == "auto" else a.device)
+                dev = resolve_device(a.device)
                 loss = run.heldout_loss(r["checkpoint"], hw, c["loss_images"], seed, device=dev)
                 res.update({"heldout_loss": loss["loss"], "heldout_loss_head": loss["loss_head"]})
                 print(f"[{pos} seed {seed}] {name} {hw}: overall {res['overall']:.3f} "

@@ -18,6 +18,11 @@ import uuid
 
 import djepa_t2i.env  # noqa: F401  (offline environment before library imports)
 from djepa_t2i.config import Config, load_config
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from prefect_dask import DaskTaskRunner
+
 from tasks import curate as cu
 from tasks.shards import list_shards, shard_name
 
@@ -61,49 +66,41 @@ def run_plain(input_dir: str, lake: str, cfg: Config, progress: bool = True) -> 
     return s
 
 
-try:
-    from prefect import flow, task
-    from prefect.cache_policies import NO_CACHE
-    from prefect.futures import as_completed
-    from prefect_dask import DaskTaskRunner
+curate_shard_task = task(name="curate-shard", cache_policy=NO_CACHE, retries=1,
+                         task_run_name="curate-{tar_path}")(curate_shard_task_fn)
 
-    curate_shard_task = task(name="curate-shard", cache_policy=NO_CACHE, retries=1,
-                             task_run_name="curate-{tar_path}")(curate_shard_task_fn)
+@flow(name="curate-shards")
+def _curate_shards(shards: list[str], lake: str, cfg_json: str, run_id: str, force: bool,
+                   progress: bool = False) -> list[dict]:
+    futs = [curate_shard_task.submit(t, lake, cfg_json, run_id, force) for t in shards]
+    out = []
+    with _progress(len(futs), not progress) as bar:
+        for f in as_completed(futs):
+            out.append(f.result())
+            bar.update(1)
+    return out
 
-    @flow(name="curate-shards")
-    def _curate_shards(shards: list[str], lake: str, cfg_json: str, run_id: str, force: bool,
-                       progress: bool = False) -> list[dict]:
-        futs = [curate_shard_task.submit(t, lake, cfg_json, run_id, force) for t in shards]
-        out = []
-        with _progress(len(futs), not progress) as bar:
-            for f in as_completed(futs):
-                out.append(f.result())
-                bar.update(1)
-        return out
+def task_runner(cfg: Config) -> DaskTaskRunner:
+    if cfg.curate.dask_address:
+        return DaskTaskRunner(address=cfg.curate.dask_address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": cfg.curate.workers, "threads_per_worker": 1,
+                                          "processes": True, "dashboard_address": None})
 
-    def task_runner(cfg: Config) -> DaskTaskRunner:
-        if cfg.curate.dask_address:
-            return DaskTaskRunner(address=cfg.curate.dask_address)
-        return DaskTaskRunner(cluster_kwargs={"n_workers": cfg.curate.workers, "threads_per_worker": 1,
-                                              "processes": True, "dashboard_address": None})
-
-    @flow(name="curate-laion", log_prints=True)
-    def curate_laion(input_dir: str, lake: str, config_path: str | None = None,
-                     overrides: list[str] | None = None, progress: bool = False) -> dict:
-        """Curate every img2dataset shard under ``input_dir`` into the lake at ``lake``."""
-        cfg = _cfg(config_path, overrides)
-        shards = list_shards(input_dir)
-        run_id = uuid.uuid4().hex[:12]
-        t0 = time.perf_counter()
-        _curate_shards.with_options(task_runner=task_runner(cfg))(
-            shards, lake, cfg.model_dump_json(), run_id, cfg.curate.force, progress)
-        s = finish(lake, shards, cfg)
-        s.update(run_id=run_id, seconds=round(time.perf_counter() - t0, 2),
-                 runner=f"dask:{cfg.curate.dask_address or f'LocalCluster({cfg.curate.workers})'}")
-        print(cu.format_summary(s))
-        return s
-except ImportError:  # pragma: no cover  (prefect is a core dependency; keep --no-prefect usable)
-    curate_laion = None
+@flow(name="curate-laion", log_prints=True)
+def curate_laion(input_dir: str, lake: str, config_path: str | None = None,
+                 overrides: list[str] | None = None, progress: bool = False) -> dict:
+    """Curate every img2dataset shard under ``input_dir`` into the lake at ``lake``."""
+    cfg = _cfg(config_path, overrides)
+    shards = list_shards(input_dir)
+    run_id = uuid.uuid4().hex[:12]
+    t0 = time.perf_counter()
+    _curate_shards.with_options(task_runner=task_runner(cfg))(
+        shards, lake, cfg.model_dump_json(), run_id, cfg.curate.force, progress)
+    s = finish(lake, shards, cfg)
+    s.update(run_id=run_id, seconds=round(time.perf_counter() - t0, 2),
+             runner=f"dask:{cfg.curate.dask_address or f'LocalCluster({cfg.curate.workers})'}")
+    print(cu.format_summary(s))
+    return s
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -128,7 +125,7 @@ def run(args) -> int:
     if args.force:
         ov.append("curate.force=true")
     cfg = _cfg(args.config, ov)
-    if args.no_prefect or curate_laion is None:
+    if args.no_prefect:
         s = run_plain(args.input, args.lake, cfg)
         print(cu.format_summary(s))
     else:

@@ -50,11 +50,11 @@ def _overrides(out: str, phase: str, z: dict) -> list[str]:
 
 
 def _last_checkpoint(train_out: str) -> str:
-    from model.trainer import list_checkpoints
-    ckpts = list_checkpoints(train_out)
-    if not ckpts:
+    from training.checkpoints import latest
+    last = latest(train_out)
+    if last is None:
         raise RuntimeError(f"phase 1 wrote no checkpoint under {train_out}")
-    return str(ckpts[-1])
+    return str(last)
 
 
 @flow(name="demo", log_prints=True)
@@ -66,7 +66,7 @@ def demo(out: str = "runs/demo", quick: bool = False, seed: int = 0) -> dict:
     from flows.notion_stats import notion_stats_flow
     from flows.recaption import recaption_flow
     from flows.train import train
-    from tasks.sample import make_sample
+    from tasks.mini_laion import make_sample
     from warehouse.report import build_report
 
     log = get_run_logger()

@@ -16,7 +16,7 @@ from djepa_t2i.cli import add_flow_arguments
 from djepa_t2i.config import load_config
 from prefect import flow, get_run_logger, task
 
-from tasks.evaluators import checkpoint_eval as ce
+from training import evaluate as ce
 
 
 def evaluate(lake: str, config_path: str | None = None, overrides: list[str] | None = None,

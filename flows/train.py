@@ -1,7 +1,7 @@
 """``train``: launch and supervise a training run (torchrun when ``nproc > 1``).
 
-The flow starts the trainer as a subprocess (``python -m model.trainer``, or
-``python -m torch.distributed.run --standalone --nproc_per_node N -m model.trainer``), streams
+The flow starts the trainer as a subprocess (``python -m training.trainer``, or
+``python -m torch.distributed.run --standalone --nproc_per_node N -m training.trainer``), streams
 its log into the flow run's log and ``<train.out>/train.log``, fails on a non-zero exit, and
 records the run in the lake ``train_runs`` table. It resumes by default (``--resume auto``), so
 re-running a killed flow continues the same loss curve and data stream.
@@ -22,6 +22,7 @@ from typing import Callable
 
 import djepa_t2i.env  # noqa: F401
 from djepa_t2i.config import load_config
+from prefect import flow, get_run_logger
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,9 +39,9 @@ def launch_command(config_path: str | None, overrides: list[str] | None, nproc: 
     if steps is not None:
         args += ["--steps", str(steps)]
     if nproc <= 1:
-        return [sys.executable, "-m", "model.trainer", *args]
+        return [sys.executable, "-m", "training.trainer", *args]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            "-m", "model.trainer", *args]
+            "-m", "training.trainer", *args]
 
 
 def supervise(cmd: list[str], log_path: str | Path, on_line: Callable[[str], None] = print,
@@ -83,20 +84,15 @@ def run_training(config_path: str | None = None, overrides: list[str] | None = N
     return {"run_id": run_id, "returncode": rc, "out": cfg.train.out}
 
 
-try:
-    from prefect import flow, get_run_logger
-
-    @flow(name="train")
-    def train(config_path: str | None = None, overrides: list[str] | None = None, nproc: int = 1,
-              resume: str | None = "auto") -> dict:
-        log = get_run_logger()
-        return run_training(config_path, overrides, nproc, resume, on_line=log.info)
-except ImportError:  # pragma: no cover - prefect is a dependency; ranks never need it
-    train = None
+@flow(name="train")
+def train(config_path: str | None = None, overrides: list[str] | None = None, nproc: int = 1,
+          resume: str | None = "auto") -> dict:
+    log = get_run_logger()
+    return run_training(config_path, overrides, nproc, resume, on_line=log.info)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from model.trainer import add_arguments as trainer_args
+    from training.trainer import add_arguments as trainer_args
     trainer_args(p)
     p.add_argument("--nproc", type=int, default=1, help="processes (torchrun --standalone) on this machine")
     p.add_argument("--flow", action="store_true", help="run through the Prefect `train` flow")
@@ -109,5 +105,5 @@ def run(args: argparse.Namespace) -> int:
     if args.nproc > 1:
         run_training(args.config, args.set, args.nproc, args.resume, args.steps)
         return 0
-    from model.trainer import train_main
+    from training.trainer import train_main
     return train_main(args)

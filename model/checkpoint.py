@@ -3,7 +3,10 @@
 A checkpoint directory holds ``model.safetensors`` (all weights, target encoder included, so
 training can resume), ``ema.safetensors`` (the evaluation EMA of the trainable weights, if any)
 and ``meta.json`` (model name and constructor args, tokenizer, text encoder, plus whatever the
-caller adds). No pickle anywhere: loading a checkpoint cannot execute code.
+caller adds). An FSDP run writes its weights sharded instead, as a ``torch.distributed.checkpoint``
+directory ``state/`` (keys ``model``, ``ema``, ``optimizer``; one file per rank, no gather), which
+:func:`load_model` reads back whole in one process. No pickle anywhere: loading a checkpoint
+cannot execute code.
 """
 from __future__ import annotations
 
@@ -35,11 +38,7 @@ def save_model(path: str, model: DJEPAT2I, ema_state: dict | None, meta: dict) -
         save_file(_tensors(model.state_dict()), str(tmp / "model.safetensors"))
         if ema_state:
             save_file(_tensors(ema_state), str(tmp / "ema.safetensors"))
-        full = dict(meta)
-        full["model"] = {"name": model.args["name"], "args": model.args}
-        if model.tokenizer is not None:
-            full.setdefault("tokenizer", model.tokenizer.describe())
-        (tmp / "meta.json").write_text(json.dumps(full, indent=2, sort_keys=True, default=str))
+        write_meta(tmp, model, meta)
         if path.exists():
             old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(path, old)
@@ -50,6 +49,29 @@ def save_model(path: str, model: DJEPAT2I, ema_state: dict | None, meta: dict) -
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_meta(path: str | Path, model: DJEPAT2I, meta: dict) -> None:
+    """``meta.json``: ``meta`` plus the model's name and constructor args and its tokenizer."""
+    full = dict(meta)
+    full["model"] = {"name": model.args["name"], "args": model.args}
+    if model.tokenizer is not None:
+        full.setdefault("tokenizer", model.tokenizer.describe())
+    (Path(path) / "meta.json").write_text(json.dumps(full, indent=2, sort_keys=True, default=str))
+
+
+def _read_weights(path: Path, model: DJEPAT2I, ema: bool) -> tuple[dict, dict | None]:
+    """(model state, EMA state or None) from ``model.safetensors`` or a sharded ``state/`` dir."""
+    if (path / "model.safetensors").exists():
+        ema_file = path / "ema.safetensors"
+        return (load_file(str(path / "model.safetensors")),
+                load_file(str(ema_file)) if ema and ema_file.exists() else None)
+    import torch.distributed.checkpoint as dcp
+    state = {"model": model.state_dict()}
+    if ema:
+        state["ema"] = {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}
+    dcp.load(state, checkpoint_id=str(path / "state"), no_dist=True)  # one process reads every shard
+    return state["model"], state.get("ema")
 
 
 def read_meta(path: str) -> dict:
@@ -71,11 +93,9 @@ def load_model(path: str, ema: bool = True, device="cpu"):
     """-> (model, tokenizer, text encoder, meta). ``ema`` loads the evaluation EMA if saved."""
     meta = read_meta(path)
     model = DJEPAT2I(**meta["model"]["args"])
-    state = load_file(str(Path(path) / "model.safetensors"))
+    state, shadow = _read_weights(Path(path), model, ema)
     model.load_state_dict(state, strict=True)
-    ema_file = Path(path) / "ema.safetensors"
-    if ema and ema_file.exists():
-        shadow = load_file(str(ema_file))
+    if shadow is not None:
         params = dict(model.named_parameters())
         unknown = set(shadow) - set(params)
         if unknown:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from djepa_t2i.config import resolve_device
+
 
 @dataclass
 class TextStates:
@@ -38,18 +40,13 @@ class TextStates:
         return self.states.shape[0]
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
 
 class TextEncoder:
     def __init__(self, path: str, backend: str = "offline", device: str = "auto",
                  cache_size: int = 4096):
         from transformers import AutoConfig, AutoModel, AutoTokenizer, T5EncoderModel
         self.path, self.backend = str(path), backend
-        self.device = _device(device)
+        self.device = torch.device(resolve_device(device))
         config = AutoConfig.from_pretrained(self.path)
         if config.model_type in ("t5", "mt5", "umt5"):
             model = T5EncoderModel.from_pretrained(self.path)

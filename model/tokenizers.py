@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from djepa_t2i.config import resolve_device
+
 from model.batch import PackedImages, cu_seqlens_from_lengths
 
 
@@ -105,7 +107,7 @@ def build_tokenizer(cfg) -> PixelTokenizer | VAETokenizer:
         return PixelTokenizer(cfg.patch_size)
     if not cfg.vae.weights:
         raise ValueError("model.tokenizer=vae needs model.vae.weights (a local AutoencoderKL dir)")
-    dev = cfg.vae.device if cfg.vae.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    dev = resolve_device(cfg.vae.device)
     return VAETokenizer(cfg.vae.weights, patch_size=cfg.vae_patch_size, tile_above=cfg.vae_tile_above,
                         device=dev)
 

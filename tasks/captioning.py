@@ -20,10 +20,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+
+from djepa_t2i.config import resolve_device
 
 TAG_OPEN, TAG_CLOSE = " [", "]"
 
@@ -81,48 +82,6 @@ class ImageReadError(ValueError):
     """Why an image could not be read for captioning (recorded, never raised past the flow)."""
 
 
-def _unsafe(m: tarfile.TarInfo) -> str | None:
-    parts = m.name.replace("\\", "/").split("/")
-    if m.name.startswith("/") or ".." in parts or (len(m.name) > 1 and m.name[1] == ":"):
-        return f"unsafe member name {m.name!r}"
-    if not m.isfile():
-        return f"not a regular file: {m.name!r}"
-    return None
-
-
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
-
-
-def read_tar_images(tar_path: str, keys: Sequence[str]) -> tuple[dict[str, bytes], dict[str, str]]:
-    """Image bytes of ``keys`` from one shard tar, read in memory (never extracted); members with
-    unsafe names or types are refused. Returns ``(found, errors)`` keyed by pair key."""
-    want = {f"{k}.{e}": k for k in keys for e in IMAGE_EXTS}
-    found: dict[str, bytes] = {}
-    errors: dict[str, str] = {}
-    try:
-        with tarfile.open(tar_path, "r:*") as tf:
-            for m in tf:
-                base = m.name.replace("\\", "/").rsplit("/", 1)[-1]
-                key = want.get(base)
-                if key is None or key in found:
-                    continue
-                why = _unsafe(m)
-                if why:
-                    errors[key] = why
-                    continue
-                f = tf.extractfile(m)
-                found[key] = f.read() if f else b""
-                errors.pop(key, None)
-    except (OSError, tarfile.TarError, EOFError) as e:
-        for k in keys:
-            if k not in found:
-                errors.setdefault(k, f"cannot read tar {tar_path}: {type(e).__name__}: {e}")
-    for k in keys:
-        if k not in found and k not in errors:
-            errors[k] = f"no image member for key {k!r} in {tar_path}"
-    return found, errors
-
-
 def decode_rgb(data: bytes, max_pixels: int = 89_478_485):
     """RGB PIL image; the pixel count is checked from the header before decoding."""
     from PIL import Image
@@ -151,7 +110,7 @@ class InternVLCaptioner:
         from transformers import AutoProcessor, InternVLForConditionalGeneration
         if not Path(weights).is_dir():
             raise FileNotFoundError(f"recaption.weights {weights!r} is not a local directory")
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.device = resolve_device(device)
         use_bf16 = dtype == "bf16" or (dtype == "auto" and self.device.startswith("cuda"))
         self.dtype = torch.bfloat16 if use_bf16 else torch.float32
         self.processor = AutoProcessor.from_pretrained(weights, local_files_only=True,

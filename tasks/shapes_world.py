@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 from PIL import Image, ImageDraw
 
-from tasks.evaluators.geneval_rules import POSITION_THRESHOLD, relative_position  # noqa: F401
+from tasks.evaluators.geneval_rules import relative_position
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (215, 35, 35),        # hue   0

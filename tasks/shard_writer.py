@@ -13,21 +13,18 @@ removed.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
-import tarfile
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable
 
 import pyarrow as pa
-import webdataset as wds
 from tqdm import tqdm
 
+from tasks import shard_format as sf
 from warehouse import lake as lk
 
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 SHARD_PREFIX = "shard-"
 
 
@@ -77,40 +74,8 @@ def notions_by_key(lake: str) -> dict[str, list[str]]:
     return {k: sorted(v) for k, v in out.items()}
 
 
-def read_images(source_path: str, keys: set[str]) -> dict[str, tuple[str, bytes]]:
-    """``{key: (ext, bytes)}`` for the wanted keys of one img2dataset tar. Members are only read,
-    never extracted, so odd member names cannot write anywhere; they are matched by basename."""
-    found: dict[str, tuple[str, bytes]] = {}
-    with tarfile.open(source_path, "r:*") as tf:
-        for m in tf:
-            if not m.isfile():
-                continue
-            base = m.name.rsplit("/", 1)[-1]
-            stem, _, ext = base.rpartition(".")
-            if stem in keys and ext.lower() in IMAGE_EXTS and stem not in found:
-                found[stem] = (ext.lower(), tf.extractfile(m).read())
-    return found
-
-
 def shard_name(i: int) -> str:
     return f"{SHARD_PREFIX}{i:06d}"
-
-
-def write_tar(path: str, samples: Iterable[dict]) -> dict[str, tuple[int, int, str]]:
-    """Write samples with webdataset's TarWriter (fixed mtime/owner: reproducible bytes) to a
-    temporary file, rename into place, and return ``{key: (offset, size, ext)}`` of each image."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f, wds.TarWriter(f, mtime=0.0, user="t2i", group="t2i", mode=0o444) as w:
-        for s in samples:
-            w.write(s)
-    offsets = {}
-    with tarfile.open(tmp, "r:") as tf:
-        for m in tf.getmembers():
-            stem, _, ext = m.name.rpartition(".")
-            if ext in IMAGE_EXTS:
-                offsets[stem] = (m.offset_data, m.size, ext)
-    os.replace(tmp, path)
-    return offsets
 
 
 def build(lake: str, out: str, samples_per_shard: int = 1000, progress: bool = True) -> BuildResult:
@@ -123,7 +88,7 @@ def build(lake: str, out: str, samples_per_shard: int = 1000, progress: bool = T
         by_source[p["source_path"]].add(p["key"])
     images: dict[str, tuple[str, bytes]] = {}
     for src in tqdm(sorted(by_source), desc="read source shards", disable=not progress):
-        images.update(read_images(src, by_source[src]))
+        images.update(sf.read_images(src, by_source[src])[0])
     missing = [p["key"] for p in pairs if p["key"] not in images]
     pairs = [p for p in pairs if p["key"] in images]
     chunks = [pairs[i:i + samples_per_shard] for i in range(0, len(pairs), samples_per_shard)]
@@ -141,7 +106,7 @@ def build(lake: str, out: str, samples_per_shard: int = 1000, progress: bool = T
             samples.append({"__key__": k, ext: data, "txt": cap["caption"] or "",
                             "json": json.dumps(meta, sort_keys=True).encode()})
             rows.append({**meta, "tar": tar, "caption": cap["caption"] or ""})
-        offsets = write_tar(tar, samples)
+        offsets = sf.write_tar(tar, samples)
         for r in rows:
             r["offset"], r["size"], r["ext"] = offsets[r["key"]]
         lk.write_partition(lake, "samples", name, rows)
@@ -158,26 +123,3 @@ def _remove_stale(lake: str, out: str, n: int) -> None:
     for f in os.listdir(out):
         if f.startswith(SHARD_PREFIX) and f.endswith(".tar") and int(f[len(SHARD_PREFIX):-4]) >= n:
             os.remove(os.path.join(out, f))
-
-
-def read_sample(tar: str, offset: int, size: int) -> bytes:
-    """One image's bytes by the byte range the index recorded (no tar scan)."""
-    with open(tar, "rb") as f:
-        f.seek(offset)
-        data = f.read(size)
-    if len(data) != size:
-        raise IOError(f"{tar}: short read at {offset} ({len(data)} of {size} bytes)")
-    return data
-
-
-def iter_tar(tar: str) -> Iterable[dict]:
-    """A shard read back with webdataset's own tar iterator (samples grouped by key)."""
-    from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
-    return group_by_keys(tar_file_expander(url_opener([{"url": tar}])))
-
-
-def decode_rgb(data: bytes):
-    from PIL import Image
-    im = Image.open(io.BytesIO(data))
-    im.draft("RGB", im.size)
-    return im.convert("RGB")

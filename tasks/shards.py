@@ -1,21 +1,18 @@
 """Reading img2dataset shards without trusting them.
 
-A shard is ``NNNNN.tar`` (members ``{key}.jpg|png|webp``, ``{key}.txt``, ``{key}.json``) beside
-``NNNNN.parquet`` (one row per attempted URL; ``status == "success"`` rows are in the tar).
-Members are read into memory, never extracted, so a hostile name (``../x``, ``/etc/x``, a link
-or device) cannot touch the filesystem: such members are refused and reported. A truncated tar
-yields the members before the damage plus a recorded error. Keys present on one side only
+A shard is ``NNNNN.tar`` (members ``{key}.jpg|png|webp|...``, ``{key}.txt``, ``{key}.json``)
+beside ``NNNNN.parquet`` (one row per attempted URL; ``status == "success"`` rows are in the tar).
+The tar is read by ``tasks.shard_format`` (in memory, never extracted; unsafe members refused and
+reported; a truncated tar yields the members before the damage plus a recorded error). Keys present on one side only
 (tar vs parquet) are reported so the caller can quarantine them.
 """
 from __future__ import annotations
 
 import json
 import os
-import posixpath
-import tarfile
 from dataclasses import dataclass, field
 
-IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
+from tasks import shard_format as sf
 
 
 @dataclass
@@ -25,10 +22,8 @@ class Entry:
 
     @property
     def image(self) -> bytes | None:
-        for ext in IMAGE_EXTS:
-            if ext in self.files:
-                return self.files[ext]
-        return None
+        img = sf.pick_image(self.files)
+        return img[1] if img else None
 
 
 @dataclass
@@ -57,64 +52,10 @@ def shard_name(tar_path: str) -> str:
     return os.path.basename(tar_path)[: -len(".tar")]
 
 
-def unsafe_reason(m: tarfile.TarInfo) -> str | None:
-    """Why a member must not be read, or None. Refuses what extraction would make dangerous."""
-    name = m.name
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        return f"absolute path {name!r}"
-    parts = name.replace("\\", "/").split("/")
-    if ".." in parts:
-        return f"path escapes the shard: {name!r}"
-    if m.issym() or m.islnk():
-        return f"link member {name!r} -> {m.linkname!r}"
-    if not m.isfile():
-        return None if m.isdir() else f"special member {name!r} (type {m.type!r})"
-    return None
-
-
-def split_key(name: str) -> tuple[str, str]:
-    """``dir/000001.jpg`` -> (``dir/000001``, ``jpg``); the extension is lower-cased."""
-    d, base = posixpath.split(posixpath.normpath(name))
-    stem, _, ext = base.partition(".")
-    return (posixpath.join(d, stem) if d else stem), ext.lower()
-
-
 def read_tar(tar_path: str) -> tuple[dict[str, Entry], list[tuple[str, str]], list[str]]:
-    entries: dict[str, Entry] = {}
-    refused: list[tuple[str, str]] = []
-    errors: list[str] = []
-    try:
-        tf = tarfile.open(tar_path, mode="r:*")
-    except (tarfile.TarError, OSError, EOFError) as e:
-        return entries, refused, [f"cannot open tar: {type(e).__name__}: {e}"]
-    with tf:
-        while True:
-            try:
-                m = tf.next()
-            except (tarfile.TarError, OSError, EOFError) as e:
-                errors.append(f"tar truncated or corrupt after {len(entries)} keys: {type(e).__name__}: {e}")
-                break
-            if m is None:
-                break
-            why = unsafe_reason(m)
-            if why:
-                refused.append((m.name, why))
-                continue
-            if m.isdir():
-                continue
-            try:
-                f = tf.extractfile(m)
-                data = f.read() if f else b""
-                if len(data) != m.size:
-                    raise EOFError(f"member {m.name!r} has {len(data)} of {m.size} bytes")
-            except (tarfile.TarError, OSError, EOFError) as e:
-                errors.append(f"tar truncated or corrupt in member {m.name!r}: {type(e).__name__}: {e}")
-                key, _ = split_key(m.name)
-                entries.setdefault(key, Entry(key)).files.setdefault("_truncated", b"")
-                break
-            key, ext = split_key(m.name)
-            entries.setdefault(key, Entry(key)).files[ext] = data
-    return entries, refused, errors
+    """Every member of a shard grouped by key (``tasks.shard_format.read_tar``)."""
+    files, refused, errors = sf.read_tar(tar_path)
+    return {k: Entry(k, f) for k, f in files.items()}, refused, errors
 
 
 def read_parquet_rows(path: str) -> tuple[dict[str, dict] | None, list[str]]:

@@ -1,10 +1,20 @@
 import hashlib
+import io
 import json
 import os
+import tarfile
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from _train_data import make_lake
+from PIL import Image
+from webdataset.tariterators import group_by_keys, tar_file_expander, url_opener
 
+from djepa_t2i.config import load_config
 from tasks import shard_writer
+from tasks.curate import curate_shard
+from tasks.shard_format import IMAGE_EXTS, read_range
 from warehouse import db, lake as lk
 
 
@@ -25,10 +35,10 @@ def test_build_writes_native_tars_and_index(tmp_path):
     assert any(n.startswith("color:") for n in r["notions"]) and r["source"] in ("laion", "cc")
     # native resolution: bytes read by the recorded range decode to the pair's own size
     for r in idx:
-        im = shard_writer.decode_rgb(shard_writer.read_sample(r["tar"], r["offset"], r["size"]))
+        im = Image.open(io.BytesIO(read_range(r["tar"], r["offset"], r["size"])))
         assert im.size == (r["width"], r["height"])
     # webdataset reads the same samples back, with caption and metadata
-    got = list(shard_writer.iter_tar(res.shards[0]))
+    got = list(group_by_keys(tar_file_expander(url_opener([{"url": res.shards[0]}]))))
     assert [g["__key__"] for g in got] == passed[:8]
     assert json.loads(got[0]["json"])["key"] == passed[0] and got[0]["txt"].decode() == idx[0]["caption"]
 
@@ -62,3 +72,45 @@ def test_recaptions_win_over_alt_text_and_missing_images_reported(tmp_path):
     assert res.missing == ["ghost"] and res.n_samples == len(passed)
     r = {x["key"]: x for x in lk.read_table(lake, "samples").to_pylist()}[passed[0]]
     assert (r["caption"], r["caption_version"], r["tags"]) == ("a vivid red square on grey", "vlm-1", ["photo", "minimal"])
+
+
+PIL_FORMAT = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "bmp": "BMP", "gif": "GIF",
+              "tif": "TIFF", "tiff": "TIFF"}
+
+
+def test_every_curated_key_reaches_the_training_shards(tmp_path):
+    """Keys in sub-folders and every image format curation accepts pass curation and are then
+    found by build-shards (they were silently dropped when each reader had its own key rule and
+    extension list)."""
+    assert set(PIL_FORMAT) == set(IMAGE_EXTS)
+    keys, tar = [], tmp_path / "in" / "00000.tar"
+    tar.parent.mkdir()
+    with tarfile.open(tar, "w") as tf:
+        for i, ext in enumerate(IMAGE_EXTS):
+            for key in (f"{i:06d}", f"sub/{i:06d}"):
+                b = io.BytesIO()
+                seed = len(keys)
+                px = np.random.default_rng(seed).integers(0, 255, (80, 96, 3), np.uint8)
+                Image.fromarray(px).save(b, PIL_FORMAT[ext])
+                meta = json.dumps({"key": key, "caption": f"a photo {seed}", "status": "success"}).encode()
+                for name, data in ((f"{key}.{ext}", b.getvalue()), (f"{key}.txt", f"a photo {seed}".encode()),
+                                   (f"{key}.json", meta)):
+                    ti = tarfile.TarInfo(name)
+                    ti.size = len(data)
+                    tf.addfile(ti, io.BytesIO(data))
+                keys.append((key, ext))
+    pq.write_table(pa.Table.from_pylist([{"key": k, "status": "success", "caption": "c"} for k, _ in keys]),
+                   str(tar.with_suffix(".parquet")))
+    lake = str(tmp_path / "lake")
+    curate_shard(str(tar), lake, load_config(overrides=["curate.order=[resolution,dedup]"]))
+    _, passed = db.query(lake, "SELECT key FROM pairs WHERE status = 'passed' ORDER BY key")
+    assert sorted(k for k, _ in keys) == [k for (k,) in passed]  # all 16 pass curation
+
+    res = shard_writer.build(lake, str(tmp_path / "shards"), progress=False)
+    assert res.missing == [] and res.n_samples == len(keys)
+    idx = {r["key"]: r for r in lk.read_table(lake, "samples").to_pylist()}
+    for key, ext in keys:
+        r = idx[key]
+        assert r["ext"] == ext
+        im = Image.open(io.BytesIO(read_range(r["tar"], r["offset"], r["size"])))
+        assert im.size == (96, 80) and im.format == PIL_FORMAT[ext]

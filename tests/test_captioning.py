@@ -4,8 +4,9 @@ import tarfile
 import pytest
 
 from djepa_t2i.config import load_config
-from flows.recaption import recaption
-from tasks.captioning import provenance, read_tar_images, strip_tags, with_tags
+from tasks.captioning import provenance, strip_tags, with_tags
+from tasks.recaption import recaption
+from tasks.shard_format import read_images
 from tests.lake_fixtures import jpeg, make_lake, write_tar
 from warehouse import db
 from warehouse import lake as lk
@@ -72,11 +73,11 @@ def test_tar_reading_refuses_unsafe_members(tmp_path):
         link = tarfile.TarInfo("b.jpg")
         link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
         tf.addfile(link)
-    found, errors = read_tar_images(str(tar), ["a", "ok", "b", "missing"])
-    assert set(found) == {"ok"}
-    assert "unsafe member name '../a.jpg'" in errors["a"]
-    assert "not a regular file" in errors["b"] and "no image member" in errors["missing"]
-    assert "cannot read tar" in read_tar_images(str(tmp_path / "nope.tar"), ["x"])[1]["x"]
+    found, errors = read_images(str(tar), ["../a", "ok", "b", "missing"])
+    assert set(found) == {"ok"} and found["ok"][0] == "jpg"
+    assert "path escapes the shard: '../a.jpg'" in errors["../a"]
+    assert "link member 'b.jpg'" in errors["b"] and "no image member" in errors["missing"]
+    assert "cannot read tar" in read_images(str(tmp_path / "nope.tar"), ["x"])[1]["x"]
 
 
 @pytest.mark.slow

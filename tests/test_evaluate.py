@@ -8,7 +8,7 @@ from PIL import Image
 
 from djepa_t2i.config import load_config
 from tasks import shapes_world as sw
-from tasks.evaluators import checkpoint_eval as ce
+from training import evaluate as ce
 from warehouse import db
 from warehouse import lake as lk
 

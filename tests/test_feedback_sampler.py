@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy import stats
 
-from model.feedback_sampler import FeedbackSampler, target_size, trunc_norm
+from training.feedback_sampler import FeedbackSampler, target_size, trunc_norm
 from warehouse.schema import SCHEMAS
 
 PHASE1 = {"mu": 0.512, "sigma": 0.12, "a": 0.256, "b": 1.024}

@@ -12,7 +12,7 @@ from tasks.filters import build
 from tasks.filters.aesthetic import AestheticMLP
 from tasks.filters.dedup import PhashIndex, phash, pixel_sha256
 from tasks.filters.nsfw import NsfwMLP
-from tasks.sample import lowq_image, photo, text_image
+from tasks.mini_laion import lowq_image, photo, text_image
 
 
 def _photo(name):

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from _train_data import make_lake
 
-from model import trainer as tr
 from tasks import shard_writer
+from training import checkpoints as ckpts
+from training import trainer as tr
 from warehouse import db
 from warehouse import weights as wt
 
@@ -35,7 +36,7 @@ def overrides(lake: str, out: str, **kw) -> list[str]:
 
 def launch(args: list[str], log: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "model.trainer", *args], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", "training.trainer", *args], cwd=ROOT, env=env,
                             stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -68,13 +69,13 @@ def test_sigkilled_trainer_resumes_same_losses_and_stream(tmp_path):
     p_vic = launch(overrides(lake, str(vic), **{"train.num_workers": 2}), tmp_path / "victim.log")
     # kill once step 8's checkpoint is complete and the run has gone on to write step 10's stats
     # (so the resumed run must re-write them and truncate its step log), before step 12's checkpoint
-    wait_for(vic / "checkpoints" / "step_00000008" / tr.COMPLETE, p_vic, tmp_path / "victim.log")
+    wait_for(vic / "checkpoints" / "step_00000008" / ckpts.COMPLETE, p_vic, tmp_path / "victim.log")
     wait_for(Path(lake) / "batch_stats" / "victim-r000-s00000010.parquet", p_vic, tmp_path / "victim.log")
     os.killpg(p_vic.pid, signal.SIGKILL)
     assert p_vic.wait(timeout=30) == -signal.SIGKILL
     finish(p_ref, tmp_path / "ref.log")
 
-    live = [p.name for p in tr.list_checkpoints(str(vic))]
+    live = [p.name for p in ckpts.list_checkpoints(str(vic))]
     assert live[:2] == ["step_00000004", "step_00000008"]  # a staged .step_12.partial never counts
     resumed_from = int(live[-1].split("_")[1])
     assert resumed_from == 8, f"victim got to {live} before the kill: timing, rerun"

@@ -1,6 +1,6 @@
 """The loop closes while training runs (issue 6, "Done when").
 
-A real trainer (``python -m model.trainer``, its own process) trains on a skewed shapes world.
+A real trainer (``python -m training.trainer``, its own process) trains on a skewed shapes world.
 Meanwhile this process does what the scheduled ``evaluate-checkpoints`` deployment does: it calls
 the flow's plain function (``flows.evaluate_checkpoints.evaluate``: every complete, registered,
 not yet evaluated checkpoint -> EMA generation -> shapes-geneval -> ``eval_results``, then the
@@ -94,7 +94,7 @@ def test_scheduled_evaluation_feeds_back_into_the_running_trainer(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     log_path = tmp_path / "train.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "model.trainer", "--config", cfg_path],
+        proc = subprocess.Popen([sys.executable, "-m", "training.trainer", "--config", cfg_path],
                                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         published_while_running = []  # (version, checkpoints) of feedback runs the trainer outlived
         deadline = time.monotonic() + 300
@@ -190,7 +190,7 @@ def test_cli_trainer_logs_progress_after_prefect_is_imported(tmp_path, capfd):
     still be logged (an operator watching the run sees the switch)."""
     import prefect  # noqa: F401  (what djepa_t2i.cli's command modules import)
 
-    from model import trainer
+    from training import trainer
     lake, _ = _world(tmp_path)
     cfg_path = _config(tmp_path, lake)
     assert trainer.main(["--config", cfg_path, "--set", "train.steps=2", "--set", "train.save_every=2",

@@ -77,7 +77,7 @@ def test_clean_caption():
 def test_notion_stats_flow_function(tmp_path):
     from djepa_t2i.config import load_config
     from flows.notion_stats import notion_stats
-    from flows.recaption import recaption
+    from tasks.recaption import recaption
     caps = ["two red circles to the left of a blue square", "", "🙂🙂",
             "it's a \"quoted\" red star; -- not SQL", "three green triangles above a yellow cube"]
     lake, rows = make_lake(tmp_path, caps, shards=2)

@@ -5,9 +5,9 @@ import pyarrow as pa
 import pytest
 import torch
 
-from model.feedback_sampler import FeedbackSampler
-from model.packing import TokenBudgetPacker
 from model.tokenizers import PixelTokenizer, pack
+from training.feedback_sampler import FeedbackSampler
+from training.packing import TokenBudgetPacker
 from warehouse.schema import SCHEMAS
 
 PHASE2 = {"mu": 1.024, "sigma": 1.0, "a": 0.256, "b": 4.096}

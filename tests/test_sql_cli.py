@@ -10,7 +10,7 @@ from tests.lake_fixtures import make_lake
 def lake(tmp_path_factory):
     from djepa_t2i.config import load_config
     from flows.notion_stats import notion_stats
-    from flows.recaption import recaption
+    from tasks.recaption import recaption
     lake, _ = make_lake(tmp_path_factory.mktemp("sql"))
     c = load_config()
     recaption(lake, c.recaption, progress=False)

@@ -6,8 +6,8 @@ import torch
 from _train_data import make_lake
 
 from flows import train as train_flow
-from model import trainer as tr
 from tasks import shard_writer
+from training import trainer as tr
 from warehouse import db
 from warehouse import weights as wt
 

@@ -5,8 +5,9 @@ import torch
 from _train_data import make_lake
 
 from djepa_t2i.config import load_config
-from model import trainer as tr
 from tasks import shard_writer
+from training import checkpoints as ckpts
+from training import trainer as tr
 from warehouse import db
 from warehouse import weights as wt
 
@@ -100,11 +101,11 @@ def test_stats_keep_last_and_weights_switch_midrun(data):
 def test_resume_auto_and_world_size_mismatch(data, monkeypatch):
     root, lake = data
     out = str(root / "run_a")  # from the first test (module-scoped data)
-    if not tr.list_checkpoints(out):
+    if not ckpts.list_checkpoints(out):
         pytest.skip("needs test_exact_resume first")
-    assert tr.resolve_resume("auto", out).name == "step_00000006"
-    assert tr.resolve_resume("auto", str(root / "nothing")) is None
+    assert ckpts.resolve_resume("auto", out).name == "step_00000006"
+    assert ckpts.resolve_resume("auto", str(root / "nothing")) is None
     with pytest.raises(FileNotFoundError, match="COMPLETE"):
-        tr.resolve_resume(str(root), out)
+        ckpts.resolve_resume(str(root), out)
     assert tr.lr_factor(0, 10, 100, "cosine") == 0.1 and tr.lr_factor(100, 10, 100, "cosine") == 0.0
     assert tr.lr_factor(55, 10, 100, "constant") == 1.0

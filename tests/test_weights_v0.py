@@ -32,7 +32,7 @@ def test_bad_temper_refused():
 def test_v0_published_and_explained(tmp_path):
     from djepa_t2i.config import load_config
     from flows.notion_stats import notion_stats
-    from flows.recaption import recaption
+    from tasks.recaption import recaption
     lake, _ = make_lake(tmp_path)
     c = load_config(overrides=["notions.temper=0.5", "notions.max_target=0.3"])
     recaption(lake, c.recaption, progress=False)

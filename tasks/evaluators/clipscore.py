@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 
 import torch
+
+from djepa_t2i.config import resolve_device
 from PIL import Image
 
 BACKEND = "open_clip"
 
-
-def _device(device: str) -> str:
-    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 
 def load_clip(arch: str, weights: str, device: str = "auto"):
@@ -24,7 +23,7 @@ def load_clip(arch: str, weights: str, device: str = "auto"):
     if not weights or not os.path.isfile(weights):
         raise FileNotFoundError(f"CLIP weights {weights!r}: not a local file (nothing is downloaded)")
     model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=weights,
-                                                                 device=_device(device))
+                                                                 device=resolve_device(device))
     return model.eval(), preprocess, open_clip.get_tokenizer(arch)
 
 

@@ -13,6 +13,8 @@ import json
 import os
 
 import torch
+
+from djepa_t2i.config import resolve_device
 from PIL import Image
 
 from tasks.evaluators import geneval_rules as rules
@@ -66,7 +68,7 @@ class YoloDetector:
         if not weights or not os.path.isfile(weights):
             raise FileNotFoundError(f"YOLO weights {weights!r}: not a local file (nothing is downloaded)")
         self.model = YOLO(weights)
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.device = resolve_device(device)
         self.backend = f"yolo:{os.path.basename(weights)}"
 
     def __call__(self, image: Image.Image) -> list[rules.Detection]:

@@ -89,7 +89,7 @@ def build(cfg):
     if c.backend in ("offline", "offline-nrq"):
         return OfflineNRQ(DEFAULT_THRESHOLD["offline-nrq"] if c.threshold is None else c.threshold)
     if c.backend == "laion-mlp":
-        from tasks.filters.clip_embed import pick_device
+        from djepa_t2i.config import resolve_device
         thr = DEFAULT_THRESHOLD["laion-mlp"] if c.threshold is None else c.threshold
-        return LaionMLP(c.weights, thr, pick_device(c.device))
+        return LaionMLP(c.weights, thr, resolve_device(c.device))
     raise ValueError(f"curate.aesthetic.backend: unknown {c.backend!r}; use offline|laion-mlp|none")

@@ -11,11 +11,8 @@ import os
 import numpy as np
 import torch
 
+from djepa_t2i.config import resolve_device
 
-def pick_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 class ClipEmbedder:
@@ -23,7 +20,7 @@ class ClipEmbedder:
         import open_clip
         if not weights or not os.path.exists(weights):
             raise FileNotFoundError(f"CLIP weights not found at {weights!r} (curate.clip_weights)")
-        self.device = pick_device(device)
+        self.device = resolve_device(device)
         self.model, _, self.preprocess = open_clip.create_model_and_transforms(
             model_name, pretrained=weights, device=self.device)
         self.model.eval()

@@ -79,6 +79,6 @@ def build(cfg):
     if c.backend in ("offline", "haar"):
         return HaarFaces(c)
     if c.backend == "yolov8-face":
-        from tasks.filters.clip_embed import pick_device
-        return YoloFaces(c, pick_device(c.device))
+        from djepa_t2i.config import resolve_device
+        return YoloFaces(c, resolve_device(c.device))
     raise ValueError(f"curate.face.backend: unknown {c.backend!r}; use offline|yolov8-face|none")

@@ -84,6 +84,6 @@ def build(cfg):
     if c.backend in ("offline", "nudenet"):
         return NudeNet(c.threshold)
     if c.backend == "clip-mlp":
-        from tasks.filters.clip_embed import pick_device
-        return ClipMLP(c.weights, c.threshold, pick_device(c.device))
+        from djepa_t2i.config import resolve_device
+        return ClipMLP(c.weights, c.threshold, resolve_device(c.device))
     raise ValueError(f"curate.nsfw.backend: unknown {c.backend!r}; use offline|clip-mlp|none")

@@ -6,6 +6,7 @@ import re
 import sys
 
 import djepa_t2i.env  # noqa: F401
+from djepa_t2i.config import resolve_device
 
 
 def parse_size(s: str) -> tuple[int, int]:
@@ -35,10 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     import torch
-    from PIL import Image
 
     from model.checkpoint import load_model
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    from training.evaluate import tensor_to_image
+    device = resolve_device(args.device)
     model, tok, te, meta = load_model(args.ckpt, ema=not args.no_ema, device=device)
     text = te.encode([args.prompt])
     try:
@@ -50,8 +51,7 @@ def run(args) -> int:
     except ValueError as e:
         print(f"t2i generate: {e}", file=sys.stderr)
         return 2
-    arr = ((img.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-    Image.fromarray(arr).save(args.out)
+    tensor_to_image(img).save(args.out)
     print(f"wrote {args.out} ({args.size[1]}x{args.size[0]}) model={meta['model']['name']} "
           f"tokenizer={tok.kind} text_encoder={te.backend}:{te.describe()['model_type']}")
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from model.feedback_sampler import Decision, FeedbackSampler
+from training.feedback_sampler import Decision, FeedbackSampler
 
 
 def image_tokens(d: Decision, stride: int, max_image_tokens: int) -> int:

@@ -1,10 +1,11 @@
 """Evaluating checkpoints: which ones are pending, generating for a benchmark, scoring, and the
-``eval_results`` partition. Plain functions; ``flows/evaluate_checkpoints.py`` wraps them.
+``eval_results`` partition. Plain functions; ``flows/evaluate_checkpoints.py`` wraps them. It sits
+above the model (it generates with it) and the pure image scorers of ``tasks.evaluators``.
 
 The scoring path takes a ``generate_fn(jobs) -> images`` so it runs without a trained model (a
 renderer of the ground truth must score 1.0). A checkpoint is read only when its directory is
-complete (the trainer writes ``COMPLETE`` last, then renames the directory into place, then
-registers it), and a checkpoint+benchmark pair with a partition in ``eval_results`` is done:
+complete (``training.checkpoints``: the trainer writes ``COMPLETE`` last, renames the directory
+into place, then registers it), and a checkpoint+benchmark pair with a partition in ``eval_results`` is done:
 re-running evaluates nothing twice, and a killed evaluation leaves no partition, so it reruns.
 """
 from __future__ import annotations
@@ -13,56 +14,33 @@ import datetime as dt
 import json
 import logging
 import os
-from pathlib import Path
 from typing import Callable
 
 from PIL import Image
 
-from warehouse import lake as lk
+from djepa_t2i.config import resolve_device
+from training import checkpoints as ckpts
+from training import lake_io
+from training.checkpoints import checkpoint_id
 
 log = logging.getLogger(__name__)
 
-COMPLETE = "COMPLETE"  # the trainer's marker (model.trainer.COMPLETE)
 GenerateFn = Callable[[list[dict]], list[Image.Image]]
-
-
-def checkpoint_id(run_id: str, step: int) -> str:
-    return f"{run_id}-s{int(step):08d}"
 
 
 def partition_name(ckpt: str, benchmark: str) -> str:
     return f"{ckpt}-{benchmark}"
 
 
-def is_complete(path: str) -> bool:
-    """A checkpoint directory the trainer finished: marker, description and weights present."""
-    p = Path(path)
-    return p.is_dir() and all((p / f).is_file() for f in (COMPLETE, "meta.json", "model.safetensors"))
-
-
-def live_checkpoints(lake: str) -> list[dict]:
-    """Registered checkpoints whose latest registration is not a deletion, oldest step first."""
-    t = lk.read_table(lake, "checkpoints")
-    latest: dict[tuple[str, int], dict] = {}
-    for r in t.to_pylist():
-        k = (r["run_id"], r["step"])
-        if k not in latest or (r["created_at"] or dt.datetime.min.replace(tzinfo=dt.timezone.utc)) >= \
-                (latest[k]["created_at"] or dt.datetime.min.replace(tzinfo=dt.timezone.utc)):
-            latest[k] = r
-    rows = [r for r in latest.values() if not r.get("deleted")]
-    return sorted(rows, key=lambda r: (r["created_at"] or dt.datetime.min.replace(tzinfo=dt.timezone.utc),
-                                       r["run_id"], r["step"]))
-
-
 def pending_checkpoints(lake: str, benchmark: str) -> tuple[list[dict], list[dict]]:
     """(checkpoints to evaluate, skipped ones with the reason). Skipped: already evaluated for
     ``benchmark``, or its directory is missing or incomplete (it is retried next time)."""
     todo, skipped = [], []
-    for r in live_checkpoints(lake):
+    for r in ckpts.live(lake):
         ck = checkpoint_id(r["run_id"], r["step"])
-        if lk.has_partition(lake, "eval_results", partition_name(ck, benchmark)):
+        if lake_io.has_partition(lake, "eval_results", partition_name(ck, benchmark)):
             skipped.append({**r, "why": "already evaluated"})
-        elif not is_complete(r["path"] or ""):
+        elif not ckpts.is_complete(r["path"] or ""):
             skipped.append({**r, "why": f"incomplete or missing directory {r['path']}"})
         else:
             todo.append(r)
@@ -146,7 +124,7 @@ def model_generate_fn(path: str, cfg) -> tuple[GenerateFn, dict]:
     import torch
 
     from model.checkpoint import load_model
-    device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(cfg.device)
     model, _, text_encoder, meta = load_model(path, ema=True, device=device)
 
     def generate(jobs: list[dict]) -> list[Image.Image]:
@@ -180,7 +158,7 @@ def evaluate_checkpoint(lake: str, ckpt: dict, cfg, generate_fn: GenerateFn | No
     for r in rows:
         r.update(checkpoint=ck, run_id=ckpt["run_id"], step=ckpt["step"], benchmark=cfg.benchmark,
                  weights_version=ckpt.get("weights_version"), params=params, created_at=now)
-    lk.write_partition(lake, "eval_results", partition_name(ck, cfg.benchmark), rows)
+    lake_io.write_rows(lake, "eval_results", partition_name(ck, cfg.benchmark), rows)
     summary = rules.summarize((r["category"], r["score"]) for r in rows if r["notion_kind"] == "category")
     log.info("evaluated %s on %s: %s", ck, cfg.benchmark, summary)
     return {"checkpoint": ck, "benchmark": cfg.benchmark, "images": len(jobs), "rows": len(rows),

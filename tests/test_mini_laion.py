@@ -5,7 +5,7 @@ import tarfile
 
 import pyarrow.parquet as pq
 
-from tasks.sample import MIX, kinds_for, make_sample
+from tasks.mini_laion import MIX, kinds_for, make_sample
 import random
 
 

@@ -1,7 +1,7 @@
 """Sampling throughput of D-JEPA·T2I (Algorithm 1) with classifier-free guidance.
 
-    python bench/sample.py --model djepa_b --batch 256 --steps 64 --cfg 3 --flow-steps 32   # H100
-    python bench/sample.py --model djepa_tiny --batch 4 --steps 16 --device cpu
+    python bench/generate.py --model djepa_b --batch 256 --steps 64 --cfg 3 --flow-steps 32   # H100
+    python bench/generate.py --model djepa_tiny --batch 4 --steps 16 --device cpu
 
 Prints ms/img, peak memory and the achieved FLOP rate. Random weights and random text states:
 speed does not depend on what the weights are.
@@ -9,14 +9,13 @@ speed does not depend on what the weights are.
 from __future__ import annotations
 
 import argparse
-import time
 
-from common import (add_common, compile_parts, device_of, hardware, peak_memory_gib, peak_tflops,
-                    random_batch, sync, sync_debug)
+from common import (add_common, bench_model, hardware, peak_memory_gib, peak_tflops,
+                    random_batch, timed)
 
 import torch
 
-from model.djepa import MODELS, count_parameters
+from model.djepa import count_parameters
 from model.flops import sample_flops
 from model.tokenizers import PixelTokenizer
 
@@ -36,13 +35,8 @@ def main() -> None:
     p.add_argument("--flow-steps", type=int, default=32)
     p.add_argument("--repeats", type=int, default=1)
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    dev = device_of(args.device)
-    torch.manual_seed(0)
-    model = MODELS[args.model](token_dim=args.token_dim, text_dim=args.text_dim,
-                               attention=args.attention).to(dev).eval()
-    if args.compile:
-        compile_parts(model)
+    model, dev = bench_model(args)
+    model.eval()
     model.tokenizer = LatentGrid(args.token_dim)
     _, text = random_batch(args, dev)
     sizes = [(args.grid, args.grid)] * args.batch
@@ -54,16 +48,7 @@ def main() -> None:
                                   flow_steps=args.flow_steps, seed=0)
 
     run()  # warm-up (and compilation)
-    sync(dev)
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    sync_debug(args, dev, True)
-    t0 = time.perf_counter()
-    for _ in range(args.repeats):
-        run()
-    sync(dev)
-    sync_debug(args, dev, False)
-    dt = (time.perf_counter() - t0) / args.repeats
+    dt, _ = timed(run, args.repeats, args, dev)
     fl = sample_flops(model, args.text_len, args.grid ** 2, args.batch, args.steps,
                       args.flow_steps, args.cfg != 1.0)
     peak = peak_tflops(args, dev)

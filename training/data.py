@@ -15,17 +15,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 import torch
 from PIL import Image
 
 from model.batch import PackedImages
-from model.feedback_sampler import Decision, FeedbackSampler
-from model.packing import TokenBudgetPacker
-from tasks.shard_writer import read_sample
-from warehouse import lake as lk
-from warehouse import weights as wt
-from warehouse.db import current_weights_version
+from model.tokenizers import pack
+from tasks.shard_format import read_range
+from training import lake_io
+from training.feedback_sampler import Decision, FeedbackSampler
+from training.packing import TokenBudgetPacker
 
 
 @dataclass
@@ -39,20 +37,13 @@ class TrainBatch:
 
 def load_image(d: Decision) -> torch.Tensor:
     """Read one accepted sample by its byte range, downscale to (out_h, out_w), map to [-1, 1]."""
-    im = Image.open(io.BytesIO(read_sample(d.tar, d.offset, d.size)))
+    im = Image.open(io.BytesIO(read_range(d.tar, d.offset, d.size)))
     im.draft("RGB", (d.out_w, d.out_h))  # JPEG: decode at the smallest scale >= the target
     im = im.convert("RGB")
     if im.size != (d.out_w, d.out_h):
         im = im.resize((d.out_w, d.out_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
     x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
     return x.float().div_(127.5).sub_(1.0)
-
-
-def load_index(lake: str) -> pa.Table:
-    t = lk.read_table(lake, "samples")
-    if t.num_rows == 0:
-        raise ValueError(f"lake {lake}: the samples index is empty; run `t2i build-shards` first")
-    return t
 
 
 class WeightsWatcher:
@@ -62,14 +53,13 @@ class WeightsWatcher:
         self.lake, self.phase = lake, phase
 
     def poll(self) -> str | None:
-        return current_weights_version(self.lake)
+        return lake_io.current_weights_version(self.lake)
 
     def apply(self, sampler: FeedbackSampler, version: str | None) -> None:
         if version is None:
             sampler.switch_weights(None, {}, None)
             return
-        _, table = wt.load(self.lake, version)
-        sampler.switch_weights(version, wt.targets(table), wt.resolution_schedule(table, self.phase))
+        sampler.switch_weights(version, *lake_io.weights_targets(self.lake, version, self.phase))
 
 
 class TrainLoader:
@@ -111,7 +101,6 @@ class TrainLoader:
                           [(d.out_h, d.out_w) for d in decisions], int(packed.cu_seqlens[-1]))
 
     def _pack(self, images: list[torch.Tensor]) -> PackedImages:
-        from model.tokenizers import pack
         return pack(images, self.tokenizer, self.cap, self.gen)
 
     def state_dict(self) -> dict:

@@ -1,21 +1,22 @@
 """The D-JEPA·T2I training loop: one process per rank, CPU or GPU, alone or under torchrun.
 
-    python -m model.trainer --config configs/demo_phase1.yaml            # one process
-    torchrun --nproc_per_node 8 -m model.trainer --config configs/phase1.yaml --resume auto
+    python -m training.trainer --config configs/demo_phase1.yaml            # one process
+    torchrun --nproc_per_node 8 -m training.trainer --config configs/phase1.yaml --resume auto
 
 Per step: the loader hands out a token-budget batch chosen by the feedback sampler; the frozen
 text encoder embeds its captions; D-JEPA·T2I returns its losses; AdamW (warmup, cosine or
 constant), gradient clipping, then the target-encoder EMA and the evaluation EMA. DDP by default
 (gloo on CPU, NCCL on GPU), FSDP2 ``fully_shard`` per block with ``train.fsdp``; bf16 autocast
-on GPU.
+on GPU; an FSDP run saves and loads its state sharded (``torch.distributed.checkpoint``).
 
 Every ``stats_every`` steps each rank writes its batch statistics to the lake; every
 ``weights_check_every`` steps rank 0 reads the live weights version and broadcasts it, and every
 rank's sampler switches at the same step. A checkpoint is one directory: the model checkpoint
 (``model.safetensors``, ``ema.safetensors``, ``meta.json``: loadable by ``model.checkpoint``),
 ``trainer.pt`` (optimizer, scheduler, step) and ``rank-NNN.pt`` per rank (sampler + loader + RNG
-state), all loadable with ``torch.load(weights_only=True)``; it is staged under a hidden name,
-marked ``COMPLETE`` and renamed into place, then registered in the lake ``checkpoints`` table.
+state), all loadable with ``torch.load(weights_only=True)``; the protocol (stage, ``COMPLETE``,
+rename, register, prune) is ``training.checkpoints``. The lake is reached only through
+``training.lake_io``.
 """
 from __future__ import annotations
 
@@ -36,12 +37,12 @@ import torch
 import torch.distributed as dist
 
 import djepa_t2i.env  # noqa: F401
-from djepa_t2i.config import Config, load_config
+from djepa_t2i.config import Config, load_config, resolve_device
+from training import checkpoints as ckpts
+from training import lake_io
 
 log = logging.getLogger("t2i.train")
-COMPLETE = "COMPLETE"
 STEPS_LOG = "steps.jsonl"  # rank 0's per-step record in train.out: step, keys, sizes, losses, lr
-MEAN_KINDS = ("loss", "lr")  # averaged across ranks in batch_stats_agg; everything else sums
 
 
 # ------------------------------------------------------------------------------ distributed
@@ -51,9 +52,9 @@ def dist_env() -> tuple[int, int, int]:
 
 
 def pick_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    return torch.device(name)
+    """``auto`` on a GPU machine: this rank's own GPU (``cuda:LOCAL_RANK``)."""
+    name = resolve_device(name)
+    return torch.device(f"cuda:{local_rank}" if name == "cuda" else name)
 
 
 def init_distributed(device: torch.device) -> None:
@@ -90,40 +91,7 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-# ------------------------------------------------------------------------------ checkpoints
-def checkpoint_dir(out: str) -> Path:
-    return Path(out) / "checkpoints"
-
-
-def list_checkpoints(out: str) -> list[Path]:
-    """Complete checkpoints, oldest first (staged or half-written ones are ignored)."""
-    d = checkpoint_dir(out)
-    if not d.exists():
-        return []
-    return sorted(p for p in d.iterdir()
-                  if p.is_dir() and p.name.startswith("step_") and (p / COMPLETE).exists())
-
-
-def resolve_resume(resume: str | None, out: str) -> Path | None:
-    if not resume:
-        return None
-    if resume == "auto":
-        cks = list_checkpoints(out)
-        return cks[-1] if cks else None
-    p = Path(resume)
-    if not (p / COMPLETE).exists():
-        raise FileNotFoundError(f"--resume {resume}: not a complete checkpoint (no {COMPLETE} marker)")
-    return p
-
-
-def _clean_stale_stages(out: str) -> None:
-    """Half-written ``.step_N.partial`` dirs of a killed run: never listed, removed at start."""
-    d = checkpoint_dir(out)
-    for p in d.glob(".step_*.partial") if d.exists() else ():
-        shutil.rmtree(p, ignore_errors=True)
-        log.info("removed a half-written checkpoint %s", p)
-
-
+# ------------------------------------------------------------------------------ run state
 def _truncate_steps_log(path: Path, step: int) -> None:
     """Keep the records of steps <= ``step`` (the checkpoint resumed from; 0 for a fresh start), so
     a resumed run appends after them and no step appears twice; a torn last line is dropped."""
@@ -157,13 +125,13 @@ def _set_rng_state(s: dict, device: torch.device) -> None:
 # ------------------------------------------------------------------------------ the trainer
 class Trainer:
     def __init__(self, cfg: Config, resume: str | None = None):
-        from model.data import TrainLoader, WeightsWatcher, load_index
         from model.djepa import build_model
         from model.ema import EMA
-        from model.feedback_sampler import FeedbackSampler
-        from model.packing import TokenBudgetPacker
         from model.text_encoder import TextEncoder
         from model.tokenizers import build_tokenizer
+        from training.data import TrainLoader, WeightsWatcher
+        from training.feedback_sampler import FeedbackSampler
+        from training.packing import TokenBudgetPacker
 
         self.cfg, t = cfg, cfg.train
         self.rank, self.world, local = dist_env()
@@ -176,8 +144,8 @@ class Trainer:
         self.text = TextEncoder.from_config(cfg.model.text_encoder)
         self.raw = build_model(cfg.model, self.text.dim, self.tokenizer).to(self.device)
         self.raw.set_grad_checkpointing(t.grad_checkpointing)
-        self.ema = EMA(self.raw)
         self.model = self._wrap(self.raw)
+        self.ema = EMA(self.raw)  # after wrapping: under FSDP the EMA shadows are shards too
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay,
                                      fused=self.device.type == "cuda")
@@ -186,7 +154,7 @@ class Trainer:
         torch.manual_seed(t.seed * 7919 + self.rank)  # per-rank stream for the flow-matching noise
         self.gen = torch.Generator().manual_seed(t.seed * 1000 + self.rank)  # masks, caption drop
         stride = self.tokenizer.stride
-        sampler = FeedbackSampler(load_index(cfg.lake), stride=stride, schedule=t.resolution.model_dump(),
+        sampler = FeedbackSampler(lake_io.read_index(cfg.lake), stride=stride, schedule=t.resolution.model_dump(),
                                   fixed_side=t.fixed_side, seed=t.seed, rank=self.rank,
                                   world_size=self.world, max_retries=t.max_retries)
         packer = TokenBudgetPacker(sampler, t.token_budget, t.max_image_tokens, stride, t.lookahead)
@@ -198,9 +166,9 @@ class Trainer:
         self.window_steps = 0
         self.last_loss = float("nan")
         self.switches: list[tuple[int, str | None, str | None]] = []  # (after step, old, new)
-        ck = resolve_resume(resume, t.out)
+        ck = ckpts.resolve_resume(resume, t.out)
         if self.rank == 0:
-            _clean_stale_stages(t.out)
+            ckpts.clean_stale_stages(t.out)
         if ck is not None:
             self.load_checkpoint(ck)
         else:
@@ -278,7 +246,6 @@ class Trainer:
     # -------------------------------------------------------------------------- stats
     def write_stats(self) -> None:
         """This rank's window of batch statistics as one lake partition (run-rank-step)."""
-        from warehouse import lake as lk
         now = dt.datetime.now(dt.timezone.utc)
         ver = self.sampler.weights_version
         n = max(self.window_steps, 1)
@@ -292,73 +259,52 @@ class Trainer:
                  {"kind": "lr", "value": "lr", "count": float(self.sched.get_last_lr()[0])}]
         for r in rows:
             r.update(run_id=self.run_id, rank=self.rank, step=self.step, weights_version=ver, created_at=now)
-        lk.write_partition(self.cfg.lake, "batch_stats", f"{self.run_id}-r{self.rank:03d}-s{self.step:08d}", rows)
+        lake_io.write_rows(self.cfg.lake, "batch_stats", f"{self.run_id}-r{self.rank:03d}-s{self.step:08d}", rows)
         self.window = {k: Counter() for k in self.window}
         self.window_steps = 0
 
     # -------------------------------------------------------------------------- checkpoints
-    def _full_state(self) -> tuple[dict, dict]:
-        """(model state, optimizer state) as full tensors (FSDP shards gathered)."""
-        if self.cfg.train.fsdp and dist.is_initialized():
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
-            return get_state_dict(self.model, self.opt,
-                                  options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        return self.raw.state_dict(), self.opt.state_dict()
-
-    def _ema_state(self) -> dict:
-        out = {}
-        for k, v in self.ema.state_dict().items():
-            out[k] = v.full_tensor() if hasattr(v, "full_tensor") else v
-        return out
+    @property
+    def sharded(self) -> bool:
+        return self.cfg.train.fsdp and dist.is_initialized()
 
     def save_checkpoint(self) -> Path:
-        from model.checkpoint import save_model
+        from model.checkpoint import save_model, write_meta
         t = self.cfg.train
-        final = checkpoint_dir(self.out) / f"step_{self.step:08d}"
-        stage = final.parent / f".{final.name}.partial"
-        model_state, opt_state = self._full_state()
-        ema_state = self._ema_state()
+        final = ckpts.final_dir(self.out, self.step)
+        stage = ckpts.stage_dir(final)
+        meta = {"step": self.step, "run_id": self.run_id, "phase": t.phase,
+                "weights_version": self.sampler.weights_version, "world_size": self.world,
+                "loss": self.last_loss, "text_encoder": self.text.describe(),
+                "config": self.cfg.model_dump(mode="json")}
+        trainer_state = {"scheduler": self.sched.state_dict(), "step": self.step, "world_size": self.world}
         if self.rank == 0:
             shutil.rmtree(stage, ignore_errors=True)
-            meta = {"step": self.step, "run_id": self.run_id, "phase": t.phase,
-                    "weights_version": self.sampler.weights_version, "world_size": self.world,
-                    "loss": self.last_loss, "text_encoder": self.text.describe(),
-                    "config": self.cfg.model_dump(mode="json")}
-            save_model(str(stage), _StateView(self.raw, model_state), ema_state, meta)
-            torch.save({"optimizer": opt_state, "scheduler": self.sched.state_dict(), "step": self.step,
-                        "world_size": self.world}, stage / "trainer.pt")
+        if self.sharded:
+            _barrier()
+            ckpts.save_sharded(stage, self.model, self.opt, self.ema.state_dict())
+            if self.rank == 0:
+                write_meta(stage, self.raw, meta)
+                torch.save(trainer_state, stage / "trainer.pt")
+        elif self.rank == 0:
+            save_model(str(stage), self.raw, self.ema.state_dict(), meta)
+            torch.save({"optimizer": self.opt.state_dict(), **trainer_state}, stage / "trainer.pt")
         _barrier()
         torch.save({"loader": self.loader.state_dict(), "rng": _rng_state(self.device),
                     "model_rng": self.gen.get_state(), "step": self.step, "rank": self.rank},
                    stage / f"rank-{self.rank:03d}.pt")
         _barrier()
         if self.rank == 0:
-            (stage / COMPLETE).write_text(json.dumps({"step": self.step, "world_size": self.world}))
-            if final.exists():
-                shutil.rmtree(final)
-            os.rename(stage, final)
+            ckpts.commit(stage, final, self.step, self.world)
             self._register(final, self.step, self.sampler.weights_version, self.last_loss)
-            self._prune(t.keep_last)
+            ckpts.prune(self.cfg.lake, self.out, self.run_id, t.keep_last)
             log.info("step %d: checkpoint %s", self.step, final)
         _barrier()
         return final
 
     def _register(self, final: Path, step: int, weights_version: str | None, loss: float) -> None:
-        from warehouse import lake as lk
-        lk.write_partition(self.cfg.lake, "checkpoints", f"{self.run_id}-s{step:08d}", [{
-            "run_id": self.run_id, "step": step, "path": str(final.resolve()), "phase": self.cfg.train.phase,
-            "weights_version": weights_version, "loss": loss, "created_at": dt.datetime.now(dt.timezone.utc),
-            "config": json.dumps(self.cfg.model_dump(mode="json")), "world_size": self.world,
-            "deleted": False}])
-
-    def _prune(self, keep: int) -> None:
-        from warehouse import lake as lk
-        for old in list_checkpoints(self.out)[:-keep]:
-            step = int(old.name.split("_")[1])
-            shutil.rmtree(old)
-            lk.write_partition(self.cfg.lake, "checkpoints", f"{self.run_id}-s{step:08d}-deleted", [{
-                "run_id": self.run_id, "step": step, "path": str(old.resolve()), "deleted": True,
-                "created_at": dt.datetime.now(dt.timezone.utc)}])
+        ckpts.register(self.cfg.lake, final, self.run_id, step, self.cfg.train.phase, weights_version,
+                       loss, self.cfg.model_dump(mode="json"), self.world)
 
     def load_weights(self, path: Path) -> None:
         """Model and EMA weights only (phase 2 starting from phase 1): optimizer, schedule and
@@ -371,29 +317,25 @@ class Trainer:
 
     def load_checkpoint(self, path: Path) -> None:
         from safetensors.torch import load_file
-
-        from warehouse import lake as lk
         tr = torch.load(path / "trainer.pt", weights_only=True)
         if tr["world_size"] != self.world:
             raise ValueError(f"{path} was written by {tr['world_size']} ranks; this run has {self.world}. "
                              "The data stream is per rank: resume with the same world size.")
-        state = load_file(str(path / "model.safetensors"))
-        if self.cfg.train.fsdp and dist.is_initialized():
-            from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
-            set_state_dict(self.model, self.opt, model_state_dict=state, optim_state_dict=tr["optimizer"],
-                           options=StateDictOptions(full_state_dict=True))
+        if self.sharded:
+            ckpts.load_sharded(path, self.model, self.opt, self.ema.state_dict())
         else:
-            self.raw.load_state_dict(state, strict=True)
+            self.raw.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
             self.opt.load_state_dict(tr["optimizer"])
-        if (path / "ema.safetensors").exists():
-            self.ema.load_state_dict({k: v.to(self.device) for k, v in load_file(str(path / "ema.safetensors")).items()})
+            if (path / "ema.safetensors").exists():
+                self.ema.load_state_dict({k: v.to(self.device)
+                                          for k, v in load_file(str(path / "ema.safetensors")).items()})
         self.sched.load_state_dict(tr["scheduler"])
         rs = torch.load(path / f"rank-{self.rank:03d}.pt", weights_only=True)
         self.loader.load_state_dict(rs["loader"])
         _set_rng_state(rs["rng"], self.device)
         self.gen.set_state(rs["model_rng"])
         self.step = tr["step"]
-        if self.rank == 0 and not lk.has_partition(self.cfg.lake, "checkpoints", f"{self.run_id}-s{self.step:08d}"):
+        if self.rank == 0 and not ckpts.is_registered(self.cfg.lake, self.run_id, self.step):
             # the run was killed between the rename and the registration: the dir is live, record it
             meta = json.loads((path / "meta.json").read_text())
             self._register(path, self.step, meta.get("weights_version"), meta.get("loss", float("nan")))
@@ -429,17 +371,6 @@ class Trainer:
             dist.destroy_process_group()
 
 
-class _StateView:
-    """Lets ``model.checkpoint.save_model`` write a gathered (e.g. FSDP full) state dict."""
-
-    def __init__(self, model, state: dict):
-        self._model, self._state = model, state
-        self.args, self.tokenizer = model.args, model.tokenizer
-
-    def state_dict(self) -> dict:
-        return self._state
-
-
 # ------------------------------------------------------------------------------ entry point
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config (e.g. configs/demo_phase1.yaml)")
@@ -449,7 +380,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="model.trainer", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="training.trainer", description=__doc__.split("\n")[0])
     add_arguments(p)
     args = p.parse_args(argv)
     return train_main(args)
@@ -460,7 +391,7 @@ def train_main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format=f"%(asctime)s [rank {rank}] %(name)s: %(message)s", stream=sys.stdout,
                         force=True)  # importing prefect (t2i's CLI does) installs a WARNING root handler
-    logging.getLogger("model.feedback_sampler").setLevel(logging.INFO)
+    logging.getLogger("training.feedback_sampler").setLevel(logging.INFO)
     cfg = load_config(args.config, args.set)
     tr = Trainer(cfg, resume=args.resume)
     try:

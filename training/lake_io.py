@@ -1,0 +1,49 @@
+"""The training system's one door to the warehouse: everything ``training/`` reads from or writes
+to the lake goes through these functions, so the trainer, data path, checkpoints and evaluation
+never touch ``warehouse`` modules (or the lake's file layout) directly.
+
+Reads: the ``samples`` index, the live sampling-weights version and its targets/schedule, the
+live checkpoints (the ``checkpoints_live`` SQL view), whether a partition exists. Writes: one
+partition per batch-statistics window, checkpoint (de)registration and evaluation results.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+from warehouse import db
+from warehouse import lake as lk
+from warehouse import weights as wt
+
+
+def read_index(lake: str) -> pa.Table:
+    """The ``samples`` index the feedback sampler draws from; empty is an error (nothing to train on)."""
+    t = lk.read_table(lake, "samples")
+    if t.num_rows == 0:
+        raise ValueError(f"lake {lake}: the samples index is empty; run `t2i build-shards` first")
+    return t
+
+
+def current_weights_version(lake: str) -> str | None:
+    """The version named by ``<lake>/weights/CURRENT`` (None before the first publish)."""
+    return db.current_weights_version(lake)
+
+
+def weights_targets(lake: str, version: str, phase: str) -> tuple[dict, dict | None]:
+    """(per-(kind, notion) targets, resolution schedule of ``phase``) of one weights version."""
+    _, table = wt.load(lake, version)
+    return wt.targets(table), wt.resolution_schedule(table, phase)
+
+
+def write_rows(lake: str, table: str, part: str, rows: list[dict]) -> str:
+    """Write (or replace) one partition of ``table``: batch_stats, checkpoints or eval_results."""
+    return lk.write_partition(lake, table, part, rows)
+
+
+def has_partition(lake: str, table: str, part: str) -> bool:
+    return lk.has_partition(lake, table, part)
+
+
+def live_checkpoints(lake: str) -> list[dict]:
+    """Registered checkpoints not since pruned (the ``checkpoints_live`` view), oldest first."""
+    cols, rows = db.query(lake, "SELECT * FROM checkpoints_live ORDER BY created_at, run_id, step")
+    return [dict(zip(cols, r)) for r in rows]
