@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     for seed in c["seeds"]:
         for arm in ARMS:
             lake = os.path.join(a.work, f"{arm}-s{seed}", "lake")
-            sd.run_lake(data_lake, lake, counts, c["n_images"], "phase1", schedule)
+            sd.run_lake(data_lake, lake, counts, c["n_images"], "start", schedule)
             print(f"[{arm} seed {seed}] training {c['steps']} steps")
             t1 = time.time()
             r = run.train_with_evaluations(spec_for(a, arm, seed, lake))

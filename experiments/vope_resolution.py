@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     for seed in c["seeds"]:
         for pos in POSITIONS:
             lake = os.path.join(a.work, f"{pos}-s{seed}", "lake")
-            sd.run_lake(data_lake, lake, counts, c["n_images"], "phase1", schedule)
+            sd.run_lake(data_lake, lake, counts, c["n_images"], "start", schedule)
             print(f"[{pos} seed {seed}] training {c['steps']} steps")
             t1 = time.time()
             r = run.train_with_evaluations(spec_for(a, pos, seed, lake))

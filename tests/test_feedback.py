@@ -19,7 +19,7 @@ def _v0():
                             ("green", 0.2, 0.18)]]
     rows += [{"kind": "count", "value": "four", "target_freq": 0.02, "observed_freq": 0.01},
              {"kind": "shape", "value": "circle", "target_freq": 0.3, "observed_freq": 0.3}]
-    rows += [wt.resolution_row("phase1", *PH1.values(), "v0"), wt.resolution_row("phase2", *PH2.values(), "v0")]
+    rows += [wt.resolution_row("start", *PH1.values(), "v0"), wt.resolution_row("final", *PH2.values(), "v0")]
     return rows
 
 
@@ -91,18 +91,18 @@ def test_under_sampled_notions_are_lifted_and_floor_cap_hold():
 
 
 def test_resolution_advances_at_the_configured_score_and_stays():
-    rule = Rule(advance_phase_at=0.5)
+    rule = Rule(advance_schedule_at=0.5)
     stay = _by(next_rows(_v0(), {}, {"overall": 0.3}, {}, 0, rule))
-    assert json.loads(stay[("resolution", "phase1")]["params"]) == PH1
-    assert "0.30 < advance_phase_at 0.5" in stay[("resolution", "phase1")]["reason"]
+    assert json.loads(stay[("resolution", "start")]["params"]) == PH1
+    assert "0.30 < advance_schedule_at 0.5" in stay[("resolution", "start")]["reason"]
     adv = next_rows(_v0(), {}, {"overall": 0.6}, {}, 0, rule)
-    p1 = json.loads(_by(adv)[("resolution", "phase1")]["params"])
-    assert p1 == {**PH2, "advanced_to": "phase2"}
+    p1 = json.loads(_by(adv)[("resolution", "start")]["params"])
+    assert p1 == {**PH2, "advanced_to": "final"}
     again = _by(next_rows(adv, {}, {"overall": 0.1}, {}, 0, rule))  # a worse score does not go back
-    assert json.loads(again[("resolution", "phase1")]["params"])["advanced_to"] == "phase2"
+    assert json.loads(again[("resolution", "start")]["params"])["advanced_to"] == "final"
     assert wt.resolution_schedule(__import__("pyarrow").Table.from_pylist(
         [{"kind": r["kind"], "value": r["value"], "params": r.get("params"), "target_freq": None}
-         for r in adv]), "phase1")["mu"] == PH2["mu"]
+         for r in adv]), "start")["mu"] == PH2["mu"]
 
 
 def _eval_rows(ck, step, scores, created):

@@ -99,3 +99,38 @@ def test_ranks_get_disjoint_shares_and_unreachable_schedule_fails_clearly():
     tiny = FeedbackSampler(index([(100, 100)] * 10), stride=16, schedule=PHASE1, max_consecutive_discards=500)
     with pytest.raises(RuntimeError, match="no sample in this rank's share can reach"):
         tiny.next()
+
+
+def test_phase_one_is_a_centre_crop_of_the_short_side(tmp_path):
+    """Supp. §7: short side resized to 256 (here 32), then a centre crop; a sample whose short
+    side is smaller is discarded, never upscaled."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    from training.data import load_image
+    sizes = [(96, 48), (48, 96), (20, 200), (64, 64)]
+    s = FeedbackSampler(index(sizes * 50), stride=8, schedule=PHASE1, fixed_side=32, seed=0)
+    got = [s.next() for _ in range(60)]
+    assert all((d.out_w, d.out_h, d.crop) == (32, 32, True) for d in got)
+    assert all(min(d.width, d.height) >= 32 for d in got)  # the 20x200 sample never trains
+    assert s.pop_window()["discard"]["upscale"] > 0
+    # the loader's crop: a 96x48 image, left half red, right half blue, centre band green
+    img = np.zeros((48, 96, 3), np.uint8)
+    img[:, :32] = (255, 0, 0)
+    img[:, 32:64] = (0, 255, 0)
+    img[:, 64:] = (0, 0, 255)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "PNG")
+    tar = tmp_path / "t.tar"
+    with tarfile.open(tar, "w") as tf:
+        info = tarfile.TarInfo("k.png")
+        info.size = len(buf.getvalue())
+        tf.addfile(info, io.BytesIO(buf.getvalue()))
+    with tarfile.open(tar) as tf:
+        off = tf.getmember("k.png").offset_data
+    d = got[0].__class__("k", str(tar), off, len(buf.getvalue()), "c", 96, 48, 32, 32, 0.032, True)
+    x = load_image(d)
+    assert x.shape == (3, 32, 32)
+    assert x[1, :, 12:20].mean() > 0.9 and x[0, :, 12:20].mean() < -0.9  # the centre is green

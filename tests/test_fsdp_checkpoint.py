@@ -32,7 +32,7 @@ def _losses(out) -> dict[int, float]:
 def test_fsdp_sharded_checkpoint_loads_whole_and_resumes_exactly(tmp_path):
     lake, _ = make_lake(tmp_path, n=48, shards=4, sizes=((32, 32), (48, 32), (24, 40), (64, 48)))
     shard_writer.build(lake, str(tmp_path / "shards"), samples_per_shard=12, progress=False)
-    wt.publish(lake, [wt.resolution_row("phase1", 0.032, 0.01, 0.016, 0.064, "demo scale")], why="v0")
+    wt.publish(lake, [wt.resolution_row("start", 0.032, 0.01, 0.016, 0.064, "demo scale")], why="v0")
     lines: list[str] = []
     ref = tmp_path / "ref"
     res = train_flow.run_training(None, _overrides(lake, str(ref)), nproc=2, on_line=lines.append)

@@ -61,7 +61,7 @@ def test_sigkilled_trainer_resumes_same_losses_and_stream(tmp_path):
     lake, _ = make_lake(tmp_path, n=40, shards=2, sizes=((32, 32), (48, 32), (24, 40), (64, 48), (16, 24)))
     shard_writer.build(lake, str(tmp_path / "shards"), samples_per_shard=12, progress=False)
     wt.publish(lake, [{"kind": "color", "value": "red", "target_freq": 0.2},
-                      wt.resolution_row("phase1", 0.032, 0.01, 0.016, 0.064, "demo scale")], why="v0 test")
+                      wt.resolution_row("start", 0.032, 0.01, 0.016, 0.064, "demo scale")], why="v0 test")
     ref, vic = tmp_path / "ref", tmp_path / "victim"
 
     # reference and victim run side by side (one thread each); the victim prefetches with 2 threads

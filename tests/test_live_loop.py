@@ -12,7 +12,7 @@ term of the rule is neutral (no value is below or above its kind's mean); the ch
 the two terms that need no skill:
   * under-sampled notions (observed < 0.9 x target in the v0 stats window: the rare colors,
     counts and relations, whose tempered v0 target is above their natural share) are lifted;
-  * the resolution schedule advances to phase 2 at ``advance_phase_at`` (0 here, so at the first
+  * the resolution schedule advances to phase 2 at ``advance_schedule_at`` (0 here, so at the first
     evaluation). That is the shift the batch statistics show unambiguously: phase 1 draws sides in
     [8, 16] px, phase 2 in [16, 32] px, and 16-px natives cannot reach phase-2 targets (upscale
     discards appear).
@@ -51,8 +51,8 @@ def _world(root: Path) -> tuple[str, dict]:
     n = 160
     counts = sd.build_world(lake, str(root / "shards"), n, [(16, 16), (32, 32)],
                             sw.ShapesDistribution.skewed(), seed=0, progress=False)
-    rows = sd.v0_rows(counts, n, "phase1", PHASE1)
-    rows.append(wt.resolution_row("phase2", *PHASE2, "test: phase 2 at 1/32 of the paper's scale"))
+    rows = sd.v0_rows(counts, n, "start", PHASE1)
+    rows.append(wt.resolution_row("final", *PHASE2, "test: phase 2 at 1/32 of the paper's scale"))
     assert wt.publish(lake, rows, "test v0: tempered observed shares") == "v0000"
     return lake, counts
 
@@ -69,7 +69,7 @@ def _config(root: Path, lake: str) -> str:
         "evaluate": {"out": str(root / "eval"), "prompts_per_category": 1, "steps": 2, "flow_steps": 2,
                      "size": 16, "batch_size": 6, "device": "cpu", "run_feedback": True},
         # a short run: trust the stats window from 10 accepted samples; advance at the first eval
-        "feedback": {"min_samples": 10, "advance_phase_at": 0.0},
+        "feedback": {"min_samples": 10, "advance_schedule_at": 0.0},
     }
     path = root / "live.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -133,9 +133,9 @@ def test_scheduled_evaluation_feeds_back_into_the_running_trainer(tmp_path):
     cats = {k[1]: r for k, r in v1.items() if k[0] == "category"}
     assert len(cats) == 6 and all(r["eval_score"] == 0.0 and "eval 0.00" in r["reason"] and src in r["reason"]
                                   for r in cats.values())  # every category weak: an untrained model
-    res = json.loads(v1[("resolution", "phase1")]["params"])
-    assert res["advanced_to"] == "phase2" and (res["mu"], res["a"], res["b"]) == (PHASE2[0], PHASE2[2], PHASE2[3])
-    assert "overall eval 0.00 >= advance_phase_at 0" in v1[("resolution", "phase1")]["reason"]
+    res = json.loads(v1[("resolution", "start")]["params"])
+    assert res["advanced_to"] == "final" and (res["mu"], res["a"], res["b"]) == (PHASE2[0], PHASE2[2], PHASE2[3])
+    assert "overall eval 0.00 >= advance_schedule_at 0" in v1[("resolution", "start")]["reason"]
     lifted = {k for k, r in v1.items() if r["target_freq"] is not None
               and r["target_freq"] > v0[k]["target_freq"]}
     assert lifted, "no target rose"
@@ -162,7 +162,7 @@ def test_scheduled_evaluation_feeds_back_into_the_running_trainer(tmp_path):
                       weights_only=True)["loader"]["packer"]["sampler"]
     table = wt.load(lake, last["weights_version"])[1]
     assert last["targets"] == {f"{k}:{v}": t for (k, v), t in wt.targets(table).items()}
-    assert last["schedule"]["advanced_to"] == "phase2"
+    assert last["schedule"]["advanced_to"] == "final"
 
     # -- ... and its batch statistics show the shift -------------------------------------------
     def window(version_pred: str) -> tuple[list[int], Counter]:

@@ -16,7 +16,7 @@ from warehouse import weights as wt
 def test_two_process_torchrun_trains_stats_and_one_checkpoint(tmp_path):
     lake, _ = make_lake(tmp_path, n=48, shards=4, sizes=((32, 32), (48, 32), (24, 40), (64, 48)))
     shard_writer.build(lake, str(tmp_path / "shards"), samples_per_shard=12, progress=False)
-    wt.publish(lake, [wt.resolution_row("phase1", 0.032, 0.01, 0.016, 0.064, "demo scale")], why="v0")
+    wt.publish(lake, [wt.resolution_row("start", 0.032, 0.01, 0.016, 0.064, "demo scale")], why="v0")
     out = str(tmp_path / "ddp")
     overrides = [f"lake={lake}", "model.patch_size=8", "model.overrides={width: 32, head_width: 32}",
                  f"train.out={out}", "train.steps=4", "train.token_budget=64", "train.max_image_tokens=32",

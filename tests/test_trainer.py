@@ -28,7 +28,7 @@ def data(tmp_path_factory):
     lake, _ = make_lake(root, n=40, shards=2, sizes=((32, 32), (48, 32), (24, 40), (64, 48), (16, 24)))
     shard_writer.build(lake, str(root / "shards"), samples_per_shard=12, progress=False)
     wt.publish(lake, [{"kind": "color", "value": "red", "target_freq": 0.2},
-                      wt.resolution_row("phase1", 0.032, 0.01, 0.016, 0.064, "demo scale")], why="v0 test")
+                      wt.resolution_row("start", 0.032, 0.01, 0.016, 0.064, "demo scale")], why="v0 test")
     return root, lake
 
 
@@ -107,5 +107,39 @@ def test_resume_auto_and_world_size_mismatch(data, monkeypatch):
     assert ckpts.resolve_resume("auto", str(root / "nothing")) is None
     with pytest.raises(FileNotFoundError, match="COMPLETE"):
         ckpts.resolve_resume(str(root), out)
+
+
+def test_the_papers_lr_and_weight_decay_schedules():
+    """Phase 1: cosine 1e-5 -> 1e-6 after warm-up (end = 0.1 of the peak); phase 2: constant.
+    D-JEPA App. B: weight decay 0.02 -> 0.2, never on the prediction MLP or the token head."""
     assert tr.lr_factor(0, 10, 100, "cosine") == 0.1 and tr.lr_factor(100, 10, 100, "cosine") == 0.0
     assert tr.lr_factor(55, 10, 100, "constant") == 1.0
+    assert tr.lr_factor(100, 10, 100, "cosine", end=0.1) == pytest.approx(0.1)
+    assert tr.lr_factor(55, 10, 100, "cosine", end=0.1) == pytest.approx(0.55)  # halfway
+    assert tr.weight_decay_at(0, 100, 0.02, 0.2) == 0.02
+    assert tr.weight_decay_at(50, 100, 0.02, 0.2) == pytest.approx(0.11)
+    assert tr.weight_decay_at(500, 100, 0.02, 0.2) == pytest.approx(0.2)
+    assert tr.weight_decay_at(50, 100, 0.02, None) == 0.02
+    from model.djepa import djepa_tiny
+    m = djepa_tiny(token_dim=48, text_dim=16)
+    decay, keep = tr.param_groups(m, 0.02)
+    ids = {id(p) for p in keep["params"]}
+    assert ids == {id(p) for p in m.pred_proj.parameters()} | {id(p) for p in m.head.parameters()}
+    assert keep["weight_decay"] == 0.0 and decay["ramp"] and not keep["ramp"]
+    trainable = [p for p in m.parameters() if p.requires_grad]
+    assert len(decay["params"]) + len(keep["params"]) == len(trainable)
+    assert not ({id(p) for p in m.target.parameters()} & ({id(p) for p in decay["params"]} | ids))
+
+
+def test_weight_decay_ramps_in_a_run_and_phase_one_crops(data):
+    root, lake = data
+    cfg = tiny_cfg(lake, str(root / "run_wd"), **{"train.weight_decay_end": 0.2, "train.steps": 4,
+                                                  "train.fixed_side": 16, "train.save_every": 100})
+    t = tr.Trainer(cfg)
+    try:
+        hist = t.fit(4)
+        groups = {g["ramp"]: g["weight_decay"] for g in t.opt.param_groups}
+    finally:
+        t.close()
+    assert groups[False] == 0.0 and groups[True] == pytest.approx(0.02 + 0.18 * 3 / 4)
+    assert all(s == (16, 16) for h in hist for s in h["sizes"])  # phase 1: fixed square crops

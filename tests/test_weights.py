@@ -7,14 +7,14 @@ def test_publish_versions_and_current(tmp_path):
     L = str(tmp_path)
     assert weights.load(L)[0] is None
     v0 = weights.publish(L, [{"kind": "color", "value": "red", "target_freq": 0.1},
-                             weights.resolution_row("phase1", 0.512, 0.12, 0.256, 1.024, "paper phase 1")],
+                             weights.resolution_row("start", 0.512, 0.12, 0.256, 1.024, "paper phase 1")],
                          why="v0 from notion_stats")
     v1 = weights.publish(L, [{"kind": "color", "value": "red", "target_freq": 0.2, "reason": "eval low"}], why="fb")
     assert (v0, v1) == ("v0000", "v0001")
     ver, t = weights.load(L)
     assert ver == "v0001" and weights.targets(t) == {("color", "red"): 0.2}
     _, t0 = weights.load(L, "v0000")
-    assert weights.resolution_schedule(t0, "phase1") == {"mu": 0.512, "sigma": 0.12, "a": 0.256, "b": 1.024}
+    assert weights.resolution_schedule(t0, "start") == {"mu": 0.512, "sigma": 0.12, "a": 0.256, "b": 1.024}
     _, rows = db.query(L, "SELECT version, reason FROM sampling_weights_current")
     assert rows == [("v0001", "eval low")]
 

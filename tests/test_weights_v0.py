@@ -4,7 +4,7 @@ import pytest
 
 from tests.lake_fixtures import make_lake
 from warehouse import db, weights
-from warehouse.weights_v0 import PHASES, Temper, compute, publish_v0, tempered_targets
+from warehouse.weights_v0 import SCHEDULE, Temper, compute, publish_v0, tempered_targets
 
 
 def test_tempering_lifts_tail_caps_head_and_keeps_mass():
@@ -42,7 +42,7 @@ def test_v0_published_and_explained(tmp_path):
     rows = t.to_pylist()
     kinds = {r["kind"] for r in rows}
     assert {"notion", "color", "shape", "count", "spatial", "style", "source", "resolution"} <= kinds
-    for phase, (mu, sigma, a, b) in PHASES.items():
+    for phase, (mu, sigma, a, b) in SCHEDULE.items():
         assert weights.resolution_schedule(t, phase) == {"mu": mu, "sigma": sigma, "a": a, "b": b}
     red = next(r for r in rows if (r["kind"], r["value"]) == ("color", "red"))
     _, ((p,),) = db.query(lake, "SELECT p FROM notion_stats WHERE notion='red' AND kind='color'")

@@ -38,28 +38,37 @@ class TrainBatch:
 def load_image(d: Decision) -> torch.Tensor:
     """Read one accepted sample by its byte range, downscale to (out_h, out_w), map to [-1, 1]."""
     im = Image.open(io.BytesIO(read_range(d.tar, d.offset, d.size)))
-    im.draft("RGB", (d.out_w, d.out_h))  # JPEG: decode at the smallest scale >= the target
+    if d.crop:  # phase 1 (Supp. §7): short side to the target, then a centre crop
+        s = d.out_w / min(d.width, d.height)
+        rw, rh = max(d.out_w, round(d.width * s)), max(d.out_h, round(d.height * s))
+    else:
+        rw, rh = d.out_w, d.out_h
+    im.draft("RGB", (rw, rh))  # JPEG: decode at the smallest scale >= the target
     im = im.convert("RGB")
-    if im.size != (d.out_w, d.out_h):
-        im = im.resize((d.out_w, d.out_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    if im.size != (rw, rh):
+        im = im.resize((rw, rh), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    if d.crop:
+        x0, y0 = (rw - d.out_w) // 2, (rh - d.out_h) // 2
+        im = im.crop((x0, y0, x0 + d.out_w, y0 + d.out_h))
     x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
     return x.float().div_(127.5).sub_(1.0)
 
 
 class WeightsWatcher:
-    """Polls ``CURRENT``; ``load`` turns a version into the sampler's targets and schedule."""
+    """Polls ``CURRENT``; ``apply`` turns a version into the sampler's targets and the
+    resolution trunc_norm of ``stage`` (phase 2's ``start`` or ``final``)."""
 
-    def __init__(self, lake: str, phase: str):
-        self.lake, self.phase = lake, phase
+    def __init__(self, lake: str):
+        self.lake = lake
 
     def poll(self) -> str | None:
         return lake_io.current_weights_version(self.lake)
 
-    def apply(self, sampler: FeedbackSampler, version: str | None) -> None:
+    def apply(self, sampler: FeedbackSampler, version: str | None, stage: str = "start") -> None:
         if version is None:
             sampler.switch_weights(None, {}, None)
             return
-        sampler.switch_weights(version, *lake_io.weights_targets(self.lake, version, self.phase))
+        sampler.switch_weights(version, *lake_io.weights_targets(self.lake, version, stage))
 
 
 class TrainLoader:

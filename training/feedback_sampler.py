@@ -15,8 +15,11 @@ from each sample's attributes alone, before any image byte is read:
   frequencies are kept over accepted samples; a sample with any attribute above its target
   frequency is discarded with probability 0.5 (``over_target``).
 
-Targets and the resolution schedule come from the live sampling-weights version; the trainer
-polls ``CURRENT`` every ``weights_check_every`` steps and calls :meth:`switch_weights`.
+Phase 1 (``fixed_side``; Supp. §7) skips the draw: every sample is resized so its short side is
+``fixed_side`` and centre-cropped to a square, and a sample whose short side is smaller is
+discarded (``upscale``) as in phase 2. Targets and the resolution schedule come from the live
+sampling-weights version; the trainer polls ``CURRENT`` every ``weights_check_every`` steps and
+calls :meth:`switch_weights`.
 
 Everything that determines the stream (epoch, position, RNG, running counts, the pending target,
 the weights version) is in :meth:`state_dict` as plain Python/tensor values, so a checkpoint
@@ -51,6 +54,7 @@ class Decision:
     out_w: int      # after the downscale, multiples of the stride
     out_h: int
     side_kpx: float  # the drawn target side
+    crop: bool = False  # phase 1: short side resized to out_w, then centre-cropped square
 
 
 def trunc_norm(rng: np.random.Generator, mu: float, sigma: float, a: float, b: float) -> float:
@@ -160,8 +164,13 @@ class FeedbackSampler:
                 self.target, self.retries = self._draw_target(), 0
             i = self._next_index()
             w, h = self.widths[i], self.heights[i]
-            out_w, out_h = target_size(w, h, 1000.0 * self.target, self.stride)
-            if out_w > w or out_h > h:
+            if self.fixed_side:  # phase 1: a square crop of the short side (never upscaled)
+                out_w = out_h = self.fixed_side
+                reachable = min(w, h) >= self.fixed_side
+            else:
+                out_w, out_h = target_size(w, h, 1000.0 * self.target, self.stride)
+                reachable = out_w <= w and out_h <= h
+            if not reachable:
                 self.window["discard"]["upscale"] += 1
                 self.retries += 1
                 if self.retries >= self.max_retries:
@@ -191,7 +200,7 @@ class FeedbackSampler:
             win["source" if kind == "source" else "notion"][a] += 1
         win["accepted"]["samples"] += 1
         return Decision(self.keys[i], self.tars[i], self.offsets[i], self.sizes[i], self.captions[i],
-                        self.widths[i], self.heights[i], out_w, out_h, side)
+                        self.widths[i], self.heights[i], out_w, out_h, side, bool(self.fixed_side))
 
     # -- statistics --------------------------------------------------------------------------
     @staticmethod

@@ -28,10 +28,11 @@ def current_weights_version(lake: str) -> str | None:
     return db.current_weights_version(lake)
 
 
-def weights_targets(lake: str, version: str, phase: str) -> tuple[dict, dict | None]:
-    """(per-(kind, notion) targets, resolution schedule of ``phase``) of one weights version."""
+def weights_targets(lake: str, version: str, stage: str) -> tuple[dict, dict | None]:
+    """(per-(kind, notion) targets, the ``stage`` (start | final) resolution trunc_norm) of one
+    weights version."""
     _, table = wt.load(lake, version)
-    return wt.targets(table), wt.resolution_schedule(table, phase)
+    return wt.targets(table), wt.resolution_schedule(table, stage)
 
 
 def write_rows(lake: str, table: str, part: str, rows: list[dict]) -> str:

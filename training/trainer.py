@@ -81,14 +81,37 @@ def _broadcast(obj):
 
 
 # ------------------------------------------------------------------------------ schedule
-def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
-    """Linear warmup, then constant or cosine decay to 0 at ``total``."""
+def lr_factor(step: int, warmup: int, total: int, schedule: str, end: float = 0.0) -> float:
+    """Linear warmup, then constant or cosine decay to ``end`` (a fraction of the peak) at
+    ``total``: the paper's phase 1 is cosine 1e-5 -> 1e-6 after 100k warm-up steps (end 0.1),
+    phase 2 a constant 5e-5 (§3.1)."""
     if warmup and step < warmup:
         return (step + 1) / warmup
     if schedule == "constant":
         return 1.0
     t = min(max(step - warmup, 0) / max(total - warmup, 1), 1.0)
-    return 0.5 * (1.0 + math.cos(math.pi * t))
+    return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def weight_decay_at(step: int, total: int, start: float, end: float | None) -> float:
+    """D-JEPA App. B: weight decay ramped linearly from 0.02 to 0.2 over training."""
+    if end is None:
+        return start
+    return start + (end - start) * min(step / max(total, 1), 1.0)
+
+
+NO_DECAY = ("pred_proj.", "head.")  # D-JEPA App. B: no decay on u_theta, eps_theta (target: frozen)
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """[decayed, not decayed] trainable parameters: the prediction MLP and the token head are
+    never decayed; the target encoder has no gradient and is not in either group."""
+    decay, keep = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (keep if name.startswith(NO_DECAY) else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay, "ramp": True},
+            {"params": keep, "weight_decay": 0.0, "ramp": False}]
 
 
 # ------------------------------------------------------------------------------ run state
@@ -146,11 +169,10 @@ class Trainer:
         self.raw.set_grad_checkpointing(t.grad_checkpointing)
         self.model = self._wrap(self.raw)
         self.ema = EMA(self.raw)  # after wrapping: under FSDP the EMA shadows are shards too
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay,
+        self.opt = torch.optim.AdamW(param_groups(self.raw, t.weight_decay), lr=t.lr, betas=t.betas,
                                      fused=self.device.type == "cuda")
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: lr_factor(s, t.warmup, t.steps, t.schedule))
+            self.opt, lambda s: lr_factor(s, t.warmup, t.steps, t.schedule, t.lr_end / t.lr))
         torch.manual_seed(t.seed * 7919 + self.rank)  # per-rank stream for the flow-matching noise
         self.gen = torch.Generator().manual_seed(t.seed * 1000 + self.rank)  # masks, caption drop
         stride = self.tokenizer.stride
@@ -160,7 +182,7 @@ class Trainer:
         packer = TokenBudgetPacker(sampler, t.token_budget, t.max_image_tokens, stride, t.lookahead)
         self.loader = TrainLoader(packer, self.tokenizer, t.max_image_tokens, t.seed, self.rank,
                                   t.num_workers)
-        self.watcher = WeightsWatcher(cfg.lake, t.phase)
+        self.watcher = WeightsWatcher(cfg.lake)
         self.step = 0
         self.window: dict[str, Counter] = {"tokens": Counter(), "loss": Counter(), "images": Counter()}
         self.window_steps = 0
@@ -174,7 +196,9 @@ class Trainer:
         else:
             if t.init_from:
                 self.load_weights(Path(t.init_from))
-            self.watcher.apply(sampler, _broadcast(self.watcher.poll() if self.rank == 0 else None))
+            self.watcher.apply(sampler, _broadcast(self.watcher.poll() if self.rank == 0 else None),
+                               self.schedule_stage(self.step))
+        self.stage = self.schedule_stage(self.step)
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
                          if self.device.type == "cuda" and t.precision in ("auto", "bf16") else nullcontext())
         self.steps_log = Path(t.out) / STEPS_LOG if self.rank == 0 else None
@@ -213,6 +237,10 @@ class Trainer:
             out = self.model(batch.images.to(self.device), text, generator=self.gen)
         self.opt.zero_grad(set_to_none=True)
         out["loss"].backward()
+        wd = weight_decay_at(self.step, t.steps, t.weight_decay, t.weight_decay_end)
+        for g in self.opt.param_groups:
+            if g["ramp"]:
+                g["weight_decay"] = wd
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip) if t.grad_clip > 0 \
             else torch.zeros(())
         self.opt.step()
@@ -238,10 +266,19 @@ class Trainer:
 
     def _check_weights(self) -> None:
         v = _broadcast(self.watcher.poll() if self.rank == 0 else None)
-        if v != self.sampler.weights_version:
-            log.info("step %d: sampling weights %s -> %s", self.step, self.sampler.weights_version, v)
+        stage = self.schedule_stage(self.step)
+        if v != self.sampler.weights_version or stage != self.stage:
+            self.stage = stage
+            log.info("step %d: sampling weights %s -> %s (resolution %s)", self.step,
+                     self.sampler.weights_version, v, stage)
             self.switches.append((self.step, self.sampler.weights_version, v))
-            self.watcher.apply(self.sampler, v)
+            self.watcher.apply(self.sampler, v, stage)
+
+    def schedule_stage(self, step: int) -> str:
+        """Phase 2's trunc_norm in force at ``step``: ``final`` from ``train.final_schedule_at``
+        on, else ``start`` (feedback may also advance ``start`` itself to the final parameters)."""
+        at = self.cfg.train.final_schedule_at
+        return "final" if at is not None and step >= at else "start"
 
     # -------------------------------------------------------------------------- stats
     def write_stats(self) -> None:
