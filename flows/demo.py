@@ -33,20 +33,19 @@ SQL_WORTH_RUNNING = [
 
 
 def _sizes(quick: bool) -> dict:
+    """Training, evaluation and sampling sizes live in configs/demo_phase*.yaml; ``quick``
+    (the test suite's reduced demo) shrinks them to seconds."""
     if quick:
-        return {"n": 48, "phase1_steps": 6, "phase2_steps": 4, "save_every": 3, "prompts": 1,
-                "eval_steps": 4, "flow_steps": 4, "eval_size": 16, "stats_every": 2}
-    return {"n": 320, "phase1_steps": 400, "phase2_steps": 200, "save_every": 200, "prompts": 4,
-            "eval_steps": 16, "flow_steps": 16, "eval_size": 32, "stats_every": 10}
+        return {"n": 48, "draw_seeds": 1, "overrides": [
+            "train.steps=6", "train.save_every=3", "train.stats_every=2",
+            "evaluate.prompts_per_category=1", "evaluate.images_per_prompt=1",
+            "evaluate.steps=4", "evaluate.flow_steps=4", "evaluate.size=16"]}
+    return {"n": 480, "draw_seeds": 4, "overrides": []}
 
 
 def _overrides(out: str, phase: str, z: dict) -> list[str]:
     return [f"lake={out}/lake", f"shards.out={out}/shards", f"train.out={out}/train-{phase}",
-            f"train.save_every={z['save_every']}", "train.keep_last=2",
-            f"train.stats_every={z['stats_every']}",
-            f"evaluate.out={out}/eval", f"evaluate.prompts_per_category={z['prompts']}",
-            f"evaluate.steps={z['eval_steps']}", f"evaluate.flow_steps={z['flow_steps']}",
-            f"evaluate.size={z['eval_size']}"]
+            "train.keep_last=2", f"evaluate.out={out}/eval", *z["overrides"]]
 
 
 def _last_checkpoint(train_out: str) -> str:
@@ -73,8 +72,9 @@ def demo(out: str = "runs/demo", quick: bool = False, seed: int = 0) -> dict:
     z = _sizes(quick)
     out = str(Path(out).resolve())
     lake, cfg1, cfg2 = f"{out}/lake", str(ROOT / "configs/demo_phase1.yaml"), str(ROOT / "configs/demo_phase2.yaml")
-    ov1 = _overrides(out, "phase1", z) + [f"train.steps={z['phase1_steps']}", f"seed={seed}"]
-    ov2 = _overrides(out, "phase2", z) + [f"train.steps={z['phase2_steps']}", f"seed={seed}"]
+    ov1 = _overrides(out, "phase1", z) + [f"seed={seed}"]
+    ov2 = _overrides(out, "phase2", z) + [f"seed={seed}"] + \
+        (["train.steps=4", "train.final_schedule_at=2", "train.save_every=2"] if quick else [])
     steps: dict[str, dict] = {}
 
     def step(name, fn, *a, **k):
@@ -95,6 +95,10 @@ def demo(out: str = "runs/demo", quick: bool = False, seed: int = 0) -> dict:
     ov2.append(f"train.init_from={_last_checkpoint(f'{out}/train-phase1')}")
     step("train phase 2", train, cfg2, ov2, 1)
     step("evaluate + feedback (phase 2)", evaluate_checkpoints, lake, cfg2, ov2)
+    from training.draw_check import check
+    os.makedirs(f"{out}/report", exist_ok=True)
+    step("draw check", check, _last_checkpoint(f"{out}/train-phase2"), z["draw_seeds"],
+         grid=f"{out}/report/draws.png")
     step("report", build_report, lake, f"{out}/report")
     from warehouse.db import save_database
     save_database(lake)
@@ -110,12 +114,20 @@ def format_summary(res: dict) -> str:
         lines.append(f"  {name:<32} {s['seconds']:>7.1f} s")
     _, funnel = query(res["lake"], "SELECT status, count(*) FROM pairs GROUP BY status ORDER BY status")
     _, ver = query(res["lake"], "SELECT count(DISTINCT version) FROM weights")
-    _, ev = query(res["lake"], "SELECT checkpoint, round(avg(score), 3) FROM eval_results "
-                               "GROUP BY checkpoint ORDER BY checkpoint")
+    _, ev = query(res["lake"], "SELECT checkpoint, score, lo, hi, chance FROM eval_summary "
+                               "WHERE category = 'overall' ORDER BY step, checkpoint")
+    d = res["steps"]["draw check"]["result"]
     lines += ["", "  pairs: " + ", ".join(f"{s}={n}" for s, n in funnel),
               f"  sampling-weights versions: {ver[0][0]}",
-              "  shapes-geneval mean score per checkpoint: "
-              + ", ".join(f"{c}={s}" for c, s in ev),
+              "  shapes-geneval overall per checkpoint (95% CI; best chance control):"]
+    lines += [f"    {c}: {s:.3f} ({lo:.3f}-{hi:.3f}; chance {ch if ch is None else round(ch, 3)})"
+              for c, s, lo, hi, ch in ev]
+    lines += [f"  does it draw? {d['images']} 'a <color> <shape>' images with t2i generate's defaults "
+              f"({d['settings']}):",
+              f"    colour right {d['color']:.0%} (shuffled prompts {d['color_shuffled']:.0%}, chance "
+              f"{d['chance']['color']:.0%}); shape right {d['shape']:.0%} (shuffled "
+              f"{d['shape_shuffled']:.0%}, chance {d['chance']['shape']:.0%})",
+              f"    grid: {d['grid']}",
               "", f"  lake:        {res['lake']}   (DuckDB views: {res['lake']}/warehouse.duckdb)",
               f"  checkpoints: {', '.join(res['checkpoints'])}",
               f"  report:      {res['report']}", "", "  three queries worth running:"]

@@ -12,7 +12,7 @@ def test_quick_demo_runs_the_whole_loop(tmp_path):
     lake = res["lake"]
     assert list(res["steps"]) == ["make-sample", "curate-laion", "recaption", "notion-stats", "build-shards",
                                   "train phase 1", "evaluate + feedback (phase 1)", "train phase 2",
-                                  "evaluate + feedback (phase 2)", "report"]
+                                  "evaluate + feedback (phase 2)", "draw check", "report"]
     # every input pair accounted exactly once
     _, [(n_in, n_keys)] = query(lake, "SELECT sum(n_in), (SELECT count(DISTINCT key) FROM pairs) FROM shard_runs")
     _, states = query(lake, "SELECT status, count(*) FROM pairs GROUP BY status")
@@ -31,5 +31,12 @@ def test_quick_demo_runs_the_whole_loop(tmp_path):
     _, wv = query(lake, "SELECT DISTINCT weights_version FROM batch_stats WHERE run_id = 'train-phase2'")
     assert {v for (v,) in wv} == {"v0001"}
     assert (tmp_path / "demo" / "report" / "index.html").is_file()
+    # every evaluation stored its chance controls, and eval_summary carries intervals beside them
+    _, ctl = query(lake, "SELECT DISTINCT control FROM eval_results WHERE control IS NOT NULL ORDER BY 1")
+    assert [c for (c,) in ctl] == ["patch_noise", "shuffled_prompt", "uniform_noise"]
+    _, rows = query(lake, "SELECT lo, score, hi, chance FROM eval_summary")
+    assert rows and all(0 <= lo <= s <= hi <= 1 and ch is not None for lo, s, hi, ch in rows)
+    d = res["steps"]["draw check"]["result"]
+    assert d["images"] == 18 and 0 <= d["color"] <= 1 and (tmp_path / "demo" / "report" / "draws.png").is_file()
     text = format_summary(res)
-    assert "pairs: passed=" in text and "t2i sql" in text
+    assert "pairs: passed=" in text and "t2i sql" in text and "does it draw?" in text

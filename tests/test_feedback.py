@@ -150,3 +150,16 @@ def test_publish_next_from_the_lake(tmp_path):
     assert rows[("count", "four")]["target_freq"] == pytest.approx(0.03)  # never seen in 100 samples
     assert "100 accepted" in s["why"]
     assert all(r["reason"] for r in table.to_pylist())
+
+
+def test_no_action_on_a_difference_inside_the_interval():
+    """Issue #10 §3: with 4 images per notion purple's 0.2 vs the mean 0.55 is noise (Wilson
+    interval 0.04-0.62 at n=5 includes 0.55): no lift. With 200 images it is evidence."""
+    rule = Rule(step_size=0.5, margin=0.05, decay=0.25)
+    few = {k: (s, 5) for k, s in SCORES.items()}
+    out = _by(next_rows(_v0(), few, {"overall": 0.4}, {}, 0, rule))
+    assert "no evidence, kept" in out[("color", "purple")]["reason"]
+    assert json.loads(out[("color", "purple")]["params"])["factor"] == 1.0
+    many = {k: (s, 200) for k, s in SCORES.items()}
+    out = _by(next_rows(_v0(), many, {"overall": 0.4}, {}, 0, rule))
+    assert json.loads(out[("color", "purple")]["params"])["factor"] == 1.5

@@ -79,9 +79,10 @@ def scorer_for(cfg):
 
 def score_jobs(jobs: list[dict], generate_fn: GenerateFn, score_fn, backend: str,
                batch_size: int = 16, image_dir: str | None = None,
-               progress: bool = True) -> list[dict]:
+               progress: bool = True, keep: list | None = None) -> list[dict]:
     """Generate in batches, save each image as ``<prompt_id>_<j>.png``, score it, and return
-    long-format rows (one per notion of the prompt, ``notion_kind='category'`` included)."""
+    long-format rows (one per notion of the prompt, ``notion_kind='category'`` included).
+    ``keep``: a list the generated images are appended to (the shuffled-prompt control)."""
     from tqdm import tqdm
     if image_dir:
         os.makedirs(image_dir, exist_ok=True)
@@ -92,6 +93,8 @@ def score_jobs(jobs: list[dict], generate_fn: GenerateFn, score_fn, backend: str
         images = generate_fn(batch)
         if len(images) != len(batch):
             raise ValueError(f"generate_fn returned {len(images)} images for {len(batch)} prompts")
+        if keep is not None:
+            keep.extend(images)
         for job, img in zip(batch, images):
             score, reason = score_fn(job, img)
             path = None
@@ -108,6 +111,31 @@ def score_jobs(jobs: list[dict], generate_fn: GenerateFn, score_fn, backend: str
         bar.update(len(batch))
     bar.close()
     return rows
+
+
+def control_rows(jobs: list[dict], images: list[Image.Image], score_fn, backend: str,
+                 seed: int) -> list[dict]:
+    """Chance-level controls beside every evaluation (tasks/evaluators/controls.py): uniform
+    noise, palette patch noise, and the model's own images scored against another prompt of the
+    same category. One ``notion_kind='category'`` row per image and control."""
+    import numpy as np
+
+    from tasks.evaluators import controls as ctl
+    rng = np.random.default_rng(seed)
+    shuffled = ctl.shuffled_within_category(jobs, seed)
+    out = []
+    for i, (job, img) in enumerate(zip(jobs, images)):
+        hw = (img.height, img.width)
+        for name, im, target in (("uniform_noise", ctl.uniform_noise(hw, rng), job),
+                                 ("patch_noise", ctl.patch_noise(hw, rng), job),
+                                 ("shuffled_prompt", img, jobs[shuffled[i]])):
+            score, reason = score_fn(target, im)
+            out.append({"category": job["category"], "prompt_id": target["id"],
+                        "prompt": target["prompt"], "image_index": job["image_index"],
+                        "seed": job["seed"], "notion_kind": "category", "notion": job["category"],
+                        "score": float(score), "reason": reason, "backend": backend,
+                        "image_path": None, "control": name})
+    return out
 
 
 def tensor_to_image(x) -> Image.Image:
@@ -132,7 +160,8 @@ def model_generate_fn(path: str, cfg) -> tuple[GenerateFn, dict]:
         with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
             out = model.generate(text, [(cfg.size, cfg.size)] * len(jobs), steps=cfg.steps,
                                  cfg=cfg.cfg, temperature=cfg.temperature,
-                                 flow_steps=cfg.flow_steps, seed=int(jobs[0]["seed"]))
+                                 flow_steps=cfg.flow_steps, time_shift=cfg.time_shift,
+                                 seed=int(jobs[0]["seed"]))
         return [tensor_to_image(x) for x in out]
     return generate, meta
 
@@ -150,19 +179,27 @@ def evaluate_checkpoint(lake: str, ckpt: dict, cfg, generate_fn: GenerateFn | No
     jobs = jobs_for(prompts, cfg.images_per_prompt, cfg.seed)
     score_fn, backend = scorer_for(cfg)
     image_dir = os.path.join(cfg.out, ck, cfg.benchmark)
-    rows = score_jobs(jobs, generate_fn, score_fn, backend, cfg.batch_size, image_dir, progress)
+    images: list[Image.Image] = []
+    rows = score_jobs(jobs, generate_fn, score_fn, backend, cfg.batch_size, image_dir, progress,
+                      keep=images)
+    if cfg.controls:
+        rows += control_rows(jobs, images, score_fn, backend, cfg.seed)
     params = json.dumps({k: getattr(cfg, k) for k in ("steps", "flow_steps", "cfg", "temperature",
-                                                      "size", "seed", "images_per_prompt",
-                                                      "prompts_per_category")})
+                                                      "time_shift", "size", "seed",
+                                                      "images_per_prompt", "prompts_per_category")})
     now = dt.datetime.now(dt.timezone.utc)
     for r in rows:
         r.update(checkpoint=ck, run_id=ckpt["run_id"], step=ckpt["step"], benchmark=cfg.benchmark,
                  weights_version=ckpt.get("weights_version"), params=params, created_at=now)
     lake_io.write_rows(lake, "eval_results", partition_name(ck, cfg.benchmark), rows)
-    summary = rules.summarize((r["category"], r["score"]) for r in rows if r["notion_kind"] == "category")
-    log.info("evaluated %s on %s: %s", ck, cfg.benchmark, summary)
+    summary = rules.summarize((r["category"], r["score"]) for r in rows
+                              if r["notion_kind"] == "category" and r.get("control") is None)
+    chance = {name: rules.summarize((r["category"], r["score"]) for r in rows
+                                    if r.get("control") == name)["overall"]
+              for name in sorted({r["control"] for r in rows if r.get("control")})}
+    log.info("evaluated %s on %s: %s (controls: %s)", ck, cfg.benchmark, summary, chance)
     return {"checkpoint": ck, "benchmark": cfg.benchmark, "images": len(jobs), "rows": len(rows),
-            "backend": backend, "summary": summary}
+            "backend": backend, "summary": summary, "controls": chance}
 
 
 def evaluate_pending(lake: str, cfg, generate_fn_for: Callable[[dict], GenerateFn] | None = None,

@@ -1,12 +1,21 @@
-"""``t2i generate``: one prompt -> one PNG from a checkpoint directory."""
+"""``t2i generate``: prompts -> PNGs from a checkpoint, a checkpoints folder or a run folder.
+
+Sampling settings default to the ``evaluate`` section recorded in the checkpoint's config (the
+settings its own evaluations used), so a model trained with the demo's config is sampled the way
+it was evaluated; every flag overrides. The paper's values (Supp. §7: 64 steps at 256², CFG 6.0
+for GenEval, 250 denoising steps, time shift 4.5) are the config's defaults.
+"""
 from __future__ import annotations
 
 import argparse
 import re
 import sys
+from pathlib import Path
 
 import djepa_t2i.env  # noqa: F401
-from djepa_t2i.config import resolve_device
+from djepa_t2i.config import Evaluate, resolve_device
+
+SAMPLING = ("steps", "cfg", "temperature", "flow_steps", "time_shift")
 
 
 def parse_size(s: str) -> tuple[int, int]:
@@ -17,41 +26,100 @@ def parse_size(s: str) -> tuple[int, int]:
     return int(m.group(2)), int(m.group(1))
 
 
+def resolve_checkpoint(path: str) -> Path:
+    """A checkpoint directory as given, or the newest complete checkpoint in a checkpoints folder
+    or a run folder (``<run>/checkpoints/step_*``); a one-line error otherwise."""
+    from training import checkpoints as ckpts
+    p = Path(path)
+    if (p / "meta.json").is_file():
+        return p
+    for run in (p, p.parent):  # a run folder, or its checkpoints/ folder
+        found = ckpts.list_checkpoints(str(run)) if run.is_dir() else []
+        if found:
+            return found[-1]
+    raise FileNotFoundError(f"--ckpt {path}: no checkpoint there (expected a checkpoint directory "
+                            "with meta.json, a run folder or its checkpoints/ folder)")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ckpt", required=True, help="checkpoint directory (model.safetensors + meta.json)")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--size", type=parse_size, default=(256, 256), help="WIDTHxHEIGHT in pixels")
-    p.add_argument("--steps", type=int, default=64, help="generalized next-token steps")
-    p.add_argument("--cfg", type=float, default=4.0)
-    p.add_argument("--cfg-schedule", choices=["linear", "constant"], default="linear")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--flow-steps", type=int, default=32, help="Euler steps of the flow ODE")
-    p.add_argument("--time-shift", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
+    ev = Evaluate()
+    p.add_argument("--ckpt", required=True,
+                   help="checkpoint directory, or a run / checkpoints folder (its newest checkpoint)")
+    p.add_argument("--prompt", required=True, action="append",
+                   help="the prompt (repeat for several images in one batch)")
+    p.add_argument("--size", type=parse_size, default=None,
+                   help="WIDTHxHEIGHT in pixels (default: the checkpoint's evaluate.size, square)")
+    for name, typ, what in (("steps", int, "generalized next-token steps"),
+                            ("cfg", float, "classifier-free guidance scale"),
+                            ("temperature", float, "noise scale of the token head"),
+                            ("flow-steps", int, "token head sampler steps"),
+                            ("time-shift", float, "flow ODE time shift")):
+        paper = getattr(ev, name.replace("-", "_"))
+        p.add_argument(f"--{name}", type=typ, default=None,
+                       help=f"{what} (default: the checkpoint's evaluate.{name.replace('-', '_')}; "
+                            f"paper and config default {paper})")
+    p.add_argument("--cfg-schedule", choices=["linear", "constant"], default="linear",
+                   help="guidance grows with the known share (MAR) or stays constant (default: linear)")
+    p.add_argument("--seed", type=int, default=0, help="(default: 0)")
     p.add_argument("--offset-b", type=float, default=None, help="VoPE offset b (layout control)")
     p.add_argument("--no-ema", action="store_true", help="use raw weights, not the EMA")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--out", required=True, help="output PNG path")
+    p.add_argument("--text-encoder", default=None, help="override the text encoder path recorded in the checkpoint")
+    p.add_argument("--vae", default=None, help="override the VAE path recorded in the checkpoint")
+    p.add_argument("--device", default="auto", help="(default: auto: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--out", required=True,
+                   help="output PNG path (several prompts: out_0.png, out_1.png, ...)")
+
+
+def sampling_settings(args, meta: dict) -> dict:
+    """The flags given, else the checkpoint's recorded evaluate section, else the config default."""
+    recorded = Evaluate.model_validate((meta.get("config") or {}).get("evaluate") or {})
+    out = {k: getattr(args, k) if getattr(args, k) is not None else getattr(recorded, k)
+           for k in SAMPLING}
+    out["size"] = args.size or (recorded.size, recorded.size)
+    return out
+
+
+def generate_images(model, text_encoder, prompts: list[str], s: dict, *, cfg_schedule="linear",
+                    seed=0, offset_b=None, device="cpu", progress=True):
+    """PIL images for ``prompts`` at ``s['size']`` (H, W) with the sampling settings ``s``."""
+    import torch
+    from tqdm import tqdm
+
+    from training.evaluate import tensor_to_image
+    text = text_encoder.encode(prompts)
+    bar = tqdm(total=s["steps"], desc="generate", unit="step", disable=not progress)
+    with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
+        out = model.generate(text, [s["size"]] * len(prompts), steps=s["steps"], cfg=s["cfg"],
+                             cfg_schedule=cfg_schedule, temperature=s["temperature"],
+                             flow_steps=s["flow_steps"], time_shift=s["time_shift"], seed=seed,
+                             offset_b=offset_b, on_step=lambda k, n: bar.update(1))
+    bar.close()
+    return [tensor_to_image(x) for x in out]
 
 
 def run(args) -> int:
-    import torch
-
     from model.checkpoint import load_model
-    from training.evaluate import tensor_to_image
     device = resolve_device(args.device)
-    model, tok, te, meta = load_model(args.ckpt, ema=not args.no_ema, device=device)
-    text = te.encode([args.prompt])
     try:
-        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
-            (img,) = model.generate(text, [args.size], steps=args.steps, cfg=args.cfg,
-                                    cfg_schedule=args.cfg_schedule, temperature=args.temperature,
-                                    flow_steps=args.flow_steps, time_shift=args.time_shift,
-                                    seed=args.seed, offset_b=args.offset_b)
-    except ValueError as e:
+        ckpt = resolve_checkpoint(args.ckpt)
+        paths = {k: v for k, v in (("text_encoder", args.text_encoder), ("vae", args.vae)) if v}
+        model, tok, te, meta = load_model(str(ckpt), ema=not args.no_ema, device=device,
+                                          **({"encoder_paths": paths} if paths else {}))
+        s = sampling_settings(args, meta)
+        images = generate_images(model, te, args.prompt, s, cfg_schedule=args.cfg_schedule,
+                                 seed=args.seed, offset_b=args.offset_b, device=device,
+                                 progress=not args.no_progress)
+    except (ValueError, FileNotFoundError, OSError) as e:
         print(f"t2i generate: {e}", file=sys.stderr)
         return 2
-    tensor_to_image(img).save(args.out)
-    print(f"wrote {args.out} ({args.size[1]}x{args.size[0]}) model={meta['model']['name']} "
-          f"tokenizer={tok.kind} text_encoder={te.backend}:{te.describe()['model_type']}")
+    outs = [args.out] if len(images) == 1 else \
+        [str(Path(args.out).with_name(f"{Path(args.out).stem}_{i}{Path(args.out).suffix or '.png'}"))
+         for i in range(len(images))]
+    for img, o in zip(images, outs):
+        img.save(o)
+    h, w = s["size"]
+    print(f"wrote {', '.join(outs)} ({w}x{h}) from {ckpt} model={meta['model']['name']} "
+          f"tokenizer={tok.kind} text_encoder={te.backend} steps={s['steps']} cfg={s['cfg']} "
+          f"temperature={s['temperature']} flow_steps={s['flow_steps']} time_shift={s['time_shift']}")
     return 0

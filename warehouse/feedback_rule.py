@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 from warehouse import db
 from warehouse import weights as wt
+from warehouse.intervals import wilson
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,16 @@ def _natural(row: dict) -> float | None:
     return float(n) if n is not None else None
 
 
-def next_rows(prev: list[dict], notion_scores: dict[tuple[str, str], float],
+def next_rows(prev: list[dict], notion_scores: dict[tuple[str, str], float | tuple[float, int]],
               category_scores: dict[str, float], observed: dict[tuple[str, str], float],
               n_accepted: float, rule: Rule = Rule(), source: str = "") -> list[dict]:
-    """The next version's rows from the live version's rows and the measurements (pure)."""
+    """The next version's rows from the live version's rows and the measurements (pure).
+
+    ``notion_scores`` values are ``(score, n_images)`` (or a bare score, treated as exact): a
+    notion counts as weak or learned only when its kind's mean lies outside the notion's 95%
+    Wilson interval as well as beyond ``margin``, so the rule never acts on noise."""
+    n_of = {k: (v[1] if isinstance(v, tuple) else None) for k, v in notion_scores.items()}
+    notion_scores = {k: (v[0] if isinstance(v, tuple) else v) for k, v in notion_scores.items()}
     by_kind: dict[str, list[float]] = {}
     for (kind, _), s in notion_scores.items():
         by_kind.setdefault(kind, []).append(s)
@@ -93,7 +100,12 @@ def next_rows(prev: list[dict], notion_scores: dict[tuple[str, str], float],
         factor = 1.0
         if score is not None:
             m = means[kind]
-            if score < m - rule.margin:
+            n = n_of.get((kind, value))
+            lo, hi = wilson(score, n) if n else (score, score)
+            if lo <= m <= hi and n:
+                why.append(f"eval {score:.2f} (95% CI {lo:.2f}-{hi:.2f}, n={n}) includes "
+                           f"mean({kind}) {m:.2f}: no evidence, kept")
+            elif score < m - rule.margin:
                 f = 1.0 + (m - score) / max(m, 1e-6)
                 factor *= f
                 why.append(f"eval {score:.2f} < mean({kind}) {m:.2f} -> x{f:.2f}")
@@ -199,7 +211,7 @@ def measurements(lake: str, benchmark: str, version: str | None):
             "GROUP BY checkpoint ORDER BY max(created_at) DESC, checkpoint DESC LIMIT 1",
             [benchmark]).fetchone()
         ck = latest[0] if latest else None
-        ns = con.execute("SELECT notion_kind, notion, score FROM eval_notion_scores "
+        ns = con.execute("SELECT notion_kind, notion, score, n_images FROM eval_notion_scores "
                          "WHERE checkpoint = ? AND benchmark = ?", [ck, benchmark]).fetchall()
         cs = con.execute("SELECT category, score FROM eval_summary WHERE checkpoint = ? AND benchmark = ?",
                          [ck, benchmark]).fetchall()
@@ -214,7 +226,7 @@ def measurements(lake: str, benchmark: str, version: str | None):
     for v, c in obs:
         kind, _, value = v.partition(":")
         observed[(kind, value)] = float(c)
-    return (ck, {(k, n): float(s) for k, n, s in ns}, {c: float(s) for c, s in cs},
+    return (ck, {(k, n): (float(s), int(c)) for k, n, s, c in ns}, {c: float(s) for c, s in cs},
             observed, float(acc))
 
 
