@@ -72,8 +72,17 @@ def test_ground_truth_generator_scores_one_and_rows_land_in_the_lake(tmp_path):
     assert s["images"] == 6 * 3 * 2
     t = lk.read_table(lake, "eval_results", parts=["r1-s00000007-shapes-geneval"]).to_pylist()
     assert len(t) == s["rows"]
-    cat_rows = [r for r in t if r["notion_kind"] == "category"]
+    cat_rows = [r for r in t if r["notion_kind"] == "category" and r["control"] is None]
     assert len(cat_rows) == 36 and {r["image_index"] for r in cat_rows} == {0, 1}
+    # three chance controls per image: noise never passes; the ground truth scored against a
+    # shuffled prompt of its category passes only by coincidence
+    ctl = [r for r in t if r["control"] is not None]
+    assert len(ctl) == 3 * 36 and all(r["notion_kind"] == "category" for r in ctl)
+    by = {c: [r["score"] for r in ctl if r["control"] == c] for c in ("uniform_noise", "patch_noise",
+                                                                      "shuffled_prompt")}
+    assert sum(by["uniform_noise"]) == sum(by["patch_noise"]) == 0
+    assert sum(by["shuffled_prompt"]) / 36 < 0.5
+    assert s["controls"]["uniform_noise"] == 0.0
     assert len({r["seed"] for r in cat_rows}) == 36
     for r in cat_rows:  # every image saved under its prompt id
         assert r["image_path"].endswith(f"{r['prompt_id']}_{r['image_index']}.png")
@@ -81,6 +90,9 @@ def test_ground_truth_generator_scores_one_and_rows_land_in_the_lake(tmp_path):
     assert all(r["weights_version"] == "v0003" and r["backend"] == "shapes-segmentation" for r in t)
     cols, rows = db.query(lake, "SELECT category, score, n_images FROM eval_summary ORDER BY category")
     assert rows == sorted([(c, 1.0, 6) for c in sw.CATEGORIES] + [("overall", 1.0, 36)])
+    _, ci = db.query(lake, "SELECT lo, hi, chance FROM eval_summary WHERE category = 'colors'")
+    assert ci[0][0] == pytest.approx(0.6097, abs=1e-3) and ci[0][1] == 1.0  # Wilson, 6 of 6
+    assert 0 <= ci[0][2] < 1
     cols, rows = db.query(lake, "SELECT notion_kind, count(*) FROM eval_notion_scores GROUP BY 1 ORDER BY 1")
     assert {k for k, _ in rows} == {"color", "count", "shape", "spatial"}
     # re-running replaces the partition: no duplicates
@@ -128,11 +140,11 @@ def test_tiny_random_checkpoint_end_to_end(tmp_path):
     _register(lake, "tiny", 3, ck)
     over = [f"evaluate.out={tmp_path / 'eval'}", "evaluate.prompts_per_category=1",
             "evaluate.steps=2", "evaluate.flow_steps=2", "evaluate.size=32", "evaluate.batch_size=6",
-            "evaluate.run_feedback=false", "evaluate.device=cpu"]
+            "evaluate.run_feedback=false", "evaluate.device=cpu", "evaluate.images_per_prompt=1"]
     s = evaluate(lake, None, over, progress=False)
     assert [e["checkpoint"] for e in s["evaluated"]] == ["tiny-s00000003"]
     t = lk.read_table(lake, "eval_results").to_pylist()
-    cats = [r for r in t if r["notion_kind"] == "category"]
+    cats = [r for r in t if r["notion_kind"] == "category" and r["control"] is None]
     assert len(cats) == 6 and {r["category"] for r in cats} == set(sw.CATEGORIES)
     assert all(0.0 <= r["score"] <= 1.0 for r in t)
     img = np.asarray(Image.open(cats[0]["image_path"]))
@@ -142,7 +154,7 @@ def test_tiny_random_checkpoint_end_to_end(tmp_path):
     lk.delete_partition(lake, "eval_results", "tiny-s00000003-shapes-geneval")
     evaluate(lake, None, over, progress=False)
     again = {r["prompt_id"]: open(r["image_path"], "rb").read()
-             for r in lk.read_table(lake, "eval_results").to_pylist() if r["notion_kind"] == "category"}
+             for r in lk.read_table(lake, "eval_results").to_pylist() if r["notion_kind"] == "category" and r["control"] is None}
     assert again == first
     assert evaluate(lake, None, over, progress=False)["evaluated"] == []  # nothing pending
 
