@@ -267,15 +267,13 @@ def cross_shard_dedup(lake: str, phash_distance: int, memory_limit: str = "1GB")
     """
     import tempfile
 
-    import pyarrow as pa
-
     from tasks.filters.dedup import cross_shard_hits
     from warehouse import db
     con = db.connect(lake)
     changes: dict[str, dict[str, dict]] = {}
     with tempfile.TemporaryDirectory(prefix="dedup-") as spill:
         con.execute("SET temp_directory = ?", [spill])
-        con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute("SET memory_limit = ?", [memory_limit])
         con.execute("""CREATE TEMP TABLE cand AS
             SELECT row_number() OVER (ORDER BY shard, key) AS ord, shard, key, shard || '/' || key AS ident,
                    sha256, ('0x' || phash)::UBIGINT AS ph, status, coalesce(stage = 'dedup', false) AS marked,
@@ -297,20 +295,39 @@ def cross_shard_dedup(lake: str, phash_distance: int, memory_limit: str = "1GB")
         for ord_, shard, key in con.execute("SELECT ord, shard, key FROM cand WHERE marked").fetchall():
             if ord_ not in seen:  # marked earlier, no match now: its original vanished
                 changes.setdefault(shard, {})[key] = _RESTORED
+        for shard, ch in sorted(changes.items()):
+            _rewrite_shard(con, lake, shard, ch)
     con.close()
+    return sum(len(v) for v in changes.values())
+
+
+_CHANGED = ("status", "stage", "score", "dup_of", "reason")
+
+
+def _rewrite_shard(con, lake: str, shard: str, ch: dict[str, dict]) -> None:
+    """Apply ``{key: new values}`` to one shard's pairs partition (in DuckDB, rows kept in
+    order) and recount its ``shard_runs`` row."""
+    import pyarrow as pa
     schema = SCHEMAS["pairs"]
-    for shard, ch in sorted(changes.items()):
-        part = lk.read_table(lake, "pairs", [shard]).to_pylist()
-        for p in part:
-            p.update(ch.get(p["key"], {}))
-        lk.write_partition(lake, "pairs", shard, pa.Table.from_pylist(part, schema=schema))
-        runs = lk.read_table(lake, "shard_runs", [shard]).to_pylist() if shard_done(lake, shard) else []
+    changes = pa.Table.from_pylist([{"key": k, **{c: v.get(c) for c in _CHANGED}} for k, v in ch.items()],
+                                   schema=pa.schema([schema.field("key"), *(schema.field(c) for c in _CHANGED)]))
+    part = lk.read_table(lake, "pairs", [shard])
+    con.register("part_in", part.append_column("_i", pa.array(range(part.num_rows), pa.int64())))
+    con.register("part_changes", changes)
+    out = con.sql(f"""
+        SELECT p.* REPLACE ({", ".join(f"CASE WHEN c.key IS NULL THEN p.{c} ELSE c.{c} END AS {c}" for c in _CHANGED)})
+        FROM part_in p LEFT JOIN part_changes c USING (key)
+        ORDER BY p._i""").to_arrow_table().drop(["_i"])
+    con.unregister("part_in")
+    con.unregister("part_changes")
+    lk.write_partition(lake, "pairs", shard, out)
+    if shard_done(lake, shard):
+        status = out["status"].to_pylist()
+        runs = lk.read_table(lake, "shard_runs", [shard]).to_pylist()
         for run in runs:
             for st in ("passed", "rejected", "quarantined"):
-                run[f"n_{st}"] = sum(p["status"] == st for p in part)
-        if runs:
-            lk.write_partition(lake, "shard_runs", shard, runs)
-    return sum(len(v) for v in changes.values())
+                run[f"n_{st}"] = status.count(st)
+        lk.write_partition(lake, "shard_runs", shard, runs)
 
 
 class AccountingError(AssertionError):
