@@ -66,6 +66,7 @@ try:
     from prefect.cache_policies import NO_CACHE
     from prefect.futures import as_completed
     from prefect_dask import DaskTaskRunner
+    from warehouse.artifacts import publish_summary
 
     curate_shard_task = task(name="curate-shard", cache_policy=NO_CACHE, retries=1,
                              task_run_name="curate-{tar_path}")(curate_shard_task_fn)
@@ -101,6 +102,7 @@ try:
         s.update(run_id=run_id, seconds=round(time.perf_counter() - t0, 2),
                  runner=f"dask:{cfg.curate.dask_address or f'LocalCluster({cfg.curate.workers})'}")
         print(cu.format_summary(s))
+        publish_summary("curate-laion", lake, s)
         return s
 except ImportError:  # pragma: no cover  (prefect is a core dependency; keep --no-prefect usable)
     curate_laion = None

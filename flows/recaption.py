@@ -25,6 +25,7 @@ from tasks.notion_stats import part_name
 from tasks.notions import AttributeMatcher, clean_caption, load_lexicons
 from warehouse import db
 from warehouse import lake as lk
+from warehouse.artifacts import publish_summary
 
 MAX_CAPTION_CHARS = 100_000  # stored as is below this; longer alt text is cut (and counted)
 
@@ -139,6 +140,7 @@ def recaption_flow(lake: str = "runs/lake", config: str | None = None,
     c = load_config(config, overrides)
     summary = _recaption(lake, c.recaption, c.curate.resolution.max_pixels, force)
     get_run_logger().info("recaption: %s", json.dumps(summary))
+    publish_summary("recaption", lake, summary)
     return summary
 
 

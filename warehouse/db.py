@@ -107,6 +107,7 @@ def _new_connection(lake: str, database: str = ":memory:") -> duckdb.DuckDBPyCon
     """A connection that reads ``lake`` (through its fsspec filesystem when it is not local);
     extensions are never fetched from the network."""
     con = duckdb.connect(database, config=_CONFIG)
+    con.execute("SET enable_progress_bar = false")  # batch jobs log, they have no terminal to draw on
     if not _is_local(lake):
         con.register_filesystem(fsspec.core.url_to_fs(str(lake))[0])
     con.execute("SET VARIABLE lake_root = ?", [lake_root_url(lake)])
