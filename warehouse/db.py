@@ -126,7 +126,8 @@ def write_database(lake: str) -> str:
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
     con = _new_connection(lake)
     try:
-        con.execute(f"ATTACH '{tmp}' AS warehouse_new (STORAGE_VERSION '{STORAGE_VERSION}')")
+        quoted = tmp.replace("'", "''")  # ATTACH takes no parameters
+        con.execute(f"ATTACH '{quoted}' AS warehouse_new (STORAGE_VERSION '{STORAGE_VERSION}')")
         con.execute("USE warehouse_new")
         for s in view_statements():
             con.execute(s)
