@@ -116,8 +116,8 @@ def _new_connection(lake: str, database: str = ":memory:") -> duckdb.DuckDBPyCon
 
 def write_schema_files(lake: str) -> None:
     """An empty ``_schema.parquet`` with the declared columns in every table directory."""
-    for table, schema in SCHEMAS.items():
-        lk.write_schema_file(lake, table, schema.empty_table())
+    for table in SCHEMAS:
+        lk.write_schema_file(lake, table)
 
 
 def write_database(lake: str) -> str:

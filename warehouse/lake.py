@@ -87,11 +87,11 @@ def write_partition(lake: str, table: str, part: str, rows: pa.Table | Iterable[
     return final
 
 
-def write_schema_file(lake: str, table: str, empty: pa.Table) -> None:
+def write_schema_file(lake: str, table: str) -> None:
     """The zero-row ``_schema.parquet`` that gives ``table``'s view its columns and types."""
     fs, root = _fs(lake)
     fs.makedirs(f"{root}/{table}", exist_ok=True)
-    write_atomic(fs, f"{root}/{table}/{SCHEMA_FILE}", _parquet_bytes(empty))
+    write_atomic(fs, f"{root}/{table}/{SCHEMA_FILE}", _parquet_bytes(SCHEMAS[table].empty_table()))
 
 
 def partitions(lake: str, table: str) -> list[str]:

@@ -44,8 +44,12 @@ def _top_notions(lake: str, outdir: str) -> tuple[str, str] | None:
     if not rows:
         return None
     kinds = sorted({r[0] for r in rows})
-    fig, axes = plt.subplots(1, len(kinds), figsize=(2.6 * len(kinds), 4.2), squeeze=False)
-    for ax, kind in zip(axes[0], kinds):
+    ncol = min(4, len(kinds))
+    nrow = -(-len(kinds) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 3.6 * nrow), squeeze=False)
+    for ax in axes.flat[len(kinds):]:
+        ax.axis("off")
+    for ax, kind in zip(axes.flat, kinds):
         sel = [r for r in rows if r[0] == kind][::-1]
         ax.barh([r[1] for r in sel], [r[2] for r in sel], color="#0072B2")
         ax.set_title(kind, fontsize=9)

@@ -46,10 +46,10 @@ def render(lake: str, outdir: str) -> list[tuple[str, str]]:
                    title=f"top {len(top)} notions seen by {run}")
         axs[0].legend(fontsize=7)
         if res:
-            axs[1].bar([str(s) for s, _ in res], [n for _, n in res], color="#0072B2")
+            sides = [s for s, _ in res]
+            axs[1].hist(sides, weights=[n for _, n in res], bins=min(20, len(sides)), color="#0072B2")
             axs[1].set(xlabel="side sqrt(w*h) after the transform, px", ylabel="samples",
                        title="training resolutions")
-            axs[1].tick_params(axis="x", labelsize=7, rotation=45)
         out.append((_title(run), save_figure(fig, outdir, f"training_exposure_{run}")))
     return out
 
