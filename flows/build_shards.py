@@ -12,6 +12,7 @@ from prefect import flow, get_run_logger
 
 from djepa_t2i.config import load_config
 from tasks import shard_writer
+from warehouse.artifacts import publish_summary
 
 
 @flow(name="build-shards")
@@ -25,7 +26,9 @@ def build_shards(lake: str | None = None, out: str | None = None, config_path: s
     if res.missing:
         log.warning("build-shards: %d passed keys had no image in their source tar, e.g. %s",
                     len(res.missing), res.missing[:5])
-    return {"shards": res.shards, "n_samples": res.n_samples, "missing": res.missing}
+    summary = {"shards": res.shards, "n_samples": res.n_samples, "missing": res.missing}
+    publish_summary("build-shards", lake, summary)
+    return summary
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

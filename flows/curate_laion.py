@@ -25,6 +25,7 @@ from prefect_dask import DaskTaskRunner
 
 from tasks import curate as cu
 from tasks.shards import list_shards, shard_name
+from warehouse.artifacts import publish_summary
 
 
 def _cfg(config_path, overrides) -> Config:
@@ -100,6 +101,7 @@ def curate_laion(input_dir: str, lake: str, config_path: str | None = None,
     s.update(run_id=run_id, seconds=round(time.perf_counter() - t0, 2),
              runner=f"dask:{cfg.curate.dask_address or f'LocalCluster({cfg.curate.workers})'}")
     print(cu.format_summary(s))
+    publish_summary("curate-laion", lake, s)
     return s
 
 

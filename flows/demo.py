@@ -20,6 +20,7 @@ import djepa_t2i.env  # noqa: F401
 from prefect import flow, get_run_logger
 
 from djepa_t2i.env import ROOT
+from warehouse.artifacts import publish_summary
 
 SQL_WORTH_RUNNING = [
     ("the curation funnel", "SELECT * FROM funnel"),
@@ -102,9 +103,11 @@ def demo(out: str = "runs/demo", quick: bool = False, seed: int = 0) -> dict:
     step("report", build_report, lake, f"{out}/report")
     from warehouse.db import save_database
     save_database(lake)
-    return {"out": out, "lake": lake, "report": f"{out}/report/index.html",
-            "checkpoints": [f"{out}/train-phase1/checkpoints", f"{out}/train-phase2/checkpoints"],
-            "steps": steps}
+    res = {"out": out, "lake": lake, "report": f"{out}/report/index.html",
+           "checkpoints": [f"{out}/train-phase1/checkpoints", f"{out}/train-phase2/checkpoints"],
+           "steps": steps}
+    publish_summary("demo", lake, res)
+    return res
 
 
 def format_summary(res: dict) -> str:

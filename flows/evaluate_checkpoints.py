@@ -17,6 +17,7 @@ from djepa_t2i.config import load_config
 from prefect import flow, get_run_logger, task
 
 from training import evaluate as ce
+from warehouse.artifacts import publish_summary
 
 
 def evaluate(lake: str, config_path: str | None = None, overrides: list[str] | None = None,
@@ -52,6 +53,7 @@ def evaluate_checkpoints(lake: str = "runs/lake", config_path: str | None = None
         from flows.feedback import feedback
         summary["feedback"] = feedback(lake, config_path, overrides)
     log.info("evaluate-checkpoints: %s", json.dumps(summary, default=str))
+    publish_summary("evaluate-checkpoints", lake, summary)
     return summary
 
 

@@ -15,6 +15,7 @@ from djepa_t2i.cli import add_flow_arguments
 from djepa_t2i.config import Config, load_config
 from prefect import flow, get_run_logger
 
+from warehouse.artifacts import publish_summary
 from warehouse.feedback_rule import Rule, publish_next
 
 
@@ -29,6 +30,7 @@ def feedback(lake: str = "runs/lake", config_path: str | None = None,
              overrides: list[str] | None = None) -> dict:
     summary = run_feedback(lake, load_config(config_path, overrides))
     get_run_logger().info("feedback: %s", json.dumps(summary))
+    publish_summary("feedback", lake, summary)
     return summary
 
 

@@ -13,6 +13,7 @@ from djepa_t2i.config import Config, Notions, load_config
 from prefect import flow, get_run_logger, task
 
 from tasks.notion_stats import extract_lake
+from warehouse.artifacts import publish_summary
 from warehouse.weights_v0 import SCHEDULE, Temper, publish_v0
 
 
@@ -54,6 +55,7 @@ def notion_stats_flow(lake: str = "runs/lake", config: str | None = None,
     version, n_rows = _publish(lake, c.notions, schedule_of(c))
     summary.update(weights_version=version, weights_rows=n_rows)
     get_run_logger().info("notion-stats: %s", json.dumps(summary))
+    publish_summary("notion-stats", lake, summary)
     return summary
 
 

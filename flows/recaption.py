@@ -16,6 +16,7 @@ from djepa_t2i.config import Recaption, load_config
 from prefect import flow, get_run_logger, task
 
 from tasks.recaption import recaption
+from warehouse.artifacts import publish_summary
 
 
 @task(name="recaption-shards")
@@ -29,6 +30,7 @@ def recaption_flow(lake: str = "runs/lake", config: str | None = None,
     c = load_config(config, overrides)
     summary = _recaption(lake, c.recaption, c.curate.resolution.max_pixels, force)
     get_run_logger().info("recaption: %s", json.dumps(summary))
+    publish_summary("recaption", lake, summary)
     return summary
 
 

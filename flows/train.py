@@ -87,8 +87,11 @@ def run_training(config_path: str | None = None, overrides: list[str] | None = N
 @flow(name="train")
 def train(config_path: str | None = None, overrides: list[str] | None = None, nproc: int = 1,
           resume: str | None = "auto") -> dict:
+    from warehouse.artifacts import publish_summary
     log = get_run_logger()
-    return run_training(config_path, overrides, nproc, resume, on_line=log.info)
+    res = run_training(config_path, overrides, nproc, resume, on_line=log.info)
+    publish_summary("train", load_config(config_path, overrides).lake, res)
+    return res
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

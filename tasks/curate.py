@@ -19,11 +19,13 @@ from djepa_t2i.config import Config
 from tasks import shards as sh
 from tasks.decode import DecodeError, decode_image
 from tasks.filters import MODEL_STAGES, build
-from tasks.filters.dedup import DedupFilter, PhashIndex, phash, pixel_sha256
+from tasks.filters.dedup import DedupFilter, phash, pixel_sha256
 from tasks.filters.resolution import ResolutionFilter
 from warehouse import lake as lk
+from warehouse.schema import SCHEMAS
 
 CROSS = "duplicate across shards of "
+_RESTORED = {"status": "passed", "stage": None, "reason": None, "score": None, "dup_of": None}
 
 
 @dataclass
@@ -254,48 +256,78 @@ def curate_shard(tar_path: str, lake: str, cfg: Config, run_id: str = "", force:
     return {**out.run, "skipped": False}
 
 
-def cross_shard_dedup(lake: str, phash_distance: int) -> int:
+def cross_shard_dedup(lake: str, phash_distance: int, memory_limit: str = "1GB") -> int:
     """Keep the smallest (shard, key) of each duplicate group across the lake; returns #changed.
 
     Deterministic over the lake's current partitions and idempotent: rows it marked stay
     candidates, and a marked row whose original vanished is restored to passed. Only rows that
     passed in their shard are re-labelled (a later filter's rejection is kept as the truth).
+    The candidates stay in DuckDB (``memory_limit``, spilling to a temporary folder); Python sees
+    only the rows that share or neighbour a pHash (``cross_shard_hits``).
     """
-    import pyarrow as pa
-    t = lk.read_table(lake, "pairs")
-    rows = [r for r in t.to_pylist() if r["phash"] and not (
-        r["stage"] == "dedup" and not (r["reason"] or "").startswith(CROSS))]
-    rows.sort(key=lambda r: (r["shard"], r["key"]))
-    idx = PhashIndex(phash_distance)
+    import tempfile
+
+    from tasks.filters.dedup import cross_shard_hits
+    from warehouse import db
+    con = db.connect(lake)
     changes: dict[str, dict[str, dict]] = {}
-    for r in rows:
-        hit = idx.query(r["sha256"], r["phash"])
-        ident = f"{r['shard']}/{r['key']}"
-        marked = r["stage"] == "dedup"
-        if hit and hit[1].split("/", 1)[0] != r["shard"] and (r["status"] == "passed" or marked):
-            kind, other, dist = hit
-            new = {"status": "rejected", "stage": "dedup", "score": float(dist), "dup_of": other,
-                   "reason": CROSS + other + (" (exact)" if kind == "exact" else f" (pHash distance {dist})")}
-            if any(r[k] != v for k, v in new.items()):
-                changes.setdefault(r["shard"], {})[r["key"]] = new
-        else:
-            if not hit:
-                idx.add(r["sha256"], r["phash"], ident)
-            if marked:
-                changes.setdefault(r["shard"], {})[r["key"]] = {
-                    "status": "passed", "stage": None, "reason": None, "score": None, "dup_of": None}
-    for shard, ch in sorted(changes.items()):
-        part = lk.read_table(lake, "pairs", [shard]).to_pylist()
-        for p in part:
-            p.update(ch.get(p["key"], {}))
-        lk.write_partition(lake, "pairs", shard, pa.Table.from_pylist(part, schema=t.schema))
-        runs = lk.read_table(lake, "shard_runs", [shard]).to_pylist() if shard_done(lake, shard) else []
+    with tempfile.TemporaryDirectory(prefix="dedup-") as spill:
+        con.execute("SET temp_directory = ?", [spill])
+        con.execute("SET memory_limit = ?", [memory_limit])
+        con.execute("""CREATE TEMP TABLE cand AS
+            SELECT row_number() OVER (ORDER BY shard, key) AS ord, shard, key, shard || '/' || key AS ident,
+                   sha256, ('0x' || phash)::UBIGINT AS ph, status, coalesce(stage = 'dedup', false) AS marked,
+                   stage, score, dup_of, reason
+            FROM pairs
+            WHERE coalesce(phash, '') <> '' AND NOT (coalesce(stage = 'dedup', false)
+                                                   AND NOT starts_with(coalesce(reason, ''), ?))""", [CROSS])
+        seen = set()
+        for r, hit in cross_shard_hits(con, phash_distance):
+            seen.add(r["ord"])
+            if hit and hit[1].split("/", 1)[0] != r["shard"] and (r["status"] == "passed" or r["marked"]):
+                kind, other, dist = hit
+                new = {"status": "rejected", "stage": "dedup", "score": float(dist), "dup_of": other,
+                       "reason": CROSS + other + (" (exact)" if kind == "exact" else f" (pHash distance {dist})")}
+                if any(r[k] != v for k, v in new.items()):
+                    changes.setdefault(r["shard"], {})[r["key"]] = new
+            elif r["marked"]:
+                changes.setdefault(r["shard"], {})[r["key"]] = _RESTORED
+        for ord_, shard, key in con.execute("SELECT ord, shard, key FROM cand WHERE marked").fetchall():
+            if ord_ not in seen:  # marked earlier, no match now: its original vanished
+                changes.setdefault(shard, {})[key] = _RESTORED
+        for shard, ch in sorted(changes.items()):
+            _rewrite_shard(con, lake, shard, ch)
+    con.close()
+    return sum(len(v) for v in changes.values())
+
+
+_CHANGED = ("status", "stage", "score", "dup_of", "reason")
+
+
+def _rewrite_shard(con, lake: str, shard: str, ch: dict[str, dict]) -> None:
+    """Apply ``{key: new values}`` to one shard's pairs partition (in DuckDB, rows kept in
+    order) and recount its ``shard_runs`` row."""
+    import pyarrow as pa
+    schema = SCHEMAS["pairs"]
+    changes = pa.Table.from_pylist([{"key": k, **{c: v.get(c) for c in _CHANGED}} for k, v in ch.items()],
+                                   schema=pa.schema([schema.field("key"), *(schema.field(c) for c in _CHANGED)]))
+    part = lk.read_table(lake, "pairs", [shard])
+    con.register("part_in", part.append_column("_i", pa.array(range(part.num_rows), pa.int64())))
+    con.register("part_changes", changes)
+    out = con.sql(f"""
+        SELECT p.* REPLACE ({", ".join(f"CASE WHEN c.key IS NULL THEN p.{c} ELSE c.{c} END AS {c}" for c in _CHANGED)})
+        FROM part_in p LEFT JOIN part_changes c USING (key)
+        ORDER BY p._i""").to_arrow_table().drop(["_i"])
+    con.unregister("part_in")
+    con.unregister("part_changes")
+    lk.write_partition(lake, "pairs", shard, out)
+    if shard_done(lake, shard):
+        status = out["status"].to_pylist()
+        runs = lk.read_table(lake, "shard_runs", [shard]).to_pylist()
         for run in runs:
             for st in ("passed", "rejected", "quarantined"):
-                run[f"n_{st}"] = sum(p["status"] == st for p in part)
-        if runs:
-            lk.write_partition(lake, "shard_runs", shard, runs)
-    return sum(len(v) for v in changes.values())
+                run[f"n_{st}"] = status.count(st)
+        lk.write_partition(lake, "shard_runs", shard, runs)
 
 
 class AccountingError(AssertionError):

@@ -54,3 +54,22 @@ def test_packing_vs_fixed_tiny():
     assert fills[0] == 100.0 and 97.0 <= fills[1] <= 100.0  # fixed fills exactly; packing >= 97%
     for loss in re.findall(r"loss " + NUM, out):
         assert math.isfinite(float(loss))
+
+
+def run_script(*argv: str) -> str:
+    r = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
+def test_notion_stats_sql_reduced(tmp_path):
+    out = run_script("bench/notion_stats_sql.py", "--rows", "200000", "--repeats", "2", "--dir", str(tmp_path))
+    assert "notion_stats view: 200,000 rows" in out and "plain GROUP BY: 200,000 rows" in out
+    metric(out, r"ratio view/plain: best " + NUM)
+
+
+def test_cross_shard_dedup_reduced(tmp_path):
+    out = run_script("bench/cross_shard_dedup.py", "--rows", "20000", "--shards", "10", "--dir", str(tmp_path))
+    # 1% exact + 1% near copies of 2,000 pairs in every shard after the first: 2 x 20 x 9
+    assert "relabelled 360," in out
+    metric(out, r"peak RSS " + NUM + " MiB")

@@ -20,6 +20,8 @@ import pyarrow.parquet as pq
 from warehouse.schema import SCHEMAS
 
 _PART_RE = re.compile(r"^[A-Za-z0-9._=-]+$")
+RESERVED_PREFIX = "_"  # names of the lake's own files, never partitions
+SCHEMA_FILE = "_schema.parquet"
 
 
 def _fs(lake: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -49,32 +51,58 @@ def to_arrow(table: str, rows: pa.Table | Iterable[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
+def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write ``data`` to a temporary name beside ``path``, then rename it into place."""
+    d, name = path.rsplit("/", 1)
+    tmp = f"{d}/.{name}.{uuid.uuid4().hex}.tmp"
+    with fs.open(tmp, "wb") as f:
+        f.write(data)
+    fs.mv(tmp, path)  # rename: atomic on a local filesystem, a single PUT on object stores
+
+
+def _parquet_bytes(data: pa.Table) -> bytes:
+    buf = pa.BufferOutputStream()
+    pq.write_table(data, buf, compression="zstd")
+    return buf.getvalue().to_pybytes()
+
+
 def write_partition(lake: str, table: str, part: str, rows: pa.Table | Iterable[dict]) -> str:
-    """Atomically write (or replace) one partition of ``table``; returns its path."""
+    """Atomically write (or replace) one partition of ``table``; returns its path.
+
+    The first write to a lake (or the first after the schema changed) also lays out the schema
+    files and ``warehouse.duckdb``, so every writer leaves a lake that any SQL client can open."""
+    from warehouse.db import ensure_warehouse  # db builds on this module
     if table not in SCHEMAS:
         raise KeyError(f"unknown lake table {table!r}; known: {sorted(SCHEMAS)}")
-    if not _PART_RE.match(part):
-        raise ValueError(f"partition name {part!r} must match {_PART_RE.pattern}")
+    if not _PART_RE.match(part) or part.startswith(RESERVED_PREFIX):
+        raise ValueError(f"partition name {part!r} must match {_PART_RE.pattern} and not start "
+                         f"with {RESERVED_PREFIX!r}")
     data = to_arrow(table, rows)
+    ensure_warehouse(lake)
     fs, root = _fs(lake)
     d = f"{root}/{table}"
     fs.makedirs(d, exist_ok=True)
     final = f"{d}/{part}.parquet"
-    tmp = f"{d}/.{part}.{uuid.uuid4().hex}.tmp"
-    with fs.open(tmp, "wb") as f:
-        pq.write_table(data, f, compression="zstd")
-    fs.mv(tmp, final)  # rename: atomic on a local filesystem, a single PUT on object stores
+    write_atomic(fs, final, _parquet_bytes(data))
     return final
 
 
+def write_schema_file(lake: str, table: str) -> None:
+    """The zero-row ``_schema.parquet`` that gives ``table``'s view its columns and types."""
+    fs, root = _fs(lake)
+    fs.makedirs(f"{root}/{table}", exist_ok=True)
+    write_atomic(fs, f"{root}/{table}/{SCHEMA_FILE}", _parquet_bytes(SCHEMAS[table].empty_table()))
+
+
 def partitions(lake: str, table: str) -> list[str]:
-    """Names of the committed partitions of ``table`` (temporary files excluded)."""
+    """Names of the committed partitions of ``table`` (temporary and schema files excluded)."""
     fs, root = _fs(lake)
     d = f"{root}/{table}"
     if not fs.exists(d):
         return []
     names = [p.rsplit("/", 1)[-1] for p in fs.ls(d, detail=False)]
-    return sorted(n[: -len(".parquet")] for n in names if n.endswith(".parquet") and not n.startswith("."))
+    return sorted(n[: -len(".parquet")] for n in names
+                  if n.endswith(".parquet") and not n.startswith((".", RESERVED_PREFIX)))
 
 
 def has_partition(lake: str, table: str, part: str) -> bool:

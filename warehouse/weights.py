@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 from typing import Any
 
+import fsspec
 import pyarrow as pa
 
 from warehouse import lake as lk
@@ -59,11 +59,8 @@ def publish(lake: str, rows: list[dict[str, Any]], why: str) -> str:
 def set_current(lake: str, version: str) -> None:
     if version not in versions(lake):
         raise KeyError(f"weights version {version!r} does not exist")
-    d = lk.table_dir(lake, "weights")
-    tmp = os.path.join(d, f".{CURRENT}.tmp")
-    with open(tmp, "w") as f:
-        f.write(version + "\n")
-    os.replace(tmp, os.path.join(d, CURRENT))
+    fs, _ = fsspec.core.url_to_fs(str(lake))
+    lk.write_atomic(fs, f"{lk.table_dir(lake, 'weights')}/{CURRENT}", (version + "\n").encode())
 
 
 def load(lake: str, version: str | None = None) -> tuple[str | None, pa.Table]:

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import os
 
+# Okabe-Ito colours: distinguishable with every common colour-vision deficiency
+STATUS_COLORS = {"input": "#999999", "passed": "#009E73", "rejected": "#D55E00", "quarantined": "#E69F00"}
+
 
 def save_figure(fig, outdir: str, name: str, dpi: int = 110) -> str:
     """Lay out, write ``<outdir>/<name>.png`` and free the figure; returns the path."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import textwrap
 
-from warehouse.plots import save_figure
 from warehouse import db
 from warehouse import lake as lk
+from warehouse.plots import STATUS_COLORS, save_figure
 
 MAX_GRIDS = 4        # latest checkpoints that get a sample grid
 GRID_PROMPTS = 12    # images per grid
@@ -19,6 +19,17 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+def _categories_title(bench: str) -> str:
+    return f"{bench}: score per category across checkpoints"
+
+
+def _latest(lake: str) -> list[tuple[str, str]]:
+    """(benchmark, checkpoint) of the newest evaluated checkpoint of each benchmark."""
+    return db.query(lake, "SELECT benchmark, checkpoint FROM eval_summary GROUP BY benchmark, checkpoint "
+                          "QUALIFY row_number() OVER (PARTITION BY benchmark "
+                          "ORDER BY max(created_at) DESC, checkpoint DESC) = 1 ORDER BY benchmark")[1]
 
 
 def scores_by_category(lake: str, outdir: str) -> list[tuple[str, str]]:
@@ -37,23 +48,20 @@ def scores_by_category(lake: str, outdir: str) -> list[tuple[str, str]]:
                title=f"{bench}: score per category across checkpoints")
         ax.legend(fontsize=7, ncol=2)
         p = save_figure(fig, outdir, f"eval_categories_{bench}")
-        out.append((f"{bench}: score per category across checkpoints", p))
+        out.append((_categories_title(bench), p))
     return out
 
 
 def notion_scores(lake: str, outdir: str) -> list[tuple[str, str]]:
     plt = _plt()
-    _, latest = db.query(lake, "SELECT benchmark, checkpoint FROM eval_summary GROUP BY benchmark, checkpoint "
-                               "QUALIFY row_number() OVER (PARTITION BY benchmark "
-                               "ORDER BY max(created_at) DESC, checkpoint DESC) = 1")
     out = []
-    for bench, ck in latest:
+    for bench, ck in _latest(lake):
         _, rows = db.query(lake, "SELECT notion_kind || '=' || notion, score, n_images FROM eval_notion_scores "
                                  "WHERE benchmark = ? AND checkpoint = ? ORDER BY score, 1", [bench, ck])
         if not rows:
             continue
         fig, ax = plt.subplots(figsize=(7, 0.25 * len(rows) + 1.2))
-        ax.barh([r[0] for r in rows], [r[1] for r in rows], color="tab:blue")
+        ax.barh([r[0] for r in rows], [r[1] for r in rows], color="#0072B2")
         for i, r in enumerate(rows):
             ax.text(r[1] + 0.01, i, f"{r[1]:.2f} (n={r[2]})", va="center", fontsize=7)
         ax.set(xlim=(0, 1.15), xlabel="accuracy of images whose prompt names the notion",
@@ -86,7 +94,7 @@ def sample_grids(lake: str, outdir: str) -> list[tuple[str, str]]:
         for ax, (prompt, path, score) in zip(axes.flat, rows):
             ax.imshow(Image.open(path).convert("RGB"), interpolation="nearest")
             ax.set_title("\n".join(textwrap.wrap(prompt, 28)) + f"\n[{'ok' if score else 'x'}]", fontsize=7,
-                         color="green" if score else "red")
+                         color=STATUS_COLORS["passed"] if score else STATUS_COLORS["rejected"])
         fig.suptitle(f"{bench} samples @ {ck}", fontsize=9)
         p = save_figure(fig, outdir, f"eval_samples_{ck}_{bench}")
         out.append((f"samples @ {ck} ({bench})", p))
@@ -124,3 +132,13 @@ def render(lake: str, outdir: str) -> list[tuple[str, str]]:
         figs += scores_by_category(lake, outdir) + notion_scores(lake, outdir) + sample_grids(lake, outdir)
     figs += weights_movement(lake, outdir)
     return figs
+
+
+def tables(lake: str) -> dict[str, tuple[list[str], list[tuple]]]:
+    """Beside each benchmark's plot: every ``eval_summary`` column of its newest checkpoint."""
+    out = {}
+    for bench, ck in _latest(lake):
+        out[_categories_title(bench)] = db.query(
+            lake, "SELECT checkpoint, * EXCLUDE (checkpoint, run_id, benchmark, created_at) FROM eval_summary "
+                  "WHERE benchmark = ? AND checkpoint = ? ORDER BY category = 'overall' DESC, category", [bench, ck])
+    return out

@@ -8,6 +8,8 @@ from warehouse.plots import save_figure
 from warehouse import db
 
 TOP = 15
+TOP_TITLE = "top notions with p"
+TABLE_TOP = 5  # per kind, in the table beside the plot
 
 
 def _resolution_aspect(lake: str, outdir: str) -> tuple[str, str] | None:
@@ -42,16 +44,20 @@ def _top_notions(lake: str, outdir: str) -> tuple[str, str] | None:
     if not rows:
         return None
     kinds = sorted({r[0] for r in rows})
-    fig, axes = plt.subplots(1, len(kinds), figsize=(2.6 * len(kinds), 4.2), squeeze=False)
-    for ax, kind in zip(axes[0], kinds):
+    ncol = min(4, len(kinds))
+    nrow = -(-len(kinds) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 3.6 * nrow), squeeze=False)
+    for ax in axes.flat[len(kinds):]:
+        ax.axis("off")
+    for ax, kind in zip(axes.flat, kinds):
         sel = [r for r in rows if r[0] == kind][::-1]
-        ax.barh([r[1] for r in sel], [r[2] for r in sel], color="tab:blue")
+        ax.barh([r[1] for r in sel], [r[2] for r in sel], color="#0072B2")
         ax.set_title(kind, fontsize=9)
         ax.tick_params(labelsize=7)
         ax.set_xlabel("p", fontsize=8)
     fig.suptitle("top notions per kind (p = share of captions)", fontsize=10)
     path = save_figure(fig, outdir, "notions_top")
-    return "top notions with p", path
+    return TOP_TITLE, path
 
 
 def render(lake: str, outdir: str) -> list[tuple[str, str]]:
@@ -59,3 +65,11 @@ def render(lake: str, outdir: str) -> list[tuple[str, str]]:
     matplotlib.use("Agg")
     os.makedirs(outdir, exist_ok=True)
     return [f for f in (_resolution_aspect(lake, outdir), _top_notions(lake, outdir)) if f]
+
+
+def tables(lake: str) -> dict[str, tuple[list[str], list[tuple]]]:
+    """The most frequent notions of each kind with count and share of captions (in %)."""
+    return {TOP_TITLE: db.query(
+        lake, "SELECT kind, notion, n, round(100 * p, 2) AS \"share %\" FROM notion_stats "
+              "QUALIFY row_number() OVER (PARTITION BY kind ORDER BY n DESC, notion) <= ? "
+              "ORDER BY kind, n DESC, notion", [TABLE_TOP])}

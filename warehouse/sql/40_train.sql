@@ -15,3 +15,10 @@ SELECT c.* FROM checkpoints c
 WHERE NOT coalesce(c.deleted, false)
   AND NOT EXISTS (SELECT 1 FROM checkpoints d
                   WHERE d.deleted AND d.run_id = c.run_id AND d.step = c.step);
+
+-- What the model saw: accepted samples per run, hour (UTC), kind (notion, source, resolution =
+-- side length in px after the transform, accepted) and value, summed over ranks.
+CREATE OR REPLACE VIEW training_exposure AS
+SELECT run_id, date_trunc('hour', created_at) AS hour, kind, value, sum(count) AS n
+FROM batch_stats WHERE kind IN ('notion', 'source', 'resolution', 'accepted')
+GROUP BY ALL;
