@@ -171,7 +171,7 @@ class Model(Section):
 
 
 class Train(Section):
-    """The trainer and its data path (model/trainer.py, model/feedback_sampler.py)."""
+    """The trainer and its data path (training/trainer.py, training/feedback_sampler.py)."""
     out: str = "runs/train"  # run directory: checkpoints/, train.log
     run_id: str | None = None  # default: the name of `out`
     init_from: str | None = None  # start from this checkpoint's weights (+EMA), fresh optimizer/data

@@ -19,21 +19,14 @@ MAX_PIXELS = 64_000_000
 
 
 def _images(tar_path: str, keys: set[str]) -> dict[str, bytes]:
-    """The image bytes of ``keys`` in one tar; headers are scanned, other members' data skipped."""
-    from tasks.shards import IMAGE_EXTS, split_key, unsafe_reason
-    out: dict[str, bytes] = {}
+    """The image bytes of ``keys`` in one tar (tasks/shard_format.py's safe reader); a moved or
+    corrupt tar gives nothing, and its tiles show the reason only."""
+    from tasks.shard_format import read_images
     try:
-        with tarfile.open(tar_path, "r:*") as tf:
-            for m in tf:
-                key, ext = split_key(m.name)
-                if key in keys and ext in IMAGE_EXTS and m.isfile() and not unsafe_reason(m):
-                    f = tf.extractfile(m)
-                    out[key] = f.read() if f else b""
-                    if len(out) == len(keys):
-                        break
+        found, _ = read_images(tar_path, keys)
     except (OSError, tarfile.TarError, EOFError):
-        pass  # a moved or corrupt tar: tiles show the reason only
-    return out
+        return {}
+    return {k: data for k, (_, data) in found.items()}
 
 
 def _thumb(data: bytes | None, path: str) -> bool:
