@@ -85,7 +85,9 @@ class Curate(Section):
     nsfw: NSFW = NSFW()
     face: Face = Face()
     clip_model: str = "ViT-L-14"  # open_clip architecture shared by the CLIP-head backends
-    clip_weights: str | None = None  # local open_clip checkpoint for laion-mlp / clip-mlp
+    clip_weights: str | None = None  # local CLIP weights for laion-mlp / clip-mlp (docs/weights-production.md)
+    clip_quick_gelu: Literal["auto"] | bool = "auto"  # auto: QuickGELU exactly for OpenAI weights
+    clip_allow_torchscript: bool = False  # TorchScript is code: load OpenAI's .pt only when opted in
     dask_address: str | None = None  # None: a LocalCluster
     workers: int = Field(2, ge=1, le=1024)
     force: bool = False  # redo shards that already have a shard_runs partition

@@ -36,7 +36,8 @@ class Models:
 def _model_key(cfg: Config) -> str:
     c = cfg.curate
     return json.dumps({s: getattr(c, s).model_dump() for s in MODEL_STAGES}
-                      | {"clip": [c.clip_model, c.clip_weights], "order": list(c.order)}, sort_keys=True)
+                      | {"clip": [c.clip_model, c.clip_weights, c.clip_quick_gelu, c.clip_allow_torchscript],
+                          "order": list(c.order)}, sort_keys=True)
 
 
 _MODELS: dict[str, Models] = {}
@@ -54,8 +55,10 @@ def _build_models(cfg: Config) -> Models:
     if any(f.needs_clip for f in filters.values()):
         from tasks.filters.clip_embed import ClipEmbedder
         b = cfg.curate.aesthetic if getattr(filters.get("aesthetic"), "needs_clip", False) else cfg.curate.nsfw
-        clip = ClipEmbedder(cfg.curate.clip_model, cfg.curate.clip_weights, b.device, b.batch_size)
-        backends["clip"] = f"open_clip:{cfg.curate.clip_model}"
+        c = cfg.curate
+        clip = ClipEmbedder(c.clip_model, c.clip_weights, b.device, b.batch_size, c.clip_quick_gelu,
+                            c.clip_allow_torchscript)
+        backends["clip"] = f"open_clip:{c.clip_model}" + ("-quickgelu" if clip.info["quick_gelu"] else "")
     return Models(filters, clip, backends)
 
 
