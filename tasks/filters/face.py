@@ -54,12 +54,15 @@ class YoloFaces:
     name, backend, needs_clip = "face", "yolov8-face", False
 
     def __init__(self, cfg, device: str):
-        import os
-
         from ultralytics import YOLO
-        if not cfg.weights or not os.path.exists(cfg.weights):
-            raise FileNotFoundError(f"YOLO face weights not found at {cfg.weights!r} (curate.face.weights)")
-        self.model = YOLO(cfg.weights)  # a path, never a bare name (a bare name downloads)
+
+        from tasks.weights_formats import WeightsFormatError, detect, require_path
+        path = require_path(cfg.weights, "curate.face.weights")
+        fmt = detect(path) if path.is_file() else "folder"
+        if fmt != "torch":
+            raise WeightsFormatError(f"curate.face.weights={cfg.weights!r} is {fmt}; expected an ultralytics YOLOv8 "
+                                     ".pt checkpoint (e.g. yolov8n-face.pt)")
+        self.model = YOLO(str(path))  # a path, never a bare name (a bare name downloads)
         self.cfg, self.device = cfg, device
 
     def __call__(self, images, emb=None):
