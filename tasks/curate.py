@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from djepa_t2i.config import Config
+from tasks import img2dataset_meta as i2d
 from tasks import shards as sh
 from tasks.decode import DecodeError, decode_image
 from tasks.filters import MODEL_STAGES, build
@@ -24,6 +25,7 @@ from tasks.filters.resolution import ResolutionFilter
 from warehouse import lake as lk
 
 CROSS = "duplicate across shards of "
+STATUSES = ("passed", "rejected", "quarantined", i2d.SOURCE_FAILED)  # every input pair ends in exactly one
 
 
 @dataclass
@@ -100,11 +102,16 @@ def process_shard(tar_path: str, cfg: Config, run_id: str = "", models: Models |
     base = {"shard": s.name, "source_path": tar_path, "run_id": run_id, "created_at": now}
 
     def emit(key, status, stage=None, reason=None, score=None, **kw):
-        out.pairs.append({**base, "key": key, "status": status, "stage": stage, "reason": reason,
-                          "score": score, **kw})
+        src = (s.parquet_rows or {}).get(key)  # img2dataset's columns, whatever became of the pair
+        out.pairs.append({**base, **(i2d.pair_columns(src) if src else {}), "key": key, "status": status,
+                          "stage": stage, "reason": reason, "score": score, **kw})
 
     for name, why in s.refused:
         emit(name, "quarantined", "read", f"unsafe tar member refused, not extracted: {why}")
+    failed = i2d.read_failed_rows(tar_path[: -len(".tar")] + ".parquet")
+    for r in failed:  # URLs img2dataset could not fetch or resize: counted in, never curated
+        if str(r["key"]) not in s.entries:  # a tar member wins (it is accounted by its own path)
+            emit(**i2d.failed_pair(r))
     only_tar, only_pq = set(s.only_in_tar), set(s.only_in_parquet)
     stage_t = {k: 0.0 for k in ["read", "decode"] + list(c.order)}
     stage_cpu = dict(stage_t)  # process CPU seconds: what a stage costs regardless of contention
@@ -128,14 +135,19 @@ def process_shard(tar_path: str, cfg: Config, run_id: str = "", models: Models |
             stage_cpu[stage] += time.process_time() - tc
         for cand in cands:
             emit(cand.key, "passed", **cand.row)
-    n = {st: sum(p["status"] == st for p in out.pairs) for st in ("passed", "rejected", "quarantined")}
+    n = {st: sum(p["status"] == st for p in out.pairs) for st in STATUSES}
     errors = list(s.errors)
+    stats = i2d.read_stats(tar_path)
+    why = i2d.stats_mismatch(stats, len(s.parquet_rows or {}) + len(failed), len(failed))
+    if why:
+        errors.append(why)
     if s.parquet_rows is None:
         errors.append("no parquet beside the tar: keys not cross-checked")
     if only_tar or only_pq:
         errors.append(f"parquet disagrees with tar: {len(only_tar)} keys only in tar, {len(only_pq)} only in parquet")
     out.run = {"shard": s.name, "source_path": tar_path, "n_in": len(out.pairs), "n_passed": n["passed"],
-               "n_rejected": n["rejected"], "n_quarantined": n["quarantined"],
+               "n_rejected": n["rejected"], "n_quarantined": n["quarantined"], "n_source_failed": n[i2d.SOURCE_FAILED],
+               "source_stats": json.dumps(stats) if stats is not None else None,
                "seconds": time.perf_counter() - t0,
                "backends": json.dumps({"resolution": "rules", "dedup": dedup_f.backend} | models.backends),
                "run_id": run_id, "created_at": now, "n_refused": len(s.refused),
@@ -163,7 +175,8 @@ def _admit(key, s: sh.ShardRead, only_tar, only_pq, c, emit) -> Candidate | None
     if why:
         emit(key, "quarantined", "metadata", why)
         return None
-    info = {"url": meta.get("url"), "source": meta.get("source")}
+    src = (s.parquet_rows or {}).get(key) or meta  # img2dataset's row, else the pair's json (same fields)
+    info = {"url": meta.get("url"), "source": meta.get("source"), **i2d.pair_columns(src)}
     caption, why = sh.parse_caption(e, meta)
     if why:
         emit(key, "quarantined", "caption", why, **info)
@@ -294,7 +307,7 @@ def cross_shard_dedup(lake: str, phash_distance: int) -> int:
         lk.write_partition(lake, "pairs", shard, pa.Table.from_pylist(part, schema=t.schema))
         runs = lk.read_table(lake, "shard_runs", [shard]).to_pylist() if shard_done(lake, shard) else []
         for run in runs:
-            for st in ("passed", "rejected", "quarantined"):
+            for st in STATUSES:
                 run[f"n_{st}"] = sum(p["status"] == st for p in part)
         if runs:
             lk.write_partition(lake, "shard_runs", shard, runs)
@@ -310,7 +323,7 @@ def summarize(lake: str, shards: list[str], order: list[str] | tuple = ()) -> di
     runs = lk.read_table(lake, "shard_runs", [s for s in shards if shard_done(lake, s)]).to_pylist()
     missing = sorted(set(shards) - {r["shard"] for r in runs})
     pairs = lk.read_table(lake, "pairs", [s for s in shards if lk.has_partition(lake, "pairs", s)]).to_pylist()
-    n = {st: sum(p["status"] == st for p in pairs) for st in ("passed", "rejected", "quarantined")}
+    n = {st: sum(p["status"] == st for p in pairs) for st in STATUSES}
     n_in = sum(r["n_in"] for r in runs)
     stages: dict[str, dict[str, int]] = {}
     for p in pairs:
@@ -321,7 +334,9 @@ def summarize(lake: str, shards: list[str], order: list[str] | tuple = ()) -> di
     for r in runs:
         backends.update(json.loads(r["backends"] or "{}"))
     summary = {"n_shards": len(shards), "n_in": n_in, "n_passed": n["passed"], "n_rejected": n["rejected"],
-               "n_quarantined": n["quarantined"], "rejected_by_stage": stages.get("rejected", {}),
+               "n_quarantined": n["quarantined"], "n_source_failed": n[i2d.SOURCE_FAILED],
+               "source_failed_by_stage": stages.get(i2d.SOURCE_FAILED, {}),
+               "rejected_by_stage": stages.get("rejected", {}),
                "quarantined_by_stage": stages.get("quarantined", {}), "backends": backends,
                "order": [(st, stages.get("rejected", {}).get(st, 0)) for st in order],
                "shard_errors": {r["shard"]: json.loads(r["errors"] or "[]") for r in runs if json.loads(r["errors"] or "[]")}}
@@ -331,16 +346,22 @@ def summarize(lake: str, shards: list[str], order: list[str] | tuple = ()) -> di
     if len(set(keys)) != len(keys):
         raise AccountingError("a pair is accounted more than once")
     if n_in != sum(n.values()):
-        raise AccountingError(f"in={n_in} != passed {n['passed']} + rejected {n['rejected']} + quarantined {n['quarantined']}")
+        raise AccountingError(f"in={n_in} != passed {n['passed']} + rejected {n['rejected']} + quarantined "
+                              f"{n['quarantined']} + source_failed {n[i2d.SOURCE_FAILED]}")
     return summary
 
 
 def format_summary(s: dict) -> str:
     lines = [f"curated {s['n_shards']} shards: in={s['n_in']} = passed {s['n_passed']} + rejected "
-             f"{s['n_rejected']} + quarantined {s['n_quarantined']}  [checked]", "funnel:"]
+             f"{s['n_rejected']} + quarantined {s['n_quarantined']} + source_failed {s['n_source_failed']}  [checked]",
+             "funnel:"]
     left = s["n_in"]
+    lines.append(f"  {'input':<12}{left:>8}   (img2dataset rows)")
+    f = s["n_source_failed"]
+    left -= f
+    lines.append(f"  {'downloaded':<12}{left:>8}   (-{f} source_failed: "
+                 + ", ".join(f"{k} {v}" for k, v in sorted(s["source_failed_by_stage"].items())) + ")")
     q = sum(s["quarantined_by_stage"].values())
-    lines.append(f"  {'input':<12}{left:>8}")
     left -= q
     lines.append(f"  {'readable':<12}{left:>8}   (-{q} quarantined: "
                  + ", ".join(f"{k} {v}" for k, v in sorted(s["quarantined_by_stage"].items())) + ")")
