@@ -76,9 +76,17 @@ class Face(Backend):
     imgsz: int = Field(640, ge=32, le=4096)
 
 
+class LaionScores(Section):
+    """Thresholds on LAION's own columns (tasks/filters/laion_scores.py); None = off (default)."""
+    max_punsafe: float | None = Field(None, ge=0.0, le=1.0)  # reject P(unsafe) above this
+    max_pwatermark: float | None = Field(None, ge=0.0, le=1.0)  # reject P(watermark) above this
+    min_similarity: float | None = Field(None, ge=-1.0, le=1.0)  # reject CLIP image-text cosine below this
+
+
 class Curate(Section):
-    order: list[Literal["resolution", "dedup", "aesthetic", "ocr", "nsfw", "face"]] = [
-        "resolution", "dedup", "aesthetic", "ocr", "nsfw", "face"]
+    order: list[Literal["laion_scores", "resolution", "dedup", "aesthetic", "ocr", "nsfw", "face"]] = [
+        "laion_scores", "resolution", "dedup", "aesthetic", "ocr", "nsfw", "face"]
+    laion_scores: LaionScores = LaionScores()
     resolution: Resolution = Resolution()
     dedup: Dedup = Dedup()
     aesthetic: Aesthetic = Aesthetic()

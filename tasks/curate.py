@@ -37,7 +37,7 @@ class Models:
 
 def _model_key(cfg: Config) -> str:
     c = cfg.curate
-    return json.dumps({s: getattr(c, s).model_dump() for s in MODEL_STAGES}
+    return json.dumps({s: getattr(c, s).model_dump() for s in (*MODEL_STAGES, "laion_scores")}
                       | {"clip": [c.clip_model, c.clip_weights, c.clip_quick_gelu, c.clip_allow_torchscript],
                           "order": list(c.order)}, sort_keys=True)
 
@@ -53,6 +53,9 @@ def _build_models(cfg: Config) -> Models:
         if s in cfg.curate.order and getattr(cfg.curate, s).backend != "none":
             filters[s] = build(s, cfg)
             backends[s] = filters[s].backend
+    laion = build("laion_scores", cfg) if "laion_scores" in cfg.curate.order else None
+    if laion is not None:  # LAION's own columns as filter inputs (off unless a threshold is set)
+        filters["laion_scores"], backends["laion_scores"] = laion, laion.backend
     clip = None
     if any(f.needs_clip for f in filters.values()):
         from tasks.filters.clip_embed import ClipEmbedder
@@ -212,8 +215,10 @@ def _run_stage(stage, cands, models: Models, res_f, dedup_f, shard, out: ShardOu
             results.append(r)
     else:
         f = models.filters.get(stage)
-        if f is None:  # backend "none": the stage is off
+        if f is None:  # backend "none" (or no laion_scores threshold): the stage is off
             return cands
+        if getattr(f, "reads_rows", False):
+            return _keep_passed(cands, f, f.check_rows([cd.row for cd in cands]), shard, out, emit)
         if f.needs_clip:
             todo = [cd for cd in cands if cd.emb is None]
             if todo:
@@ -222,6 +227,12 @@ def _run_stage(stage, cands, models: Models, res_f, dedup_f, shard, out: ShardOu
         import numpy as np
         emb = np.stack([cd.emb for cd in cands]) if f.needs_clip else None
         results = f([cd.image for cd in cands], emb)
+    return _keep_passed(cands, f, results, shard, out, emit)
+
+
+def _keep_passed(cands, f, results, shard, out: ShardOutput, emit):
+    """Record each result; emit the rejected candidates; return the ones that passed."""
+    stage = f.name
     keep = []
     for cd, r in zip(cands, results):
         out.scores.append(_score_row(shard, cd.key, f, r))
