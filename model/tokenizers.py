@@ -68,7 +68,8 @@ class VAETokenizer:
         self.stride = self.factor * patch_size
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "path": self.path, "patch_size": self.patch_size,
+        from model.encoder_paths import encoder_name
+        return {"kind": self.kind, "name": encoder_name(self.path), "path": self.path, "patch_size": self.patch_size,
                 "tile_above": self.tile_above, "config": self.config}
 
     grid = PixelTokenizer.grid
@@ -111,10 +112,14 @@ def build_tokenizer(cfg) -> PixelTokenizer | VAETokenizer:
                         device=dev, dtype=dtype, config=cfg.vae_config)
 
 
-def tokenizer_from_meta(meta: dict, device: str = "cpu") -> PixelTokenizer | VAETokenizer:
+def tokenizer_from_meta(meta: dict, device: str = "cpu", ckpt_dir: str | None = None,
+                        overrides: dict[str, str] | None = None) -> PixelTokenizer | VAETokenizer:
+    """The tokenizer a checkpoint recorded; a VAE path is resolved portably (model/encoder_paths.py)."""
     if meta["kind"] == "pixel":
         return PixelTokenizer(meta["patch_size"], meta.get("channels", 3))
-    return VAETokenizer(meta["path"], meta["patch_size"], meta["tile_above"], device=device, config=meta.get("config"))
+    from model.encoder_paths import resolve_encoder_path
+    path = resolve_encoder_path("vae", meta, ckpt_dir, overrides)
+    return VAETokenizer(path, meta["patch_size"], meta["tile_above"], device=device, config=meta.get("config"))
 
 
 def pack(images: list[torch.Tensor], tokenizer, max_image_tokens: int = 4096,

@@ -137,3 +137,25 @@ def test_yolo_face_refuses_what_is_not_an_ultralytics_pt(tmp_path):
     bad.write_bytes(b"\x08\x07onnx")
     with pytest.raises(WeightsFormatError, match=r"is unknown; expected an ultralytics YOLOv8 \.pt checkpoint"):
         build("face", load_config(overrides=["curate.face.backend=yolov8-face", f"curate.face.weights={bad}"]))
+
+
+def test_checkpoint_encoders_resolve_by_name_override_or_recorded_path(tmp_path, monkeypatch):
+    from model.checkpoint import text_encoder_from_meta
+    from model.encoder_paths import WEIGHTS_DIR_ENV, resolve_encoder_path
+    from model.text_encoder import TextEncoder
+    trained = _tiny_t5(tmp_path / "train-machine" / "t5-v1_1-tiny")
+    entry = TextEncoder(str(trained), "t5", "cpu").describe()
+    assert entry["name"] == "t5-v1_1-tiny" and entry["path"] == str(trained)
+    assert resolve_encoder_path("text_encoder", entry) == str(trained)
+    (tmp_path / "train-machine").rename(tmp_path / "elsewhere")  # another machine: the path is gone
+    with pytest.raises(FileNotFoundError, match=rf"checkpoint's text_encoder 't5-v1_1-tiny' not found .*--text-encoder PATH.*\${WEIGHTS_DIR_ENV}"):
+        resolve_encoder_path("text_encoder", entry)
+    moved = tmp_path / "elsewhere" / "t5-v1_1-tiny"
+    assert resolve_encoder_path("text_encoder", entry, overrides={"text_encoder": str(moved)}) == str(moved)
+    monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path / "elsewhere"))
+    te = text_encoder_from_meta(entry, "cpu", ckpt_dir=str(tmp_path / "ckpt"))
+    assert te.path == str(moved) and te.dim == 32
+    rel = {"name": "t5-v1_1-tiny", "path": "../elsewhere/t5-v1_1-tiny"}  # relative to the checkpoint folder
+    monkeypatch.delenv(WEIGHTS_DIR_ENV)
+    (tmp_path / "ckpt").mkdir()
+    assert resolve_encoder_path("text_encoder", rel, ckpt_dir=str(tmp_path / "ckpt")) == str(tmp_path / "ckpt" / rel["path"])

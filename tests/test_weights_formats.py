@@ -4,6 +4,7 @@ Every file here is built in the real format (a TorchScript archive via ``torch.j
 ``torch.save`` state dicts, safetensors, Keras 2 and Keras 3 weights written with h5py), small.
 """
 import json
+import os
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from tasks.filters import build
 from tasks.filters.aesthetic import AestheticMLP
 from tasks.weights_formats import WeightsFormatError, detect
 
+UNUSED_CLIP = f"curate.clip_weights={os.devnull}"  # heads scored on given embeddings: no CLIP runs
 TINY_CLIP = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
              "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 1}}
 
@@ -99,7 +101,7 @@ def _aesthetic_pth(d, dim=768):
 
 
 def test_aesthetic_pth_loads_and_wrong_files_say_what_to_do(tiny_clip, tmp_path):
-    ov = ["curate.clip_weights=/unused", "curate.aesthetic.backend=laion-mlp", "curate.aesthetic.threshold=0"]
+    ov = [UNUSED_CLIP, "curate.aesthetic.backend=laion-mlp", "curate.aesthetic.threshold=0"]
     f = build("aesthetic", load_config(overrides=ov + [f"curate.aesthetic.weights={_aesthetic_pth(tmp_path)}"]))
     emb = torch.nn.functional.normalize(torch.randn(3, 768), dim=-1).numpy()
     assert len(f([None] * 3, emb)) == 3
@@ -170,14 +172,14 @@ def test_keras_nsfw_detector_converts_into_the_head(tmp_path, writer):
     assert detect(src) == "keras-h5"
     out, kind, n = convert(str(src))
     assert out.name == "clip_autokeras_binary_nsfw.safetensors" and n == 10 and "linear_1..4" in kind
-    f = build("nsfw", load_config(overrides=["curate.clip_weights=/unused", "curate.nsfw.backend=clip-mlp",
+    f = build("nsfw", load_config(overrides=[UNUSED_CLIP, "curate.nsfw.backend=clip-mlp",
                                              f"curate.nsfw.weights={out}"]))
     x = rng.normal(size=(6, 768)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     got = np.array([r.score for r in f([None] * 6, x)])
     np.testing.assert_allclose(got, _keras_reference(x, mean, var, dense), rtol=1e-4, atol=1e-6)
     with pytest.raises(WeightsFormatError, match=r"Keras .h5 file; .* t2i convert-weights"):
-        build("nsfw", load_config(overrides=["curate.clip_weights=/unused", "curate.nsfw.backend=clip-mlp",
+        build("nsfw", load_config(overrides=[UNUSED_CLIP, "curate.nsfw.backend=clip-mlp",
                                              f"curate.nsfw.weights={src}"]))
 
 
@@ -189,7 +191,7 @@ def test_laion_pytorch_nsfw_heads_load_as_published(tmp_path):
         assert sorted(sd)[:2] == ["linear_1.bias", "linear_1.weight"] and sd["norm.mean"].shape == (dims[0],)
         p = tmp_path / f"head_{dims[0]}.pth"
         torch.save(sd, p)
-        f = build("nsfw", load_config(overrides=["curate.clip_weights=/unused", "curate.nsfw.backend=clip-mlp",
+        f = build("nsfw", load_config(overrides=[UNUSED_CLIP, "curate.nsfw.backend=clip-mlp",
                                                  f"curate.nsfw.weights={p}"]))
         rs = f([None] * 2, np.zeros((2, dims[0]), np.float32))
         assert all(0.0 <= r.score <= 1.0 for r in rs) and f.head.in_dim == dims[0]
@@ -205,3 +207,20 @@ def test_convert_weights_cli_refuses_what_it_cannot_read(tmp_path, capsys):
     _write_keras3(tmp_path / "n.weights.h5", *_keras_nsfw(rng, (512, 32, 32, 1)))
     assert main(["convert-weights", str(tmp_path / "n.weights.h5"), "--out", str(tmp_path / "o.safetensors")]) == 0
     assert "wrote " + str(tmp_path / "o.safetensors") + " (8 tensors)" in capsys.readouterr().out
+
+
+def test_backend_names_and_weight_paths_fail_when_the_config_loads(tmp_path):
+    from djepa_t2i.config import ConfigError
+    with pytest.raises(ConfigError, match=r"curate.nsfw: Value error, unknown backend 'clip'; allowed: clip-mlp, none, nudenet, offline"):
+        load_config(overrides=["curate.nsfw.backend=clip"])
+    with pytest.raises(ConfigError, match=r"model.text_encoder: Value error, unknown backend 'T5'; allowed: hf, offline, t5"):
+        load_config(overrides=["model.text_encoder.backend=T5", "model.text_encoder.weights=/x"])
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=["curate.face.backend=yolov8-face", "curate.face.weights=/models/yolov8n-face.pt",
+                               "model.tokenizer=vae", "model.vae.backend=diffusers", f"model.vae.weights={tmp_path}"])
+    assert str(e.value).splitlines() == [
+        "weights not found:",
+        "  curate.face.weights='/models/yolov8n-face.pt' does not exist (a local path, nothing is downloaded; "
+        "docs/weights-production.md)"]
+    # a stage that is not in the order reads no weights, so its path is not checked
+    load_config(overrides=["curate.face.backend=yolov8-face", "curate.face.weights=/nope", "curate.order=[resolution]"])
