@@ -75,9 +75,10 @@ class NSFW(Backend):
 
 
 class Face(Backend):
-    """offline = haar (OpenCV); yolov8-face = ultralytics YOLO(<weights .pt>)."""
-    max_faces: int = Field(-1, ge=-1)  # -1: keep any number (record only)
-    max_face_area: float = Field(1.0, ge=0.0, le=1.0)  # reject if the largest face exceeds this share
+    """offline = haar (OpenCV); yolov8-face = ultralytics YOLO(<weights .pt>). Policy: reject
+    face-dominated images (tasks/filters/face.py, docs/curation.md "Face policy")."""
+    max_faces: int = Field(-1, ge=-1)  # reject more faces than this; -1: any number (crowds are kept)
+    max_face_area: float = Field(0.2, ge=0.0, le=1.0)  # reject when the largest face box covers more of the image
     conf: float = Field(0.25, ge=0.0, le=1.0)  # yolov8-face detection confidence
     imgsz: int = Field(640, ge=32, le=4096)
     allowed: ClassVar[frozenset[str]] = frozenset({"offline", "haar", "yolov8-face", "none"})
