@@ -38,7 +38,7 @@ class LoadedClip:
 
 def resolve_file(path: Path, key: str) -> Path:
     """The weights file of ``path`` (a file, or an open_clip folder); error if a folder has none."""
-    if path.is_file():
+    if not path.is_dir():
         return path
     for name in FOLDER_FILES:
         if (path / name).exists():
