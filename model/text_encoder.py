@@ -5,7 +5,8 @@ Backends: ``offline`` (the default) is all-MiniLM-L6-v2 as shipped inside the
 loads a Hugging Face encoder from the local directory in ``weights``: T5 checkpoints load as
 ``T5EncoderModel`` (the paper's encoder), anything else through ``AutoModel`` (encoder-decoder
 models contribute their encoder), in ``dtype`` (fp32, or bf16 to halve a T5-XXL; T5 refuses fp16,
-whose activations overflow); states are returned in fp32. States of recently seen captions are cached, so the
+whose activations overflow); states are returned in fp32. A diffusers pipeline's
+``text_encoder_3/`` folder works too (its tokenizer is read from the sibling ``tokenizer_3/``). States of recently seen captions are cached, so the
 conditional and unconditional halves of an evaluation, or repeated prompts, cost one encode.
 """
 from __future__ import annotations
@@ -42,6 +43,19 @@ class TextStates:
         return self.states.shape[0]
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "spiece.model", "vocab.txt")
+
+
+def tokenizer_dir(path: str) -> str:
+    """Where the encoder's tokenizer lives: ``path`` itself, or, for a diffusers pipeline's
+    ``text_encoder_3/`` (SD3's T5-XXL), its sibling ``tokenizer_3/``."""
+    p = Path(path)
+    if any((p / f).exists() for f in TOKENIZER_FILES):
+        return path
+    sibling = p.parent / p.name.replace("text_encoder", "tokenizer")
+    return str(sibling) if sibling != p and sibling.is_dir() else path
+
+
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -69,7 +83,7 @@ class TextEncoder:
             if getattr(model.config, "is_encoder_decoder", False):
                 model = model.get_encoder()
         self.model = model.eval().requires_grad_(False).to(self.device)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir(self.path), local_files_only=True)
         self.dim = int(getattr(config, "d_model", None) or config.hidden_size)
         self._cache: OrderedDict[tuple[str, int], torch.Tensor] = OrderedDict()
         self.cache_size = cache_size

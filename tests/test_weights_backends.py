@@ -81,6 +81,13 @@ def test_t5_text_encoder_loads_in_the_configured_dtype(tmp_path):
         TextEncoder(str(p), "t5", "cpu", dtype="fp16")
     with pytest.raises(ValueError, match="expected a Hugging Face model folder"):
         TextEncoder(str(tmp_path), "t5", "cpu")
+    # SD3's diffusers layout: text_encoder_3/ (T5EncoderModel) beside tokenizer_3/
+    from transformers import AutoTokenizer
+    sd3 = tmp_path / "sd3"
+    fp32.model.save_pretrained(sd3 / "text_encoder_3")
+    AutoTokenizer.from_pretrained(p).save_pretrained(sd3 / "tokenizer_3")
+    te3 = TextEncoder(str(sd3 / "text_encoder_3"), "t5", "cpu")
+    assert torch.equal(te3.encode(["two red circles"]).states, fp32.encode(["two red circles"]).states)
 
 
 def _ldm_keys(sd: dict, n_up: int) -> dict:
