@@ -91,10 +91,26 @@ class LaionScores(Section):
     min_similarity: float | None = Field(None, ge=-1.0, le=1.0)  # reject CLIP image-text cosine below this
 
 
+class ClipSimilarity(Section):
+    """CLIP image-text cosine on the shared embeddings (tasks/filters/clip_similarity.py)."""
+    min_similarity: float | None = Field(None, ge=-1.0, le=1.0)  # None: record the score only
+
+
+class SemanticDedup(Section):
+    """CLIP-embedding near-duplicates within a shard (tasks/filters/semantic_dedup.py)."""
+    max_cosine: float | None = Field(None, ge=0.0, le=1.0)  # None: record the nearest cosine only
+
+
+CLIP_STAGES = ("clip_similarity", "semantic_dedup")  # run only with curate.clip_weights, else skipped
+
+
 class Curate(Section):
-    order: list[Literal["laion_scores", "resolution", "dedup", "aesthetic", "ocr", "nsfw", "face"]] = [
-        "laion_scores", "resolution", "dedup", "aesthetic", "ocr", "nsfw", "face"]
+    order: list[Literal["laion_scores", "resolution", "dedup", "aesthetic", "clip_similarity", "semantic_dedup",
+                        "ocr", "nsfw", "face"]] = [
+        "laion_scores", "resolution", "dedup", "aesthetic", "clip_similarity", "semantic_dedup", "ocr", "nsfw", "face"]
     laion_scores: LaionScores = LaionScores()
+    clip_similarity: ClipSimilarity = ClipSimilarity()
+    semantic_dedup: SemanticDedup = SemanticDedup()
     resolution: Resolution = Resolution()
     dedup: Dedup = Dedup()
     aesthetic: Aesthetic = Aesthetic()

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from djepa_t2i.config import Config
+from djepa_t2i.config import CLIP_STAGES, Config
 from tasks import img2dataset_meta as i2d
 from tasks import shards as sh
 from tasks.decode import DecodeError, decode_image
@@ -37,7 +37,7 @@ class Models:
 
 def _model_key(cfg: Config) -> str:
     c = cfg.curate
-    return json.dumps({s: getattr(c, s).model_dump() for s in (*MODEL_STAGES, "laion_scores")}
+    return json.dumps({s: getattr(c, s).model_dump() for s in (*MODEL_STAGES, "laion_scores", *CLIP_STAGES)}
                       | {"clip": [c.clip_model, c.clip_weights, c.clip_quick_gelu, c.clip_allow_torchscript],
                           "order": list(c.order)}, sort_keys=True)
 
@@ -56,6 +56,12 @@ def _build_models(cfg: Config) -> Models:
     laion = build("laion_scores", cfg) if "laion_scores" in cfg.curate.order else None
     if laion is not None:  # LAION's own columns as filter inputs (off unless a threshold is set)
         filters["laion_scores"], backends["laion_scores"] = laion, laion.backend
+    for s in (s for s in CLIP_STAGES if s in cfg.curate.order):  # beyond the paper: reuse the CLIP embeddings
+        if cfg.curate.clip_weights:
+            filters[s] = build(s, cfg)
+            backends[s] = filters[s].backend
+        else:
+            backends[s] = "skipped: needs CLIP weights (curate.clip_weights)"
     clip = None
     if any(f.needs_clip for f in filters.values()):
         from tasks.filters.clip_embed import ClipEmbedder
@@ -64,6 +70,9 @@ def _build_models(cfg: Config) -> Models:
         clip = ClipEmbedder(c.clip_model, c.clip_weights, b.device, b.batch_size, c.clip_quick_gelu,
                             c.clip_allow_torchscript)
         backends["clip"] = f"open_clip:{c.clip_model}" + ("-quickgelu" if clip.info["quick_gelu"] else "")
+        for f in filters.values():
+            if hasattr(f, "clip"):
+                f.clip = clip
     return Models(filters, clip, backends)
 
 
@@ -97,6 +106,9 @@ def _now():
 
 def process_shard(tar_path: str, cfg: Config, run_id: str = "", models: Models | None = None) -> ShardOutput:
     models = models or load_models(cfg)
+    for f in models.filters.values():
+        if hasattr(f, "reset"):
+            f.reset()  # per-shard state (semantic_dedup compares within a shard)
     t0, c0 = time.perf_counter(), time.process_time()
     c = cfg.curate
     s = sh.read_shard(tar_path)
@@ -226,7 +238,9 @@ def _run_stage(stage, cands, models: Models, res_f, dedup_f, shard, out: ShardOu
                     cd.emb = e
         import numpy as np
         emb = np.stack([cd.emb for cd in cands]) if f.needs_clip else None
-        results = f([cd.image for cd in cands], emb)
+        ctx = ({"keys": [cd.key for cd in cands], "captions": [cd.row["caption"] for cd in cands]}
+               if getattr(f, "needs_context", False) else {})
+        results = f([cd.image for cd in cands], emb, **ctx)
     return _keep_passed(cands, f, results, shard, out, emit)
 
 
@@ -239,6 +253,8 @@ def _keep_passed(cands, f, results, shard, out: ShardOutput, emit):
         if r.passed:
             keep.append(cd)
         else:
+            if "duplicate_of" in r.details:  # semantic_dedup names the kept pair
+                cd.row["dup_of"] = f"{shard}/{r.details['duplicate_of']}"
             emit(cd.key, "rejected", stage, r.reason, float(r.score), **cd.row)
     return keep
 

@@ -3,7 +3,6 @@
 Every file here is built in the real format (a TorchScript archive via ``torch.jit.script``,
 ``torch.save`` state dicts, safetensors, Keras 2 and Keras 3 weights written with h5py), small.
 """
-import json
 import os
 
 import numpy as np
@@ -16,18 +15,16 @@ from tasks.filters.aesthetic import AestheticMLP
 from tasks.weights_formats import WeightsFormatError, detect
 
 UNUSED_CLIP = f"curate.clip_weights={os.devnull}"  # heads scored on given embeddings: no CLIP runs
-TINY_CLIP = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
-             "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 1}}
-
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory):
     """A tiny open_clip architecture registered as ``tiny-test-clip``, and OpenAI-style files:
     a TorchScript archive (QuickGELU, like OpenAI's ViT-L-14.pt) and a plain state dict."""
     import open_clip
+
+    from tests.tiny_clip import register
     d = tmp_path_factory.mktemp("clip")
-    (d / "tiny-test-clip.json").write_text(json.dumps(TINY_CLIP))
-    open_clip.add_model_config(d / "tiny-test-clip.json")
+    register(d)
     torch.manual_seed(0)
     m = open_clip.create_model("tiny-test-clip", force_quick_gelu=True).eval()
     torch.jit.script(m).save(str(d / "ViT-L-14.pt"))

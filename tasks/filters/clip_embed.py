@@ -37,3 +37,12 @@ class ClipEmbedder:
                 e = self.model.encode_image(x).float()
             out.append(torch.nn.functional.normalize(e, dim=-1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    @torch.inference_mode()
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        """Normalised CLIP text embeddings (for image-text similarity against ``__call__``'s)."""
+        import open_clip
+        tok = open_clip.get_tokenizer(self.model_name)
+        out = [torch.nn.functional.normalize(self.model.encode_text(tok(texts[i:i + self.batch_size]).to(self.device)).float(), dim=-1)
+               for i in range(0, len(texts), self.batch_size)]
+        return torch.cat(out).cpu().numpy() if out else np.zeros((0, self.dim), np.float32)
