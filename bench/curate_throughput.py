@@ -56,7 +56,7 @@ def production_overrides(tmp: str, clip_model: str) -> list[str]:
                                                   ("n", "nsfw.pth"), ("y", "yolov8n-face.pt"))}
     torch.save({k: v.half() for k, v in m.state_dict().items()}, paths["clip"])
     torch.save(AestheticMLP(dim).state_dict(), paths["a"])
-    torch.save(NsfwMLP(dim).state_dict(), paths["n"])
+    torch.save(NsfwMLP((dim, 64, 512, 256, 1)).state_dict(), paths["n"])  # LAION L/14 head sizes
     YOLO("yolov8n.yaml").save(paths["y"])
     return [f"curate.clip_model={clip_model}", f"curate.clip_weights={paths['clip']}",
             "curate.aesthetic.backend=laion-mlp", f"curate.aesthetic.weights={paths['a']}",

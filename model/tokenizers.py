@@ -1,7 +1,8 @@
 """Image tokenizers: images <-> sequences of patch tokens, and packing into one batch.
 
 ``PixelTokenizer`` (the embedded default) cuts raw pixels into p x p patches. ``VAETokenizer``
-encodes with a diffusers ``AutoencoderKL`` loaded from a local directory (SD/SD3/FLUX-style
+encodes with a diffusers ``AutoencoderKL`` loaded from a local path (model/vae_loader.py: a VAE
+folder, a pipeline's ``vae/``, or a single file; SD/SD3/FLUX-style
 VAEs), normalises latents with the VAE's own scaling/shift factors and patchifies them; above
 ``tile_above`` pixels it switches to tiled encode/decode so 2K-4K images fit in memory.
 """
@@ -56,11 +57,10 @@ class VAETokenizer:
     kind = "vae"
 
     def __init__(self, path: str, patch_size: int = 1, tile_above: int = 2048, device: str = "cpu",
-                 dtype: torch.dtype = torch.float32):
-        from diffusers import AutoencoderKL
-        self.path, self.patch_size, self.tile_above = str(path), patch_size, tile_above
-        self.vae = AutoencoderKL.from_pretrained(self.path).eval().requires_grad_(False)
-        self.vae.to(device=device, dtype=dtype)
+                 dtype: torch.dtype = torch.float32, config: str | None = None):
+        from model.vae_loader import load_vae
+        self.path, self.patch_size, self.tile_above, self.config = str(path), patch_size, tile_above, config
+        self.vae = load_vae(self.path, config, dtype).to(device=device)
         cfg = self.vae.config
         self.channels = cfg.latent_channels
         self.scale = float(cfg.scaling_factor or 1.0)
@@ -70,8 +70,9 @@ class VAETokenizer:
         self.stride = self.factor * patch_size
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "path": self.path, "patch_size": self.patch_size,
-                "tile_above": self.tile_above}
+        from model.encoder_paths import encoder_name
+        return {"kind": self.kind, "name": encoder_name(self.path), "path": self.path, "patch_size": self.patch_size,
+                "tile_above": self.tile_above, "config": self.config}
 
     grid = PixelTokenizer.grid
 
@@ -108,14 +109,19 @@ def build_tokenizer(cfg) -> PixelTokenizer | VAETokenizer:
     if not cfg.vae.weights:
         raise ValueError("model.tokenizer=vae needs model.vae.weights (a local AutoencoderKL dir)")
     dev = resolve_device(cfg.vae.device)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.vae.dtype, torch.float32)
     return VAETokenizer(cfg.vae.weights, patch_size=cfg.vae_patch_size, tile_above=cfg.vae_tile_above,
-                        device=dev)
+                        device=dev, dtype=dtype, config=cfg.vae_config)
 
 
-def tokenizer_from_meta(meta: dict, device: str = "cpu") -> PixelTokenizer | VAETokenizer:
+def tokenizer_from_meta(meta: dict, device: str = "cpu", ckpt_dir: str | None = None,
+                        overrides: dict[str, str] | None = None) -> PixelTokenizer | VAETokenizer:
+    """The tokenizer a checkpoint recorded; a VAE path is resolved portably (model/encoder_paths.py)."""
     if meta["kind"] == "pixel":
         return PixelTokenizer(meta["patch_size"], meta.get("channels", 3))
-    return VAETokenizer(meta["path"], meta["patch_size"], meta["tile_above"], device=device)
+    from model.encoder_paths import resolve_encoder_path
+    path = resolve_encoder_path("vae", meta, ckpt_dir, overrides)
+    return VAETokenizer(path, meta["patch_size"], meta["tile_above"], device=device, config=meta.get("config"))
 
 
 def pack(images: list[torch.Tensor], tokenizer, max_image_tokens: int = 4096,

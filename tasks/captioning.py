@@ -2,10 +2,10 @@
 
 Two backends:
 * ``alt`` (offline default): keeps the pair's alt text; ``source='alt'``.
-* ``internvl`` (production): an InternVL checkpoint in the standard Hugging Face layout, loaded
-  from a local directory with transformers' native ``InternVLForConditionalGeneration`` and
-  ``AutoProcessor`` (no remote code unless ``trust_remote_code``), batched greedy ``generate()``,
-  bf16 on GPU; ``source='vlm'``.
+* ``internvl`` (production): an InternVL checkpoint from a local directory, ``source='vlm'``.
+  The -hf layout runs here with transformers' native ``InternVLForConditionalGeneration`` and
+  ``AutoProcessor``, batched greedy ``generate()``, bf16 on GPU; OpenGVLab's ``internvl_chat``
+  custom-code layout runs through ``tasks.internvl_loader`` (opt-in ``trust_remote_code``).
 
 Either way the alt text is kept in ``alt_text`` and the paper's image tags (style words found in
 the alt text, the data source) are appended to the caption, e.g.

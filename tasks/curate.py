@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from djepa_t2i.config import Config
+from djepa_t2i.config import CLIP_STAGES, Config
+from tasks import img2dataset_meta as i2d
 from tasks import shards as sh
 from tasks.decode import DecodeError, decode_image
 from tasks.filters import MODEL_STAGES, build
@@ -26,6 +27,7 @@ from warehouse.schema import SCHEMAS
 
 CROSS = "duplicate across shards of "
 _RESTORED = {"status": "passed", "stage": None, "reason": None, "score": None, "dup_of": None}
+STATUSES = ("passed", "rejected", "quarantined", i2d.SOURCE_FAILED)  # every input pair ends in exactly one
 
 
 @dataclass
@@ -37,8 +39,9 @@ class Models:
 
 def _model_key(cfg: Config) -> str:
     c = cfg.curate
-    return json.dumps({s: getattr(c, s).model_dump() for s in MODEL_STAGES}
-                      | {"clip": [c.clip_model, c.clip_weights], "order": list(c.order)}, sort_keys=True)
+    return json.dumps({s: getattr(c, s).model_dump() for s in (*MODEL_STAGES, "laion_scores", *CLIP_STAGES)}
+                      | {"clip": [c.clip_model, c.clip_weights, c.clip_quick_gelu, c.clip_allow_torchscript],
+                          "order": list(c.order)}, sort_keys=True)
 
 
 _MODELS: dict[str, Models] = {}
@@ -52,12 +55,26 @@ def _build_models(cfg: Config) -> Models:
         if s in cfg.curate.order and getattr(cfg.curate, s).backend != "none":
             filters[s] = build(s, cfg)
             backends[s] = filters[s].backend
+    laion = build("laion_scores", cfg) if "laion_scores" in cfg.curate.order else None
+    if laion is not None:  # LAION's own columns as filter inputs (off unless a threshold is set)
+        filters["laion_scores"], backends["laion_scores"] = laion, laion.backend
+    for s in (s for s in CLIP_STAGES if s in cfg.curate.order):  # beyond the paper: reuse the CLIP embeddings
+        if cfg.curate.clip_weights:
+            filters[s] = build(s, cfg)
+            backends[s] = filters[s].backend
+        else:
+            backends[s] = "skipped: needs CLIP weights (curate.clip_weights)"
     clip = None
     if any(f.needs_clip for f in filters.values()):
         from tasks.filters.clip_embed import ClipEmbedder
         b = cfg.curate.aesthetic if getattr(filters.get("aesthetic"), "needs_clip", False) else cfg.curate.nsfw
-        clip = ClipEmbedder(cfg.curate.clip_model, cfg.curate.clip_weights, b.device, b.batch_size)
-        backends["clip"] = f"open_clip:{cfg.curate.clip_model}"
+        c = cfg.curate
+        clip = ClipEmbedder(c.clip_model, c.clip_weights, b.device, b.batch_size, c.clip_quick_gelu,
+                            c.clip_allow_torchscript)
+        backends["clip"] = f"open_clip:{c.clip_model}" + ("-quickgelu" if clip.info["quick_gelu"] else "")
+        for f in filters.values():
+            if hasattr(f, "clip"):
+                f.clip = clip
     return Models(filters, clip, backends)
 
 
@@ -91,6 +108,9 @@ def _now():
 
 def process_shard(tar_path: str, cfg: Config, run_id: str = "", models: Models | None = None) -> ShardOutput:
     models = models or load_models(cfg)
+    for f in models.filters.values():
+        if hasattr(f, "reset"):
+            f.reset()  # per-shard state (semantic_dedup compares within a shard)
     t0, c0 = time.perf_counter(), time.process_time()
     c = cfg.curate
     s = sh.read_shard(tar_path)
@@ -99,11 +119,16 @@ def process_shard(tar_path: str, cfg: Config, run_id: str = "", models: Models |
     base = {"shard": s.name, "source_path": tar_path, "run_id": run_id, "created_at": now}
 
     def emit(key, status, stage=None, reason=None, score=None, **kw):
-        out.pairs.append({**base, "key": key, "status": status, "stage": stage, "reason": reason,
-                          "score": score, **kw})
+        src = (s.parquet_rows or {}).get(key)  # img2dataset's columns, whatever became of the pair
+        out.pairs.append({**base, **(i2d.pair_columns(src) if src else {}), "key": key, "status": status,
+                          "stage": stage, "reason": reason, "score": score, **kw})
 
     for name, why in s.refused:
         emit(name, "quarantined", "read", f"unsafe tar member refused, not extracted: {why}")
+    failed = i2d.read_failed_rows(tar_path[: -len(".tar")] + ".parquet")
+    for r in failed:  # URLs img2dataset could not fetch or resize: counted in, never curated
+        if str(r["key"]) not in s.entries:  # a tar member wins (it is accounted by its own path)
+            emit(**i2d.failed_pair(r))
     only_tar, only_pq = set(s.only_in_tar), set(s.only_in_parquet)
     stage_t = {k: 0.0 for k in ["read", "decode"] + list(c.order)}
     stage_cpu = dict(stage_t)  # process CPU seconds: what a stage costs regardless of contention
@@ -127,14 +152,19 @@ def process_shard(tar_path: str, cfg: Config, run_id: str = "", models: Models |
             stage_cpu[stage] += time.process_time() - tc
         for cand in cands:
             emit(cand.key, "passed", **cand.row)
-    n = {st: sum(p["status"] == st for p in out.pairs) for st in ("passed", "rejected", "quarantined")}
+    n = {st: sum(p["status"] == st for p in out.pairs) for st in STATUSES}
     errors = list(s.errors)
+    stats = i2d.read_stats(tar_path)
+    why = i2d.stats_mismatch(stats, len(s.parquet_rows or {}) + len(failed), len(failed))
+    if why:
+        errors.append(why)
     if s.parquet_rows is None:
         errors.append("no parquet beside the tar: keys not cross-checked")
     if only_tar or only_pq:
         errors.append(f"parquet disagrees with tar: {len(only_tar)} keys only in tar, {len(only_pq)} only in parquet")
     out.run = {"shard": s.name, "source_path": tar_path, "n_in": len(out.pairs), "n_passed": n["passed"],
-               "n_rejected": n["rejected"], "n_quarantined": n["quarantined"],
+               "n_rejected": n["rejected"], "n_quarantined": n["quarantined"], "n_source_failed": n[i2d.SOURCE_FAILED],
+               "source_stats": json.dumps(stats) if stats is not None else None,
                "seconds": time.perf_counter() - t0,
                "backends": json.dumps({"resolution": "rules", "dedup": dedup_f.backend} | models.backends),
                "run_id": run_id, "created_at": now, "n_refused": len(s.refused),
@@ -162,7 +192,8 @@ def _admit(key, s: sh.ShardRead, only_tar, only_pq, c, emit) -> Candidate | None
     if why:
         emit(key, "quarantined", "metadata", why)
         return None
-    info = {"url": meta.get("url"), "source": meta.get("source")}
+    src = (s.parquet_rows or {}).get(key) or meta  # img2dataset's row, else the pair's json (same fields)
+    info = {"url": meta.get("url"), "source": meta.get("source"), **i2d.pair_columns(src)}
     caption, why = sh.parse_caption(e, meta)
     if why:
         emit(key, "quarantined", "caption", why, **info)
@@ -198,8 +229,10 @@ def _run_stage(stage, cands, models: Models, res_f, dedup_f, shard, out: ShardOu
             results.append(r)
     else:
         f = models.filters.get(stage)
-        if f is None:  # backend "none": the stage is off
+        if f is None:  # backend "none" (or no laion_scores threshold): the stage is off
             return cands
+        if getattr(f, "reads_rows", False):
+            return _keep_passed(cands, f, f.check_rows([cd.row for cd in cands]), shard, out, emit)
         if f.needs_clip:
             todo = [cd for cd in cands if cd.emb is None]
             if todo:
@@ -207,13 +240,23 @@ def _run_stage(stage, cands, models: Models, res_f, dedup_f, shard, out: ShardOu
                     cd.emb = e
         import numpy as np
         emb = np.stack([cd.emb for cd in cands]) if f.needs_clip else None
-        results = f([cd.image for cd in cands], emb)
+        ctx = ({"keys": [cd.key for cd in cands], "captions": [cd.row["caption"] for cd in cands]}
+               if getattr(f, "needs_context", False) else {})
+        results = f([cd.image for cd in cands], emb, **ctx)
+    return _keep_passed(cands, f, results, shard, out, emit)
+
+
+def _keep_passed(cands, f, results, shard, out: ShardOutput, emit):
+    """Record each result; emit the rejected candidates; return the ones that passed."""
+    stage = f.name
     keep = []
     for cd, r in zip(cands, results):
         out.scores.append(_score_row(shard, cd.key, f, r))
         if r.passed:
             keep.append(cd)
         else:
+            if "duplicate_of" in r.details:  # semantic_dedup names the kept pair
+                cd.row["dup_of"] = f"{shard}/{r.details['duplicate_of']}"
             emit(cd.key, "rejected", stage, r.reason, float(r.score), **cd.row)
     return keep
 
@@ -325,9 +368,10 @@ def _rewrite_shard(con, lake: str, shard: str, ch: dict[str, dict]) -> None:
         status = out["status"].to_pylist()
         runs = lk.read_table(lake, "shard_runs", [shard]).to_pylist()
         for run in runs:
-            for st in ("passed", "rejected", "quarantined"):
+            for st in STATUSES:
                 run[f"n_{st}"] = status.count(st)
-        lk.write_partition(lake, "shard_runs", shard, runs)
+        if runs:
+            lk.write_partition(lake, "shard_runs", shard, runs)
 
 
 class AccountingError(AssertionError):
@@ -339,7 +383,7 @@ def summarize(lake: str, shards: list[str], order: list[str] | tuple = ()) -> di
     runs = lk.read_table(lake, "shard_runs", [s for s in shards if shard_done(lake, s)]).to_pylist()
     missing = sorted(set(shards) - {r["shard"] for r in runs})
     pairs = lk.read_table(lake, "pairs", [s for s in shards if lk.has_partition(lake, "pairs", s)]).to_pylist()
-    n = {st: sum(p["status"] == st for p in pairs) for st in ("passed", "rejected", "quarantined")}
+    n = {st: sum(p["status"] == st for p in pairs) for st in STATUSES}
     n_in = sum(r["n_in"] for r in runs)
     stages: dict[str, dict[str, int]] = {}
     for p in pairs:
@@ -350,7 +394,9 @@ def summarize(lake: str, shards: list[str], order: list[str] | tuple = ()) -> di
     for r in runs:
         backends.update(json.loads(r["backends"] or "{}"))
     summary = {"n_shards": len(shards), "n_in": n_in, "n_passed": n["passed"], "n_rejected": n["rejected"],
-               "n_quarantined": n["quarantined"], "rejected_by_stage": stages.get("rejected", {}),
+               "n_quarantined": n["quarantined"], "n_source_failed": n[i2d.SOURCE_FAILED],
+               "source_failed_by_stage": stages.get(i2d.SOURCE_FAILED, {}),
+               "rejected_by_stage": stages.get("rejected", {}),
                "quarantined_by_stage": stages.get("quarantined", {}), "backends": backends,
                "order": [(st, stages.get("rejected", {}).get(st, 0)) for st in order],
                "shard_errors": {r["shard"]: json.loads(r["errors"] or "[]") for r in runs if json.loads(r["errors"] or "[]")}}
@@ -360,16 +406,22 @@ def summarize(lake: str, shards: list[str], order: list[str] | tuple = ()) -> di
     if len(set(keys)) != len(keys):
         raise AccountingError("a pair is accounted more than once")
     if n_in != sum(n.values()):
-        raise AccountingError(f"in={n_in} != passed {n['passed']} + rejected {n['rejected']} + quarantined {n['quarantined']}")
+        raise AccountingError(f"in={n_in} != passed {n['passed']} + rejected {n['rejected']} + quarantined "
+                              f"{n['quarantined']} + source_failed {n[i2d.SOURCE_FAILED]}")
     return summary
 
 
 def format_summary(s: dict) -> str:
     lines = [f"curated {s['n_shards']} shards: in={s['n_in']} = passed {s['n_passed']} + rejected "
-             f"{s['n_rejected']} + quarantined {s['n_quarantined']}  [checked]", "funnel:"]
+             f"{s['n_rejected']} + quarantined {s['n_quarantined']} + source_failed {s['n_source_failed']}  [checked]",
+             "funnel:"]
     left = s["n_in"]
+    lines.append(f"  {'input':<12}{left:>8}   (img2dataset rows)")
+    f = s["n_source_failed"]
+    left -= f
+    lines.append(f"  {'downloaded':<12}{left:>8}   (-{f} source_failed: "
+                 + ", ".join(f"{k} {v}" for k, v in sorted(s["source_failed_by_stage"].items())) + ")")
     q = sum(s["quarantined_by_stage"].values())
-    lines.append(f"  {'input':<12}{left:>8}")
     left -= q
     lines.append(f"  {'readable':<12}{left:>8}   (-{q} quarantined: "
                  + ", ".join(f"{k} {v}" for k, v in sorted(s["quarantined_by_stage"].items())) + ")")

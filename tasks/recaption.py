@@ -97,9 +97,8 @@ def recaption(lake: str, cfg: Recaption, max_pixels: int = 89_478_485, force: bo
     matcher = AttributeMatcher({"style": load_lexicons()["style"]})
     captioner = None
     if cfg.backend == "internvl":
-        captioner = InternVLCaptioner(cfg.weights, cfg.prompt, cfg.max_new_tokens, cfg.image_size,
-                                      cfg.crop_to_patches, cfg.device, cfg.dtype,
-                                      cfg.trust_remote_code)
+        from tasks.internvl_loader import load_captioner
+        captioner = load_captioner(cfg)  # internvl_chat custom-code or -hf layout, by config.json
     counts: Counter = Counter()
     shards = _pairs_by_shard(lake)
     if progress:

@@ -19,6 +19,7 @@ def cfg(*overrides):
 def test_provenance_version_rules(tmp_path):
     a, b = provenance(cfg()), provenance(cfg())
     assert a == b and a.source == "alt" and a.version.startswith("alt-")
+    (tmp_path / "InternVL2-2B").mkdir()
     w = str(tmp_path / "InternVL2-2B")
     v1 = provenance(cfg("recaption.backend=internvl", f"recaption.weights={w}"))
     v2 = provenance(cfg("recaption.backend=internvl", f"recaption.weights={w}"))

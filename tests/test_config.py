@@ -20,7 +20,7 @@ def test_unknown_key_and_missing_weights():
     with pytest.raises(ConfigError, match=r"curate\.bogus"):
         load_config(None, ["curate.bogus=1"])
     with pytest.raises(ConfigError, match="needs a local 'weights' path"):
-        load_config(None, ["curate.nsfw.backend=clip"])
+        load_config(None, ["curate.nsfw.backend=clip-mlp"])
 
 
 def test_trunc_norm_bounds():

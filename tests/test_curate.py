@@ -32,7 +32,9 @@ def test_curate_accounts_every_pair_and_is_idempotent(sample, tmp_path):
     lake = str(tmp_path / "lake")
     cfg = load_config()
     s = run_plain(sample, lake, cfg, progress=False)
-    assert s["n_in"] == 48 == s["n_passed"] + s["n_rejected"] + s["n_quarantined"]
+    # 48 downloaded pairs + 4 URLs img2dataset failed to fetch (sample: 1 + shard % 2 per shard)
+    assert s["n_in"] == 52 == s["n_passed"] + s["n_rejected"] + s["n_quarantined"] + s["n_source_failed"]
+    assert s["n_source_failed"] == 4 and s["source_failed_by_stage"] == {"download": 4}
     assert s["backends"]["aesthetic"] == "offline-nrq" and s["backends"]["ocr"] == "rapidocr"
     _, by_src = db.query(lake, "SELECT source, status, stage, count(*) FROM pairs GROUP BY ALL")
     got = {(a, b, c): n for a, b, c, n in by_src}
@@ -51,7 +53,7 @@ def test_curate_accounts_every_pair_and_is_idempotent(sample, tmp_path):
     _, ocr = db.query(lake, "SELECT count(*) FROM pairs WHERE stage = 'ocr'")
     assert ocr[0][0] == 0
     _, n = db.query(lake, "SELECT count(*), count(DISTINCT shard || key) FROM pairs")
-    assert n[0] == (48, 48)
+    assert n[0] == (52, 52)
     _, f = db.query(lake, "SELECT count(*) FROM filter_scores WHERE filter = 'ocr'")
     assert f[0][0] > 0
 
@@ -68,12 +70,37 @@ def test_cross_shard_duplicates_keep_smallest_key(sample, tmp_path):
     assert kept == passed  # no two passed pairs share pixels
 
 
+def test_funnel_reconciles_with_img2dataset_stats(sample, tmp_path):
+    """Every img2dataset row is one pairs row: the funnel's totals equal the shards' _stats.json."""
+    import glob
+    import json
+    lake = str(tmp_path / "lake")
+    run_plain(sample, lake, load_config(overrides=["curate.order=[resolution]"]), progress=False)
+    stats = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(sample, "*_stats.json")))]
+    _, funnel = db.query(lake, "SELECT status, stage, n FROM funnel")
+    by = {(st, stg): n for st, stg, n in funnel}
+    assert sum(by.values()) == sum(s["count"] for s in stats) == 52
+    assert by[("source_failed", "download")] == sum(s["failed_to_download"] for s in stats) == 4
+    assert sum(n for (st, _), n in by.items() if st != "source_failed") == sum(s["successes"] for s in stats)
+    _, runs = db.query(lake, "SELECT shard, n_in, n_source_failed, source_stats, errors FROM shard_runs ORDER BY shard")
+    for (shard, n_in, n_failed, raw, errors), st in zip(runs, stats):
+        assert json.loads(raw) == st and n_in == st["count"] and n_failed == st["failed_to_download"]
+        assert "_stats.json" not in errors
+    _, failed = db.query(lake, "SELECT reason, url, source_status, error_message, caption FROM pairs "
+                               "WHERE status = 'source_failed' LIMIT 1")
+    assert failed[0] == ("img2dataset failed_to_download: HTTP Error 404: Not Found", failed[0][1],
+                         "failed_to_download", "HTTP Error 404: Not Found", "unavailable")
+    _, ok = db.query(lake, "SELECT count(*) FROM pairs WHERE status <> 'source_failed' AND source_status = 'success' "
+                           "AND original_width > 0 AND source_sha256 IS NOT NULL")
+    assert ok[0][0] == 48
+
+
 def test_accounting_mismatch_raises(sample, tmp_path):
     lake = str(tmp_path / "lake")
     run_plain(sample, lake, load_config(overrides=["curate.order=[resolution]"]), progress=False)
     part = lk.read_table(lake, "pairs", ["00000"]).to_pylist()
     lk.write_partition(lake, "pairs", "00000", part[:-1])  # lose one row
-    with pytest.raises(AccountingError, match=r"in=48 != passed"):
+    with pytest.raises(AccountingError, match=r"in=52 != passed .* \+ source_failed 4"):
         summarize(lake, ["00000", "00001", "00002"])
 
 
@@ -83,7 +110,7 @@ def test_prefect_flow_on_dask(sample, tmp_path):
     lake = str(tmp_path / "lake")
     # model stages off: this test is about Prefect + Dask plumbing, the rest is tested above
     s = curate_laion(sample, lake, None, ["curate.workers=2", "curate.order=[resolution,dedup,aesthetic]"])
-    assert s["n_in"] == 48 == s["n_passed"] + s["n_rejected"] + s["n_quarantined"]
+    assert s["n_in"] == 52 == s["n_passed"] + s["n_rejected"] + s["n_quarantined"] + s["n_source_failed"]
     assert s["runner"] == "dask:LocalCluster(2)"
     assert sorted(lk.partitions(lake, "shard_runs")) == ["00000", "00001", "00002"]
     assert os.path.exists(os.path.join(lake, "warehouse.duckdb"))
@@ -108,8 +135,8 @@ def test_sigkill_midway_then_rerun_accounts_once(tmp_path):
     assert 1 <= len(done_before) < 8, "kill must land mid-way"
     r = subprocess.run(cmd + ["--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "in=96 = passed" in r.stdout
+    assert "in=108 = passed" in r.stdout  # 96 pairs + 12 failed URLs (1 + shard % 2 per shard)
     _, n = db.query(lake, "SELECT count(*), count(DISTINCT shard || '/' || key) FROM pairs")
-    assert n[0] == (96, 96)
+    assert n[0] == (108, 108)
     assert len(lk.partitions(lake, "shard_runs")) == 8
     assert not [f for f in os.listdir(os.path.join(lake, "pairs")) if f.startswith(".")]  # no orphan temp files after a clean rerun

@@ -175,14 +175,15 @@ def test_curate_laion_deployment_fills_the_warehouse(stack):
     n_pairs = sum(pq.read_table(p, filters=[("status", "=", "success")]).num_rows  # img2dataset's count
                   for p in sample.glob("*.parquet"))
     assert n_pairs == 40
-    _, [(total, passed, rejected, quarantined)] = db.query(str(lake), (
+    n_rows = sum(pq.read_table(p).num_rows for p in sample.glob("*.parquet"))  # + img2dataset's failed URLs
+    _, [(total, passed, rejected, quarantined, failed)] = db.query(str(lake), (
         "SELECT count(*), count(*) FILTER (status = 'passed'), count(*) FILTER (status = 'rejected'), "
-        "count(*) FILTER (status = 'quarantined') FROM pairs"))
-    assert total == n_pairs
-    assert passed + rejected + quarantined == total and passed > 0
+        "count(*) FILTER (status = 'quarantined'), count(*) FILTER (status = 'source_failed') FROM pairs"))
+    assert total == n_rows and failed == n_rows - n_pairs
+    assert passed + rejected + quarantined + failed == total and passed > 0
     _, [(shard_in, shard_sum)] = db.query(str(lake), (
-        "SELECT sum(n_in), sum(n_passed + n_rejected + n_quarantined) FROM shard_runs"))
-    assert shard_in == shard_sum == n_pairs
+        "SELECT sum(n_in), sum(n_passed + n_rejected + n_quarantined + n_source_failed) FROM shard_runs"))
+    assert shard_in == shard_sum == n_rows
 
 
 @pytest.mark.slow

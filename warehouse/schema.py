@@ -12,12 +12,18 @@ S, I, F, B, TS = pa.string(), pa.int64(), pa.float64(), pa.bool_(), pa.timestamp
 SCHEMAS: dict[str, pa.Schema] = {
     # one row per input pair: its final state (curate-laion)
     "pairs": pa.schema([
-        ("key", S), ("shard", S), ("source_path", S), ("status", S),  # passed|rejected|quarantined
+        ("key", S), ("shard", S), ("source_path", S), ("status", S),  # passed|rejected|quarantined|source_failed
         ("stage", S), ("reason", S), ("score", F), ("width", I), ("height", I),
         ("caption", S), ("url", S), ("sha256", S), ("phash", S), ("source", S),
         ("run_id", S), ("created_at", TS),
         ("dup_of", S),  # shard/key kept instead of this one (dedup rejections)
         ("orig_width", I), ("orig_height", I), ("mode", S), ("orientation", I),
+        # img2dataset's / LAION's own columns, null when absent (tasks/img2dataset_meta.py): LAION's
+        # CLIP similarity, P(unsafe), P(watermark), labels; img2dataset's status/error/sha256 and the
+        # downloaded file's size before img2dataset resized it
+        ("similarity", F), ("punsafe", F), ("pwatermark", F), ("nsfw_label", S), ("language", S),
+        ("license", S), ("original_width", I), ("original_height", I), ("source_status", S),
+        ("error_message", S), ("source_sha256", S),
     ]),
     # one row per pair per filter that ran on it (curate-laion)
     "filter_scores": pa.schema([
@@ -34,6 +40,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("stage_cpu_seconds", S),  # JSON {stage: process CPU seconds} (contention-free cost)
         ("cpu_seconds", F),
         ("config_hash", S),  # curate settings the shard ran with; a change redoes the shard
+        ("n_source_failed", I),  # img2dataset rows that failed to download/resize (status source_failed)
+        ("source_stats", S),  # img2dataset's NNNNN_stats.json as read (JSON), null when absent
     ]),
     # captions with provenance (recaption)
     "captions": pa.schema([

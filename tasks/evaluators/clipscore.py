@@ -1,12 +1,11 @@
 """CLIPScore and the CLIP model loader shared with GenEval's color classifier.
 
-Weights come only from a local file (``pretrained=<path>``; open_clip never downloads here).
+Weights come only from a local path, read by ``tasks.filters.clip_loader`` (QuickGELU chosen
+automatically for OpenAI weights; nothing is downloaded).
 CLIPScore follows torchmetrics' convention: ``100 * max(cos(image, text), 0)`` per pair, so a
 score is in [0, 100]; Hessel et al.'s CLIP-S is ``2.5 * max(cos, 0)`` = score / 40.
 """
 from __future__ import annotations
-
-import os
 
 import torch
 
@@ -20,11 +19,10 @@ BACKEND = "open_clip"
 def load_clip(arch: str, weights: str, device: str = "auto"):
     """(model, preprocess, tokenizer) for ``arch`` (e.g. ViT-L-14) with weights from a local file."""
     import open_clip
-    if not weights or not os.path.isfile(weights):
-        raise FileNotFoundError(f"CLIP weights {weights!r}: not a local file (nothing is downloaded)")
-    model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=weights,
-                                                                 device=resolve_device(device))
-    return model.eval(), preprocess, open_clip.get_tokenizer(arch)
+
+    from tasks.filters.clip_loader import load_clip_model
+    loaded = load_clip_model(arch, weights, resolve_device(device), key="evaluate.clip.weights")
+    return loaded.model, loaded.preprocess, open_clip.get_tokenizer(arch)
 
 
 class CLIPScorer:

@@ -37,6 +37,15 @@ class AestheticMLP(torch.nn.Module):
     def forward(self, x):
         return self.layers(x)
 
+    @classmethod
+    def from_state_dict(cls, sd: dict) -> "AestheticMLP":
+        w = sd.get("layers.0.weight")
+        return cls(int(w.shape[1]) if w is not None and w.ndim == 2 else CLIP_L14_DIM)
+
+
+LAYOUT = ("the LAION improved-aesthetic-predictor state dict (e.g. sac+logos+ava1-l14-linearMSE.pth: "
+          "layers.0/2/4/6/7.weight|bias, Linear(768,1024)..Linear(16,1))")
+
 
 def nrq_components(im: Image.Image) -> dict[str, float]:
     import cv2
@@ -74,7 +83,7 @@ class LaionMLP:
     name, backend, needs_clip = "aesthetic", "laion-mlp", True
 
     def __init__(self, weights: str, threshold: float, device: str = "cpu"):
-        self.head = EmbeddingHead(AestheticMLP, weights, device)
+        self.head = EmbeddingHead(AestheticMLP.from_state_dict, weights, device, "curate.aesthetic.weights", LAYOUT)
         self.threshold = threshold
 
     def __call__(self, images, emb=None):

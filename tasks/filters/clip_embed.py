@@ -1,12 +1,11 @@
 """Shared open_clip image embedder for the CLIP-head filters (aesthetic, NSFW).
 
 Both production heads read the same normalised ViT-L/14 image embedding, so it is computed once
-per batch and shared. Weights come only from a local path (``curate.clip_weights``: an
-open_clip checkpoint, .pt/.bin/.safetensors); nothing is downloaded.
+per batch and shared. Weights come only from a local path (``curate.clip_weights``), in any
+format ``tasks.filters.clip_loader`` reads (OpenAI TorchScript by opt-in or converted, open_clip
+safetensors/torch files or folders); nothing is downloaded.
 """
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import torch
@@ -16,14 +15,12 @@ from djepa_t2i.config import resolve_device
 
 
 class ClipEmbedder:
-    def __init__(self, model_name: str, weights: str, device: str = "auto", batch_size: int = 32):
-        import open_clip
-        if not weights or not os.path.exists(weights):
-            raise FileNotFoundError(f"CLIP weights not found at {weights!r} (curate.clip_weights)")
+    def __init__(self, model_name: str, weights: str, device: str = "auto", batch_size: int = 32,
+                 quick_gelu: str | bool = "auto", allow_torchscript: bool = False):
+        from tasks.filters.clip_loader import load_clip_model
         self.device = resolve_device(device)
-        self.model, _, self.preprocess = open_clip.create_model_and_transforms(
-            model_name, pretrained=weights, device=self.device)
-        self.model.eval()
+        loaded = load_clip_model(model_name, weights, self.device, quick_gelu, allow_torchscript)
+        self.model, self.preprocess, self.info = loaded.model, loaded.preprocess, loaded.info
         self.model_name, self.weights, self.batch_size = model_name, weights, batch_size
         self.dim = int(self.model.visual.output_dim)
 
@@ -37,3 +34,12 @@ class ClipEmbedder:
                 e = self.model.encode_image(x).float()
             out.append(torch.nn.functional.normalize(e, dim=-1).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    @torch.inference_mode()
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        """Normalised CLIP text embeddings (for image-text similarity against ``__call__``'s)."""
+        import open_clip
+        tok = open_clip.get_tokenizer(self.model_name)
+        out = [torch.nn.functional.normalize(self.model.encode_text(tok(texts[i:i + self.batch_size]).to(self.device)).float(), dim=-1)
+               for i in range(0, len(texts), self.batch_size)]
+        return torch.cat(out).cpu().numpy() if out else np.zeros((0, self.dim), np.float32)

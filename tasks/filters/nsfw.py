@@ -4,11 +4,13 @@ Backends:
 - ``offline`` = ``nudenet``: NudeNet 320n detector (ONNX model shipped in the nudenet wheel).
   Score = the highest detection confidence among the *exposed* classes in ``EXPOSED``;
   details hold the max score per detected class.
-- ``clip-mlp`` (production): an MLP head on the normalised open_clip ViT-L/14 image embedding,
-  output through a sigmoid = P(nsfw). Layout (keys ``layers.0/2/4/6.weight|bias``):
-  Linear(768,64)-ReLU-Linear(64,512)-ReLU-Linear(512,256)-ReLU-Linear(256,1); the dense sizes of
-  LAION's CLIP-based-NSFW-Detector for ViT-L/14 -- convert its Keras dense weights
-  (transposed) into these keys. Weights from ``curate.nsfw.weights``.
+- ``clip-mlp`` (production): LAION's CLIP-based-NSFW-Detector head on the normalised OpenAI CLIP
+  ViT-L/14 image embedding, output = P(nsfw). Layout as LAION publishes its PyTorch port
+  (``models/clip_ViT-L-14_openai_binary_nsfw_head.pth``): ``norm.mean|variance`` (the Keras
+  model's Normalization layer: (x - mean) / (sqrt(variance) + 1e-10)), then ``linear_1..N``
+  with ReLU between and a sigmoid after the last (L/14: 768-64-512-256-1; B/32: 512-32-32-1).
+  The original Keras (autokeras) model converts into this layout with ``t2i convert-weights``
+  (tasks/convert_weights.py). Weights from ``curate.nsfw.weights``.
 """
 from __future__ import annotations
 
@@ -23,14 +25,38 @@ EXPOSED = ("FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED", "MALE_GENITALIA_
 
 
 class NsfwMLP(torch.nn.Module):
-    def __init__(self, dim: int = CLIP_L14_DIM):
+    """LAION's NSFW head: Keras-style normalisation, Linear+ReLU layers, sigmoid output.
+
+    ``dims`` = (input, hidden..., 1); LAION's L/14 head is (768, 64, 512, 256, 1).
+    """
+
+    def __init__(self, dims: tuple[int, ...] = (CLIP_L14_DIM, 64, 512, 256, 1)):
         super().__init__()
-        self.layers = torch.nn.Sequential(
-            torch.nn.Linear(dim, 64), torch.nn.ReLU(), torch.nn.Linear(64, 512), torch.nn.ReLU(),
-            torch.nn.Linear(512, 256), torch.nn.ReLU(), torch.nn.Linear(256, 1))
+        self.norm = torch.nn.Module()
+        self.norm.register_buffer("mean", torch.zeros(dims[0]))
+        self.norm.register_buffer("variance", torch.ones(dims[0]))
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]), start=1):
+            self.add_module(f"linear_{i}", torch.nn.Linear(a, b))
+        self.n = len(dims) - 1
 
     def forward(self, x):
-        return torch.sigmoid(self.layers(x))
+        x = (x - self.norm.mean) / (self.norm.variance.sqrt() + 1e-10)
+        for i in range(1, self.n + 1):
+            x = getattr(self, f"linear_{i}")(x)
+            x = torch.relu(x) if i < self.n else torch.sigmoid(x)
+        return x
+
+    @classmethod
+    def from_state_dict(cls, sd: dict) -> "NsfwMLP":
+        """The head whose layer sizes the checkpoint's ``linear_i.weight`` shapes give."""
+        ws = [sd[f"linear_{i}.weight"] for i in range(1, len(sd) + 1) if f"linear_{i}.weight" in sd]
+        if not ws:
+            return cls()  # no linear_1: strict loading reports the layout mismatch
+        return cls((int(ws[0].shape[1]), *(int(w.shape[0]) for w in ws)))
+
+
+LAYOUT = ("LAION's NSFW head (clip_ViT-L-14_openai_binary_nsfw_head.pth: norm.mean|variance, "
+          "linear_1..4.weight|bias), or its Keras model converted by t2i convert-weights")
 
 
 def _verdict(s: float, thr: float, label: str, d=None) -> Result:
@@ -71,7 +97,7 @@ class ClipMLP:
     name, backend, needs_clip = "nsfw", "clip-mlp", True
 
     def __init__(self, weights: str, threshold: float, device: str = "cpu"):
-        self.head = EmbeddingHead(NsfwMLP, weights, device)
+        self.head = EmbeddingHead(NsfwMLP.from_state_dict, weights, device, "curate.nsfw.weights", LAYOUT)
         self.threshold = threshold
 
     def __call__(self, images, emb=None):
