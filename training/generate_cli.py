@@ -73,7 +73,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def sampling_settings(args, meta: dict) -> dict:
     """The flags given, else the checkpoint's recorded evaluate section, else the config default."""
-    recorded = Evaluate.model_validate((meta.get("config") or {}).get("evaluate") or {})
+    ev = (meta.get("config") or {}).get("evaluate") or {}
+    # only the sampling keys: a checkpoint written by another version may carry other sections
+    recorded = Evaluate.model_validate({k: ev[k] for k in (*SAMPLING, "size") if k in ev})
     out = {k: getattr(args, k) if getattr(args, k) is not None else getattr(recorded, k)
            for k in SAMPLING}
     out["size"] = args.size or (recorded.size, recorded.size)
