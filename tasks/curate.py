@@ -11,12 +11,16 @@ Cross-shard duplicates are settled afterwards by ``cross_shard_dedup`` over the 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import pyarrow as pa
+
 from djepa_t2i.config import CLIP_STAGES, Config
 from tasks import img2dataset_meta as i2d
+from tasks import shard_format as sf
 from tasks import shards as sh
 from tasks.decode import DecodeError, decode_image
 from tasks.filters import MODEL_STAGES, build
@@ -87,6 +91,10 @@ def load_models(cfg: Config) -> Models:
     return _MODELS[k]
 
 
+class AccountingError(AssertionError):
+    pass
+
+
 @dataclass
 class Candidate:
     key: str
@@ -107,24 +115,84 @@ def _now():
 
 
 def process_shard(tar_path: str, cfg: Config, run_id: str = "", models: Models | None = None) -> ShardOutput:
-    models = models or load_models(cfg)
-    for f in models.filters.values():
-        if hasattr(f, "reset"):
-            f.reset()  # per-shard state (semantic_dedup compares within a shard)
-    t0, c0 = time.perf_counter(), time.process_time()
-    c = cfg.curate
+    """Every key of the shard accounted once. A fault in one pair quarantines that pair; a fault
+    of the shard itself (a filter model raising, say) quarantines the shard's pairs, so the flow
+    and its cross-shard steps go on either way."""
+    t0 = time.perf_counter()
     s = sh.read_shard(tar_path)
+    base = {"shard": s.name, "source_path": tar_path, "run_id": run_id, "created_at": _now()}
+    try:
+        models = models or load_models(cfg)
+        for f in models.filters.values():
+            if hasattr(f, "reset"):
+                f.reset()  # per-shard state (semantic_dedup compares within a shard)
+        out = _curate(s, cfg, base, models)
+    except Exception as e:  # noqa: BLE001 - the isolation boundary: report, never crash the flow
+        out = _shard_fault(s, base, f"{type(e).__name__}: {e}", time.perf_counter() - t0)
+    if len({p["key"] for p in out.pairs}) != len(out.pairs):
+        raise AccountingError(f"shard {s.name}: a key was accounted twice")
+    return _storable(out)
+
+
+def _all_keys(s: sh.ShardRead) -> set[str]:
+    return set(s.entries) | set(s.parquet_rows or ()) | {sf.split_key(n)[0] for n, _ in s.refused}
+
+
+def _shard_fault(s: sh.ShardRead, base: dict, err: str, seconds: float) -> ShardOutput:
+    """Every pair of a shard whose processing failed, quarantined with the shard's error."""
     out = ShardOutput()
-    now = _now()
-    base = {"shard": s.name, "source_path": tar_path, "run_id": run_id, "created_at": now}
+    for key in sorted(_all_keys(s)):
+        out.pairs.append({**base, "key": key, "status": "quarantined", "stage": "shard",
+                          "reason": f"shard failed, its pairs quarantined: {err}"})
+    n = len(out.pairs)
+    out.run = {"shard": s.name, "source_path": base["source_path"], "n_in": n, "n_passed": 0,
+               "n_rejected": 0, "n_quarantined": n, "seconds": seconds, "backends": "{}",
+               "run_id": base["run_id"], "created_at": base["created_at"], "n_refused": len(s.refused),
+               "errors": json.dumps(list(s.errors) + [f"shard failed: {err}"])}
+    return out
+
+
+def _storable(out: ShardOutput) -> ShardOutput:
+    """The rows as the lake will store them: a pair row Arrow cannot type (a value no reader
+    checked) becomes a quarantined row with the reason, and its scores are dropped."""
+    try:
+        lk.to_arrow("pairs", out.pairs)
+        return out
+    except (pa.ArrowException, ValueError, TypeError, OverflowError):
+        pass
+    bad = set()
+    for i, row in enumerate(out.pairs):
+        try:
+            lk.to_arrow("pairs", [row])
+        except (pa.ArrowException, ValueError, TypeError, OverflowError) as e:
+            bad.add(row["key"])
+            keep = {k: row[k] for k in ("shard", "source_path", "run_id", "created_at")}
+            out.pairs[i] = {**keep, "key": _escape(row["key"]), "status": "quarantined", "stage": "store",
+                            "reason": f"row not storable: {type(e).__name__}: {e}"}
+    out.scores = [r for r in out.scores if r["key"] not in bad]
+    n = {st: sum(p["status"] == st for p in out.pairs) for st in STATUSES}
+    out.run.update({f"n_{st}": v for st, v in n.items()})
+    return out
+
+
+def _escape(key: str) -> str:
+    """A key Arrow can store: undecodable name bytes (tar's surrogateescape) as ``\\xNN``."""
+    return key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _curate(s: sh.ShardRead, cfg: Config, base: dict, models: Models) -> ShardOutput:
+    t0, c0 = time.perf_counter(), time.process_time()
+    c, tar_path = cfg.curate, base["source_path"]
+    out = ShardOutput()
 
     def emit(key, status, stage=None, reason=None, score=None, **kw):
         src = (s.parquet_rows or {}).get(key)  # img2dataset's columns, whatever became of the pair
         out.pairs.append({**base, **(i2d.pair_columns(src) if src else {}), "key": key, "status": status,
                           "stage": stage, "reason": reason, "score": score, **kw})
 
+    refused: dict[str, list[str]] = {}
     for name, why in s.refused:
-        emit(name, "quarantined", "read", f"unsafe tar member refused, not extracted: {why}")
+        refused.setdefault(sf.split_key(name)[0], []).append(why)
     failed = i2d.read_failed_rows(tar_path[: -len(".tar")] + ".parquet")
     for r in failed:  # URLs img2dataset could not fetch or resize: counted in, never curated
         if str(r["key"]) not in s.entries:  # a tar member wins (it is accounted by its own path)
@@ -135,12 +203,19 @@ def process_shard(tar_path: str, cfg: Config, run_id: str = "", models: Models |
     stage_t["read"], stage_cpu["read"] = time.perf_counter() - t0, time.process_time() - c0
     res_f = ResolutionFilter(c.resolution)
     dedup_f = DedupFilter(c.dedup)
-    keys = sorted(set(s.entries) | only_pq)
+    keys = sorted(_all_keys(s))
     for i in range(0, len(keys), c.chunk):  # bounded memory: c.chunk decoded images at a time
         t, tc = time.perf_counter(), time.process_time()
         cands = []
         for key in keys[i:i + c.chunk]:
-            cand = _admit(key, s, only_tar, only_pq, c, emit)
+            if key in refused:
+                emit(key, "quarantined", "read", "tar member refused, not extracted: " + "; ".join(refused[key]))
+                continue
+            try:
+                cand = _admit(key, s, only_tar, only_pq, c, emit)
+            except Exception as e:  # noqa: BLE001 - one pair's fault must not cost the shard
+                emit(key, "quarantined", "read", f"unexpected error reading the pair: {type(e).__name__}: {e}")
+                continue
             if cand:
                 cands.append(cand)
         stage_t["decode"] += time.perf_counter() - t
@@ -162,24 +237,23 @@ def process_shard(tar_path: str, cfg: Config, run_id: str = "", models: Models |
         errors.append("no parquet beside the tar: keys not cross-checked")
     if only_tar or only_pq:
         errors.append(f"parquet disagrees with tar: {len(only_tar)} keys only in tar, {len(only_pq)} only in parquet")
-    out.run = {"shard": s.name, "source_path": tar_path, "n_in": len(out.pairs), "n_passed": n["passed"],
+    out.run = {"shard": s.name, "source_path": base["source_path"], "n_in": len(out.pairs), "n_passed": n["passed"],
                "n_rejected": n["rejected"], "n_quarantined": n["quarantined"], "n_source_failed": n[i2d.SOURCE_FAILED],
                "source_stats": json.dumps(stats) if stats is not None else None,
                "seconds": time.perf_counter() - t0,
                "backends": json.dumps({"resolution": "rules", "dedup": dedup_f.backend} | models.backends),
-               "run_id": run_id, "created_at": now, "n_refused": len(s.refused),
+               "run_id": base["run_id"], "created_at": base["created_at"], "n_refused": len(s.refused),
                "errors": json.dumps(errors), "stage_seconds": json.dumps({k: round(v, 4) for k, v in stage_t.items()}),
                "stage_cpu_seconds": json.dumps({k: round(v, 4) for k, v in stage_cpu.items()}),
                "cpu_seconds": time.process_time() - c0}
-    if len({p["key"] for p in out.pairs}) != len(out.pairs):
-        raise AssertionError(f"shard {s.name}: a key was accounted twice")
     return out
 
 
 def _admit(key, s: sh.ShardRead, only_tar, only_pq, c, emit) -> Candidate | None:
     """Quarantine what cannot be curated; return the decoded candidate otherwise."""
     if key in only_pq:
-        emit(key, "quarantined", "read", "listed in parquet (status success) but missing from the tar")
+        where = "the tar" if os.path.exists(s.tar_path) else "the tar, which is missing"
+        emit(key, "quarantined", "read", f"listed in parquet (status success) but missing from {where}")
         return None
     e = s.entries[key]
     if "_truncated" in e.files:
@@ -372,10 +446,6 @@ def _rewrite_shard(con, lake: str, shard: str, ch: dict[str, dict]) -> None:
                 run[f"n_{st}"] = status.count(st)
         if runs:
             lk.write_partition(lake, "shard_runs", shard, runs)
-
-
-class AccountingError(AssertionError):
-    pass
 
 
 def summarize(lake: str, shards: list[str], order: list[str] | tuple = ()) -> dict:

@@ -56,8 +56,9 @@ def pick_image(files: dict[str, bytes]) -> tuple[str, bytes] | None:
 def read_tar(tar_path: str, keep: Callable[[str, str], bool] | None = None
              ) -> tuple[dict[str, dict[str, bytes]], list[tuple[str, str]], list[str]]:
     """``({key: {ext: bytes}}, refused, errors)`` of the members ``keep(key, ext)`` accepts (all if
-    None), in tar order. ``refused``: (member name, reason) of unsafe members; ``errors``: damage to
-    the shard. A truncated tar yields the members before the damage; a key cut mid-member gets an
+    None), in tar order. ``refused``: (member name, reason) of unsafe members and of every repeat
+    of a member name (the caller quarantines the whole key); ``errors``: damage to the shard.
+    A truncated tar yields the members before the damage; a key cut mid-member gets an
     ``_truncated`` entry so the caller can quarantine it."""
     entries: dict[str, dict[str, bytes]] = {}
     refused: list[tuple[str, str]] = []
@@ -82,6 +83,10 @@ def read_tar(tar_path: str, keep: Callable[[str, str], bool] | None = None
                 refused.append((m.name, why))
             if why or m.isdir():
                 continue
+            if ext in entries.get(key, {}):
+                refused.append((m.name, f"duplicate member {m.name!r}: a second copy would replace "
+                                        "the first, so neither is used"))
+                continue
             try:
                 f = tf.extractfile(m)
                 data = f.read() if f else b""
@@ -99,10 +104,10 @@ def read_images(tar_path: str, keys: Iterable[str]) -> tuple[dict[str, tuple[str
     image member in :data:`IMAGE_EXTS` order; unsafe members refused with the reason."""
     want = set(keys)
     entries, refused, errors = read_tar(tar_path, lambda k, e: k in want and e in IMAGE_EXTS)
-    found = {k: img for k, files in entries.items() if (img := pick_image(files))}
     why: dict[str, str] = {}
     for name, reason in refused:
         why.setdefault(split_key(name)[0], f"refused: {reason}")
+    found = {k: img for k, files in entries.items() if k not in why and (img := pick_image(files))}
     for k in sorted(want - set(found)):
         why.setdefault(k, f"cannot read tar {tar_path}: {errors[0]}" if errors
                        else f"no image member for key {k!r} in {tar_path}")

@@ -8,8 +8,10 @@ reported; a truncated tar yields the members before the damage plus a recorded e
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 
 from tasks import shard_format as sf
@@ -39,17 +41,28 @@ class ShardRead:
 
 
 def list_shards(input_dir: str) -> list[str]:
-    """Tar shards of an img2dataset output folder, sorted by name."""
+    """Tar shards of an img2dataset output folder, sorted by name. A parquet without its tar is
+    listed by the tar path it names, so its success keys are accounted (quarantined), not lost."""
     if not os.path.isdir(input_dir):
         raise FileNotFoundError(f"input folder {input_dir!r} does not exist")
-    tars = sorted(os.path.join(input_dir, f) for f in os.listdir(input_dir) if f.endswith(".tar"))
-    if not tars:
+    stems = {f[: -len(ext)] for f in os.listdir(input_dir) for ext in (".tar", ".parquet") if f.endswith(ext)}
+    if not any(f.endswith(".tar") for f in os.listdir(input_dir)):
         raise FileNotFoundError(f"no .tar shards in {input_dir!r} (expected img2dataset output)")
-    return tars
+    return sorted(os.path.join(input_dir, s + ".tar") for s in stems)
+
+
+_SAFE_PART = re.compile(r"[A-Za-z0-9_=-][A-Za-z0-9._=-]*")
 
 
 def shard_name(tar_path: str) -> str:
-    return os.path.basename(tar_path)[: -len(".tar")]
+    """The shard's lake partition name: the file stem when it is a safe partition name, else the
+    stem with every other character replaced by ``_`` plus 8 hex of its sha256, so ``part 1.tar``
+    and ``part_1.tar`` stay two partitions (the real path is kept in ``source_path``)."""
+    stem = os.path.basename(tar_path)[: -len(".tar")]
+    if _SAFE_PART.fullmatch(stem):
+        return stem
+    digest = hashlib.sha256(stem.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return re.sub(r"[^A-Za-z0-9_=-]", "_", stem) + "-" + digest
 
 
 def read_tar(tar_path: str) -> tuple[dict[str, Entry], list[tuple[str, str]], list[str]]:
@@ -76,7 +89,10 @@ def read_parquet_rows(path: str) -> tuple[dict[str, dict] | None, list[str]]:
 
 
 def read_shard(tar_path: str) -> ShardRead:
-    entries, refused, errors = read_tar(tar_path)
+    if os.path.exists(tar_path):
+        entries, refused, errors = read_tar(tar_path)
+    else:
+        entries, refused, errors = {}, [], [f"tar {os.path.basename(tar_path)} is missing: only its parquet exists"]
     rows, perr = read_parquet_rows(tar_path[: -len(".tar")] + ".parquet")
     s = ShardRead(shard_name(tar_path), tar_path, entries, refused, errors + perr, rows)
     if rows is not None:
@@ -85,17 +101,40 @@ def read_shard(tar_path: str) -> ShardRead:
     return s
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def storable_text(text: str) -> str | None:
+    """Why ``text`` cannot be stored as UTF-8 (a lone surrogate from a JSON ``\\ud800`` escape),
+    or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"lone surrogate {text[e.start]!r} at character {e.start}"
+    return None
+
+
 def parse_meta(entry: Entry) -> tuple[dict | None, str | None]:
-    """The pair's json metadata, or (None, reason)."""
+    """The pair's json metadata, or (None, reason). Strict JSON (NaN/Infinity refused); the
+    fields curation stores (``url``, ``source``) must be storable strings or absent."""
     raw = entry.files.get("json")
     if raw is None:
         return None, "missing json metadata"
     try:
-        meta = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        meta = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError) as e:  # JSONDecodeError is a ValueError
         return None, f"unreadable json metadata: {type(e).__name__}: {e}"
+    except RecursionError:
+        return None, "unreadable json metadata: nested too deeply"
     if not isinstance(meta, dict):
         return None, "json metadata is not an object"
+    for name in ("url", "source"):
+        v = meta.get(name)
+        if v is not None and not isinstance(v, str):
+            return None, f"json metadata field {name!r} is {type(v).__name__}, expected a string"
+        if v is not None and (why := storable_text(v)):
+            return None, f"json metadata field {name!r}: {why}"
     return meta, None
 
 
@@ -111,7 +150,11 @@ def parse_caption(entry: Entry, meta: dict | None) -> tuple[str | None, str | No
         text = (meta or {}).get("caption")
         if text is None:
             return None, "missing caption (no .txt and no caption in json)"
-    text = str(text).strip()
+        if not isinstance(text, str):
+            return None, f"json caption is {type(text).__name__}, expected a string"
+        if why := storable_text(text):
+            return None, f"caption: {why}"
+    text = text.strip()
     if not text:
         return None, "empty caption"
     return text, None

@@ -177,3 +177,37 @@ def test_report_plots(tmp_path):
     assert titles[-1] == "sampling weights: target frequency per version"
     for _, p in figs:
         assert Image.open(p).size[0] > 100
+
+
+def test_a_damaged_or_failing_checkpoint_does_not_stop_the_others(tmp_path):
+    """A truncated checkpoint is skipped with the bad file named; one whose weights fail to load
+    is recorded as failed with the reason; the good one is still evaluated."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from training import checkpoints as ckpts
+    lake, root = str(tmp_path / "lake"), tmp_path / "ckpts"
+    good = _fake_ckpt(root, 100)
+    save_file({"w": torch.zeros(4)}, str(good / "model.safetensors"))
+    stage = ckpts.stage_dir(root / "step_00000200")
+    stage.mkdir(parents=True)
+    save_file({"w": torch.zeros(64)}, str(stage / "model.safetensors"))
+    (stage / "meta.json").write_text("{}")
+    ckpts.commit(stage, root / "step_00000200", 200, 1)
+    cut = root / "step_00000200" / "model.safetensors"
+    cut.write_bytes(cut.read_bytes()[:-10])
+    bad = _fake_ckpt(root, 300)
+    (bad / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{not json")  # legacy marker, no sizes
+    for step in (100, 200, 300):
+        _register(lake, "r1", step, root / f"step_{step:08d}")
+
+    def generate_fn_for(ck):
+        load_file(os.path.join(ck["path"], "model.safetensors"))  # what loading a checkpoint does first
+        return ground_truth
+
+    out = ce.evaluate_pending(lake, _cfg(tmp_path).evaluate, generate_fn_for, progress=False)
+    assert len(out["evaluated"]) == 1
+    assert [f["checkpoint"] for f in out["failed"]] == ["r1-s00000300"]
+    assert out["failed"][0]["why"].startswith("SafetensorError")
+    skipped = {s["checkpoint"]: s["why"] for s in out["skipped"]}
+    assert skipped["r1-s00000200"].endswith("model.safetensors: 318 bytes, 328 recorded (truncated or overwritten)")

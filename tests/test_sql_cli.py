@@ -68,3 +68,53 @@ def test_notion_plots_render(lake, tmp_path):
         w, h = Image.open(png).size
         assert w > 300 and h > 200
     assert render(str(tmp_path / "empty"), str(tmp_path)) == []
+
+
+def _snapshot(root) -> dict:
+    """Every file under the lake with its bytes' sha256: what "unchanged" means here."""
+    import hashlib
+    import os
+    return {os.path.join(d, f): hashlib.sha256(open(os.path.join(d, f), "rb").read()).hexdigest()
+            for d, _, fs in os.walk(root) for f in fs}
+
+
+def test_every_write_path_is_refused_and_the_lake_is_unchanged(lake, capsys, tmp_path):
+    import glob
+    import os
+    part = sorted(glob.glob(os.path.join(lake, "pairs", "*.parquet")))[0]
+    attempts = {
+        f"COPY (SELECT * FROM pairs LIMIT 1) TO '{part}' (FORMAT parquet)": "COPY statements are refused",
+        f"COPY (SELECT * FROM pairs) TO '{lake}/pairs' (FORMAT parquet, PARTITION_BY (shard), OVERWRITE)":
+            "COPY statements are refused",
+        f"ATTACH '{lake}/warehouse.duckdb' AS w": "ATTACH statements are refused",
+        "DROP VIEW pairs": "DROP statements are refused",
+        "INSTALL httpfs": "LOAD statements are refused",
+        "LOAD httpfs": "LOAD statements are refused",
+        "CREATE TABLE t AS SELECT 1": "CREATE statements are refused",
+        "SET lock_configuration = false": "SET statements are refused",
+        f"EXPLAIN ANALYZE COPY (SELECT 1) TO '{part}'": "EXPLAIN statements are refused",
+        f"SELECT 1; COPY (SELECT 1) TO '{part}'": "COPY statements are refused",
+        "SELECT * FROM read_text('/etc/passwd')": "Permission Error",
+        f"SELECT * FROM read_text('{tmp_path}/outside.txt')": "Permission Error",
+    }
+    (tmp_path / "outside.txt").write_text("kept out")
+    before = _snapshot(lake)
+    for sql, why in attempts.items():
+        assert main(["sql", sql, "--lake", lake]) == 1, sql
+        err = capsys.readouterr().err
+        assert err.startswith("SQL error: ") and why in err and err.count("\n") == 1, (sql, err)
+    assert _snapshot(lake) == before
+    assert main(["sql", f"SELECT content FROM read_text('{tmp_path}/outside.txt')", "--lake", lake,
+                 "--read", str(tmp_path / "outside.txt"), "--format", "csv"]) == 0  # a path the user names
+    assert capsys.readouterr().out.splitlines() == ["content", "kept out"]
+    assert main(["sql", "SELECT count(*) AS n FROM pairs", "--lake", lake, "--format", "csv"]) == 0
+    assert int(capsys.readouterr().out.splitlines()[1]) > 0  # the lake itself still reads
+
+
+def test_control_characters_are_escaped_and_a_missing_lake_fails(lake, capsys, tmp_path):
+    sql = "SELECT 'red' || chr(27) || '[31m' || chr(8238) || chr(7) || 'x' AS c"
+    assert main(["sql", sql, "--lake", lake]) == 0
+    out = capsys.readouterr().out
+    assert "red\\x1b[31m\\u202e\\x07x" in out and "\x1b" not in out and "\u202e" not in out
+    assert main(["sql", "SELECT 1", "--lake", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err == f"error: lake {str(tmp_path / 'nope')!r} does not exist (--lake)\n"

@@ -10,6 +10,7 @@ deletion in the lake, so the ``checkpoints_live`` view lists exactly the directo
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -56,9 +57,45 @@ def list_checkpoints(out: str) -> list[Path]:
                   if p.is_dir() and p.name.startswith("step_") and (p / COMPLETE).exists())
 
 
+def _manifest(stage: Path) -> dict[str, list]:
+    """``{relative path: [size, sha256]}`` of every file of a written stage but the marker."""
+    files = {}
+    for f in sorted(stage.rglob("*")):
+        if f.is_file() and f.name != COMPLETE:
+            with open(f, "rb") as fh:
+                files[f.relative_to(stage).as_posix()] = [f.stat().st_size, hashlib.file_digest(fh, "sha256").hexdigest()]
+    return files
+
+
+def damage(path: str | Path) -> str | None:
+    """Why a checkpoint must not be used (a file missing, cut short or changed since its
+    ``COMPLETE`` marker recorded sizes and sha256), or None. Markers written before sizes were
+    recorded carry no ``files`` and are trusted as before."""
+    p = Path(path)
+    try:
+        files = json.loads((p / COMPLETE).read_text()).get("files")
+    except (OSError, ValueError) as e:
+        return f"unreadable {COMPLETE} marker: {type(e).__name__}: {e}"
+    for rel, (size, sha) in (files or {}).items():
+        f = p / rel
+        if not f.is_file():
+            return f"{rel}: missing"
+        if f.stat().st_size != size:
+            return f"{rel}: {f.stat().st_size} bytes, {size} recorded (truncated or overwritten)"
+        with open(f, "rb") as fh:
+            if hashlib.file_digest(fh, "sha256").hexdigest() != sha:
+                return f"{rel}: sha256 differs from the recorded one (corrupted)"
+    return None
+
+
 def latest(out: str) -> Path | None:
-    cks = list_checkpoints(out)
-    return cks[-1] if cks else None
+    """The newest intact checkpoint; each damaged newer one is logged with its bad file and skipped."""
+    for p in reversed(list_checkpoints(out)):
+        why = damage(p)
+        if why is None:
+            return p
+        log.warning("checkpoint %s is damaged (%s); falling back to an older one", p, why)
+    return None
 
 
 def resolve_resume(resume: str | None, out: str) -> Path | None:
@@ -70,6 +107,8 @@ def resolve_resume(resume: str | None, out: str) -> Path | None:
     p = Path(resume)
     if not (p / COMPLETE).exists():
         raise FileNotFoundError(f"--resume {resume}: not a complete checkpoint (no {COMPLETE} marker)")
+    if why := damage(p):
+        raise ValueError(f"--resume {resume}: damaged checkpoint: {why}")
     return p
 
 
@@ -82,8 +121,10 @@ def clean_stale_stages(out: str) -> None:
 
 
 def commit(stage: Path, final: Path, step: int, world_size: int) -> None:
-    """Mark a fully written stage ``COMPLETE`` and rename it into place (replacing ``final``)."""
-    (stage / COMPLETE).write_text(json.dumps({"step": step, "world_size": world_size}))
+    """Mark a fully written stage ``COMPLETE`` (with each file's size and sha256, checked before
+    use by :func:`damage`) and rename it into place (replacing ``final``)."""
+    files = _manifest(stage)
+    (stage / COMPLETE).write_text(json.dumps({"step": step, "world_size": world_size, "files": files}))
     if final.exists():
         shutil.rmtree(final)
     os.rename(stage, final)

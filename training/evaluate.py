@@ -42,6 +42,8 @@ def pending_checkpoints(lake: str, benchmark: str) -> tuple[list[dict], list[dic
             skipped.append({**r, "why": "already evaluated"})
         elif not ckpts.is_complete(r["path"] or ""):
             skipped.append({**r, "why": f"incomplete or missing directory {r['path']}"})
+        elif why := ckpts.damage(r["path"]):
+            skipped.append({**r, "why": f"damaged checkpoint {r['path']}: {why}"})
         else:
             todo.append(r)
     return todo, skipped
@@ -208,9 +210,14 @@ def evaluate_pending(lake: str, cfg, generate_fn_for: Callable[[dict], GenerateF
     todo, skipped = pending_checkpoints(lake, cfg.benchmark)
     if cfg.max_checkpoints:
         todo = todo[: cfg.max_checkpoints]
-    done = []
-    for ck in todo:
-        fn = generate_fn_for(ck) if generate_fn_for else None
-        done.append(evaluate_checkpoint(lake, ck, cfg, fn, progress))
-    return {"evaluated": done, "skipped": [{"checkpoint": checkpoint_id(s["run_id"], s["step"]),
-                                            "why": s["why"]} for s in skipped]}
+    done, failed = [], []
+    for ck in todo:  # one checkpoint that cannot load or generate must not stop the others
+        try:
+            fn = generate_fn_for(ck) if generate_fn_for else None
+            done.append(evaluate_checkpoint(lake, ck, cfg, fn, progress))
+        except Exception as e:  # noqa: BLE001 - recorded with its reason, retried next time
+            why = f"{type(e).__name__}: {e}"
+            log.warning("evaluation of %s failed: %s", ck["path"], why)
+            failed.append({"checkpoint": checkpoint_id(ck["run_id"], ck["step"]), "why": why})
+    return {"evaluated": done, "failed": failed,
+            "skipped": [{"checkpoint": checkpoint_id(s["run_id"], s["step"]), "why": s["why"]} for s in skipped]}

@@ -4,7 +4,9 @@
     t2i sql --query top_notions --param color --param 10 --format csv
 
 Values given with ``--param`` are bound as parameters ($1, $2, ...), never pasted into the SQL.
-A bad statement prints DuckDB's message and exits 1, with no traceback.
+A bad statement prints DuckDB's message and exits 1, with no traceback. Statements run read-only
+(``warehouse.readonly``): only SELECTs, reading only the lake and the ``--read`` paths; cells are
+printed with control characters escaped.
 """
 from __future__ import annotations
 
@@ -12,12 +14,13 @@ import argparse
 import csv
 import datetime as dt
 import json
+import os
 import sys
 from typing import Any, Sequence
 
 import duckdb
 
-from warehouse import db
+from warehouse import db, readonly
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", "-p", action="append", default=[], help="bound parameter, repeatable")
     p.add_argument("--format", "-f", choices=("table", "csv", "json"), default="table")
     p.add_argument("--max-width", type=int, default=60, help="table format: truncate cells")
+    p.add_argument("--read", action="append", default=[], metavar="PATH",
+                   help="a file or folder outside the lake the SQL may read, repeatable")
 
 
 def _cell(v: Any) -> Any:
@@ -40,7 +45,7 @@ def _cell(v: Any) -> Any:
 def format_table(cols: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int = 60) -> str:
     """A plain aligned text table; numbers right-aligned, long cells cut with '…'."""
     def s(v):
-        t = "NULL" if v is None else str(_cell(v)).replace("\n", " ")
+        t = "NULL" if v is None else readonly.escape_controls(str(_cell(v)).replace("\n", " "))
         return t if len(t) <= max_width else t[: max_width - 1] + "…"
     cells = [[s(v) for v in r] for r in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
@@ -80,10 +85,16 @@ def run(args) -> int:
         import re
         n = max([int(m) for m in re.findall(r"\$(\d+)", sql)] or [0])
         params += [None] * (n - len(params))
+    if not os.path.isdir(args.lake) and "://" not in args.lake:
+        print(f"error: lake {args.lake!r} does not exist (--lake)", file=sys.stderr)
+        return 2
     try:
-        cols, rows = db.query(args.lake, sql, params)
+        cols, rows = readonly.query(args.lake, sql, params, args.read)
     except duckdb.Error as e:
-        print(f"SQL error: {str(e).strip()}", file=sys.stderr)
+        print(f"SQL error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
-    print(render(cols, rows, args.format, args.max_width))
+    text = render(cols, rows, args.format, args.max_width)
+    if args.format != "table" and sys.stdout.isatty():  # table cells are escaped already
+        text = "\n".join(readonly.escape_controls(line) for line in text.split("\n"))
+    print(text)
     return 0
