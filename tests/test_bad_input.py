@@ -262,7 +262,7 @@ def test_names_parquet_without_tar_and_the_flow_goes_on(tmp_path, cfg):
     assert names == ["00009", "part_1-" + _sha8("part 1"), "part_1", "sch_rd-" + _sha8("schärd")]
     lake = str(tmp_path / "lake")
     summary = run_plain(str(src), lake, cfg, progress=False)
-    assert (summary["n_in"], summary["n_passed"], summary["n_quarantined"]) == (6, 3, 3)
+    assert (summary["n_in"], summary["n_passed"], summary["n_quarantined"], summary["n_source_failed"]) == (7, 3, 3, 1)
     rows = {(r["shard"], r["key"]): (r["status"], r["reason"]) for r in lk.read_table(lake, "pairs").to_pylist()}
     missing = "listed in parquet (status success) but missing from the tar, which is missing"
     assert rows[("00009", "0005")] == rows[("00009", "0006")] == ("quarantined", missing)
