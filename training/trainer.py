@@ -8,6 +8,10 @@ text encoder embeds its captions; D-JEPA·T2I returns its losses; AdamW (warmup,
 constant), gradient clipping, then the target-encoder EMA and the evaluation EMA. DDP by default
 (gloo on CPU, NCCL on GPU), FSDP2 ``fully_shard`` per block with ``train.fsdp``; bf16 autocast
 on GPU; an FSDP run saves and loads its state sharded (``torch.distributed.checkpoint``).
+The step never waits on the device: its losses and grad norm stay device tensors until
+:meth:`Trainer.flush` reads all pending ones at once (every ``log_every`` / ``stats_every`` /
+``save_every`` step and at the end); TF32 is on for CUDA and ``train.compile`` (default: on for
+CUDA) compiles every transformer block.
 
 Every ``stats_every`` steps each rank writes its batch statistics to the lake; every
 ``weights_check_every`` steps rank 0 reads the live weights version and broadcasts it, and every
