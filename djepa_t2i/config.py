@@ -265,6 +265,9 @@ class Train(Section):
     seed: int = 0
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     grad_checkpointing: bool = False
+    # torch.compile each transformer block (one graph per block, lengths symbolic); None: on for
+    # CUDA, off on CPU (compiling costs more than it saves on a short CPU run)
+    compile: bool | None = None
     fsdp: bool = False
     num_workers: int = Field(0, ge=0)  # decode threads (order-preserving: stream stays exact)
     lookahead: int = Field(32, ge=1)  # packer look-ahead (first-fit fill of the token budget)

@@ -40,6 +40,17 @@ class Segments:
     def total(self) -> int:
         return sum(self.lengths)
 
+    def prepare(self, backend: str, device) -> None:
+        """Build the host-derived tables ``backend`` reads, once per batch and before any block
+        runs: a compiled block then only reads cached tensors and two ints (``max_seqlen`` and the
+        text row count), so a new batch's lengths change no guard but those ints (no graph break,
+        no per-batch recompilation; tests/test_model_attention.py)."""
+        backend = resolve_backend(backend, torch.device(device))
+        if backend == "sdpa":
+            self.padded_index(device)
+        elif backend == "flex":
+            self.doc_ids(device)
+
     def doc_ids(self, device) -> torch.Tensor:
         if "doc" not in self.cache:
             self.cache["doc"] = torch.repeat_interleave(
@@ -102,7 +113,8 @@ def _padded_sdpa(q, k, v, seg: Segments) -> torch.Tensor:
     (measured 3x slower when sampling). Equal lengths (fixed-size training, generation) need no
     mask at all, so the fused CPU flash kernel runs."""
     idx, mask = seg.padded_index(q.device)
-    B, L, H, D = len(seg.lengths), seg.max_seqlen, q.shape[1], q.shape[2]
+    L, H, D = seg.max_seqlen, q.shape[1], q.shape[2]
+    B = idx.shape[0] // max(L, 1) if mask is None else mask.shape[0]  # equal lengths: N = B * L
 
     def pad(x):
         return x.new_zeros(B * L, H, D).index_copy(0, idx, x).view(B, L, H, D).transpose(1, 2)

@@ -135,6 +135,8 @@ class Stack(nn.Module):
 
     def forward(self, xt: torch.Tensor, xi: torch.Tensor, joint: Joint, need_text: bool = True):
         last = len(self.blocks) - 1
+        if self.blocks:
+            joint.seg.prepare(self.blocks[0].attention, xi.device)
         for j, blk in enumerate(self.blocks):
             nt = need_text or j < last
             if self.grad_checkpointing and torch.is_grad_enabled():

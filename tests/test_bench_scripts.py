@@ -73,3 +73,23 @@ def test_cross_shard_dedup_reduced(tmp_path):
     # 1% exact + 1% near copies of 2,000 pairs in every shard after the first: 2 x 20 x 9
     assert "relabelled 360," in out
     metric(out, r"peak RSS " + NUM + " MiB")
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke(tmp_path):
+    """bench/gpu_check.sh (issue #15) runs end to end in its tiny CPU mode, so the one script a
+    GPU session runs cannot rot: every stage exits 0 and reports a positive, finite number (MAR's
+    stage reports it or says it was skipped when no LTH14/mar checkout is at $MAR_DIR)."""
+    import os
+    r = subprocess.run(["bash", "bench/gpu_check.sh", "--smoke"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=600, check=False,
+                       env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable})
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = (tmp_path / "summary.txt").read_text()
+    for name in ("train_djepa_b", "train_mar_b", "sample_djepa_b", "packed_vs_fixed"):
+        assert f"== {name}: rc 0," in summary, summary
+    metric((tmp_path / "train_djepa_b.txt").read_text(), NUM + r" img/s")
+    metric((tmp_path / "sample_djepa_b.txt").read_text(), NUM + r" ms/img")
+    metric((tmp_path / "packed_vs_fixed.txt").read_text(), r"ratio " + NUM)
+    mar = (tmp_path / "train_mar_b.txt").read_text()
+    assert "MAR skipped: no LTH14/mar checkout" in mar or metric(mar, NUM + r" img/s") > 0

@@ -1,3 +1,4 @@
+import math
 import os
 
 import pytest
@@ -143,3 +144,26 @@ def test_weight_decay_ramps_in_a_run_and_phase_one_crops(data):
         t.close()
     assert groups[False] == 0.0 and groups[True] == pytest.approx(0.02 + 0.18 * 3 / 4)
     assert all(s == (16, 16) for h in hist for s in h["sizes"])  # phase 1: fixed square crops
+
+
+def test_step_leaves_losses_on_the_device_until_flush(data):
+    """Issue #15: a step reads nothing back from the device; ``flush`` reads every pending step's
+    losses and grad norm at once and writes them to the step log, and ``train.compile`` is off on
+    CPU by default."""
+    import json
+    root, lake = data
+    out = root / "run_flush"
+    t = tr.Trainer(tiny_cfg(lake, str(out), **{"train.save_every": 100}))
+    try:
+        assert not tr.compile_enabled(t.cfg.train.compile, t.device)
+        recs = [t.train_step(), t.train_step()]
+        assert all(isinstance(r[k], torch.Tensor) for r in recs for k in ("loss", "loss_head", "grad_norm"))
+        assert not (out / tr.STEPS_LOG).exists() or (out / tr.STEPS_LOG).read_text() == ""
+        t.flush()
+    finally:
+        t.close()
+    logged = [json.loads(ln) for ln in (out / tr.STEPS_LOG).read_text().splitlines()]
+    assert [r["step"] for r in logged] == [1, 2] and t.pending == []
+    assert all(isinstance(r[k], float) and math.isfinite(r[k]) for r in recs for k in ("loss", "grad_norm"))
+    assert [r["loss"] for r in logged] == [r["loss"] for r in recs] and t.last_loss == recs[-1]["loss"]
+    assert t.window["loss"]["loss"] == recs[0]["loss"] + recs[1]["loss"]

@@ -8,6 +8,10 @@ text encoder embeds its captions; D-JEPA·T2I returns its losses; AdamW (warmup,
 constant), gradient clipping, then the target-encoder EMA and the evaluation EMA. DDP by default
 (gloo on CPU, NCCL on GPU), FSDP2 ``fully_shard`` per block with ``train.fsdp``; bf16 autocast
 on GPU; an FSDP run saves and loads its state sharded (``torch.distributed.checkpoint``).
+The step never waits on the device: its losses and grad norm stay device tensors until
+:meth:`Trainer.flush` reads all pending ones at once (every ``log_every`` / ``stats_every`` /
+``save_every`` step and at the end); TF32 is on for CUDA and ``train.compile`` (default: on for
+CUDA) compiles every transformer block.
 
 Every ``stats_every`` steps each rank writes its batch statistics to the lake; every
 ``weights_check_every`` steps rank 0 reads the live weights version and broadcasts it, and every
@@ -145,6 +149,30 @@ def _set_rng_state(s: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(s["cuda"], device)
 
 
+# ------------------------------------------------------------------------------ speed
+def set_fast_math(device: torch.device) -> None:
+    """TF32 for the float32 matmuls and convolutions left outside bf16 autocast (the encoders,
+    the optimizer's reductions): ~8x the fp32 tensor-core rate on Ampere and later."""
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def compile_enabled(flag: bool | None, device: torch.device) -> bool:
+    """``train.compile``: None means on for CUDA, off on CPU."""
+    return device.type == "cuda" if flag is None else flag
+
+
+def compile_blocks(model: torch.nn.Module) -> None:
+    """``torch.compile`` every transformer block in place (context, predictor, target): one graph
+    per block with symbolic lengths, so a new packed batch re-uses it (no graph break in a block:
+    tests/test_model_attention.py). Blocks, not the whole model, because the per-batch layout
+    (masks, permutations, rotary tables) is host work that would only split the graph."""
+    for m in model.modules():
+        if isinstance(m, MultimodalBlock):
+            m.compile(dynamic=None)
+
+
 # ------------------------------------------------------------------------------ the trainer
 class Trainer:
     def __init__(self, cfg: Config, resume: str | None = None):
@@ -167,6 +195,9 @@ class Trainer:
         self.text = TextEncoder.from_config(cfg.model.text_encoder)
         self.raw = build_model(cfg.model, self.text.dim, self.tokenizer).to(self.device)
         self.raw.set_grad_checkpointing(t.grad_checkpointing)
+        set_fast_math(self.device)
+        if compile_enabled(t.compile, self.device):
+            compile_blocks(self.raw)
         self.model = self._wrap(self.raw)
         self.ema = EMA(self.raw)  # after wrapping: under FSDP the EMA shadows are shards too
         self.opt = torch.optim.AdamW(param_groups(self.raw, t.weight_decay), lr=t.lr, betas=t.betas,
@@ -187,6 +218,7 @@ class Trainer:
         self.window: dict[str, Counter] = {"tokens": Counter(), "loss": Counter(), "images": Counter()}
         self.window_steps = 0
         self.last_loss = float("nan")
+        self.pending: list[dict] = []  # step records whose device-side values are not read yet
         self.switches: list[tuple[int, str | None, str | None]] = []  # (after step, old, new)
         ck = ckpts.resolve_resume(resume, t.out)
         if self.rank == 0:
@@ -242,27 +274,43 @@ class Trainer:
             if g["ramp"]:
                 g["weight_decay"] = wd
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip) if t.grad_clip > 0 \
-            else torch.zeros(())
+            else torch.zeros((), device=self.device)
         self.opt.step()
         self.sched.step()
         self.raw.update_ema(t.target_ema)
         self.ema.update(self.raw, t.ema)
         self.step += 1
-        losses = {k: float(v.detach()) for k, v in out.items()}
-        self.last_loss = losses["loss"]
-        for k, v in losses.items():
-            self.window["loss"][k] += v
-        self.window["loss"]["grad_norm"] += float(gnorm)
         self.window["tokens"]["image"] += batch.tokens
         self.window["tokens"]["budget"] += t.token_budget
         self.window["images"]["count"] += len(batch.keys)
         self.window_steps += 1
         rec = {"step": self.step, "keys": batch.keys, "sizes": batch.sizes, "tokens": batch.tokens,
-               "lr": self.sched.get_last_lr()[0], "grad_norm": float(gnorm), **losses}
+               "lr": self.sched.get_last_lr()[0], "grad_norm": gnorm.detach(),
+               **{k: v.detach() for k, v in out.items()}}
+        self.pending.append(rec)
+        return rec
+
+    def flush(self) -> None:
+        """Read the pending steps' losses and grad norms off the device in ONE transfer (the step
+        itself never waits on the device), turn them into floats in place (the records ``fit``
+        returned see them), add them to the statistics window and append them to the step log.
+        ``fit`` calls it every ``log_every`` / ``stats_every`` steps, before a checkpoint and at
+        the end, so the log and the lake see exactly what a per-step read would have written."""
+        if not self.pending:
+            return
+        names = [k for k in self.pending[0] if k == "grad_norm" or k.startswith("loss")]
+        vals = torch.stack([r[k].float() for r in self.pending for k in names]).tolist()
+        lines = []
+        for i, rec in enumerate(self.pending):
+            rec.update(zip(names, vals[i * len(names):(i + 1) * len(names)]))
+            for k in names:
+                self.window["loss"][k] += rec[k]
+            lines.append(json.dumps(rec) + "\n")
+        self.last_loss = self.pending[-1]["loss"]
+        self.pending = []
         if self.steps_log is not None:
             with open(self.steps_log, "a") as f:  # one write per line: a kill leaves at most a torn last line
-                f.write(json.dumps(rec) + "\n")
-        return rec
+                f.writelines(lines)
 
     def _check_weights(self) -> None:
         v = _broadcast(self.watcher.poll() if self.rank == 0 else None)
@@ -391,6 +439,9 @@ class Trainer:
             tok0 += rec["tokens"]
             if on_step:
                 on_step(rec)
+            if self.step % t.log_every == 0 or self.step % t.stats_every == 0 \
+                    or self.step % t.save_every == 0 or self.step == end:
+                self.flush()
             if self.step % t.log_every == 0 and self.rank == 0:
                 dtm = time.perf_counter() - t0
                 log.info("step %d loss %.4f (head %.4f pred %.4f) lr %.2e %.0f img-tok/s/rank", self.step,

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Issue #15's GPU check: ONE run (<= 8 minutes on an H200) that writes everything under $OUT.
+#
+#   OUT=/some/dir bash bench/gpu_check.sh            # on the GPU machine (device tool: $OUT is set)
+#   OUT=/tmp/gc bash bench/gpu_check.sh --smoke      # anywhere: tiny shapes on CPU (tests run it)
+#
+# 1. the GPU tests (CUDA attention backends vs the reference; a block compiled as one graph);
+# 2. train-step img/s + MFU of djepa_b at batch 128 x 256 tokens, bf16, compiled, with torch's
+#    sync debug mode on in the timed loop (every host sync is printed); beside it MAR-B at the
+#    same batch (LTH14/mar from $MAR_DIR, default /tmp/mar; skipped with a message if absent:
+#    the machine has no network, so copy a checkout there or carry one and set MAR_DIR);
+# 3. sampling ms/img at batch 256, 64 steps, CFG;
+# 4. packed (mixed resolutions) vs fixed-resolution image tokens/s, and peak memory throughout.
+# Each stage has its own time limit; a failed stage is recorded and the next one still runs.
+# $OUT/summary.txt gathers the hardware, the date and every stage's result lines.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:?set OUT to the output folder}
+PY=${PYTHON:-python}
+MAR_DIR=${MAR_DIR:-/tmp/mar}
+SMOKE=0
+[ "${1:-}" = "--smoke" ] && SMOKE=1
+mkdir -p "$OUT"
+export PYTHONPATH=$PWD HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DO_NOT_TRACK=1 YOLO_OFFLINE=1
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+
+if [ $SMOKE = 1 ]; then
+  DEV=(--device cpu --threads 1)
+  TRAIN=(--model djepa_tiny --batch 2 --grid 4 --steps 2 --warmup 1)
+  MAR=(--size tiny --batch 2 --grid 4 --steps 1 --warmup 1)
+  SAMPLE=(--model djepa_tiny --batch 2 --grid 4 --steps 4 --cfg 3 --flow-steps 4)
+  PACK=(--preset tiny --warmup 1 --repeats 2)
+  LIMIT_TESTS=0; LIMIT_TRAIN=120; LIMIT_MAR=120; LIMIT_SAMPLE=120; LIMIT_PACK=120
+else
+  DEV=(--device cuda --compile --peak-tflops "${PEAK_TFLOPS:-989.4}")  # H100/H200 dense bf16
+  TRAIN=(--model djepa_b --batch 128 --grid 16 --steps 20 --warmup 5 --check-syncs)
+  MAR=(--batch 128 --grid 16 --steps 20 --warmup 5)
+  SAMPLE=(--model djepa_b --batch 256 --grid 16 --steps 64 --cfg 3 --flow-steps 32)
+  PACK=(--preset h100 --warmup 5 --repeats 10)
+  LIMIT_TESTS=60; LIMIT_TRAIN=120; LIMIT_MAR=90; LIMIT_SAMPLE=120; LIMIT_PACK=70
+fi
+
+stage() {  # stage NAME LIMIT_S CMD...: runs CMD with a time limit, output to $OUT/NAME.txt
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1
+  local rc=$?
+  echo "== $name: rc $rc, $((SECONDS - t0)) s" >> "$OUT/summary.txt"
+  grep -E "img/s|ms/img|tokens/s|skipped|passed|failed|error|Error|synchroniz" "$OUT/$name.txt" \
+    | grep -v "^ " | tail -n 8 >> "$OUT/summary.txt"
+}
+
+{
+  echo "gpu_check $( [ $SMOKE = 1 ] && echo "--smoke " )$(date -u +%FT%TZ) commit $(git rev-parse --short HEAD 2>/dev/null)"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null \
+    || echo "no nvidia-smi"
+  $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+} > "$OUT/summary.txt"
+
+if [ $SMOKE = 0 ]; then
+  stage tests "$LIMIT_TESTS" $PY -m pytest -q -x -p no:cacheprovider tests/test_model_attention.py
+fi
+stage train_djepa_b "$LIMIT_TRAIN" $PY bench/train_step.py "${DEV[@]}" "${TRAIN[@]}"
+stage train_mar_b "$LIMIT_MAR" $PY bench/mar_train_step.py --mar-dir "$MAR_DIR" "${DEV[@]}" "${MAR[@]}"
+stage sample_djepa_b "$LIMIT_SAMPLE" $PY bench/generate.py "${DEV[@]}" "${SAMPLE[@]}"
+stage packed_vs_fixed "$LIMIT_PACK" $PY bench/packing_vs_fixed.py \
+  $( [ $SMOKE = 1 ] && echo "--device cpu --threads 1" || echo "--device cuda --compile" ) "${PACK[@]}"
+cat "$OUT/summary.txt"
