@@ -4,7 +4,8 @@ from __future__ import annotations
 import os
 
 # Okabe-Ito colours: distinguishable with every common colour-vision deficiency
-STATUS_COLORS = {"input": "#999999", "passed": "#009E73", "rejected": "#D55E00", "quarantined": "#E69F00"}
+STATUS_COLORS = {"input": "#999999", "passed": "#009E73", "rejected": "#D55E00", "quarantined": "#E69F00",
+                 "source_failed": "#56B4E9"}
 
 
 def save_figure(fig, outdir: str, name: str, dpi: int = 110) -> str:
