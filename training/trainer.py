@@ -285,7 +285,8 @@ class Trainer:
         self.window["images"]["count"] += len(batch.keys)
         self.window_steps += 1
         rec = {"step": self.step, "keys": batch.keys, "sizes": batch.sizes, "tokens": batch.tokens,
-               "lr": self.sched.get_last_lr()[0], "grad_norm": gnorm.detach(),
+               "lr": self.sched.get_last_lr()[0],
+               "grad_norm": (gnorm.full_tensor() if hasattr(gnorm, "full_tensor") else gnorm).detach(),
                **{k: v.detach() for k, v in out.items()}}
         self.pending.append(rec)
         return rec
