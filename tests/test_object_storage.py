@@ -47,7 +47,7 @@ def test_memory_lake_views_weights_and_no_database_file():
 def test_curation_into_s3_and_sql_over_it(s3, tmp_path, capsys):
     from djepa_t2i.config import load_config
     from flows.curate_laion import run_plain
-    from tasks.sample import make_sample
+    from tasks.mini_laion import make_sample
     make_sample(str(tmp_path / "sample"), n=16, seed=2, per_shard=8)
     L = "s3://lake-bucket/lake"
     s = run_plain(str(tmp_path / "sample"), L, load_config(None, ["curate.workers=1"]), progress=False)

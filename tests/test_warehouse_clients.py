@@ -168,7 +168,7 @@ def test_reader_in_a_loop_during_curation_and_training(tmp_path):
     from djepa_t2i.config import load_config
     from flows.curate_laion import run_plain
     from tasks import shard_writer
-    from tasks.sample import make_sample
+    from tasks.mini_laion import make_sample
 
     sample = tmp_path / "sample"
     make_sample(str(sample), n=16, seed=3, per_shard=8)

@@ -41,10 +41,7 @@ def _sandbox(con: duckdb.DuckDBPyConnection, paths: Sequence[str]) -> None:
 def connect(lake: str, readable: Sequence[str] = ()) -> duckdb.DuckDBPyConnection:
     """The lake's views on a connection that can read only the lake and ``readable`` paths and
     whose configuration is locked (no extension is installed or auto-loaded)."""
-    con = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
-                                             "autoload_known_extensions": False})
-    for s in db.view_statements(lake):
-        con.execute(s)
+    con = db.connect(lake)  # the warehouse's views (made current first), then the sandbox
     _sandbox(con, [lake, *readable])
     return con
 
