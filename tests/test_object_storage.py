@@ -55,10 +55,12 @@ def test_curation_into_s3_and_sql_over_it(s3, tmp_path, capsys):
         "00000.parquet", "00001.parquet", "_schema.parquet"]
     _, rows = db.query(L, "SELECT status, sum(n) FROM funnel GROUP BY 1 ORDER BY 1")
     got = dict(rows)
-    assert sum(got.values()) == s["n_in"] == 16
-    assert (got.get("passed", 0), got.get("rejected", 0), got.get("quarantined", 0)) == (
-        s["n_passed"], s["n_rejected"], s["n_quarantined"])
-    _, runs = db.query(L, "SELECT sum(n_in), sum(n_passed + n_rejected + n_quarantined) FROM shard_runs")
+    # 16 tar pairs plus the URLs img2dataset failed to fetch (counted in as source_failed)
+    assert sum(got.values()) == s["n_in"] == 16 + s["n_source_failed"]
+    assert (got.get("passed", 0), got.get("rejected", 0), got.get("quarantined", 0),
+            got.get("source_failed", 0)) == (s["n_passed"], s["n_rejected"], s["n_quarantined"],
+                                             s["n_source_failed"])
+    _, runs = db.query(L, "SELECT sum(n_in) - sum(n_source_failed), sum(n_passed + n_rejected + n_quarantined) FROM shard_runs")
     assert runs == [(16, 16)]
     wt.publish(L, [{"kind": "color", "value": "red", "target_freq": 0.2}], "v0")
     assert main(["sql", "SELECT version, value FROM sampling_weights_current", "--lake", L, "-f", "csv"]) == 0

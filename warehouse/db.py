@@ -91,14 +91,14 @@ def ddl_hash() -> str:
     return h.hexdigest()
 
 
-def _is_local(lake: str) -> bool:
+def is_local(lake: str) -> bool:
     return isinstance(fsspec.core.url_to_fs(str(lake))[0], fsspec.implementations.local.LocalFileSystem)
 
 
 def lake_root_url(lake: str) -> str:
     """The lake as DuckDB addresses it, with a trailing slash: an absolute path or an fsspec URL."""
     fs, root = fsspec.core.url_to_fs(str(lake))
-    if _is_local(lake):
+    if is_local(lake):
         return os.path.abspath(root).rstrip("/") + "/"
     return fs.unstrip_protocol(root.rstrip("/")) + "/"
 
@@ -108,7 +108,7 @@ def _new_connection(lake: str, database: str = ":memory:") -> duckdb.DuckDBPyCon
     extensions are never fetched from the network."""
     con = duckdb.connect(database, config=_CONFIG)
     con.execute("SET enable_progress_bar = false")  # batch jobs log, they have no terminal to draw on
-    if not _is_local(lake):
+    if not is_local(lake):
         con.register_filesystem(fsspec.core.url_to_fs(str(lake))[0])
     con.execute("SET VARIABLE lake_root = ?", [lake_root_url(lake)])
     return con
@@ -146,7 +146,7 @@ def ensure_warehouse(lake: str) -> str | None:
     only to local disk, and such a lake is read through :func:`connect`."""
     fs, root = fsspec.core.url_to_fs(str(lake))
     root = root.rstrip("/")
-    local = _is_local(lake)
+    local = is_local(lake)
     stamp = f"{root}/{STAMP}"
     want = ddl_hash()
     current = fs.exists(stamp) and fs.cat_file(stamp).decode() == want
