@@ -34,6 +34,7 @@ p.add_argument('--gsteps', type=int, default=16); p.add_argument('--fsteps', typ
 p.add_argument('--temp', type=float, default=1.0); p.add_argument('--tema', type=float, default=0.996)
 p.add_argument('--pred_weight', type=float, default=1.0); p.add_argument('--threads', type=int, default=2)
 p.add_argument('--head_mul', type=int, default=4); p.add_argument('--fov', type=float, default=8.0)
+p.add_argument('--reps', type=int, default=2); p.add_argument('--mask_min', type=float, default=0.7); p.add_argument('--mask_std', type=float, default=0.25)
 p.add_argument('--heads', type=int, default=4); p.add_argument('--base', type=float, default=10000.0); p.add_argument('--save', default=None)
 a = p.parse_args()
 torch.set_num_threads(a.threads); torch.manual_seed(0)
@@ -46,7 +47,8 @@ scenes = [sw.sample_scene(rng, S, S, rng.choice(kinds)) for _ in range(a.n)]
 imgs = [img_t(sw.render(s)) for s in scenes]; caps = [s.caption for s in scenes]
 print('data', len(imgs), caps[:3], 'uniq', len(set(caps)), flush=True)
 m = DJEPAT2I(token_dim=tok.token_dim, text_dim=te.dim, width=a.width, enc_depth=a.depth, pred_depth=a.depth,
-             heads=a.heads, head_width=a.hw, head_depth=a.hd, vope_fov=a.fov, rope_base=a.base, pred_weight=a.pred_weight, head_mul=a.head_mul)
+             heads=a.heads, head_width=a.hw, head_depth=a.hd, vope_fov=a.fov, rope_base=a.base, pred_weight=a.pred_weight, head_mul=a.head_mul,
+             mask_min=a.mask_min, mask_std=a.mask_std)
 m.tokenizer = tok
 print('params', sum(p.numel() for p in m.parameters() if p.requires_grad) / 1e6, 'M', flush=True)
 opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=a.lr, betas=(0.9, 0.95), weight_decay=0.02)
@@ -56,6 +58,7 @@ COL = list(sw.COLORS); SH = list(sw.SHAPES)
 prompts = [(c, s) for c in COL for s in SH]
 
 from training.draw_check import read as check  # noqa: E402  (colour, shape) of one image
+from tasks.evaluators.controls import derangement  # noqa: E402
 
 
 def evaluate(step):
@@ -63,18 +66,19 @@ def evaluate(step):
     backup = {k: v.clone() for k, v in m.state_dict().items()}
     m.load_state_dict({**backup, **ema.state_dict()}, strict=False)
     m.eval()
-    caps = [sw.a(f'{c} {s}') for c, s in prompts] * 2
+    caps = [sw.a(f'{c} {s}') for c, s in prompts] * a.reps
     text = te.encode(caps)
     t0 = time.time()
     out = m.generate(text, [(S, S)] * len(caps), steps=a.gsteps, cfg=a.cfg, flow_steps=a.fsteps, temperature=a.temp, seed=step)
     gt = time.time() - t0
     ims = [tensor_to_image(x) for x in out]
     cc = sc = 0; shuf_c = shuf_s = 0
-    pr = prompts * 2
+    pr = prompts * a.reps
+    perm = derangement(len(pr), seed=0)
     for i, (im, (c, s)) in enumerate(zip(ims, pr)):
         col, shp = check(im)
         cc += col == c; sc += shp == s
-        c2, s2 = pr[(i * 7 + 5) % len(pr)]
+        c2, s2 = pr[perm[i]]
         shuf_c += col == c2; shuf_s += shp == s2
     n = len(ims)
     m.load_state_dict(backup); m.train()
@@ -83,9 +87,9 @@ def evaluate(step):
     print(f'EVAL step {step}: color {cc/n:.2f} shape {sc/n:.2f} | shuffled color {shuf_c/n:.2f} shape {shuf_s/n:.2f} | gen {gt:.1f}s', flush=True)
     if a.save:
         from PIL import Image
-        W = Image.new('RGB', (S * 18, S * 2))
+        W = Image.new('RGB', (S * 18, S * a.reps))
         for i, im in enumerate(ims): W.paste(im, ((i % 18) * S, (i // 18) * S))
-        W.resize((S * 18 * 3, S * 2 * 3), Image.NEAREST).save(f'{a.save}_{step}.png')
+        W.resize((S * 18 * 3, S * a.reps * 3), Image.NEAREST).save(f'{a.save}_{step}.png')
 
 t0 = time.time(); lw = []
 for step in range(1, a.steps + 1):

@@ -29,7 +29,7 @@ def read(img: Image.Image) -> tuple[str | None, str | None]:
     lab = sg.color_labels(arr)
     counts = np.bincount(lab[lab >= 0].ravel(), minlength=len(COLORS))
     color = COLORS[int(counts.argmax())] if counts.sum() >= 0.02 * lab.size else None
-    dets = sg.detect(arr)
+    dets = sg.detect(arr, lab)
     shape = max(dets, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1])).cls if dets else None
     return color, shape
 

@@ -103,13 +103,19 @@ def classify_shape(mask: np.ndarray) -> str | None:
     return "square" if mask[corner].mean() >= CORNER_FILL else "circle"
 
 
-def detect(image: Image.Image | np.ndarray) -> list[rules.Detection]:
-    """Objects in an image: one per connected single-color component above the minimum area
-    whose outline is a world shape, with a confidence (``confidence``), most confident first."""
+def _rgb(image: Image.Image | np.ndarray) -> np.ndarray:
     img = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
     if img.ndim != 3 or img.shape[2] < 3:
         raise ValueError(f"expected an RGB image, got array of shape {img.shape}")
-    labels = color_labels(img)
+    return img
+
+
+def detect(image: Image.Image | np.ndarray, labels: np.ndarray | None = None) -> list[rules.Detection]:
+    """Objects in an image: one per connected single-color component above the minimum area
+    whose outline is a world shape, with a confidence (``confidence``), most confident first.
+    ``labels``: the image's ``color_labels`` when the caller already has them."""
+    img = _rgb(image)
+    labels = color_labels(img) if labels is None else labels
     min_area = max(4, int(MIN_AREA * min(img.shape[:2]) ** 2))
     min_side = MIN_SIDE * min(img.shape[:2])
     names = list(sw.COLORS)
@@ -148,9 +154,10 @@ def score_image(image: Image.Image | np.ndarray, spec: dict) -> tuple[float, str
     An image with more than ``MAX_CLUTTER`` clutter fails whatever it contains: noise, patchy
     noise and half-drawn scenes must not pass by a lucky component (issue: a noise image once
     scored "a yellow triangle [ok]")."""
-    img = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
-    dets = detect(img)
-    junk = clutter(color_labels(img), dets)
+    img = _rgb(image)
+    labels = color_labels(img)
+    dets = detect(img, labels)
+    junk = clutter(labels, dets)
     if junk > MAX_CLUTTER:
         return 0.0, f"no clean drawing: {junk:.0%} of the image is clutter (max {MAX_CLUTTER:.0%})"
     objects = rules.select(dets, spec.get("tag", ""))
