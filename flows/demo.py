@@ -57,6 +57,17 @@ def _last_checkpoint(train_out: str) -> str:
     return str(last)
 
 
+DEMO_PARTS = ("sample", "lake", "shards", "train-phase1", "train-phase2", "eval", "report")
+
+
+def _start_fresh(out: str) -> None:
+    """A demo is one run from nothing: an earlier demo's checkpoints would be resumed against a
+    lake they were not trained on (the sampler refuses, rightly), so its parts are removed."""
+    import shutil
+    for part in DEMO_PARTS:
+        shutil.rmtree(Path(out) / part, ignore_errors=True)
+
+
 @flow(name="demo", log_prints=True)
 def demo(out: str = "runs/demo", quick: bool = False, seed: int = 0) -> dict:
     """Run the loop end to end under ``out``; returns every step's summary and timing."""
@@ -86,6 +97,7 @@ def demo(out: str = "runs/demo", quick: bool = False, seed: int = 0) -> dict:
         log.info("demo: %s done in %.1f s", name, steps[name]["seconds"])
         return res
 
+    _start_fresh(out)
     step("make-sample", make_sample, f"{out}/sample", n=z["n"], seed=seed)
     step("curate-laion", curate_laion, f"{out}/sample", lake, cfg1, ov1)
     step("recaption", recaption_flow, lake, cfg1, ov1)

@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-MIX = {"shapes": 0.55, "photo": 0.12, "text": 0.07, "lowq": 0.04, "small": 0.03, "aspect": 0.03,
-       "dup_exact": 0.04, "dup_near": 0.04, "broken": 0.08}
+MIX = {"shapes": 0.60, "photo": 0.10, "text": 0.06, "lowq": 0.04, "small": 0.03, "aspect": 0.03,
+       "dup_exact": 0.04, "dup_near": 0.03, "broken": 0.07}
 # The shapes world's categories as the sample draws them: like LAION, where most captions name one
-# object and its attributes, single coloured objects lead (35% "a red circle", 18% "a circle", the
-# four multi-object categories 12% each). Measured: with the uniform mix the demo's 480 pairs held
+# object and its attributes, single coloured objects lead (48% "a red circle", 14% "a circle", the
+# four multi-object categories 10% each). Measured: with the uniform mix the demo's 480 pairs held
 # ~30 "a <color> <shape>" scenes for 18 prompts, and its model drew colour at chance (issue #10).
-SCENES = {"colors": 3.0, "single_object": 1.5}
+SCENES = {"colors": 5.0, "single_object": 1.5}
 SHAPES_ASPECT = (0.5, 2.0)  # scenes are drawn at 1:2 to 2:1; the "aspect" source covers the extremes
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
           "retina", "colorwheel", "camera", "coins", "moon")
