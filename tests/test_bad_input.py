@@ -18,6 +18,7 @@ from tasks.shard_format import split_key
 from tasks.shards import list_shards, read_tar, shard_name
 from tests.test_decode import _png_claiming
 from warehouse import lake as lk
+from warehouse.lake import LakeNotWritable
 
 
 def _jpeg(seed=0, size=(96, 80), **kw):
@@ -623,3 +624,16 @@ def test_bad_input_kind(corpus, kind):
     if kind.check:
         assert kind.check(out)
     lk.to_arrow("pairs", out.pairs)  # every row storable
+
+
+def test_an_unwritable_lake_fails_before_any_shard(tmp_path, cfg):
+    """One line naming the lake and the OS's reason, raised before the first shard is read (the
+    run used to curate every shard and fail at the first write)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    write(str(src), pair("0001"))
+    (tmp_path / "a-file").write_text("not a folder")
+    lake = str(tmp_path / "a-file" / "lake")
+    with pytest.raises(LakeNotWritable) as e:
+        run_plain(str(src), lake, cfg, progress=False)
+    assert str(e.value) == f"lake {lake!r} is not writable: Not a directory"
