@@ -125,6 +125,11 @@ class Curate(Section):
     workers: int = Field(2, ge=1, le=1024)
     force: bool = False  # redo shards that already have a shard_runs partition
     chunk: int = Field(64, ge=1, le=65536)  # decoded images in flight per task (the model batch)
+    # and at most this many decoded pixels per batch (an image over the budget goes alone): a task's
+    # memory follows it, not the images' sizes (tests/test_curate_memory.py)
+    max_batch_pixels: int = Field(1 << 27, ge=1)
+    caption_max_chars: int = Field(2048, ge=16, le=1_000_000)  # longer alt text is cut (and says so)
+    max_member_bytes: int = Field(1 << 30, ge=1024)  # a larger tar member is refused unread (gzip bombs)
 
     @model_validator(mode="after")
     def _clip_for_heads(self):

@@ -26,6 +26,7 @@ from prefect_dask import DaskTaskRunner
 from tasks import curate as cu
 from tasks.shards import list_shards, shard_name
 from warehouse.artifacts import publish_summary
+from warehouse.lake import ensure_writable
 
 
 def _cfg(config_path, overrides) -> Config:
@@ -55,6 +56,7 @@ def finish(lake: str, shards: list[str], cfg: Config) -> dict:
 
 def run_plain(input_dir: str, lake: str, cfg: Config, progress: bool = True) -> dict:
     """The same work without Prefect or Dask: sequential, in this process."""
+    ensure_writable(lake)  # before any shard: an unwritable lake fails in one line, not after the work
     shards = list_shards(input_dir)
     run_id = uuid.uuid4().hex[:12]
     t0 = time.perf_counter()
@@ -92,6 +94,7 @@ def curate_laion(input_dir: str, lake: str, config_path: str | None = None,
                  overrides: list[str] | None = None, progress: bool = False) -> dict:
     """Curate every img2dataset shard under ``input_dir`` into the lake at ``lake``."""
     cfg = _cfg(config_path, overrides)
+    ensure_writable(lake)
     shards = list_shards(input_dir)
     run_id = uuid.uuid4().hex[:12]
     t0 = time.perf_counter()

@@ -99,13 +99,17 @@ class TextEncoder:
 
     @torch.no_grad()
     def _encode_new(self, captions: list[str], max_length: int) -> list[torch.Tensor]:
-        tok = self.tokenizer(captions, padding=True, truncation=True, max_length=max_length,
-                             return_tensors="pt")
-        ids = tok["input_ids"].to(self.device)
-        mask = tok["attention_mask"].to(self.device)
-        out = self.model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
-        lengths = tok["attention_mask"].sum(1).tolist()
-        return [out[i, :n].cpu() for i, n in enumerate(lengths)]
+        """One forward pass per caption, unpadded: a caption's states must not depend on the
+        captions it happens to be encoded with. Padded beside a longer caption they differ by
+        ~1e-6 (other matmul shapes), so a resumed run, whose cache starts empty, drifted from the
+        uninterrupted run that had cached them from other batches (issue #12 item 6)."""
+        out = []
+        for c in captions:
+            tok = self.tokenizer([c], truncation=True, max_length=max_length, return_tensors="pt")
+            ids = tok["input_ids"].to(self.device)
+            mask = tok["attention_mask"].to(self.device)
+            out.append(self.model(input_ids=ids, attention_mask=mask).last_hidden_state.float()[0].cpu())
+        return out
 
     def encode(self, captions: list[str], max_length: int = 77) -> TextStates:
         if isinstance(captions, str) or not captions:

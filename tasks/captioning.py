@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -74,6 +76,57 @@ def strip_tags(caption: str, tags: str | None) -> str:
     """The caption without the suffix :func:`with_tags` added (notions come from the text)."""
     suffix = TAG_OPEN + tags + TAG_CLOSE if tags else ""
     return caption[: -len(suffix)] if suffix and caption.endswith(suffix) else caption
+
+
+# ---------------------------------------------------------------------------- normalising alt text
+
+# A terminal escape sequence: CSI (ESC [ ... final byte), OSC (ESC ] ... BEL or ESC \\), or a
+# two-character escape. The whole sequence goes, not just the ESC that would leave "[31m" behind.
+_ESCAPE_SEQ = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-_])?")
+# Format characters that belong to the spelling, kept: ZWNJ/ZWJ (Persian, Indic scripts, emoji
+# sequences) and the tag characters of subdivision-flag emoji.
+_KEEP_FORMAT = {0x200C, 0x200D, *range(0xE0020, 0xE0080)}
+
+
+def _removable(text: str) -> set[str]:
+    """The control (Cc) and format (Cf) characters of ``text`` (bidi overrides and isolates
+    included), except whitespace controls (made spaces) and :data:`_KEEP_FORMAT`. Checked per
+    distinct character, so a 10 MB caption costs one pass of ``set``."""
+    return {c for c in set(text) if unicodedata.category(c) in ("Cc", "Cf")
+            and ord(c) not in _KEEP_FORMAT and not c.isspace()}
+
+
+@dataclass(frozen=True)
+class NormalizedCaption:
+    text: str  # what curation stores and trains on ("" when nothing printable is left)
+    changes: tuple[str, ...]  # what was done to the raw text, empty when nothing was
+
+
+def normalize_caption(raw: str, max_chars: int) -> NormalizedCaption:
+    """Alt text as a caption: Unicode NFC, escape sequences and control/format characters
+    (C0/C1 controls, bidi overrides such as U+202E, zero-width spaces, BOM) removed, whitespace
+    runs (newlines, tabs, U+2028) made one space, then cut to ``max_chars`` characters. Every
+    change is named in ``changes`` so the stored pair says why its caption differs from the raw
+    text it keeps."""
+    changes = []
+    text = unicodedata.normalize("NFC", raw)
+    if text != raw:
+        changes.append("NFC")
+    text, n = _ESCAPE_SEQ.subn("", text)
+    if n:
+        changes.append(f"removed {n} terminal escape sequence{'s' * (n != 1)}")
+    if bad := _removable(text):
+        n = len(text)
+        text = text.translate(dict.fromkeys(map(ord, bad)))
+        n -= len(text)
+        changes.append(f"removed {n} control/format character{'s' * (n != 1)}")
+    spaced = " ".join(text.split())
+    if spaced != text:
+        changes.append("whitespace collapsed")
+    if len(spaced) > max_chars:
+        changes.append(f"cut from {len(spaced)} to {max_chars} characters (curate.caption_max_chars)")
+        spaced = spaced[:max_chars].rstrip()
+    return NormalizedCaption(spaced, tuple(changes))
 
 
 # ---------------------------------------------------------------------------- reading images

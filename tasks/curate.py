@@ -1,7 +1,8 @@
 """Curate one img2dataset shard: every input pair ends passed, rejected or quarantined.
 
-``process_shard`` reads a shard safely, decodes in chunks (bounded memory), runs the stages in
-``cfg.curate.order`` over the surviving candidates of each chunk (models batched; CLIP
+``process_shard`` reads a shard safely, decodes in batches of at most ``curate.max_batch_pixels``
+decoded pixels (and ``curate.chunk`` pairs): bounded memory whatever the images' sizes; it runs the
+stages in ``cfg.curate.order`` over the surviving candidates of each batch (models batched; CLIP
 embeddings computed once and shared by the CLIP-head filters), and returns the rows of the lake
 tables ``pairs``, ``filter_scores`` and ``shard_runs``. ``curate_shard`` writes them as one
 partition per shard, ``shard_runs`` last: its presence marks the shard finished, so a killed run
@@ -22,7 +23,8 @@ from djepa_t2i.config import CLIP_STAGES, Config
 from tasks import img2dataset_meta as i2d
 from tasks import shard_format as sf
 from tasks import shards as sh
-from tasks.decode import DecodeError, decode_image
+from tasks.captioning import normalize_caption
+from tasks.decode import DecodeError, decode_image, header_pixels
 from tasks.filters import MODEL_STAGES, build
 from tasks.filters.dedup import DedupFilter, phash, pixel_sha256
 from tasks.filters.resolution import ResolutionFilter
@@ -119,7 +121,7 @@ def process_shard(tar_path: str, cfg: Config, run_id: str = "", models: Models |
     of the shard itself (a filter model raising, say) quarantines the shard's pairs, so the flow
     and its cross-shard steps go on either way."""
     t0 = time.perf_counter()
-    s = sh.read_shard(tar_path)
+    s = sh.read_shard(tar_path, cfg.curate.max_member_bytes)
     base = {"shard": s.name, "source_path": tar_path, "run_id": run_id, "created_at": _now()}
     try:
         models = models or load_models(cfg)
@@ -203,23 +205,12 @@ def _curate(s: sh.ShardRead, cfg: Config, base: dict, models: Models) -> ShardOu
     stage_t["read"], stage_cpu["read"] = time.perf_counter() - t0, time.process_time() - c0
     res_f = ResolutionFilter(c.resolution)
     dedup_f = DedupFilter(c.dedup)
-    keys = sorted(_all_keys(s))
-    for i in range(0, len(keys), c.chunk):  # bounded memory: c.chunk decoded images at a time
-        t, tc = time.perf_counter(), time.process_time()
-        cands = []
-        for key in keys[i:i + c.chunk]:
-            if key in refused:
-                emit(key, "quarantined", "read", "tar member refused, not extracted: " + "; ".join(refused[key]))
-                continue
-            try:
-                cand = _admit(key, s, only_tar, only_pq, c, emit)
-            except Exception as e:  # noqa: BLE001 - one pair's fault must not cost the shard
-                emit(key, "quarantined", "read", f"unexpected error reading the pair: {type(e).__name__}: {e}")
-                continue
-            if cand:
-                cands.append(cand)
-        stage_t["decode"] += time.perf_counter() - t
-        stage_cpu["decode"] += time.process_time() - tc
+    batch: list[Candidate] = []
+    pixels = 0
+
+    def flush():  # the stages over one decoded batch, then its memory is released
+        nonlocal batch, pixels
+        cands, batch, pixels = batch, [], 0
         for stage in c.order:
             t, tc = time.perf_counter(), time.process_time()
             cands = _run_stage(stage, cands, models, res_f, dedup_f, s.name, out, emit)
@@ -227,6 +218,20 @@ def _curate(s: sh.ShardRead, cfg: Config, base: dict, models: Models) -> ShardOu
             stage_cpu[stage] += time.process_time() - tc
         for cand in cands:
             emit(cand.key, "passed", **cand.row)
+
+    for key in sorted(_all_keys(s)):
+        e = s.entries.get(key)
+        px = header_pixels(e.image) if e is not None and key not in refused else 0
+        if batch and (pixels + px > c.max_batch_pixels or len(batch) >= c.chunk):
+            flush()  # bounded memory: at most max_batch_pixels decoded (or one larger image)
+        t, tc = time.perf_counter(), time.process_time()
+        cand = _admit_or_quarantine(key, s, refused, only_tar, only_pq, c, emit)
+        stage_t["decode"] += time.perf_counter() - t
+        stage_cpu["decode"] += time.process_time() - tc
+        if cand:
+            batch.append(cand)
+            pixels += cand.image.width * cand.image.height
+    flush()
     n = {st: sum(p["status"] == st for p in out.pairs) for st in STATUSES}
     errors = list(s.errors)
     stats = i2d.read_stats(tar_path)
@@ -249,6 +254,20 @@ def _curate(s: sh.ShardRead, cfg: Config, base: dict, models: Models) -> ShardOu
     return out
 
 
+def _admit_or_quarantine(key, s: sh.ShardRead, refused: dict[str, list[str]], only_tar, only_pq, c,
+                         emit) -> Candidate | None:
+    """The decoded candidate, or None once the pair is emitted as quarantined (one row per key,
+    however many of its members were refused)."""
+    if key in refused:
+        emit(key, "quarantined", "read", "tar member refused, not extracted: " + "; ".join(refused[key]))
+        return None
+    try:
+        return _admit(key, s, only_tar, only_pq, c, emit)
+    except Exception as e:  # noqa: BLE001 - one pair's fault must not cost the shard
+        emit(key, "quarantined", "read", f"unexpected error reading the pair: {type(e).__name__}: {e}")
+        return None
+
+
 def _admit(key, s: sh.ShardRead, only_tar, only_pq, c, emit) -> Candidate | None:
     """Quarantine what cannot be curated; return the decoded candidate otherwise."""
     if key in only_pq:
@@ -268,9 +287,16 @@ def _admit(key, s: sh.ShardRead, only_tar, only_pq, c, emit) -> Candidate | None
         return None
     src = (s.parquet_rows or {}).get(key) or meta  # img2dataset's row, else the pair's json (same fields)
     info = {"url": meta.get("url"), "source": meta.get("source"), **i2d.pair_columns(src)}
-    caption, why = sh.parse_caption(e, meta)
+    raw, why = sh.parse_caption(e, meta)
     if why:
         emit(key, "quarantined", "caption", why, **info)
+        return None
+    norm = normalize_caption(raw, c.caption_max_chars)
+    if norm.changes:
+        info |= {"caption_raw": raw, "caption_changes": "; ".join(norm.changes)}
+    caption = norm.text
+    if not caption:
+        emit(key, "quarantined", "caption", "empty caption after normalisation: " + info["caption_changes"], **info)
         return None
     try:
         d = decode_image(e.image, c.resolution.max_pixels)
@@ -338,7 +364,7 @@ def _keep_passed(cands, f, results, shard, out: ShardOutput, emit):
 def config_hash(cfg: Config) -> str:
     """What decides a shard's rows: the curate settings, minus where/how the work runs."""
     import hashlib
-    d = cfg.curate.model_dump(exclude={"force", "workers", "dask_address", "chunk"})
+    d = cfg.curate.model_dump(exclude={"force", "workers", "dask_address", "chunk", "max_batch_pixels"})
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -17,6 +17,9 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never grey padding
 
 
+_TRANSPOSES = range(2, 9)  # EXIF orientations 2-8 (TIFF 6.0): the tags exif_transpose acts on
+
+
 class DecodeError(ValueError):
     """Why a payload could not become an RGB image (the quarantine reason)."""
 
@@ -60,6 +63,21 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, P, L, 1
 
 
+def header_pixels(data: bytes | None) -> int:
+    """Pixels the image will have once decoded, read from its header alone (0 when the header is
+    unreadable: such a payload is quarantined without decoding). Lets a caller size a batch
+    before it pays for the pixels."""
+    if not data:
+        return 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            w, h = Image.open(io.BytesIO(data)).size
+    except Exception:  # noqa: BLE001  (decode_image gives the reason)
+        return 0
+    return max(w, 0) * max(h, 0)
+
+
 def decode_image(data: bytes | None, max_pixels: int) -> Decoded:
     if data is None:
         raise DecodeError("no image file in the shard for this key")
@@ -73,6 +91,10 @@ def decode_image(data: bytes | None, max_pixels: int) -> Decoded:
         raise DecodeError(f"decompression bomb: {e}") from None
     except UnidentifiedImageError:
         raise DecodeError(f"not an image: unrecognised bytes (starts {data[:8]!r})") from None
+    except ValueError as e:
+        if "Decompressed data too large" in str(e):  # PIL's cap on a compressed text chunk (zTXt/iTXt)
+            raise DecodeError(f"decompression bomb: {e}") from None
+        raise DecodeError(f"not an image: {type(e).__name__}: {e}") from None
     except Exception as e:  # noqa: BLE001  (PIL raises many types on garbage headers)
         raise DecodeError(f"not an image: {type(e).__name__}: {e}") from None
     w, h = im.size
@@ -89,8 +111,9 @@ def decode_image(data: bytes | None, max_pixels: int) -> Decoded:
         raise DecodeError(f"truncated or corrupt {fmt} data: {e}") from None
     orientation = 1
     try:
-        orientation = int(im.getexif().get(0x0112, 1) or 1)
-        im = ImageOps.exif_transpose(im)
+        tag = int(im.getexif().get(0x0112, 1) or 1)
+        if tag in _TRANSPOSES:  # 2-8; any other value (0, 9, 65535) is not a transform: none applied
+            im, orientation = ImageOps.exif_transpose(im), tag
     except Exception:  # noqa: BLE001  (a broken EXIF block must not lose the image)
         orientation = 1
     try:

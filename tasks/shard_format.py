@@ -53,11 +53,13 @@ def pick_image(files: dict[str, bytes]) -> tuple[str, bytes] | None:
     return None
 
 
-def read_tar(tar_path: str, keep: Callable[[str, str], bool] | None = None
+def read_tar(tar_path: str, keep: Callable[[str, str], bool] | None = None, max_member_bytes: int | None = None
              ) -> tuple[dict[str, dict[str, bytes]], list[tuple[str, str]], list[str]]:
     """``({key: {ext: bytes}}, refused, errors)`` of the members ``keep(key, ext)`` accepts (all if
-    None), in tar order. ``refused``: (member name, reason) of unsafe members and of every repeat
-    of a member name (the caller quarantines the whole key); ``errors``: damage to the shard.
+    None), in tar order. ``refused``: (member name, reason) of unsafe members, of members larger
+    than ``max_member_bytes`` (a gzip-bombed shard claims gigabytes in a few kilobytes: such a
+    member is skipped, never read into memory) and of every repeat of a member name (the caller
+    quarantines the whole key); ``errors``: damage to the shard.
     A truncated tar yields the members before the damage; a key cut mid-member gets an
     ``_truncated`` entry so the caller can quarantine it."""
     entries: dict[str, dict[str, bytes]] = {}
@@ -79,6 +81,8 @@ def read_tar(tar_path: str, keep: Callable[[str, str], bool] | None = None
             if keep is not None and not keep(key, ext):
                 continue
             why = unsafe_reason(m)
+            if not why and max_member_bytes is not None and m.size > max_member_bytes:
+                why = f"member {m.name!r} has {m.size} bytes > curate.max_member_bytes {max_member_bytes}"
             if why:
                 refused.append((m.name, why))
             if why or m.isdir():

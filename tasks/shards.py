@@ -65,9 +65,10 @@ def shard_name(tar_path: str) -> str:
     return re.sub(r"[^A-Za-z0-9_=-]", "_", stem) + "-" + digest
 
 
-def read_tar(tar_path: str) -> tuple[dict[str, Entry], list[tuple[str, str]], list[str]]:
+def read_tar(tar_path: str, max_member_bytes: int | None = None
+             ) -> tuple[dict[str, Entry], list[tuple[str, str]], list[str]]:
     """Every member of a shard grouped by key (``tasks.shard_format.read_tar``)."""
-    files, refused, errors = sf.read_tar(tar_path)
+    files, refused, errors = sf.read_tar(tar_path, max_member_bytes=max_member_bytes)
     return {k: Entry(k, f) for k, f in files.items()}, refused, errors
 
 
@@ -88,9 +89,9 @@ def read_parquet_rows(path: str) -> tuple[dict[str, dict] | None, list[str]]:
     return rows, []
 
 
-def read_shard(tar_path: str) -> ShardRead:
+def read_shard(tar_path: str, max_member_bytes: int | None = None) -> ShardRead:
     if os.path.exists(tar_path):
-        entries, refused, errors = read_tar(tar_path)
+        entries, refused, errors = read_tar(tar_path, max_member_bytes)
     else:
         entries, refused, errors = {}, [], [f"tar {os.path.basename(tar_path)} is missing: only its parquet exists"]
     rows, perr = read_parquet_rows(tar_path[: -len(".tar")] + ".parquet")

@@ -4,7 +4,7 @@ import tarfile
 import pytest
 
 from djepa_t2i.config import load_config
-from tasks.captioning import provenance, strip_tags, with_tags
+from tasks.captioning import normalize_caption, provenance, strip_tags, with_tags
 from tasks.recaption import recaption
 from tasks.shard_format import read_images
 from tests.lake_fixtures import jpeg, make_lake, write_tar
@@ -105,3 +105,29 @@ def test_internvl_backend_runs_generate_inside_the_flow(tmp_path):
     # re-run with the same model and prompt: nothing new
     s2 = recaption_flow(str(lake), overrides=ov)
     assert s2["shards_skipped"] == 1 and lk.read_table(lake, "captions").num_rows == 3
+
+
+@pytest.mark.parametrize("raw,text,changes", [
+    ("a red circle", "a red circle", ()),
+    ("cafe\u0301 au lait", "caf\u00e9 au lait", ("NFC",)),
+    ("evil \u202egnp.exe", "evil gnp.exe", ("removed 1 control/format character",)),
+    ("\u2067rtl\u2069 isolate \u200fmark", "rtl isolate mark", ("removed 3 control/format characters",)),
+    ("\x1b[31mred\x1b[0m text", "red text", ("removed 2 terminal escape sequences",)),
+    ("title\x1b]0;pwned\x07 here", "title here", ("removed 1 terminal escape sequence",)),
+    ("bell\x07 nul\x00 del\x7f c1\x9b", "bell nul del c1", ("removed 4 control/format characters",)),
+    ("zero\u200bwidth \ufeffbom", "zerowidth bom", ("removed 2 control/format characters",)),
+    ("line one\n\nline\ttwo\u2028three", "line one line two three", ("whitespace collapsed",)),
+    ("family \U0001f468\u200d\U0001f469 and \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
+     "family \U0001f468\u200d\U0001f469 and \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", ()),  # ZWJ/ZWNJ kept
+    ("\u202e\u202d\x1b[0m", "", ("removed 1 terminal escape sequence", "removed 2 control/format characters")),
+])
+def test_normalize_caption(raw, text, changes):
+    n = normalize_caption(raw, 2048)
+    assert (n.text, n.changes) == (text, changes)
+
+
+def test_normalize_caption_cuts_to_the_cap_and_says_so():
+    n = normalize_caption(("word " * 1000).strip(), 2050)
+    assert len(n.text) == 2049 and n.text.endswith("word")  # the cut's trailing space goes
+    assert n.changes == ("cut from 4999 to 2050 characters (curate.caption_max_chars)",)
+    assert normalize_caption("x" * 2048, 2048).changes == ()

@@ -60,6 +60,25 @@ def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     fs.mv(tmp, path)  # rename: atomic on a local filesystem, a single PUT on object stores
 
 
+class LakeNotWritable(OSError):
+    """The lake cannot take a partition (raised before a step does any work)."""
+
+
+def ensure_writable(lake: str) -> None:
+    """Fail fast, with a one-line reason, when ``lake`` cannot be written: create it, write a
+    probe the way a partition is written (temporary name, rename) and remove it. A flow calls this
+    before its first shard, so an unwritable lake costs nothing instead of a whole run's work."""
+    fs, root = _fs(lake)
+    probe = f"{root}/.write-probe-{uuid.uuid4().hex}"
+    try:
+        fs.makedirs(root, exist_ok=True)
+        write_atomic(fs, probe, b"")
+        fs.rm(probe)
+    except OSError as e:
+        why = e.strerror or str(e) or type(e).__name__
+        raise LakeNotWritable(f"lake {lake!r} is not writable: {why}") from None
+
+
 def _parquet_bytes(data: pa.Table) -> bytes:
     buf = pa.BufferOutputStream()
     pq.write_table(data, buf, compression="zstd")

@@ -24,6 +24,9 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("similarity", F), ("punsafe", F), ("pwatermark", F), ("nsfw_label", S), ("language", S),
         ("license", S), ("original_width", I), ("original_height", I), ("source_status", S),
         ("error_message", S), ("source_sha256", S),
+        # the alt text as read, kept when normalisation changed it (NFC, control characters removed,
+        # cut to curate.caption_max_chars; null: `caption` is the raw text), and what was changed
+        ("caption_raw", S), ("caption_changes", S),
     ]),
     # one row per pair per filter that ran on it (curate-laion)
     "filter_scores": pa.schema([
