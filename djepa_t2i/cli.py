@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "recaption": ("flows.recaption", "caption curated pairs (InternVL2 or keep alt text)"),
     "notions": ("flows.notion_stats", "extract notions and publish sampling weights v0"),
     "build-shards": ("flows.build_shards", "write passed pairs into webdataset tars + index"),
+    "encode": ("flows.encode", "cache VAE tokens + text states beside the training shards"),
     "train": ("flows.train", "train D-JEPA·T2I (CPU, or under torchrun)"),
     "evaluate": ("flows.evaluate_checkpoints", "evaluate checkpoints not yet scored"),
     "feedback": ("flows.feedback", "publish the next sampling-weights version"),

@@ -67,7 +67,11 @@ class DenoisingMLP(nn.Module):
             nn.init.zeros_(lin.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        c = self.t_embed(t) + self.c_embed(z)
+        return self.forward_cond(x, self.t_embed(t) + self.c_embed(z))
+
+    def forward_cond(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """The MLP given its conditioning ``c = t_embed(t) + c_embed(z)``: a sampler computes
+        ``c_embed(z)`` once for all its steps and ``t_embed`` once per step for every row."""
         h = self.x_in(x)
         for blk in self.blocks:
             h = blk(h, c)

@@ -197,18 +197,23 @@ class DJEPAT2I(nn.Module):
                  flow_steps: int = 32, time_shift: float = 1.0, seed: int = 0,
                  offset_b: float | None = None, tokenizer=None,
                  on_step: Callable[[int, list[int]], None] | None = None,
-                 _always_uncond: bool = False) -> list[torch.Tensor]:
+                 compile: bool = False, _always_uncond: bool = False) -> list[torch.Tensor]:
         """Algorithm 1. ``sizes`` are pixel (H, W), any aspect; returns (C, H, W) in [-1, 1].
 
         All bookkeeping (schedule, orders, indices) is computed on the host up front, so the
         loop launches kernels without waiting on the device. ``on_step(k, n_predicted)``
-        reports how many tokens each sample predicted at step k.
+        reports how many tokens each sample predicted at step k. The conditional and
+        unconditional rows go through every forward together (one batch of 2B samples), and
+        ``compile`` captures the token head's Euler step (model/flow_head.py; flow head only).
         """
         tok = tokenizer or self.tokenizer
         if tok is None:
             raise ValueError("generate() needs a tokenizer (pass tokenizer= or use load_model)")
         if cfg_schedule not in ("linear", "constant"):
             raise ValueError(f"cfg_schedule must be 'linear' or 'constant', got {cfg_schedule!r}")
+        if compile and self.head.kind != "flow":
+            raise ValueError(f"compile=True needs the flow head; this model has {self.head.kind!r}")
+        head_kw = {"compile": True} if compile else {}
         B = len(sizes)
         if len(text) != B:
             raise ValueError(f"{B} sizes but {len(text)} captions")
@@ -244,7 +249,7 @@ class DJEPAT2I(nn.Module):
                 scale = self._cfg_scales(cfg, cfg_schedule, lens, nxt, pred_counts, dev)
                 x = self.head.sample(z[:P], z_uncond=z[P:] if guided else None, cfg=scale,
                                      temperature=temperature, steps=flow_steps,
-                                     time_shift=time_shift, generator=g_dev)
+                                     time_shift=time_shift, generator=g_dev, **head_kw)
                 tokens.index_copy_(0, pred_idx[:P], x.to(tokens.dtype))
             if on_step is not None:
                 on_step(k, pred_counts)

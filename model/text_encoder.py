@@ -111,7 +111,8 @@ class TextEncoder:
             out.append(self.model(input_ids=ids, attention_mask=mask).last_hidden_state.float()[0].cpu())
         return out
 
-    def encode(self, captions: list[str], max_length: int = 77) -> TextStates:
+    def rows(self, captions: list[str], max_length: int = 77) -> list[torch.Tensor]:
+        """(L_i, D) float states per caption on the host, through the recent-caption cache."""
         if isinstance(captions, str) or not captions:
             raise ValueError("encode() takes a non-empty list of captions")
         todo = list(dict.fromkeys(c for c in captions if (c, max_length) not in self._cache))
@@ -124,10 +125,18 @@ class TextEncoder:
             rows.append(self._cache[(c, max_length)])
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
-        lengths = [r.shape[0] for r in rows]
-        L = max(lengths)
-        states = torch.zeros(len(rows), L, self.dim)
-        for i, r in enumerate(rows):
-            states[i, :r.shape[0]] = r
-        mask = torch.arange(L)[None] < torch.tensor(lengths)[:, None]
-        return TextStates(states.to(self.device), mask.to(self.device), lengths)
+        return rows
+
+    def encode(self, captions: list[str], max_length: int = 77) -> TextStates:
+        return text_states(self.rows(captions, max_length), self.dim).to(self.device)
+
+
+def text_states(rows: list[torch.Tensor], dim: int) -> TextStates:
+    """Right-padded ``TextStates`` (float32, host) from per-caption (L_i, dim) states."""
+    lengths = [r.shape[0] for r in rows]
+    L = max(lengths)
+    states = torch.zeros(len(rows), L, dim)
+    for i, r in enumerate(rows):
+        states[i, :r.shape[0]] = r
+    mask = torch.arange(L)[None] < torch.tensor(lengths)[:, None]
+    return TextStates(states, mask, lengths)

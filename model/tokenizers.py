@@ -8,6 +8,8 @@ VAEs), normalises latents with the VAE's own scaling/shift factors and patchifie
 """
 from __future__ import annotations
 
+import threading
+
 import torch
 
 from djepa_t2i.config import resolve_device
@@ -68,6 +70,7 @@ class VAETokenizer:
         self.factor = 2 ** (len(cfg.block_out_channels) - 1)
         self.token_dim = self.channels * patch_size ** 2
         self.stride = self.factor * patch_size
+        self._lock = threading.Lock()  # data workers share the VAE; tiling is a per-call switch
 
     def describe(self) -> dict:
         from model.encoder_paths import encoder_name
@@ -87,9 +90,10 @@ class VAETokenizer:
         if img.dim() != 3 or img.shape[0] != 3:
             raise ValueError(f"expected (3, H, W) in [-1, 1], got {tuple(img.shape)}")
         self.grid(img.shape[1], img.shape[2])
-        self._tiling(img.shape[1], img.shape[2])
         p = next(self.vae.parameters())
-        lat = self.vae.encode(img[None].to(p.device, p.dtype)).latent_dist.mode()[0]
+        with self._lock:
+            self._tiling(img.shape[1], img.shape[2])
+            lat = self.vae.encode(img[None].to(p.device, p.dtype)).latent_dist.mode()[0]
         lat = (lat.float() - self.shift) * self.scale
         return patchify(lat, self.patch_size)
 
@@ -97,9 +101,10 @@ class VAETokenizer:
     def decode(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         lat = unpatchify(tokens.float(), grid, self.channels, self.patch_size)
         lat = lat / self.scale + self.shift
-        self._tiling(grid[0] * self.stride, grid[1] * self.stride)
         p = next(self.vae.parameters())
-        return self.vae.decode(lat[None].to(p.device, p.dtype)).sample[0].float()
+        with self._lock:
+            self._tiling(grid[0] * self.stride, grid[1] * self.stride)
+            return self.vae.decode(lat[None].to(p.device, p.dtype)).sample[0].float()
 
 
 def build_tokenizer(cfg) -> PixelTokenizer | VAETokenizer:
@@ -128,10 +133,16 @@ def pack(images: list[torch.Tensor], tokenizer, max_image_tokens: int = 4096,
          generator: torch.Generator | None = None) -> PackedImages:
     """Tokenize and concatenate; an image above ``max_image_tokens`` keeps a random subset
     (random token drop, indices recorded in ``keep`` so positions stay correct)."""
-    toks, grids, keep = [], [], []
-    for img in images:
-        t = tokenizer.encode(img)
-        grids.append(tokenizer.grid(img.shape[1], img.shape[2]))
+    return pack_tokens([tokenizer.encode(img) for img in images],
+                       [tokenizer.grid(img.shape[1], img.shape[2]) for img in images],
+                       max_image_tokens, generator)
+
+
+def pack_tokens(tokens: list[torch.Tensor], grids: list[tuple[int, int]], max_image_tokens: int = 4096,
+                generator: torch.Generator | None = None) -> PackedImages:
+    """:func:`pack` of images already tokenized (by a data worker, or read from the encode cache)."""
+    toks, keep = [], []
+    for t in tokens:
         if t.shape[0] > max_image_tokens:
             k = torch.randperm(t.shape[0], generator=generator)[:max_image_tokens].sort().values
             t = t[k.to(t.device)]

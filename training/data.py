@@ -19,9 +19,11 @@ import torch
 from PIL import Image
 
 from model.batch import PackedImages
-from model.tokenizers import pack
+from model.text_encoder import TextStates
+from model.tokenizers import pack_tokens
 from tasks.shard_format import read_range
 from training import lake_io
+from training.encode_cache import BatchEncoder
 from training.feedback_sampler import Decision, FeedbackSampler
 from training.packing import TokenBudgetPacker
 
@@ -33,6 +35,7 @@ class TrainBatch:
     keys: list[str]
     sizes: list[tuple[int, int]]  # (out_h, out_w) per image
     tokens: int                   # image tokens in the batch (after token drop)
+    text: TextStates | None = None  # host states of the captions, when the loader has a text encoder
 
 
 def load_image(d: Decision) -> torch.Tensor:
@@ -72,9 +75,14 @@ class WeightsWatcher:
 
 
 class TrainLoader:
+    """``encoder``: how a decision becomes image tokens and text states (training/encode_cache.py:
+    the cache beside the shards, else the tokenizer and text encoder); run in the ``workers``
+    threads with the decode, so the frozen encoders stay out of the training step."""
+
     def __init__(self, packer: TokenBudgetPacker, tokenizer, max_image_tokens: int, seed: int,
-                 rank: int = 0, workers: int = 0):
+                 rank: int = 0, workers: int = 0, encoder: BatchEncoder | None = None):
         self.packer, self.tokenizer, self.cap = packer, tokenizer, max_image_tokens
+        self.encoder = encoder or BatchEncoder(tokenizer, use_cache=False)
         self.gen = torch.Generator().manual_seed(seed * 1000 + rank)  # random token drop
         self.pool = ThreadPoolExecutor(workers) if workers > 0 else None
         self._ahead: list[tuple[dict, list[Decision], list[Future] | None, dict]] = []
@@ -93,7 +101,8 @@ class TrainLoader:
         win = self.sampler.pop_window()
         decisions = self.packer.next_batch()
         delta, self.sampler.window = self.sampler.pop_window(), win
-        futs = [self.pool.submit(load_image, d) for d in decisions] if self.pool else None
+        futs = [self.pool.submit(self.encoder.tokens, d) for d in decisions] + \
+            [self.pool.submit(self.encoder.text, decisions)] if self.pool else None
         self._ahead.append((snap, decisions, futs, delta))
 
     def next(self) -> TrainBatch:
@@ -102,15 +111,19 @@ class TrainLoader:
         _, decisions, futs, delta = self._ahead.pop(0)
         for kind, counts in delta.items():
             self.sampler.window[kind].update(counts)
-        images = [f.result() for f in futs] if futs else [load_image(d) for d in decisions]
-        packed = self._pack(images)
+        if futs:
+            *tokens, text = [f.result() for f in futs]
+        else:
+            tokens, text = [self.encoder.tokens(d) for d in decisions], self.encoder.text(decisions)
+        packed = self._pack(tokens, decisions)
         if self.pool:
-            self._schedule()  # decode the next batch while this one trains
+            self._schedule()  # decode and encode the next batch while this one trains
         return TrainBatch(packed, [d.caption for d in decisions], [d.key for d in decisions],
-                          [(d.out_h, d.out_w) for d in decisions], int(packed.cu_seqlens[-1]))
+                          [(d.out_h, d.out_w) for d in decisions], int(packed.cu_seqlens[-1]), text)
 
-    def _pack(self, images: list[torch.Tensor]) -> PackedImages:
-        return pack(images, self.tokenizer, self.cap, self.gen)
+    def _pack(self, tokens: list[torch.Tensor], decisions: list[Decision]) -> PackedImages:
+        grids = [self.tokenizer.grid(d.out_h, d.out_w) for d in decisions]
+        return pack_tokens(tokens, grids, self.cap, self.gen)
 
     def state_dict(self) -> dict:
         """State before the first batch not yet handed out (prefetched batches are replayed)."""

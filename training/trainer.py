@@ -3,8 +3,9 @@
     python -m training.trainer --config configs/demo_phase1.yaml            # one process
     torchrun --nproc_per_node 8 -m training.trainer --config configs/phase1.yaml --resume auto
 
-Per step: the loader hands out a token-budget batch chosen by the feedback sampler; the frozen
-text encoder embeds its captions; D-JEPA·T2I returns its losses; AdamW (warmup, cosine or
+Per step: the loader hands out a token-budget batch chosen by the feedback sampler, its image
+tokens and caption states read from the encode cache beside the shards or encoded by the frozen
+encoders in the loader's workers (training/encode_cache.py); D-JEPA·T2I returns its losses; AdamW (warmup, cosine or
 constant), gradient clipping, then the target-encoder EMA and the evaluation EMA. DDP by default
 (gloo on CPU, NCCL on GPU), FSDP2 ``fully_shard`` per block with ``train.fsdp``; bf16 autocast
 on GPU; an FSDP run saves and loads its state sharded (``torch.distributed.checkpoint``).
@@ -168,6 +169,7 @@ def compile_blocks(model: torch.nn.Module) -> None:
     per block with symbolic lengths, so a new packed batch re-uses it (no graph break in a block:
     tests/test_model_attention.py). Blocks, not the whole model, because the per-batch layout
     (masks, permutations, rotary tables) is host work that would only split the graph."""
+    from model.blocks import MultimodalBlock
     for m in model.modules():
         if isinstance(m, MultimodalBlock):
             m.compile(dynamic=None)
@@ -181,6 +183,7 @@ class Trainer:
         from model.text_encoder import TextEncoder
         from model.tokenizers import build_tokenizer
         from training.data import TrainLoader, WeightsWatcher
+        from training.encode_cache import BatchEncoder
         from training.feedback_sampler import FeedbackSampler
         from training.packing import TokenBudgetPacker
 
@@ -211,8 +214,9 @@ class Trainer:
                                   fixed_side=t.fixed_side, seed=t.seed, rank=self.rank,
                                   world_size=self.world, max_retries=t.max_retries)
         packer = TokenBudgetPacker(sampler, t.token_budget, t.max_image_tokens, stride, t.lookahead)
+        encoder = BatchEncoder(self.tokenizer, self.text, cfg.model.text_max_length)
         self.loader = TrainLoader(packer, self.tokenizer, t.max_image_tokens, t.seed, self.rank,
-                                  t.num_workers)
+                                  t.num_workers, encoder)
         self.watcher = WeightsWatcher(cfg.lake)
         self.step = 0
         self.window: dict[str, Counter] = {"tokens": Counter(), "loss": Counter(), "images": Counter()}
@@ -264,7 +268,7 @@ class Trainer:
         if self.step % t.weights_check_every == 0 and self.step > 0:
             self._check_weights()
         batch = self.loader.next()
-        text = self.text.encode(batch.captions, self.cfg.model.text_max_length).to(self.device)
+        text = batch.text.to(self.device)
         with self.autocast:
             out = self.model(batch.images.to(self.device), text, generator=self.gen)
         self.opt.zero_grad(set_to_none=True)
