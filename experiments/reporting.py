@@ -65,19 +65,6 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-def noise_images(jobs: list[dict], sizes: list[tuple[int, int]] | tuple[int, int]):
-    """Uniform RGB noise, one image per job, seeded by the job: the scorer's chance floor. A
-    generated image must beat this to show anything was learned."""
-    import numpy as np
-    from PIL import Image
-    out = []
-    for i, j in enumerate(jobs):
-        h, w = sizes[i] if isinstance(sizes, list) else sizes
-        rng = np.random.default_rng(int(j["seed"]))
-        out.append(Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)))
-    return out
-
-
 def preset_parser(prog: str, doc: str, presets: dict, int_keys: tuple[str, ...], work: str
                   ) -> argparse.ArgumentParser:
     """The options both experiments share: a preset, integer overrides of it, seeds, paths."""
