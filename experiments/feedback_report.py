@@ -13,6 +13,8 @@ from experiments import colour_eval as cev
 from experiments import reporting as rp
 from experiments import verdicts as vd
 from experiments.feedback_ablation import ARMS, RARE
+from training.feedback_sampler import OVER_TARGET_DISCARD_P
+from warehouse.weights_v0 import Temper, tempered_targets
 
 CONTROLS = ("uniform_noise", "patch_noise", "shuffled_prompt")
 MIN_EFFECT = 0.05   # the smallest gain that would count (Table 3: +0.07 overall at 100k steps)
@@ -59,21 +61,17 @@ def compare(results: dict, summary: dict, a: str, b: str, name: str, cols, claim
     above = vd.beats(summary[(a, name)]["model"], summary[(a, name)]["chance"]) or \
         vd.beats(summary[(b, name)]["model"], summary[(b, name)]["chance"])
     v = vd.verdict(lo, hi, MIN_EFFECT, above)
-    n = summary[(a, name)]["model"].n
-    need = needed_images(n, lo, hi)
-    note = (f"{a} {summary[(a, name)]['model']} vs {b} {summary[(b, name)]['model']}"
-            + ("" if above else "; neither arm above its chance control")
-            + (f"; a ±{MIN_EFFECT / 2:.3f} interval needs ~{need} images per arm" if v == vd.INCONCLUSIVE else ""))
+    scale = vd.scale_note(v, above, summary[(a, name)]["model"].n, lo, hi, MIN_EFFECT)
+    note = f"{a} {summary[(a, name)]['model']} vs {b} {summary[(b, name)]['model']}" + (f"; {scale}" if scale else "")
     return {"claim": claim, "verdict": v, "diff": point, "lo": lo, "hi": hi, "above_chance": above,
-            "images_needed": need if v == vd.INCONCLUSIVE else None,
-            "line": vd.line(claim, v, point, lo, hi, note)}
+            "scale_needed": scale or None, "line": vd.line(claim, v, point, lo, hi, note)}
 
 
-def needed_images(n: int, lo: float, hi: float) -> int:
-    """Images per arm (same seeds-to-images ratio) for a 95% half-width of MIN_EFFECT / 2: the
-    interval narrows as 1/sqrt(n)."""
-    half = (hi - lo) / 2
-    return int(n * (half / (MIN_EFFECT / 2)) ** 2) + 1
+def ceiling(natural: float) -> float:
+    """The largest share the feedback sampler can give a set of notions with natural share
+    ``natural``: every other sample is discarded with p = 0.5 and none of the set is."""
+    p = OVER_TARGET_DISCARD_P
+    return natural / (natural + (1 - natural) * (1 - p))
 
 
 def compare_mix(results: dict, a: str, b: str) -> dict:
@@ -81,7 +79,7 @@ def compare_mix(results: dict, a: str, b: str) -> dict:
     gb = [[mix_share(r["mix"], RARE)] for (arm, _), r in sorted(results.items()) if arm == b]
     point, lo, hi = vd.boot_diff(ga, gb)
     claim = f"{a} draws the rare colours more often than {b}"
-    v = vd.verdict(lo, hi, MIN_MIX_EFFECT, True)
+    v = vd.verdict(lo, hi, MIN_MIX_EFFECT, any(x[0] > 0 for x in ga + gb))  # never on two zeros
     return {"claim": claim, "verdict": v, "diff": point, "lo": lo, "hi": hi,
             "line": vd.line(claim, v, point, lo, hi, "share of accepted training samples, bootstrap over seeds")}
 
@@ -106,6 +104,8 @@ def write(a, results: dict, counts, wall: float) -> None:
     summary = summarize(results, sets)
     n_all = sum(counts["color"].values())
     natural = sum(counts["color"][x] for x in RARE) / n_all
+    v0 = sum(tempered_targets({k: v / n_all for k, v in counts["color"].items()}, Temper()).get(x, 0.0)
+             for x in RARE)
     verdicts = [
         compare(results, summary, "feedback", "static", "rare (purple, orange)", RARE,
                 "the full loop beats static v0 on the rare colours"),
@@ -130,6 +130,9 @@ def write(a, results: dict, counts, wall: float) -> None:
           f"{c['batch']} images (equal in every arm), in-loop evaluation (+ feedback) every "
           f"{c['eval_every']} steps ({c['images']} image/prompt); final: 18 prompts x {c['final_images']} "
           f"images at a held-out image seed; seeds {c['seeds']}",
+          "", f"Rare colours in the training mix: natural share {natural:.3f}; static v0 target {v0:.3f} "
+          f"(tempered^0.5); the sampler's ceiling {ceiling(natural):.3f} (it only discards, p = "
+          f"{OVER_TARGET_DISCARD_P:g}, samples above target: at most every other common sample goes).",
           "", "Colour right (pooled over seeds, 95% Wilson interval) beside the chance controls of the same "
           "prompts (uniform noise, palette patch noise, the arm's own images scored against shuffled "
           "prompts; chance is 1/6), and the share of the accepted training samples that carried the "
@@ -143,6 +146,7 @@ def write(a, results: dict, counts, wall: float) -> None:
     with open(base + ".json", "w") as f:
         json.dump({"preset": a.preset, "config": c, "command": rp.command(), "date": rp.now(),
                    "hardware": rp.hardware(), "wall_seconds": round(wall, 1), "natural_rare_share": natural,
+                   "v0_rare_target": v0, "sampler_ceiling": ceiling(natural),
                    "summary": {f"{arm}/{name}": {k: (v.__dict__ if isinstance(v, vd.Share) else v)
                                                  for k, v in s.items()} for (arm, name), s in summary.items()},
                    "verdicts": [{k: v for k, v in x.items() if k != "line"} for x in verdicts],

@@ -46,7 +46,7 @@ def share(groups: Sequence[Sequence[float]]) -> Share:
     return Share(p, lo, hi, len(xs))
 
 
-def boot_diff(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], n_boot: int = 4000,
+def boot_diff(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], n_boot: int = 2000,
               seed: int = 0) -> tuple[float, float, float]:
     """(mean(a) - mean(b), 2.5%, 97.5% percentiles) resampling runs, then images within runs.
     ``a``, ``b``: per training run (seed), the scores of its images."""
@@ -56,11 +56,13 @@ def boot_diff(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], n_boot
     rng = np.random.default_rng(seed)
 
     def draws(groups: list[np.ndarray]) -> np.ndarray:
-        out = np.empty(n_boot)
-        for i in range(n_boot):
-            runs = rng.integers(0, len(groups), len(groups))
-            out[i] = np.mean(np.concatenate([rng.choice(groups[r], len(groups[r])) for r in runs]))
-        return out
+        k = len(groups)
+        # every (bootstrap draw, run slot) gets its own resample of every run; then pick one run
+        means = np.stack([g[rng.integers(0, len(g), (n_boot, k, len(g)))].mean(-1) for g in groups])
+        sizes = np.array([len(g) for g in groups], float)
+        pick = rng.integers(0, k, (n_boot, k))
+        m = np.take_along_axis(means, pick[None], 0)[0]  # (n_boot, k)
+        return (m * sizes[pick]).sum(1) / sizes[pick].sum(1)
 
     point = float(np.concatenate(ga).mean() - np.concatenate(gb).mean())
     d = draws(ga) - draws(gb)
@@ -93,6 +95,18 @@ def verdict_within(lo: float, hi: float, margin: float, above_chance: bool) -> s
 def beats(arm: Share, control: Share) -> bool:
     """The arm's interval lies wholly above its chance control's."""
     return arm.lo > control.hi
+
+
+def scale_note(v: str, above_chance: bool, n: int, lo: float, hi: float, min_effect: float) -> str:
+    """What an inconclusive verdict would need: more training when no arm beats chance, else the
+    images per arm (at the same images-per-run ratio) for a 95% half-width of ``min_effect / 2``,
+    since the interval narrows as 1/sqrt(n)."""
+    if v != INCONCLUSIVE:
+        return ""
+    if not above_chance:
+        return "neither arm above its chance control: longer training first"
+    need = int(n * (((hi - lo) / 2) / (min_effect / 2)) ** 2) + 1
+    return f"a ±{min_effect / 2:.3f} interval needs ~{need} images per arm"
 
 
 def line(claim: str, v: str, point: float, lo: float, hi: float, note: str = "") -> str:

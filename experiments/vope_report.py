@@ -38,13 +38,11 @@ def compare(rows, summary, a: tuple[str, str], b: tuple[str, str], claim: str, w
     point, lo, hi = vd.boot_diff(groups(rows, *a), groups(rows, *b))
     above = vd.beats(summary[a]["model"], summary[a]["chance"]) or vd.beats(summary[b]["model"], summary[b]["chance"])
     v = vd.verdict_within(lo, hi, MARGIN, above) if within else vd.verdict(lo, hi, MIN_EFFECT, above)
-    n = summary[a]["model"].n
-    need = int(n * (((hi - lo) / 2) / (MIN_EFFECT / 2)) ** 2) + 1
+    scale = vd.scale_note(v, above, summary[a]["model"].n, lo, hi, MIN_EFFECT)
     note = (f"{a[0]} {a[1]} {summary[a]['model']} vs {b[0]} {b[1]} {summary[b]['model']}"
-            + ("" if above else "; neither above its chance control")
-            + (f"; a ±{MIN_EFFECT / 2:.3f} interval needs ~{need} images per arm" if v == vd.INCONCLUSIVE else ""))
+            + (f"; {scale}" if scale else ""))
     return {"claim": claim, "verdict": v, "diff": point, "lo": lo, "hi": hi, "above_chance": above,
-            "images_needed": need if v == vd.INCONCLUSIVE else None, "line": vd.line(claim, v, point, lo, hi, note)}
+            "scale_needed": scale or None, "line": vd.line(claim, v, point, lo, hi, note)}
 
 
 def write(a, rows: list[dict], runs: dict, wall: float) -> None:

@@ -89,14 +89,18 @@ def world():
     return sw.ShapesDistribution(categories={c: float(c == "colors") for c in sw.CATEGORIES})
 
 
-def measure(a, ckpt: str, arm: str, seed: int, device: str) -> list[dict]:
-    """Colour rows (with controls) and held-out loss of one arm at every setting."""
+def measure(a, ckpt: str, arm: str, seed: int, device: str, same: list[dict] = ()) -> list[dict]:
+    """Colour rows (with controls) and held-out loss of one arm at every setting. ``same``: the
+    rope arm's rows, reused where the rope-ntk arm samples without scaling (identical images)."""
     from experiments import colour_eval as cev
     from experiments import training_run as run
     from training import evaluate as ce
     c, out = a.cfg, []
     for name, hw in settings(c["base"]).items():
         s = ntk_scale(hw, c["base"]) if arm == "rope-ntk" else 1.0
+        if s == 1.0 and same:
+            out += [{**r, "arm": arm} for r in same if r["setting"] == name]
+            continue
         gen = cev.generate_fn(ckpt, hw, c["sampling"], device, ntk_scale=s)
         img_dir = os.path.join(a.work, "samples", arm, f"s{seed}", name.replace(":", "x"))
         rows = cev.evaluate(ce.jobs_for(cev.prompts(), c["images"], HELD_OUT_SEED), gen, image_dir=img_dir,
@@ -143,8 +147,10 @@ def main(argv=None) -> int:
             r = run.train_with_evaluations(spec_for(a, pos, seed, lake), in_loop=False)
             runs[f"{pos}-s{seed}"] = {"train_seconds": round(time.time() - t1, 1),
                                       "final_loss": r["final_loss"], "checkpoint": r["checkpoint"]}
-            for arm in ([pos] if pos == "vope" else ["rope", "rope-ntk"]):
-                rows += measure(a, r["checkpoint"], arm, seed, device)
+            mine = measure(a, r["checkpoint"], pos, seed, device)
+            if pos == "rope":
+                mine += measure(a, r["checkpoint"], "rope-ntk", seed, device, same=mine)
+            rows += mine
             with open(os.path.join(a.work, "results.json"), "w") as f:
                 json.dump({"rows": rows, "runs": runs, "wall": time.time() - t0}, f, default=str)
     from experiments import vope_report

@@ -33,6 +33,13 @@ def test_verdict_needs_the_interval_not_the_points():
     assert vd.verdict_within(-0.02, 0.09, 0.05, True) == vd.INCONCLUSIVE
 
 
+def test_scale_note_says_what_an_inconclusive_verdict_would_need():
+    assert vd.scale_note(vd.MET, True, 100, 0.01, 0.2, 0.05) == ""
+    assert "longer training" in vd.scale_note(vd.INCONCLUSIVE, False, 100, -0.1, 0.1, 0.05)
+    # half-width 0.1 -> 0.025 needs (0.1 / 0.025)^2 = 16x the images
+    assert "~1601 images per arm" in vd.scale_note(vd.INCONCLUSIVE, True, 100, -0.1, 0.1, 0.05)
+
+
 def test_two_zeros_are_inconclusive_not_met():
     zeros = [[0.0] * 40] * 3
     point, lo, hi = vd.boot_diff(zeros, zeros, n_boot=200)
@@ -110,6 +117,8 @@ def test_mix_share_and_running_shares_from_batch_stats_rows():
            {"step": 20, "value": "color:orange", "count": 5.0}]
     assert fr.mix_share(mix, ("purple", "orange")) == pytest.approx(0.075)
     assert fr.cumulative_shares(mix, "purple") == ([10, 20], [0.02, 0.05])
+    # at most every other common sample is discarded: 5.5% of the data can reach 2 x 5.5 / 1.055
+    assert fr.ceiling(0.055) == pytest.approx(0.104, abs=1e-3) and fr.ceiling(0.5) == pytest.approx(2 / 3)
 
 
 def test_world_is_long_tailed_in_colour_only():
