@@ -40,7 +40,7 @@ PRESETS = {
     "full": dict(n_images=20000, side=32, steps=4000, eval_every=250, seeds=[0, 1, 2, 3, 4],
                  images=4, final_images=8, batch=16, lr=1e-3, sampling=SAMPLING, model=MODEL),
     # 2 shared CPU cores
-    "cpu": dict(n_images=2000, side=32, steps=600, eval_every=150, seeds=[0, 1, 2], images=1,
+    "cpu": dict(n_images=2000, side=32, steps=400, eval_every=100, seeds=[0, 1, 2], images=1,
                 final_images=4, batch=16, lr=1e-3, sampling=SAMPLING, model=MODEL),
     # the test suite's: every code path, seconds
     "smoke": dict(n_images=48, side=16, steps=2, eval_every=1, seeds=[0], images=1, final_images=1,
