@@ -123,8 +123,7 @@ def write(a, results: dict, counts, wall: float) -> None:
         m, sd_ = s["mix"]
         table.append([arm, name, str(s["model"]), *(f"{s[k].p:.3f}" for k in CONTROLS), rp.fmt(m, sd_)])
     md = [f"### Feedback ablation: preset `{a.preset}`", "",
-          f"- command: `{rp.command()}`", f"- date: {rp.now()}", f"- hardware: {rp.hardware()}",
-          f"- wall time: {wall / 60:.1f} min (rendering, {len(results)} training runs, evaluations)",
+          *rp.provenance(wall, f"rendering, {len(results)} training runs, evaluations"),
           f"- scale: {c['n_images']} single-object scenes at {c['side']} px, rare colours {', '.join(RARE)} "
           f"at {natural:.3f} of the pairs together; djepa_tiny {c['model']}, {c['steps']} steps x "
           f"{c['batch']} images (equal in every arm), in-loop evaluation (+ feedback) every "

@@ -37,6 +37,12 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def provenance(wall: float, what: str) -> list[str]:
+    """The Markdown lines every result carries: command, date, hardware, wall time (``what`` ran)."""
+    return [f"- command: `{command()}`", f"- date: {now()}", f"- hardware: {hardware()}",
+            f"- wall time: {wall / 60:.1f} min ({what})"]
+
+
 def mean_std(xs: Iterable[float]) -> tuple[float, float]:
     xs = list(xs)
     if not xs:

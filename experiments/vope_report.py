@@ -63,8 +63,7 @@ def write(a, rows: list[dict], runs: dict, wall: float) -> None:
               f"{max(summary[(arm, s)]['chance'].p for arm in ARMS):.3f}"] for s in names]
     loss_table = [[s, *(rp.fmt(*summary[(arm, s)]["loss"]) for arm in ARMS)] for s in names]
     md = [f"### VoPE vs RoPE vs RoPE+NTK across resolutions: preset `{a.preset}`", "",
-          f"- command: `{rp.command()}`", f"- date: {rp.now()}", f"- hardware: {rp.hardware()}",
-          f"- wall time: {wall / 60:.1f} min ({len(runs)} training runs, {len(names)} sizes x 3 arms scored)",
+          *rp.provenance(wall, f"{len(runs)} training runs, {len(names)} sizes x 3 arms scored"),
           f"- scale: {c['n_images']} single-object scenes (native {c['base']}-{2 * c['base']} px, aspect <= 2), "
           f"djepa_tiny {c['model']}, trained {c['steps']} steps x ~{c['batch']} images at sides "
           f"trunc_norm over [{c['base'] // 2}, {c['base']}] px (patch 4); 1x = {c['base']} px; "
