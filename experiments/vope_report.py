@@ -35,6 +35,9 @@ def summarize(rows: list[dict], names: list[str]) -> dict:
 
 
 def compare(rows, summary, a: tuple[str, str], b: tuple[str, str], claim: str, within: bool = False) -> dict:
+    if not summary[a]["model"].n or not summary[b]["model"].n:  # a run cut short before this size
+        return {"claim": claim, "verdict": "not measured", "line": f"**{claim}: not measured** (the run "
+                f"ended before {a[0]} {a[1]} or {b[0]} {b[1]} was scored)"}
     point, lo, hi = vd.boot_diff(groups(rows, *a), groups(rows, *b))
     above = vd.beats(summary[a]["model"], summary[a]["chance"]) or vd.beats(summary[b]["model"], summary[b]["chance"])
     v = vd.verdict_within(lo, hi, MARGIN, above) if within else vd.verdict(lo, hi, MIN_EFFECT, above)
@@ -59,8 +62,10 @@ def write(a, rows: list[dict], runs: dict, wall: float) -> None:
                  for s in names if max(sizes[s]) > c["base"]]
     verdicts.append(compare(rows, summary, ("vope", "2x"), ("vope", "1x"),
                             f"VoPE at 2x within {MARGIN} of VoPE at 1x", within=True))
-    table = [[f"{s} ({sizes[s][0]}x{sizes[s][1]})", *(str(summary[(arm, s)]["model"]) for arm in ARMS),
-              f"{max(summary[(arm, s)]['chance'].p for arm in ARMS):.3f}"] for s in names]
+    table = [[f"{s} ({sizes[s][0]}x{sizes[s][1]})",
+              *(str(summary[(arm, s)]["model"]) if summary[(arm, s)]["model"].n else "not measured" for arm in ARMS),
+              f"{max((summary[(arm, s)]['chance'].p for arm in ARMS if summary[(arm, s)]['chance'].n), default=float('nan')):.3f}"]
+             for s in names]
     loss_table = [[s, *(rp.fmt(*summary[(arm, s)]["loss"]) for arm in ARMS)] for s in names]
     md = [f"### VoPE vs RoPE vs RoPE+NTK across resolutions: preset `{a.preset}`", "",
           *rp.provenance(wall, f"{len(runs)} training runs, {len(names)} sizes x 3 arms scored"),

@@ -65,6 +65,9 @@ def parse(argv=None) -> argparse.Namespace:
     from experiments.reporting import apply_preset, preset_parser
     p = preset_parser("experiments.vope_resolution", __doc__, PRESETS,
                       ("n_images", "base", "steps", "images"), "runs/experiments/vope_resolution")
+    p.add_argument("--positions", nargs="+", choices=list(TRAINED), default=list(TRAINED),
+                   help="which models to train here (two processes can split the work; "
+                        "--report-only then reads the merged results.json)")
     return apply_preset(p.parse_args(argv), PRESETS)
 
 
@@ -89,9 +92,11 @@ def world():
     return sw.ShapesDistribution(categories={c: float(c == "colors") for c in sw.CATEGORIES})
 
 
-def measure(a, ckpt: str, arm: str, seed: int, device: str, same: list[dict] = ()) -> list[dict]:
+def measure(a, ckpt: str, arm: str, seed: int, device: str, same: list[dict] = (),
+            on_size=lambda rows: None) -> list[dict]:
     """Colour rows (with controls) and held-out loss of one arm at every setting. ``same``: the
-    rope arm's rows, reused where the rope-ntk arm samples without scaling (identical images)."""
+    rope arm's rows, reused where the rope-ntk arm samples without scaling (identical images).
+    ``on_size(rows so far)`` after each size (the runner saves them)."""
     from experiments import colour_eval as cev
     from experiments import training_run as run
     from training import evaluate as ce
@@ -118,6 +123,7 @@ def measure(a, ckpt: str, arm: str, seed: int, device: str, same: list[dict] = (
                                                           "score")}} for r in rows]
         out.append({"arm": arm, "seed": seed, "setting": name, "height": hw[0], "width": hw[1],
                     "ntk_scale": s, "notion_kind": "heldout_loss", "notion": "loss", "score": loss["loss"]})
+        on_size(out)
     return out
 
 
@@ -140,35 +146,36 @@ def main(argv=None) -> int:
     schedule = (0.75 * S / 1000, 0.25 * S / 1000, 0.5 * S / 1000, S / 1000)
     rows, runs = [], {}
     for seed in c["seeds"]:
-        for pos in TRAINED:
+        for pos in a.positions:
             lake = os.path.join(a.work, f"{pos}-s{seed}", "lake")
             sd.run_lake(data_lake, lake, counts, c["n_images"], "start", schedule)
             t1 = time.time()
             r = run.train_with_evaluations(spec_for(a, pos, seed, lake), in_loop=False)
             runs[f"{pos}-s{seed}"] = {"train_seconds": round(time.time() - t1, 1),
                                       "final_loss": r["final_loss"], "checkpoint": r["checkpoint"]}
-            mine = measure(a, r["checkpoint"], pos, seed, device)
+            def save(new: list[dict]) -> None:  # after every size: a run cut short keeps what it scored
+                with open(os.path.join(a.work, "results.json"), "w") as f:
+                    json.dump({"rows": rows + new, "runs": runs, "wall": time.time() - t0}, f, default=str)
+            mine = measure(a, r["checkpoint"], pos, seed, device, on_size=save)
             if pos == "rope":
-                mine += measure(a, r["checkpoint"], "rope-ntk", seed, device, same=mine)
+                mine += measure(a, r["checkpoint"], "rope-ntk", seed, device, same=mine,
+                                on_size=lambda new, done=list(mine): save(done + new))
             rows += mine
-            with open(os.path.join(a.work, "results.json"), "w") as f:
-                json.dump({"rows": rows, "runs": runs, "wall": time.time() - t0}, f, default=str)
+            save([])
     from experiments import vope_report
     vope_report.write(a, rows, runs, time.time() - t0)
     return 0
 
 
 def report_only(argv=None) -> int:
-    """Rewrite the report from a (possibly partial) run's ``<work>/results.json``, keeping only
-    seeds whose three arms all finished."""
+    """Rewrite the report from a (possibly partial) run's ``<work>/results.json``; sizes an arm
+    never reached are reported as not measured."""
     from experiments import vope_report
     a = parse(argv)
     with open(os.path.join(a.work, "results.json")) as f:
         saved = json.load(f)
-    whole = sorted({r["seed"] for r in saved["rows"]
-                    if all(any(x["seed"] == r["seed"] and x["arm"] == arm for x in saved["rows"]) for arm in ARMS)})
-    a.cfg["seeds"] = whole
-    vope_report.write(a, [r for r in saved["rows"] if r["seed"] in whole], saved["runs"], saved["wall"])
+    a.cfg["seeds"] = sorted({r["seed"] for r in saved["rows"]})
+    vope_report.write(a, saved["rows"], saved["runs"], saved["wall"])
     return 0
 
 
