@@ -1,58 +1,72 @@
-"""Data feedback accelerates convergence (paper Table 3), in miniature on the shapes world.
+"""Does data feedback help rare notions? (paper §2.3, Table 3: GenEval 0.48 -> 0.55 at 100k steps)
 
-    python -m experiments.feedback_ablation                      # full scale (GPU, hours)
-    nice python -m experiments.feedback_ablation --preset cpu-mini   # 2 CPU cores, minutes
+    nice python -m experiments.feedback_ablation --preset cpu      # 2 CPU cores (what ran here)
+    python -m experiments.feedback_ablation --device cuda          # full preset (GPU)
 
-A shapes world with a deliberately skewed distribution (``ShapesDistribution.skewed()``: purple
-and orange, four-of-a-kind and 'below' rare) is rendered into webdataset shards. The same model is
-trained for the same number of steps, per seed, in two arms:
+A long-tail world: single coloured objects ("a purple triangle") where two colours are rare
+(``--rare-weight`` 0.12: purple and orange are 2.75% of the pairs each). The same model trains
+for the same steps on the same token budget (equal images seen) in three arms, per seed:
 
-  baseline  sampling weights stay at v0 (tempered observed shares);
-  feedback  every ``eval_every`` steps: shapes-geneval on the checkpoint, the feedback rule, a new
-            weights version published; the running trainer switches to it (logged).
+  uniform   no notion control: the weights version carries only the resolution row, so the
+            feedback sampler never discards (the data's natural mix), no feedback;
+  static    the paper's sampler with v0 targets (``weights_v0`` tempering of observed shares)
+            that never change;
+  feedback  the full loop: every ``eval_every`` steps the checkpoint is scored on the colour
+            benchmark (``experiments.colour_eval``), ``warehouse.feedback_rule.publish_next``
+            publishes the next weights version, and the running trainer adopts it at its next
+            weights check.
 
-Both arms are evaluated in-loop on the same schedule (learning curves) and, at the end, on a
-held-out prompt set (another prompt seed); the table reports per-category mean ± std over seeds,
-the rare notions' scores, and the scorer's chance floor (the same prompts scored on uniform noise).
-Writes ``<results>/feedback_ablation.{csv,png,md,json}``.
+Every arm is evaluated in-loop on the same schedule (learning curves) and at the end on a
+held-out image seed: per colour, the share of images whose dominant colour is the prompt's, with
+Wilson intervals and three chance controls (uniform noise, palette patch noise, shuffled prompts).
+The training mix actually drawn is read back from the trainer's ``batch_stats``. Verdicts come
+from bootstrap intervals of the differences (``experiments.verdicts``).
+Writes ``<results>/feedback_ablation.{csv,json,md,png}`` and ``feedback_mix.png``.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import time
 
 import djepa_t2i.env  # noqa: F401
 
+SAMPLING = dict(steps=16, flow_steps=16, cfg=3.0, time_shift=1.0, temperature=1.0)
+MODEL = {"heads": 2, "rope_base": 100.0, "head_mul": 1}  # the recipe that learns colour (issue #10)
 PRESETS = {
-    # the run issue 7 describes: a small model, long enough to learn the shapes world (GPU)
-    "full": dict(n_images=20000, native=128, side=64, patch=4, steps=20000, eval_every=2000,
-                 seeds=[0, 1, 2], prompts=8, final_prompts=50, gen_steps=32, flow_steps=32,
-                 token_budget=8192, max_image_tokens=256, lr=3e-4, ema=0.999, batch_size=64,
-                 model={"width": 384, "enc_depth": 6, "pred_depth": 6, "heads": 6,
-                        "head_width": 512, "head_depth": 3}),
-    # 2 shared CPU cores, a few minutes: proves the loop runs end to end, not that it converges
-    "cpu-mini": dict(n_images=400, native=64, side=32, patch=4, steps=40, eval_every=20,
-                     seeds=[0, 1, 2], prompts=2, final_prompts=3, gen_steps=8, flow_steps=8,
-                     token_budget=256, max_image_tokens=64, lr=1e-3, ema=0.9, batch_size=24,
-                     model={}),
+    # GPU: the same world, longer, more seeds; run time not yet measured
+    "full": dict(n_images=20000, side=32, steps=4000, eval_every=250, seeds=[0, 1, 2, 3, 4],
+                 images=4, final_images=8, batch=16, lr=1e-3, sampling=SAMPLING, model=MODEL),
+    # 2 shared CPU cores
+    "cpu": dict(n_images=2000, side=32, steps=400, eval_every=100, seeds=[0, 1, 2], images=1,
+                final_images=4, batch=16, lr=1e-3, sampling=SAMPLING, model=MODEL),
     # the test suite's: every code path, seconds
-    "smoke": dict(n_images=40, native=32, side=16, patch=4, steps=2, eval_every=1, seeds=[0],
-                  prompts=1, final_prompts=1, gen_steps=2, flow_steps=2, token_budget=64,
-                  max_image_tokens=16, lr=1e-3, ema=0.9, batch_size=8, model={}),
+    "smoke": dict(n_images=48, side=16, steps=2, eval_every=1, seeds=[0], images=1, final_images=1,
+                  batch=4, lr=1e-3, sampling=dict(SAMPLING, steps=2, flow_steps=2), model=MODEL),
 }
-RARE = [("color", "purple"), ("color", "orange"), ("count", "four"), ("spatial", "below")]
-ARMS = ("baseline", "feedback")
+ARMS = ("uniform", "static", "feedback")
+RARE = ("purple", "orange")
+HELD_OUT_SEED = 1000
 
 
 def parse(argv=None) -> argparse.Namespace:
     from experiments.reporting import apply_preset, preset_parser
     p = preset_parser("experiments.feedback_ablation", __doc__, PRESETS,
-                      ("n_images", "native", "side", "steps", "eval_every", "prompts", "final_prompts",
-                       "gen_steps", "flow_steps", "token_budget"), "runs/experiments/feedback_ablation")
+                      ("n_images", "side", "steps", "eval_every", "images", "final_images"),
+                      "runs/experiments/feedback_ablation")
+    p.add_argument("--rare-weight", type=float, default=0.12,
+                   help="relative weight of each rare colour (the four others weigh 1)")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the rendered world")
     return apply_preset(p.parse_args(argv), PRESETS)
+
+
+def world(rare_weight: float):
+    """Only the ``colors`` category (one coloured object), with the rare colours down-weighted."""
+    from tasks import shapes_world as sw
+    return sw.ShapesDistribution(categories={c: float(c == "colors") for c in sw.CATEGORIES},
+                                 colors={c: rare_weight for c in RARE})
 
 
 def spec_for(a, arm: str, seed: int, lake: str):
@@ -61,158 +75,94 @@ def spec_for(a, arm: str, seed: int, lake: str):
     return RunSpec(
         lake=lake, out=os.path.join(a.work, f"{arm}-s{seed}"), seed=seed, steps=c["steps"],
         eval_every=c["eval_every"], feedback=arm == "feedback",
-        model={"name": "djepa_tiny", "tokenizer": "pixel", "patch_size": c["patch"],
-               "vope_fov": c["side"] / c["patch"], "overrides": c["model"]},
-        train={"fixed_side": c["side"], "token_budget": c["token_budget"],
-               "max_image_tokens": c["max_image_tokens"], "lr": c["lr"], "ema": c["ema"],
-               "warmup": max(1, c["steps"] // 20), "device": a.device, "phase": "phase1"},
-        evaluate={"size": c["side"], "prompts_per_category": c["prompts"], "steps": c["gen_steps"],
-                  "flow_steps": c["flow_steps"], "seed": 0, "device": a.device,
-                  "batch_size": c["batch_size"]},
+        model={"name": "djepa_tiny", "tokenizer": "pixel", "patch_size": 4, "vope_fov": c["side"] / 4,
+               "overrides": c["model"]},
+        train={"fixed_side": c["side"], "token_budget": c["batch"] * (c["side"] // 4) ** 2,
+               "max_image_tokens": (c["side"] // 4) ** 2, "lr": c["lr"], "ema": 0.99,
+               "target_ema": 0.996, "warmup": max(1, c["steps"] // 20), "device": a.device,
+               "phase": "phase1"},
+        evaluate={"size": c["side"], "device": a.device},
         # a short run sees each rare notion rarely: trust the stats window earlier
-        feedback_rule={"min_samples": 10})
+        feedback_rule={"min_samples": 10, "benchmark": "shapes-colour"})
 
 
-def final_evaluate(a) -> dict:
-    c = a.cfg
-    return {"size": c["side"], "prompts_per_category": c["final_prompts"], "steps": c["gen_steps"],
-            "flow_steps": c["flow_steps"], "seed": 1000, "device": a.device, "batch_size": c["batch_size"]}
-
-
-def rare_share(lake: str, version_filter: bool = False) -> dict[str, float]:
-    """Share of accepted training samples carrying each rare notion (from the trainer's batch_stats)."""
+def training_mix(lake: str) -> list[dict]:
+    """Per stats window (step): accepted samples and the colour notions among them."""
     from warehouse import db
-    _, rows = db.query(lake, "SELECT value, sum(count) FROM batch_stats WHERE kind IN ('notion', 'accepted') "
-                             "GROUP BY value")
-    d = {v: c for v, c in rows}
-    n = d.get("samples", 0) or 1
-    return {f"{k}={v}": d.get(f"{k}:{v}", 0) / n for k, v in RARE}
+    _, rows = db.query(lake, "SELECT step, value, sum(count) FROM batch_stats WHERE (kind = 'notion' "
+                             "AND value LIKE 'color:%') OR kind = 'accepted' GROUP BY ALL ORDER BY step")
+    return [{"step": int(s), "value": v, "count": float(n)} for s, v, n in rows]
+
+
+def run_arm(a, arm: str, seed: int, counts, device: str) -> dict:
+    from experiments import colour_eval as cev
+    from experiments import shapes_data as sd
+    from experiments import training_run as run
+    from training import evaluate as ce
+    c = a.cfg
+    lake = os.path.join(a.work, f"{arm}-s{seed}", "lake")
+    sd.run_lake(os.path.join(a.work, "data-lake"), lake, counts, c["n_images"], "start",
+                (c["side"] / 1000, 0.001, c["side"] / 1000, c["side"] / 1000), arm != "uniform")
+    t1 = time.time()
+    r = run.train_with_evaluations(
+        spec_for(a, arm, seed, lake), benchmark=cev.BENCHMARK,
+        evaluate_fn=lambda lk, ck: cev.evaluate_checkpoint(lk, ck, c["images"], c["sampling"], c["side"],
+                                                           device, seed=0))
+    gen = cev.generate_fn(r["checkpoint"], (c["side"], c["side"]), c["sampling"], device)
+    final = cev.evaluate(ce.jobs_for(cev.prompts(), c["final_images"], HELD_OUT_SEED), gen,
+                         image_dir=os.path.join(a.work, "samples", f"{arm}-s{seed}"), seed=HELD_OUT_SEED)
+    print(f"[{arm} seed {seed}] final {cev.colour_summary(final)} switches {r['switches']}")
+    return {"final": final, "mix": training_mix(lake), "curve": r["curve"],
+            "meta": {"seconds": round(time.time() - t1, 1), "final_loss": r["final_loss"],
+                     "published": r["published"], "switches": r["switches"]}}
 
 
 def main(argv=None) -> int:
     import torch
+
+    from djepa_t2i.config import resolve_device
+    from experiments import shapes_data as sd
     a = parse(argv)
     torch.set_num_threads(int(os.environ.get("EXP_THREADS", min(2, os.cpu_count() or 1))))
-    from experiments import shapes_data as sd
-    from experiments import training_run as run
-    from tasks import shapes_world as sw
-    c, t0 = a.cfg, time.time()
+    c, t0, device = a.cfg, time.time(), resolve_device(a.device)
     print(f"feedback ablation, preset {a.preset}: {json.dumps(c)}")
-    data_lake = os.path.join(a.work, "data-lake")
-    import shutil
     shutil.rmtree(a.work, ignore_errors=True)
-    counts = sd.build_world(data_lake, os.path.join(a.work, "shards"), c["n_images"],
-                            [(c["native"], c["native"])], sw.ShapesDistribution.skewed(), a.data_seed)
-    schedule = (c["side"] / 1000, c["side"] / 4000, c["side"] / 2000, c["native"] / 1000)
-    results, curves, mixes, runs = [], [], {}, {}
-    for seed in c["seeds"]:
+    counts = sd.build_world(os.path.join(a.work, "data-lake"), os.path.join(a.work, "shards"),
+                            c["n_images"], [(c["side"], c["side"])], world(a.rare_weight), a.data_seed,
+                            progress=False)
+    results = {}
+    for seed in c["seeds"]:  # seed-major: a run cut short still has whole seeds of all three arms
         for arm in ARMS:
-            lake = os.path.join(a.work, f"{arm}-s{seed}", "lake")
-            sd.run_lake(data_lake, lake, counts, c["n_images"], "start", schedule)
-            print(f"[{arm} seed {seed}] training {c['steps']} steps")
-            t1 = time.time()
-            r = run.train_with_evaluations(spec_for(a, arm, seed, lake))
-            rows = run.score_checkpoint(r["checkpoint"], final_evaluate(a))
-            cats = run.category_scores(rows)
-            rare = run.notion_scores(rows, RARE)
-            mixes[(arm, seed)] = rare_share(lake)
-            runs[f"{arm}-s{seed}"] = {"seconds": round(time.time() - t1, 1), "final_loss": r["final_loss"],
-                                      "published": r["published"], "switches": r["switches"],
-                                      "rare_share_in_training": mixes[(arm, seed)]}
-            print(f"[{arm} seed {seed}] final {cats} rare {rare} switches {r['switches']}")
-            for k, v in {**cats, **rare}.items():
-                results.append({"arm": arm, "seed": seed, "split": "final", "step": c["steps"],
-                                "metric": k, "score": v})
-            for pt in r["curve"]:
-                for k in sw.CATEGORIES + ("overall",):
-                    curves.append({"arm": arm, "seed": seed, "split": "curve", "step": pt["step"],
-                                   "metric": k, "score": pt[k]})
-    noise = run.score_checkpoint("", final_evaluate(a), noise=True)
-    for k, v in {**run.category_scores(noise), **run.notion_scores(noise, RARE)}.items():
-        results.append({"arm": "noise-floor", "seed": "", "split": "final", "step": 0, "metric": k, "score": v})
-    wall = time.time() - t0
-    write_outputs(a, results + curves, mixes, runs, wall)
+            results[(arm, seed)] = run_arm(a, arm, seed, counts, device)
+            with open(os.path.join(a.work, "results.json"), "w") as f:  # what --report-only reads
+                json.dump({"counts": counts, "wall": time.time() - t0,
+                           "runs": [[k[0], k[1], v] for k, v in results.items()]}, f, default=str)
+    from experiments import feedback_report
+    feedback_report.write(a, results, counts, time.time() - t0)
     return 0
 
 
-def write_outputs(a, rows: list[dict], mixes: dict, runs: dict, wall: float) -> None:
-    from experiments import reporting as rp
-    from tasks import shapes_world as sw
-    c = a.cfg
-    os.makedirs(a.results, exist_ok=True)
-    base = os.path.join(a.results, "feedback_ablation")
-    rp.write_csv(base + ".csv", rows)
-    final = [r for r in rows if r["split"] == "final"]
-    metrics = list(sw.CATEGORIES) + ["overall"] + [f"{k}={v}" for k, v in RARE]
-    get = lambda arm, m: [r["score"] for r in final if r["arm"] == arm and r["metric"] == m]
-    table, summary = [], {}
-    for m in metrics:
-        (bm, bs), (fm, fs) = rp.mean_std(get("baseline", m)), rp.mean_std(get("feedback", m))
-        nm = rp.mean_std(get("noise-floor", m))[0]
-        summary[m] = {"baseline": [bm, bs], "feedback": [fm, fs], "delta": fm - bm, "noise_floor": nm}
-        table.append([m, rp.fmt(bm, bs), rp.fmt(fm, fs), f"{fm - bm:+.3f}", rp.fmt(nm)])
-    share = []
-    for arm in ARMS:
-        for k in [f"{kk}={v}" for kk, v in RARE]:
-            m, s = rp.mean_std(mixes[(ar, sd_)][k] for (ar, sd_) in mixes if ar == arm)
-            share.append((arm, k, m, s))
-    mix_table = rp.md_table(["notion"] + [f"{arm} share of training samples" for arm in ARMS],
-                            [[k] + [rp.fmt(m, s) for arm2, k2, m, s in share if k2 == k]
-                             for k in [f"{kk}={v}" for kk, v in RARE]])
-    delta = summary["overall"]["delta"]
-    md = [f"### Feedback ablation — preset `{a.preset}`", "",
-          f"- command: `{rp.command()}`", f"- date: {rp.now()}", f"- hardware: {rp.hardware()}",
-          f"- wall time: {wall / 60:.1f} min (everything: rendering, {len(runs)} training runs, evaluations)",
-          f"- scale: {c['n_images']} images of {c['native']} px trained at {c['side']} px (patch {c['patch']}), "
-          f"{c['steps']} steps x {c['token_budget']} tokens, eval + feedback every {c['eval_every']} steps "
-          f"({c['prompts']} prompts/category in-loop; final: {c['final_prompts']} held-out prompts/category, "
-          f"prompt seed 1000), seeds {c['seeds']}",
-          "", "shapes-geneval on the held-out prompts (mean ± std over seeds; rare notions: share of "
-          "correct images whose prompt named them; noise floor: the same prompts scored on uniform noise):", "",
-          rp.md_table(["metric", "baseline (v0 fixed)", "feedback", "delta", "noise floor"], table), "",
-          "Share of accepted training samples carrying each rare notion (trainer batch_stats):", "", mix_table, "",
-          f"Overall delta {delta:+.3f} (target >= +0.05: {'met' if delta >= 0.05 else 'NOT met'}).", ""]
-    with open(base + ".md", "w") as f:
-        f.write("\n".join(md))
-    with open(base + ".json", "w") as f:
-        json.dump({"preset": a.preset, "config": c, "command": rp.command(), "date": rp.now(),
-                   "hardware": rp.hardware(), "wall_seconds": round(wall, 1), "summary": summary,
-                   "runs": runs}, f, indent=1, default=str)
-    plot(base + ".png", rows, metrics)
-    print("\n".join(md))
+def report_only(argv=None) -> int:
+    """Rewrite the report from a (possibly partial) run's ``<work>/results.json``, keeping only
+    seeds whose three arms all finished."""
+    from collections import Counter
 
-
-def plot(path: str, rows: list[dict], metrics: list[str]) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from experiments import reporting as rp
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.2))
-    for arm, col in zip(ARMS, ("tab:gray", "tab:blue")):
-        pts = [r for r in rows if r["split"] == "curve" and r["arm"] == arm and r["metric"] == "overall"]
-        steps = sorted({r["step"] for r in pts})
-        ms = [rp.mean_std(r["score"] for r in pts if r["step"] == s) for s in steps]
-        m, s = np.array([x[0] for x in ms]), np.array([x[1] for x in ms])
-        ax1.plot(steps, m, "o-", color=col, label=arm)
-        ax1.fill_between(steps, m - s, m + s, color=col, alpha=0.2)
-    ax1.set(xlabel="training step", ylabel="shapes-geneval overall (in-loop prompts)",
-            title="learning curve (mean ± std over seeds)")
-    ax1.legend()
-    x = np.arange(len(metrics))
-    for i, (arm, col) in enumerate(zip(ARMS + ("noise-floor",), ("tab:gray", "tab:blue", "tab:red"))):
-        ms = [rp.mean_std(r["score"] for r in rows if r["split"] == "final" and r["arm"] == arm
-                          and r["metric"] == m) for m in metrics]
-        ax2.bar(x + (i - 1) * 0.27, [v[0] for v in ms], 0.27, yerr=[v[1] for v in ms], color=col,
-                label=arm, capsize=2)
-    ax2.set_xticks(x, metrics, rotation=40, ha="right", fontsize=8)
-    ax2.set(ylabel="score (held-out prompts)", title="final, per category and rare notion")
-    ax2.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    from experiments import feedback_report
+    a = parse(argv)
+    with open(os.path.join(a.work, "results.json")) as f:
+        saved = json.load(f)
+    results = {(arm, seed): r for arm, seed, r in saved["runs"]}
+    whole = sorted(s for s in {s for _, s in results} if all((arm, s) in results for arm in ARMS))
+    a.cfg["seeds"] = whole
+    results = {k: v for k, v in results.items() if k[1] in whole}
+    counts = {k: Counter(v) for k, v in saved["counts"].items()}
+    feedback_report.write(a, results, counts, saved["wall"])
+    return 0
 
 
 if __name__ == "__main__":
+    import sys
+    if "--report-only" in sys.argv:
+        sys.argv.remove("--report-only")
+        raise SystemExit(report_only())
     raise SystemExit(main())

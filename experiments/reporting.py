@@ -37,6 +37,12 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def provenance(wall: float, what: str) -> list[str]:
+    """The Markdown lines every result carries: command, date, hardware, wall time (``what`` ran)."""
+    return [f"- command: `{command()}`", f"- date: {now()}", f"- hardware: {hardware()}",
+            f"- wall time: {wall / 60:.1f} min ({what})"]
+
+
 def mean_std(xs: Iterable[float]) -> tuple[float, float]:
     xs = list(xs)
     if not xs:
@@ -63,19 +69,6 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)
-
-
-def noise_images(jobs: list[dict], sizes: list[tuple[int, int]] | tuple[int, int]):
-    """Uniform RGB noise, one image per job, seeded by the job: the scorer's chance floor. A
-    generated image must beat this to show anything was learned."""
-    import numpy as np
-    from PIL import Image
-    out = []
-    for i, j in enumerate(jobs):
-        h, w = sizes[i] if isinstance(sizes, list) else sizes
-        rng = np.random.default_rng(int(j["seed"]))
-        out.append(Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)))
-    return out
 
 
 def preset_parser(prog: str, doc: str, presets: dict, int_keys: tuple[str, ...], work: str

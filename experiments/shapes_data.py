@@ -87,8 +87,14 @@ def v0_rows(counts: dict[str, Counter], n: int, phase: str, schedule: tuple[floa
 
 
 def run_lake(data_lake: str, lake: str, counts: dict[str, Counter], n: int, phase: str,
-             schedule: tuple[float, float, float, float]) -> str:
-    """A fresh lake for one training run: the data lake's samples index (same shards) + v0."""
+             schedule: tuple[float, float, float, float], notion_targets: bool = True) -> str:
+    """A fresh lake for one training run: the data lake's samples index (same shards) + v0.
+    ``notion_targets=False``: v0 holds only the resolution row, so the sampler never discards
+    for a notion (uniform sampling of the data: the natural mix)."""
     shutil.rmtree(lake, ignore_errors=True)
     shutil.copytree(lk.table_dir(data_lake, "samples"), lk.table_dir(lake, "samples"))
-    return wt.publish(lake, v0_rows(counts, n, phase, schedule), "experiment v0: tempered observed shares")
+    rows = v0_rows(counts, n, phase, schedule)
+    if not notion_targets:
+        return wt.publish(lake, [r for r in rows if r["kind"] == "resolution"],
+                          "experiment v0: no notion targets (uniform sampling)")
+    return wt.publish(lake, rows, "experiment v0: tempered observed shares")

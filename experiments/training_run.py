@@ -1,7 +1,8 @@
 """One experiment training run through the project's own components: ``training.trainer.Trainer``
-(feedback sampler, packing, live weights switch, checkpoints), ``checkpoint_eval`` (generation
-from the checkpoint's EMA weights + shapes-geneval), and ``warehouse.feedback_rule`` (the next
-weights version, which the running trainer adopts at its next ``weights_check_every`` step).
+(feedback sampler, packing, live weights switch, checkpoints), an in-loop evaluation that writes
+``eval_results`` (shapes-geneval by default, ``experiments.colour_eval`` in the ablations), and
+``warehouse.feedback_rule`` (the next weights version, which the running trainer adopts at its
+next ``weights_check_every`` step).
 
 No training loop of its own: ``Trainer.fit(end)`` is called in slices of ``eval_every`` steps and
 the evaluation/feedback happen between slices, in the same process, exactly as the scheduled
@@ -14,8 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable
 
-from djepa_t2i.config import Config, resolve_device
-from tasks.evaluators import shapes_geneval as sg
+from djepa_t2i.config import Config
 from training import checkpoints as ckpts
 from training import evaluate as ce
 
@@ -45,12 +45,21 @@ def config_for(spec: RunSpec) -> Config:
         "feedback": spec.feedback_rule})
 
 
-def train_with_evaluations(spec: RunSpec, log: Callable[[str], None] = print) -> dict:
+def train_with_evaluations(spec: RunSpec, log: Callable[[str], None] = print,
+                           evaluate_fn: Callable[[str, dict], dict] | None = None,
+                           benchmark: str | None = None, in_loop: bool = True) -> dict:
     """Train ``spec.steps`` steps, evaluating every ``eval_every`` (and feeding back when asked).
+    ``evaluate_fn(lake, checkpoint_row) -> summary`` writes the checkpoint's ``eval_results`` for
+    ``benchmark`` (default: ``training.evaluate.evaluate_checkpoint`` on the config's benchmark).
+    ``in_loop=False``: train only (checkpoints every ``eval_every`` steps, nothing evaluated).
     Returns the learning curve, the weights switches the trainer made, and the last checkpoint."""
     from training.trainer import Trainer
     from warehouse.feedback_rule import Rule, publish_next
     cfg = config_for(spec)
+    benchmark = benchmark or cfg.evaluate.benchmark
+    if evaluate_fn is None:
+        def evaluate_fn(lake: str, ck: dict) -> dict:
+            return ce.evaluate_checkpoint(lake, ck, cfg.evaluate, progress=False)["summary"]
     tr = Trainer(cfg)
     curve, published = [], []
     try:
@@ -59,15 +68,15 @@ def train_with_evaluations(spec: RunSpec, log: Callable[[str], None] = print) ->
             ends.append(spec.steps)
         for end in ends:
             tr.fit(end)
-            todo, _ = ce.pending_checkpoints(spec.lake, cfg.evaluate.benchmark)
+            todo, _ = ce.pending_checkpoints(spec.lake, benchmark) if in_loop else ([], [])
             for ck in todo:
-                s = ce.evaluate_checkpoint(spec.lake, ck, cfg.evaluate, progress=False)
+                s = evaluate_fn(spec.lake, ck)
                 curve.append({"step": ck["step"], "weights_version": ck.get("weights_version"),
-                              "loss": tr.last_loss, **s["summary"]})
-                log(f"  step {ck['step']}: loss {tr.last_loss:.4f} overall {s['summary']['overall']:.3f} "
+                              "loss": tr.last_loss, **s})
+                log(f"  step {ck['step']}: loss {tr.last_loss:.4f} overall {s['overall']:.3f} "
                     f"(weights {ck.get('weights_version')})")
             if spec.feedback and end < spec.steps:
-                v, n, _ = publish_next(spec.lake, Rule.from_config(cfg.feedback), cfg.feedback.benchmark)
+                v, n, _ = publish_next(spec.lake, Rule.from_config(cfg.feedback), benchmark)
                 published.append({"after_step": end, "version": v, "rows": n})
         last = str(ckpts.live(spec.lake)[-1]["path"])
         switches = [{"after_step": s, "from": a, "to": b} for s, a, b in tr.switches]
@@ -77,55 +86,12 @@ def train_with_evaluations(spec: RunSpec, log: Callable[[str], None] = print) ->
             "final_loss": tr.last_loss}
 
 
-def score_checkpoint(path: str, evaluate: dict, hw: tuple[int, int] | None = None,
-                     image_dir: str | None = None, noise: bool = False) -> list[dict]:
-    """shapes-geneval rows for a checkpoint's EMA model on the prompt set ``evaluate`` describes,
-    generated at pixel size ``hw`` = (H, W) (default: ``evaluate.size`` square). ``noise``
-    scores uniform noise images instead (the scorer's chance floor on the same prompts)."""
-    import torch
-
-    from djepa_t2i.config import Evaluate
-    from experiments.reporting import noise_images
-    ev = Evaluate.model_validate(evaluate)
-    jobs = ce.jobs_for(ce.benchmark_prompts(ev), ev.images_per_prompt, ev.seed)
-    for j in jobs:
-        j["hw"] = tuple(hw or (ev.size, ev.size))
-    if noise:
-        gen = lambda batch: noise_images(batch, [j["hw"] for j in batch])
-    else:
-        device = resolve_device(ev.device)
-        model, text_encoder = _load(path, device)
-
-        def gen(batch):  # checkpoint_eval.model_generate_fn, but at each job's own (H, W)
-            text = text_encoder.encode([j["prompt"] for j in batch])
-            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
-                out = model.generate(text, [j["hw"] for j in batch], steps=ev.steps, cfg=ev.cfg,
-                                     temperature=ev.temperature, flow_steps=ev.flow_steps,
-                                     seed=int(batch[0]["seed"]))
-            return [ce.tensor_to_image(x) for x in out]
-    score_fn, backend = ce.scorer_for(ev)
-    return ce.score_jobs(jobs, gen, score_fn, backend, ev.batch_size, image_dir, progress=False)
-
-
 @lru_cache(maxsize=2)
-def _load(path: str, device: str):
+def load_ema(path: str, device: str):
     """(EMA model, text encoder) of a checkpoint, loaded once per (path, device)."""
     from model.checkpoint import load_model
     model, _, text_encoder, _ = load_model(path, ema=True, device=device)
     return model, text_encoder
-
-
-def category_scores(rows: list[dict]) -> dict[str, float]:
-    return sg.summarize(rows)
-
-
-def notion_scores(rows: list[dict], wanted: list[tuple[str, str]]) -> dict[str, float]:
-    """Share of correct images among prompts naming each wanted notion (NaN when none did)."""
-    out = {}
-    for kind, value in wanted:
-        xs = [r["score"] for r in rows if r["notion_kind"] == kind and r["notion"] == value]
-        out[f"{kind}={value}"] = sum(xs) / len(xs) if xs else float("nan")
-    return out
 
 
 def heldout_loss(path: str, hw: tuple[int, int], n: int = 8, seed: int = 0, repeats: int = 4,
@@ -141,7 +107,7 @@ def heldout_loss(path: str, hw: tuple[int, int], n: int = 8, seed: int = 0, repe
 
     from model.tokenizers import pack
     from tasks import shapes_world as sw
-    model, text_encoder = _load(path, device)
+    model, text_encoder = load_ema(path, device)
     rng = random.Random(f"heldout/{seed}/{hw}")
     k = -(-16 // min(hw))  # the world's minimum side is 16 px: render larger, box-filter down
     scenes = [sw.sample_scene(rng, hw[1] * k, hw[0] * k) for _ in range(n)]

@@ -1,17 +1,27 @@
-"""VoPE enables continuous-resolution generation (paper section 2.2, Fig. 4), in miniature.
+"""VoPE vs 2-D RoPE vs 2-D RoPE with NTK-aware scaling across resolutions (paper §2.2, Fig. 4).
 
-    python -m experiments.vope_resolution                        # full scale (GPU)
-    nice python -m experiments.vope_resolution --preset cpu-mini     # 2 CPU cores, minutes
+    nice python -m experiments.vope_resolution --preset cpu      # 2 CPU cores (what ran here)
+    python -m experiments.vope_resolution --device cuda          # full preset (GPU)
 
 Two models identical but for image positions (``model.vope=true``: VoPE; ``false``: plain 2-D
-RoPE on integer token coordinates) are trained, with the same seed and data stream, on shapes-
-world scenes at sides drawn from ``trunc_norm`` over [S/2, S] (S = ``--base``, the 1x size; native
-images are larger and of mixed aspect, so the sampler only downscales). Each is then asked to
-generate the same held-out shapes-geneval prompts at 0.5x, 1x and 2x of S and at the extreme
-aspect ratios 1:4 and 4:1 (same pixel count as 1x), and every image is scored. The field of view
-is S / patch tokens, so at 1x square both schemes give the very same coordinates; they differ
-everywhere else. Writes ``<results>/vope_resolution.{csv,png,md,json}`` and
-``vope_resolution_samples_<vope|rope>.png``.
+RoPE on integer token coordinates) are trained with the same seed and data stream on single
+coloured objects at sides drawn from ``trunc_norm`` over [S/2, S] (S = ``--base``, the 1x size;
+native images are larger and of mixed aspect, so the sampler only downscales). Three arms then
+generate the 18 "a <colour> <shape>" prompts at 0.5x, 1x and 2x of S and at the aspect ratios 1:4
+and 4:1 (the pixel count of 1x):
+
+  vope      the VoPE model (same field of view at every size: no rescaling needed);
+  rope      the RoPE model on integer coordinates (positions grow with the grid);
+  rope-ntk  the RoPE model sampled with NTK-aware scaling for ``s`` = longest side / S when
+            s > 1 (``model.vope.ntk_base``: the lowest rotary frequency / s, the paper's
+            omega' = omega / 2 at 2x); where s <= 1 it *is* the rope arm (same images, reused).
+
+Measured per size: colour right (``experiments.colour_eval``) with Wilson intervals and chance
+controls, and the held-out loss (the training objective on held-out scenes at that size, a
+signal that exists before anything is drawn). Fig. 4a's analytic comparison (the rotary
+relative-position decay of each scheme) is drawn by ``plot_decay``. Verdicts on bootstrap
+intervals (``experiments.verdicts``). Writes ``<results>/vope_resolution.{csv,json,md,png}``,
+``vope_decay.png`` and ``vope_resolution_samples_<arm>.png``.
 """
 from __future__ import annotations
 
@@ -22,22 +32,22 @@ import shutil
 import time
 
 import djepa_t2i.env  # noqa: F401
-from djepa_t2i.config import resolve_device
 
+SAMPLING = dict(steps=16, flow_steps=16, cfg=3.0, time_shift=1.0, temperature=1.0)
+MODEL = {"heads": 2, "rope_base": 100.0, "head_mul": 1}  # the recipe that learns colour (issue #10)
 PRESETS = {
-    "full": dict(n_images=20000, base=256, patch=8, steps=20000, prompts=50, gen_steps=32,
-                 flow_steps=32, token_budget=16384, max_image_tokens=1024, lr=3e-4, ema=0.999,
-                 batch_size=32, seeds=[0], loss_images=64,
-                 model={"width": 384, "enc_depth": 6, "pred_depth": 6, "heads": 6,
-                        "head_width": 512, "head_depth": 3}),
-    "cpu-mini": dict(n_images=400, base=32, patch=4, steps=40, prompts=2, gen_steps=8, flow_steps=8,
-                     token_budget=256, max_image_tokens=64, lr=1e-3, ema=0.9, batch_size=18,
-                     seeds=[0], loss_images=16, model={}),
-    "smoke": dict(n_images=40, base=16, patch=4, steps=2, prompts=1, gen_steps=2, flow_steps=2,
-                  token_budget=64, max_image_tokens=16, lr=1e-3, ema=0.9, batch_size=8, seeds=[0],
-                  loss_images=2, model={}),
+    "full": dict(n_images=20000, base=32, steps=4000, images=8, seeds=[0, 1, 2], batch=16,
+                 loss_images=64, lr=1e-3, sampling=SAMPLING, model=MODEL),
+    "cpu": dict(n_images=2000, base=32, steps=400, images=4, seeds=[0, 1], batch=16, loss_images=16,
+                lr=1e-3, sampling=SAMPLING, model=MODEL),
+    "smoke": dict(n_images=40, base=16, steps=2, images=1, seeds=[0], batch=4, loss_images=2, lr=1e-3,
+                  sampling=dict(SAMPLING, steps=2, flow_steps=2), model=MODEL),
 }
-POSITIONS = {"vope": True, "rope": False}
+TRAINED = {"vope": True, "rope": False}
+ARMS = ("vope", "rope", "rope-ntk")
+PATCH = 4
+HELD_OUT_SEED = 1000
+MARGIN = 0.05  # "2x within 0.05 of 1x"
 
 
 def settings(base: int) -> dict[str, tuple[int, int]]:
@@ -46,11 +56,18 @@ def settings(base: int) -> dict[str, tuple[int, int]]:
             "1:4": (2 * base, base // 2), "4:1": (base // 2, 2 * base)}
 
 
+def ntk_scale(hw: tuple[int, int], base: int) -> float:
+    """NTK factor of the rope-ntk arm: the longest side over the trained 1x side, at least 1."""
+    return max(max(hw) / base, 1.0)
+
+
 def parse(argv=None) -> argparse.Namespace:
     from experiments.reporting import apply_preset, preset_parser
     p = preset_parser("experiments.vope_resolution", __doc__, PRESETS,
-                      ("n_images", "base", "steps", "prompts", "gen_steps", "flow_steps", "token_budget"),
-                      "runs/experiments/vope_resolution")
+                      ("n_images", "base", "steps", "images"), "runs/experiments/vope_resolution")
+    p.add_argument("--positions", nargs="+", choices=list(TRAINED), default=list(TRAINED),
+                   help="which models to train here (two processes can split the work; "
+                        "--report-only then reads the merged results.json)")
     return apply_preset(p.parse_args(argv), PRESETS)
 
 
@@ -61,144 +78,147 @@ def spec_for(a, pos: str, seed: int, lake: str):
     return RunSpec(
         lake=lake, out=os.path.join(a.work, f"{pos}-s{seed}"), seed=seed, steps=c["steps"],
         eval_every=c["steps"],
-        model={"name": "djepa_tiny", "tokenizer": "pixel", "patch_size": c["patch"],
-               "vope": POSITIONS[pos], "vope_fov": S / c["patch"], "overrides": c["model"]},
-        train={"resolution": {"mu": 0.75 * S / 1000, "sigma": 0.25 * S / 1000, "a": 0.5 * S / 1000,
-                              "b": S / 1000},
-               "token_budget": c["token_budget"], "max_image_tokens": c["max_image_tokens"],
-               "lr": c["lr"], "ema": c["ema"], "warmup": max(1, c["steps"] // 20),
+        model={"name": "djepa_tiny", "tokenizer": "pixel", "patch_size": PATCH, "vope": TRAINED[pos],
+               "vope_fov": S / PATCH, "overrides": c["model"]},
+        train={"token_budget": c["batch"] * (S // PATCH) ** 2, "max_image_tokens": (2 * S // PATCH) ** 2,
+               "lr": c["lr"], "ema": 0.99, "target_ema": 0.996, "warmup": max(1, c["steps"] // 20),
                "device": a.device, "phase": "phase1"},
-        evaluate={"size": S, "prompts_per_category": c["prompts"], "steps": c["gen_steps"],
-                  "flow_steps": c["flow_steps"], "seed": 0, "device": a.device,
-                  "batch_size": c["batch_size"]})
+        evaluate={"size": S, "device": a.device})
 
 
-def gen_evaluate(a) -> dict:
-    c = a.cfg
-    return {"size": c["base"], "prompts_per_category": c["prompts"], "steps": c["gen_steps"],
-            "flow_steps": c["flow_steps"], "seed": 1000, "device": a.device, "batch_size": c["batch_size"]}
+def world():
+    """Only the ``colors`` category (one coloured object), every colour equally likely."""
+    from tasks import shapes_world as sw
+    return sw.ShapesDistribution(categories={c: float(c == "colors") for c in sw.CATEGORIES})
+
+
+def measure(a, ckpt: str, arm: str, seed: int, device: str, same: list[dict] = (),
+            on_size=lambda rows: None) -> list[dict]:
+    """Colour rows (with controls) and held-out loss of one arm at every setting. ``same``: the
+    rope arm's rows, reused where the rope-ntk arm samples without scaling (identical images).
+    ``on_size(rows so far)`` after each size (the runner saves them)."""
+    from experiments import colour_eval as cev
+    from experiments import training_run as run
+    from training import evaluate as ce
+    c, out = a.cfg, []
+    for name, hw in settings(c["base"]).items():
+        s = ntk_scale(hw, c["base"]) if arm == "rope-ntk" else 1.0
+        if s == 1.0 and same:
+            out += [{**r, "arm": arm} for r in same if r["setting"] == name]
+            continue
+        gen = cev.generate_fn(ckpt, hw, c["sampling"], device, ntk_scale=s)
+        img_dir = os.path.join(a.work, "samples", arm, f"s{seed}", name.replace(":", "x"))
+        rows = cev.evaluate(ce.jobs_for(cev.prompts(), c["images"], HELD_OUT_SEED), gen, image_dir=img_dir,
+                            seed=HELD_OUT_SEED)
+        model, _ = run.load_ema(ckpt, device)
+        model.ntk_scale = s
+        try:
+            loss = run.heldout_loss(ckpt, hw, c["loss_images"], seed, device=device)
+        finally:
+            model.ntk_scale = 1.0
+        print(f"[{arm} seed {seed}] {name} {hw} ntk {s:g}: {cev.colour_summary(rows)['overall']:.3f} "
+              f"held-out loss {loss['loss']:.4f}")
+        out += [{"arm": arm, "seed": seed, "setting": name, "height": hw[0], "width": hw[1],
+                 "ntk_scale": s, **{k: r.get(k) for k in ("prompt_id", "notion_kind", "notion", "control",
+                                                          "score")}} for r in rows]
+        out.append({"arm": arm, "seed": seed, "setting": name, "height": hw[0], "width": hw[1],
+                    "ntk_scale": s, "notion_kind": "heldout_loss", "notion": "loss", "score": loss["loss"]})
+        on_size(out)
+    return out
 
 
 def main(argv=None) -> int:
     import torch
-    a = parse(argv)
-    torch.set_num_threads(int(os.environ.get("EXP_THREADS", min(2, os.cpu_count() or 1))))
+
+    from djepa_t2i.config import resolve_device
     from experiments import shapes_data as sd
     from experiments import training_run as run
-    from tasks import shapes_world as sw
-    c, t0 = a.cfg, time.time()
+    a = parse(argv)
+    torch.set_num_threads(int(os.environ.get("EXP_THREADS", min(2, os.cpu_count() or 1))))
+    c, t0, device = a.cfg, time.time(), resolve_device(a.device)
     S = c["base"]
-    print(f"VoPE vs RoPE, preset {a.preset}: {json.dumps(c)}")
+    print(f"VoPE vs RoPE vs RoPE-NTK, preset {a.preset}: {json.dumps(c)}")
     shutil.rmtree(a.work, ignore_errors=True)
     data_lake = os.path.join(a.work, "data-lake")
     native = [(2 * S, 2 * S), (2 * S, S), (S, 2 * S), (3 * S // 2, 3 * S // 2)]  # (w, h), aspect <= 2
-    counts = sd.build_world(data_lake, os.path.join(a.work, "shards"), c["n_images"], native,
-                            sw.UNIFORM, 0)
+    counts = sd.build_world(data_lake, os.path.join(a.work, "shards"), c["n_images"], native, world(), 0,
+                            progress=False)
     schedule = (0.75 * S / 1000, 0.25 * S / 1000, 0.5 * S / 1000, S / 1000)
     rows, runs = [], {}
     for seed in c["seeds"]:
-        for pos in POSITIONS:
+        for pos in a.positions:
             lake = os.path.join(a.work, f"{pos}-s{seed}", "lake")
             sd.run_lake(data_lake, lake, counts, c["n_images"], "start", schedule)
-            print(f"[{pos} seed {seed}] training {c['steps']} steps")
             t1 = time.time()
-            r = run.train_with_evaluations(spec_for(a, pos, seed, lake))
+            r = run.train_with_evaluations(spec_for(a, pos, seed, lake), in_loop=False)
             runs[f"{pos}-s{seed}"] = {"train_seconds": round(time.time() - t1, 1),
                                       "final_loss": r["final_loss"], "checkpoint": r["checkpoint"]}
-            for name, hw in settings(S).items():
-                img_dir = os.path.join(a.work, "samples", pos, f"s{seed}", name.replace(":", "x"))
-                res = run.category_scores(run.score_checkpoint(r["checkpoint"], gen_evaluate(a), hw, img_dir))
-                dev = resolve_device(a.device)
-                loss = run.heldout_loss(r["checkpoint"], hw, c["loss_images"], seed, device=dev)
-                res.update({"heldout_loss": loss["loss"], "heldout_loss_head": loss["loss_head"]})
-                print(f"[{pos} seed {seed}] {name} {hw}: overall {res['overall']:.3f} "
-                      f"held-out loss {loss['loss']:.4f}")
-                rows += [{"positions": pos, "seed": seed, "setting": name, "height": hw[0], "width": hw[1],
-                          "metric": k, "score": v} for k, v in res.items()]
-    for name, hw in settings(S).items():  # noise-floor: scores only (it has no loss)
-        res = run.category_scores(run.score_checkpoint("", gen_evaluate(a), hw, noise=True))
-        rows += [{"positions": "noise-floor", "seed": "", "setting": name, "height": hw[0], "width": hw[1],
-                  "metric": k, "score": v} for k, v in res.items()]
-    wall = time.time() - t0
-    write_outputs(a, rows, runs, wall)
+            def save(new: list[dict]) -> None:  # after every size: a run cut short keeps what it scored
+                with open(os.path.join(a.work, "results.json"), "w") as f:
+                    json.dump({"rows": rows + new, "runs": runs, "wall": time.time() - t0}, f, default=str)
+            mine = measure(a, r["checkpoint"], pos, seed, device, on_size=save)
+            if pos == "rope":
+                mine += measure(a, r["checkpoint"], "rope-ntk", seed, device, same=mine,
+                                on_size=lambda new, done=list(mine): save(done + new))
+            rows += mine
+            save([])
+    from experiments import vope_report
+    vope_report.write(a, rows, runs, time.time() - t0)
     return 0
 
 
-def write_outputs(a, rows: list[dict], runs: dict, wall: float) -> None:
-    from experiments import reporting as rp
-    c = a.cfg
-    os.makedirs(a.results, exist_ok=True)
-    base = os.path.join(a.results, "vope_resolution")
-    rp.write_csv(base + ".csv", rows)
-    names = list(settings(c["base"]))
-    get = lambda pos, s, m="overall": [r["score"] for r in rows
-                                      if r["positions"] == pos and r["setting"] == s and r["metric"] == m]
-    table, summary = [], {}
-    for s in names:
-        v, r_, n = (rp.mean_std(get(p, s)) for p in ("vope", "rope", "noise-floor"))
-        hw = settings(c["base"])[s]
-        summary[s] = {"vope": list(v), "rope": list(r_), "noise_floor": n[0], "hw": hw}
-        table.append([f"{s} ({hw[0]}x{hw[1]})", rp.fmt(*v), rp.fmt(*r_), f"{v[0] - r_[0]:+.3f}", rp.fmt(n[0])])
-    loss_rows = []
-    for s in names:
-        lv, lr_ = (rp.mean_std(get(p, s, "heldout_loss")) for p in ("vope", "rope"))
-        summary[s].update(heldout_loss_vope=list(lv), heldout_loss_rope=list(lr_))
-        loss_rows.append([s, rp.fmt(*lv), rp.fmt(*lr_), f"{lv[0] - lr_[0]:+.3f}"])
-    v1, v2, r2 = summary["1x"]["vope"][0], summary["2x"]["vope"][0], summary["2x"]["rope"][0]
-    within, better = abs(v2 - v1) <= 0.05, v2 > r2
-    cats = [m for m in dict.fromkeys(r["metric"] for r in rows)
-            if m != "overall" and not m.startswith("heldout")]
-    per_cat = rp.md_table(["setting"] + [f"{p}: {m}" for p in ("vope", "rope") for m in cats],
-                          [[s] + [rp.fmt(rp.mean_std(get(p, s, m))[0]) for p in ("vope", "rope") for m in cats]
-                           for s in names])
-    md = [f"### VoPE vs plain 2-D RoPE across resolutions — preset `{a.preset}`", "",
-          f"- command: `{rp.command()}`", f"- date: {rp.now()}", f"- hardware: {rp.hardware()}",
-          f"- wall time: {wall / 60:.1f} min (rendering, {len(runs)} training runs, "
-          f"{len(names) * (len(runs) + 1)} scored generation sets)",
-          f"- scale: {c['n_images']} images (native {c['base']}-{2 * c['base']} px, aspect <= 2), trained "
-          f"{c['steps']} steps x {c['token_budget']} tokens at sides trunc_norm over "
-          f"[{c['base'] // 2}, {c['base']}] px (patch {c['patch']}); 1x = {c['base']} px; "
-          f"{c['prompts']} held-out prompts/category (prompt seed 1000), seeds {c['seeds']}",
-          "", "shapes-geneval overall (mean ± std over seeds; noise floor: the same prompts scored on "
-          "uniform noise of that size):", "",
-          rp.md_table(["setting (HxW px)", "VoPE", "RoPE", "VoPE - RoPE", "noise floor"], table), "",
-          "Per category:", "", per_cat, "",
-          f"Held-out loss (the training objective, flow + prediction, EMA weights, on "
-          f"{c['loss_images']} held-out scenes rendered at each size; lower is better; a continuous "
-          "signal that exists before any shape is drawn):", "",
-          rp.md_table(["setting", "VoPE", "RoPE", "VoPE - RoPE"], loss_rows), "",
-          f"Targets: VoPE 2x within 0.05 of VoPE 1x: {'met' if within else 'NOT met'} "
-          f"({v2:.3f} vs {v1:.3f}); VoPE 2x better than RoPE 2x: {'met' if better else 'NOT met'} "
-          f"({v2:.3f} vs {r2:.3f}).", ""]
-    with open(base + ".md", "w") as f:
-        f.write("\n".join(md))
-    with open(base + ".json", "w") as f:
-        json.dump({"preset": a.preset, "config": c, "command": rp.command(), "date": rp.now(),
-                   "hardware": rp.hardware(), "wall_seconds": round(wall, 1), "summary": summary,
-                   "targets": {"vope_2x_within_0.05_of_1x": within, "vope_2x_better_than_rope": better},
-                   "runs": runs}, f, indent=1, default=str)
-    plot(base + ".png", summary, names)
-    for pos in POSITIONS:
-        sample_grid(os.path.join(a.work, "samples", pos, f"s{c['seeds'][0]}"), names,
-                    os.path.join(a.results, f"vope_resolution_samples_{pos}.png"), pos)
-    print("\n".join(md))
+def report_only(argv=None) -> int:
+    """Rewrite the report from a (possibly partial) run's ``<work>/results.json``; sizes an arm
+    never reached are reported as not measured."""
+    from experiments import vope_report
+    a = parse(argv)
+    with open(os.path.join(a.work, "results.json")) as f:
+        saved = json.load(f)
+    a.cfg["seeds"] = sorted({r["seed"] for r in saved["rows"]})
+    vope_report.write(a, saved["rows"], saved["runs"], saved["wall"])
+    return 0
 
 
-def plot(path: str, summary: dict, names: list[str]) -> None:
+def decay(dist, freqs):
+    """RoFormer's relative upper bound of a rotary attention score at relative distance ``dist``
+    (Su et al. 2021, §3.4.3): mean_j |sum_{k<=j} exp(i dist theta_k)|, normalised to 1 at 0.
+    ``freqs``: one axis's rotary frequencies, highest first."""
+    import numpy as np
+    d = np.asarray(dist, float)[:, None] * np.asarray(freqs, float)[None, :]
+    s = np.abs(np.cumsum(np.exp(1j * d), axis=1)).mean(1)
+    return s / ((len(freqs) + 1) / 2)
+
+
+def plot_decay(path: str, head_dim: int, base: float, grid: int) -> None:
+    """Fig. 4a analogue for this model's rotary settings: (a) against token distance, RoPE as
+    trained and with NTK scaling for a 2x grid; (b) against distance as a fraction of the image
+    side, RoPE at 1x/2x/4x grids (the curve it meets changes with resolution) vs VoPE (one curve)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-    fig, ax = plt.subplots(figsize=(7, 4))
-    x = np.arange(len(names))
-    for i, (k, col) in enumerate((("vope", "tab:blue"), ("rope", "tab:orange"))):
-        ax.bar(x + (i - 0.5) * 0.38, [summary[n][k][0] for n in names], 0.38,
-               yerr=[summary[n][k][1] for n in names], color=col, label=k.upper() if k == "rope" else "VoPE",
-               capsize=3)
-    ax.plot(x, [summary[n]["noise_floor"] for n in names], "r_", markersize=28, mew=2, label="noise floor")
-    ax.set_xticks(x, [f"{n}\n{summary[n]['hw'][0]}x{summary[n]['hw'][1]}" for n in names])
-    ax.set(ylabel="shapes-geneval overall", title="generation at other resolutions / aspect ratios")
-    ax.legend()
+
+    from model.vope import _inv_freq, ntk_base
+    n = head_dim // 4
+    f = _inv_freq(n, base).numpy()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    m = np.linspace(0, 2 * grid, 400)
+    ax1.plot(m, decay(m, f), label=f"RoPE, base {base:g} (as trained)")
+    ax1.plot(m, decay(m, _inv_freq(n, ntk_base(base, 2.0, n)).numpy()), "--",
+             label="RoPE + NTK for a 2x grid (lowest freq / 2)")
+    ax1.axvline(grid, color="0.6", lw=0.8, ls=":", label=f"trained grid ({grid} tokens)")
+    ax1.set(xlabel="relative distance (tokens)", ylabel="relative upper bound (1 at 0)",
+            title="(a) NTK changes the curve seen in training")
+    ax1.legend(fontsize=8)
+    frac = np.linspace(0, 1, 400)
+    for k, ls in ((1, "-"), (2, "--"), (4, ":")):
+        ax2.plot(frac, decay(frac * grid * k, f), ls, color="tab:orange", label=f"RoPE at {k}x ({grid * k} tokens)")
+    ax2.plot(frac, decay(frac * grid, f), color="tab:blue", lw=3, alpha=0.5,
+             label="VoPE at any size (fov = trained grid)")
+    ax2.set(xlabel="relative distance (fraction of the image side)", title="(b) VoPE keeps one curve per image")
+    ax2.legend(fontsize=8)
+    fig.suptitle(f"rotary relative-position decay, one axis: {n} frequencies (head dim {head_dim}), "
+                 f"base {base:g}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -231,5 +251,10 @@ def sample_grid(root: str, names: list[str], path: str, label: str, per_row: int
     canvas.save(path)
 
 
+
 if __name__ == "__main__":
+    import sys
+    if "--report-only" in sys.argv:
+        sys.argv.remove("--report-only")
+        raise SystemExit(report_only())
     raise SystemExit(main())

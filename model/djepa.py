@@ -76,7 +76,7 @@ class DJEPAT2I(nn.Module):
                  vope_fov: float = 256.0, rope_base: float = 10000.0, text_drop: float = 0.1,
                  pred_weight: float = 1.0, head_mul: int = 4, mask_min: float = 0.7,
                  mask_std: float = 0.25, attention: str = "auto", separate_text: bool = True,
-                 head: str = "flow", name: str = "custom"):
+                 head: str = "flow", ntk_scale: float = 1.0, name: str = "custom"):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"unknown token head {head!r}; choose from {sorted(HEADS)}")
@@ -84,6 +84,7 @@ class DJEPAT2I(nn.Module):
         self.token_dim, self.text_dim, self.width = token_dim, text_dim, width
         self.head_dim = width // heads
         self.vope, self.vope_fov, self.rope_base = vope, vope_fov, rope_base
+        self.ntk_scale = ntk_scale  # NTK-aware RoPE at sampling (model.vope.ntk_base); 1 = as trained
         self.text_drop, self.pred_weight, self.head_mul = text_drop, pred_weight, head_mul
         self.mask_min, self.mask_std = mask_min, mask_std
         self.context = ContextEncoder(token_dim, text_dim, width, enc_depth, heads, mlp_ratio,
@@ -133,7 +134,7 @@ class DJEPAT2I(nn.Module):
 
     def _joint(self, text_lens, img_lens, img_coords: torch.Tensor, device) -> Joint:
         ta = text_angles(text_lens, self.head_dim, self.rope_base).to(device, non_blocking=True)
-        ia = axial_angles(img_coords, self.head_dim, self.rope_base)
+        ia = axial_angles(img_coords, self.head_dim, self.rope_base, self.ntk_scale)
         return build_joint(text_lens, img_lens, ta, ia, device)
 
     @staticmethod

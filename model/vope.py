@@ -11,6 +11,13 @@ centres the shorter side with an offset ``b``. For a W x H grid (W = width in to
 The rotary base frequency is fixed at every resolution (no NTK or YaRN rescaling). ``b`` may be
 overridden at generation time to move the content along the shorter side (layout control).
 ``vope=False`` gives plain 2-D RoPE on integer token coordinates, for the VoPE-vs-RoPE ablation.
+
+The paper's comparison point (§2.2 "Comparison between VoPE and RoPE", Fig. 4a) is RoPE with
+NTK-aware scaling at sampling time: for ``s`` times the trained token length per axis the rotary
+base grows to ``base * s ** (n / (n - 1))`` (Peng & Quesnelle 2023; ``n`` frequencies per axis),
+which leaves the highest frequency alone and divides the lowest by ``s`` (the paper's
+"omega' = omega / 2" for 2x). ``ntk_base`` gives that base; ``axial_angles(..., ntk_scale=s)``
+applies it to the image axes only (text positions keep the trained base).
 """
 from __future__ import annotations
 
@@ -48,11 +55,23 @@ def _inv_freq(n: int, base: float) -> torch.Tensor:
     return base ** (-torch.arange(n, dtype=torch.float64) / n)
 
 
-def axial_angles(coords: torch.Tensor, head_dim: int, base: float) -> torch.Tensor:
-    """(N, 2) coords -> (N, head_dim/2) angles: first half of the pairs rotate with x, second with y."""
+def ntk_base(base: float, scale: float, n_freqs: int) -> float:
+    """NTK-aware rotary base for ``scale`` x the trained length: the lowest of ``n_freqs``
+    frequencies ``base ** (-(n-1)/n)`` becomes exactly ``1/scale`` of itself; the highest (1) stays."""
+    if scale <= 0:
+        raise ValueError(f"NTK scale must be > 0, got {scale}")
+    if n_freqs < 2 or scale == 1:
+        return float(base)
+    return float(base * scale ** (n_freqs / (n_freqs - 1)))
+
+
+def axial_angles(coords: torch.Tensor, head_dim: int, base: float, ntk_scale: float = 1.0) -> torch.Tensor:
+    """(N, 2) coords -> (N, head_dim/2) angles: first half of the pairs rotate with x, second with y.
+    ``ntk_scale`` != 1: NTK-aware RoPE for a grid ``ntk_scale`` x the trained one (module doc)."""
     if head_dim % 4:
         raise ValueError(f"axial rotary needs head_dim divisible by 4, got {head_dim}")
-    f = _inv_freq(head_dim // 4, base).to(coords.device)
+    n = head_dim // 4
+    f = _inv_freq(n, ntk_base(base, ntk_scale, n)).to(coords.device)
     c = coords.double()
     return torch.cat([c[:, :1] * f, c[:, 1:] * f], -1).float()
 

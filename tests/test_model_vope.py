@@ -65,3 +65,28 @@ def test_text_positions_restart_per_sample():
     a = text_angles([3, 2], 8, 10000.0)
     torch.testing.assert_close(a[3], a[0])
     torch.testing.assert_close(a[4], a[1])
+
+
+def test_ntk_base_halves_the_lowest_frequency_and_keeps_the_highest():
+    from model.vope import _inv_freq, ntk_base
+    n, base = 8, 100.0
+    f, g = _inv_freq(n, base), _inv_freq(n, ntk_base(base, 2.0, n))
+    assert abs(float(g[0]) - 1.0) < 1e-12 and abs(float(f[0]) - 1.0) < 1e-12
+    assert abs(float(g[-1] / f[-1]) - 0.5) < 1e-12       # the paper's omega' = omega / 2 at 2x
+    assert bool((g[1:] < f[1:]).all())                    # every other frequency slows down
+    assert ntk_base(base, 1.0, n) == base
+    with pytest.raises(ValueError, match="scale"):
+        ntk_base(base, 0.0, n)
+
+
+def test_ntk_scale_acts_on_image_axes_only():
+    from model.djepa import djepa_tiny
+    c = torch.tensor([[3.0, 5.0]])
+    plain, ntk = axial_angles(c, 16, 100.0), axial_angles(c, 16, 100.0, ntk_scale=2.0)
+    assert torch.equal(plain[:, [0, 4]], ntk[:, [0, 4]]) and not torch.equal(plain, ntk)
+    m = djepa_tiny(token_dim=48, text_dim=8, vope=False, heads=2, rope_base=100.0)
+    a = m._joint([3], [1], c, "cpu")
+    m.ntk_scale = 2.0
+    b = m._joint([3], [1], c, "cpu")
+    assert m.args["ntk_scale"] == 1.0
+    assert torch.equal(a.rope_t[0], b.rope_t[0]) and not torch.equal(a.rope_i[0], b.rope_i[0])
