@@ -19,34 +19,45 @@ MB = 1 << 20
 IMAGE_MB = SIDE * SIDE * 3 / MB  # one decoded RGB image: 24.0 MB
 
 _WORKER = r"""
-import json, resource, sys
+import json, sys
 from djepa_t2i.config import load_config
 from tasks.curate import load_models, process_shard
+def status(field):
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith(field))
 cfg = load_config(overrides=sys.argv[2:])
-load_models(cfg)
-with open("/proc/self/statm") as f:
-    rss = int(f.read().split()[1]) * resource.getpagesize()
+process_shard(sys.argv[1].replace("00000.tar", "warm/00000.tar"), cfg, models=load_models(cfg))
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # reset the peak: ru_maxrss would include the parent's RSS at fork time
+rss = status("VmRSS:")
 out = process_shard(sys.argv[1], cfg)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"rss_before": rss, "peak": peak, "n_in": out.run["n_in"],
+print(json.dumps({"rss_before": rss, "peak": status("VmHWM:"), "n_in": out.run["n_in"],
                   "quarantined": out.run["n_quarantined"]}))
 """
 
 
 def _shard(d) -> str:
     """12 pairs with the same PNG: encoded once (fast to build); each is still decoded on its own
-    (the later ones are then rejected as exact duplicates, after the memory was spent)."""
+    (the later ones are then rejected as exact duplicates, after the memory was spent). Beside it,
+    ``warm/``: one small pair the worker curates first, so whatever a stage loads lazily on its
+    first image is in the RSS the peak is measured from."""
+    _write(os.path.join(d, "warm"), 1, 64)
+    return _write(d, N, SIDE)
+
+
+def _write(d: str, n: int, side: int) -> str:
+    os.makedirs(d, exist_ok=True)
     b = io.BytesIO()
-    Image.new("RGB", (SIDE, SIDE), (20, 200, 7)).save(b, "PNG")
+    Image.new("RGB", (side, side), (20, 200, 7)).save(b, "PNG")
     p = os.path.join(d, "00000.tar")
     with tarfile.open(p, "w") as tf:
-        for i in range(N):
+        for i in range(n):
             for name, data in ((f"{i:04d}.png", b.getvalue()), (f"{i:04d}.txt", b"a colour field"),
                                (f"{i:04d}.json", json.dumps({"key": f"{i:04d}"}).encode())):
                 ti = tarfile.TarInfo(name)
                 ti.size = len(data)
                 tf.addfile(ti, io.BytesIO(data))
-    pq.write_table(pa.Table.from_pylist([{"key": f"{i:04d}", "status": "success"} for i in range(N)]),
+    pq.write_table(pa.Table.from_pylist([{"key": f"{i:04d}", "status": "success"} for i in range(n)]),
                    os.path.join(d, "00000.parquet"))
     return p
 
