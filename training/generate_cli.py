@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import djepa_t2i.env  # noqa: F401
-from djepa_t2i.config import Evaluate, resolve_device
+from djepa_t2i.config import Evaluate, check_section, resolve_device
 
 SAMPLING = ("steps", "cfg", "temperature", "flow_steps", "time_shift")
 
@@ -49,10 +49,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the prompt (repeat for several images in one batch)")
     p.add_argument("--size", type=parse_size, default=None,
                    help="WIDTHxHEIGHT in pixels (default: the checkpoint's evaluate.size, square)")
-    for name, typ, what in (("steps", int, "generalized next-token steps"),
+    from djepa_t2i.cli import int_at_least
+    for name, typ, what in (("steps", int_at_least(1), "generalized next-token steps"),
                             ("cfg", float, "classifier-free guidance scale"),
                             ("temperature", float, "noise scale of the token head"),
-                            ("flow-steps", int, "token head sampler steps"),
+                            ("flow-steps", int_at_least(1), "token head sampler steps"),
                             ("time-shift", float, "flow ODE time shift")):
         paper = getattr(ev, name.replace("-", "_"))
         p.add_argument(f"--{name}", type=typ, default=None,
@@ -101,7 +102,11 @@ def generate_images(model, text_encoder, prompts: list[str], s: dict, *, cfg_sch
 
 
 def run(args) -> int:
+    from djepa_t2i.config import require_writable
     from model.checkpoint import load_model
+    require_writable("--out", Path(args.out).parent)
+    # the flags take evaluate's ranges (--cfg -1 fails as evaluate.cfg does), before any loading
+    check_section("evaluate", {k: getattr(args, k) for k in SAMPLING if getattr(args, k) is not None})
     device = resolve_device(args.device)
     try:
         ckpt = resolve_checkpoint(args.ckpt)
