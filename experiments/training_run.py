@@ -18,6 +18,7 @@ from djepa_t2i.config import Config, resolve_device
 from tasks.evaluators import shapes_geneval as sg
 from training import checkpoints as ckpts
 from training import evaluate as ce
+from training import generation
 
 
 @dataclass
@@ -102,7 +103,7 @@ def score_checkpoint(path: str, evaluate: dict, hw: tuple[int, int] | None = Non
                 out = model.generate(text, [j["hw"] for j in batch], steps=ev.steps, cfg=ev.cfg,
                                      temperature=ev.temperature, flow_steps=ev.flow_steps,
                                      seed=int(batch[0]["seed"]))
-            return [ce.tensor_to_image(x) for x in out]
+            return [generation.tensor_to_image(x) for x in out]
     score_fn, backend = ce.scorer_for(ev)
     return ce.score_jobs(jobs, gen, score_fn, backend, ev.batch_size, image_dir, progress=False)
 

@@ -52,8 +52,8 @@ def _feedback(lake: str, cfg) -> dict:
 @flow(name="evaluate-checkpoints")
 def evaluate_checkpoints(lake: str = "runs/lake", config_path: str | None = None,
                          overrides: list[str] | None = None) -> dict:
-    log = get_run_logger()
     cfg, lake = checked(lake, config_path, overrides)
+    log = get_run_logger()
     todo, skipped = ce.pending_checkpoints(lake, cfg.evaluate.benchmark)
     if cfg.evaluate.max_checkpoints:
         todo = todo[: cfg.evaluate.max_checkpoints]
