@@ -368,10 +368,10 @@ def require_dir(key: str, path: str | os.PathLike) -> None:
         raise ConfigError(f"{key}={str(path)!r}: no such directory (must be an existing directory)")
 
 
-def require_file(key: str, path: str | os.PathLike) -> None:
-    """``path`` must be an existing file (an input the step reads), checked before any work."""
-    if not Path(path).expanduser().is_file():
-        raise ConfigError(f"{key}={str(path)!r}: no such file (must be an existing file)")
+def require_exists(key: str, path: str | os.PathLike) -> None:
+    """``path`` must exist (an input file or folder the step reads), checked before any work."""
+    if not Path(path).expanduser().exists():
+        raise ConfigError(f"{key}={str(path)!r}: no such file or directory (must exist)")
 
 
 def require_writable(key: str, path: str | os.PathLike) -> None:

@@ -145,10 +145,10 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from PIL import Image
 
-    from djepa_t2i.config import load_config, require_file
+    from djepa_t2i.config import load_config, require_exists
     cfg = load_config(args.config, args.overrides)
     if args.image:
-        require_file("--image", args.image)
+        require_exists("--image", args.image)
         image = Image.open(args.image).convert("RGB")
     else:
         import skimage.data

@@ -136,8 +136,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from djepa_t2i.config import require_file, require_writable
-    require_file("src", args.src)
+    from djepa_t2i.config import require_exists, require_writable
+    require_exists("src", args.src)
     if args.out:
         require_writable("--out", Path(args.out).parent)
     dst, kind, n = convert(args.src, args.out)
