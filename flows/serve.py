@@ -2,7 +2,7 @@
 (``prefect server start --background`` / ``prefect server stop``), a process work pool, the
 deployments in ``prefect.yaml``, and one process worker.
 
-    python -m flows.serve start|stop|status|demo      (make serve / make stop / make demo-server)
+    t2i serve start|stop|status|demo      (make serve / make stop / make demo-server)
 
 PREFECT_HOME (where Prefect keeps the server's pid file), the worker's pid file and its log live
 under ``.state/``, so a checkout never touches the user's ~/.prefect. What Prefect 3.8.8's
@@ -343,19 +343,22 @@ def demo(out: str, port: int = PORT) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m flows.serve", description=__doc__.split("\n\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``t2i serve start|stop|status|demo`` (also ``python -m flows.serve ...``)."""
+    from djepa_t2i.cli import int_at_least
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("start", help="server + pool + deployments + worker, in the background")
-    s.add_argument("--port", type=int, default=PORT)
+    s.add_argument("--port", type=int_at_least(1), default=PORT)
     s.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for server health")
     sub.add_parser("stop", help="stop the worker, then the server")
     st = sub.add_parser("status", help="print pids, health and the worker's log path as JSON")
-    st.add_argument("--port", type=int, default=PORT)
+    st.add_argument("--port", type=int_at_least(1), default=PORT)
     d = sub.add_parser("demo", help="start the stack and run the demo through deployments")
     d.add_argument("--out", default="runs/demo-server")
-    d.add_argument("--port", type=int, default=PORT)
-    a = p.parse_args(argv)
+    d.add_argument("--port", type=int_at_least(1), default=PORT)
+
+
+def run(a: argparse.Namespace) -> int:
     state_dir().mkdir(parents=True, exist_ok=True)
     if a.cmd == "start":
         return start(a.port, timeout=a.timeout)
@@ -367,4 +370,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from djepa_t2i.cli import main
+    sys.exit(main(["serve", *sys.argv[1:]]))
