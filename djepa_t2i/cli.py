@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Callable, NoReturn
+from typing import NoReturn
 
 import djepa_t2i.env  # noqa: F401  (offline environment before any library import)
 from djepa_t2i.config import ConfigError
@@ -42,34 +42,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
-
-
-def int_at_least(low: int) -> Callable[[str], int]:
-    """An argparse ``type``: an integer >= ``low``, else a one-line error with the range."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
-        return value
-    parse.__name__ = f"integer >= {low}"
-    return parse
-
-
-def add_config_arguments(p: argparse.ArgumentParser, example: str = "train.steps=100") -> None:
-    """``--config FILE`` and repeatable ``--set key.sub=value`` (``djepa_t2i.config.load_config``)."""
-    p.add_argument("--config", default=None, help="YAML config file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help=f"config override, e.g. {example} (repeatable)")
-
-
-def add_flow_arguments(p: argparse.ArgumentParser) -> None:
-    """The options every flow command shares: where the lake is, the config, overrides."""
-    p.add_argument("--lake", default=None, help="lake directory (default: config lake)")
-    add_config_arguments(p)
-    p.add_argument("--no-prefect", action="store_true", help="run the plain function, no flow run")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ import time
 import uuid
 
 import djepa_t2i.env  # noqa: F401  (offline environment before library imports)
-from djepa_t2i.cli import add_config_arguments, int_at_least
+from djepa_t2i.cli_args import add_config_arguments, int_at_least
 from djepa_t2i.config import Config, load_config, require_dir, require_writable
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE

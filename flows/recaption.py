@@ -11,7 +11,7 @@ import argparse
 import json
 
 import djepa_t2i.env  # noqa: F401
-from djepa_t2i.cli import add_flow_arguments
+from djepa_t2i.cli_args import add_flow_arguments
 from djepa_t2i.config import Recaption, checked_lake, load_config
 from prefect import flow, get_run_logger, task
 

@@ -345,7 +345,7 @@ def demo(out: str, port: int = PORT) -> int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """``t2i serve start|stop|status|demo`` (also ``python -m flows.serve ...``)."""
-    from djepa_t2i.cli import int_at_least
+    from djepa_t2i.cli_args import int_at_least
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("start", help="server + pool + deployments + worker, in the background")
     s.add_argument("--port", type=int_at_least(1), default=PORT)
@@ -370,5 +370,6 @@ def run(a: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    from djepa_t2i.cli import main
-    sys.exit(main(["serve", *sys.argv[1:]]))
+    parser = argparse.ArgumentParser(prog="python -m flows.serve", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    sys.exit(run(parser.parse_args()))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 import djepa_t2i.env  # noqa: F401
-from djepa_t2i.cli import int_at_least
+from djepa_t2i.cli_args import int_at_least
 from djepa_t2i.config import load_config
 from prefect import flow, get_run_logger
 

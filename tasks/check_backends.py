@@ -137,7 +137,7 @@ def check_backends(cfg, image) -> list[Check]:
 
 
 def add_arguments(p) -> None:
-    from djepa_t2i.cli import add_config_arguments
+    from djepa_t2i.cli_args import add_config_arguments
     add_config_arguments(p, "curate.face.weights=/models/yolov8n-face.pt")
     p.add_argument("--image", default=None, help="image to run on (default: skimage's astronaut)")
 

@@ -239,7 +239,7 @@ def make_sample(out: str, n: int = 200, seed: int = 0, per_shard: int = 64) -> d
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from djepa_t2i.cli import int_at_least
+    from djepa_t2i.cli_args import int_at_least
     p.add_argument("out", help="output folder (img2dataset layout)")
     p.add_argument("--n", type=int_at_least(1), default=200, help="number of pairs")
     p.add_argument("--seed", type=int, default=0)

@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the prompt (repeat for several images in one batch)")
     p.add_argument("--size", type=parse_size, default=None,
                    help="WIDTHxHEIGHT in pixels (default: the checkpoint's evaluate.size, square)")
-    from djepa_t2i.cli import int_at_least
+    from djepa_t2i.cli_args import int_at_least
     for name, typ, what in (("steps", int_at_least(1), "generalized next-token steps"),
                             ("cfg", float, "classifier-free guidance scale"),
                             ("temperature", float, "noise scale of the token head"),

@@ -463,7 +463,7 @@ class Trainer:
 
 # ------------------------------------------------------------------------------ entry point
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from djepa_t2i.cli import add_config_arguments, int_at_least
+    from djepa_t2i.cli_args import add_config_arguments, int_at_least
     add_config_arguments(p)
     p.add_argument("--resume", help="auto (latest complete checkpoint in train.out) or a checkpoint dir")
     p.add_argument("--steps", type=int_at_least(1), help="stop at this step (default train.steps)")

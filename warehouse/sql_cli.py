@@ -24,7 +24,7 @@ from warehouse import db, readonly
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from djepa_t2i.cli import int_at_least
+    from djepa_t2i.cli_args import int_at_least
     p.add_argument("sql", nargs="?", help="SQL statement (or use --query NAME)")
     p.add_argument("--lake", default="runs/lake", help="lake directory")
     p.add_argument("--query", "-q", help="name of a saved query in warehouse/queries/")
