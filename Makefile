@@ -33,13 +33,13 @@ demo: $(STAMP)
 
 # Prefect server on 127.0.0.1:4200 plus a process worker for the deployments in prefect.yaml.
 serve: $(STAMP)
-	$(PY) -m flows.serve start
+	$(VENV)/bin/t2i serve start
 
 stop: $(STAMP)
-	$(PY) -m flows.serve stop
+	$(VENV)/bin/t2i serve stop
 
 demo-server: $(STAMP)
-	$(PY) -m flows.serve demo --out runs/demo-server
+	$(VENV)/bin/t2i serve demo --out runs/demo-server
 
 bench: $(STAMP)
 	$(PY) bench/curate_throughput.py

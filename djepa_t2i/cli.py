@@ -3,14 +3,19 @@
 A command module defines ``add_arguments(parser)`` and ``run(args) -> int``; the table below
 maps names to modules and is the only thing this file knows. Modules are imported lazily so
 ``t2i --help`` and ``t2i sql`` start fast.
+
+A bad argument, config value or path is one line on stderr naming the key and what is allowed,
+exit code 2 (argparse's convention), before any work starts; ``--debug`` shows the traceback.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 import djepa_t2i.env  # noqa: F401  (offline environment before any library import)
+from djepa_t2i.config import ConfigError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "make-sample": ("tasks.mini_laion", "write a mini-LAION in img2dataset layout"),
@@ -28,25 +33,29 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("flows.demo", "the whole loop on the embedded default"),
     "convert-weights": ("tasks.convert_weights", "convert OpenAI CLIP TorchScript / Keras NSFW weights to safetensors"),
     "check-backends": ("tasks.check_backends", "load every configured backend and run it on one image"),
+    "serve": ("flows.serve", "the local Prefect server, work pool, deployments and worker (start|stop|status|demo)"),
 }
 
 
-def add_flow_arguments(p: argparse.ArgumentParser) -> None:
-    """The options every flow command shares: where the lake is, the config, overrides."""
-    p.add_argument("--lake", default=None, help="lake directory (default: config lake)")
-    p.add_argument("--config", default=None, help="YAML config file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. train.steps=100 (repeatable)")
-    p.add_argument("--no-prefect", action="store_true", help="run the plain function, no flow run")
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (``t2i curate: error: argument --workers:
+    ...``), exit code 2; ``--help`` still prints the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="t2i", description="D-JEPA·T2I data + training pipeline")
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``t2i`` parser; only ``command``'s module is imported to add its arguments."""
+    p = Parser(prog="t2i", description="D-JEPA·T2I data + training pipeline")
+    p.add_argument("--debug", action="store_true", help="show the traceback of a config/argument error")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)
         sp.set_defaults(_module=module)
-        if name in sys.argv[1:2]:  # only import the module that runs
+        # also accepted after the command; SUPPRESS keeps a `t2i --debug CMD` from being reset
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        if name == command:
             importlib.import_module(module).add_arguments(sp)
     return p
 
@@ -54,12 +63,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     sys.argv = [sys.argv[0]] + argv
-    parser = build_parser()
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
-    return int(importlib.import_module(args._module).run(args) or 0)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except ConfigError as e:
+        if args.debug:
+            raise
+        print(f"t2i {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

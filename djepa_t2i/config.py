@@ -1,16 +1,23 @@
-"""One typed configuration for every step: a YAML file plus ``key.sub=value`` overrides.
+"""One typed configuration for every step: a YAML file plus ``key.sub=value`` overrides
+(merged by OmegaConf).
 
-Validation is pydantic's: a bad value fails with the dotted key and the allowed range, e.g.
-``curate.aesthetic.threshold: Input should be less than or equal to 10``. Each section belongs
+Validation is pydantic's: a bad value fails with the dotted key and the allowed range, on one
+line, e.g. ``curate.aesthetic.threshold: Input should be less than or equal to 10 (got 11;
+allowed: a number in [0.0, 10.0], or null)``. Each section belongs
 to one step; model-backed steps name their ``backend`` and, for production backends, a local
 ``weights`` path (nothing is ever downloaded).
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+import os
+from types import UnionType
+from typing import Any, ClassVar, Literal, Sequence, Union, get_args, get_origin
 
 import yaml
+from annotated_types import Ge, Gt, Le, Lt
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
@@ -352,7 +359,47 @@ class Config(Section):
 
 
 class ConfigError(ValueError):
-    pass
+    """A bad config value, argument or path: ``t2i`` prints it as one line and exits 2."""
+
+
+def is_url(path: str | os.PathLike) -> bool:
+    """An object-storage address (``s3://...``): not checked on the local filesystem."""
+    return "://" in str(path)
+
+
+def require_dir(key: str, path: str | os.PathLike) -> None:
+    """``path`` must be an existing directory (a step that reads it), checked before any work."""
+    if not is_url(path) and not Path(path).is_dir():
+        raise ConfigError(f"{key}={str(path)!r}: no such directory (must be an existing directory)")
+
+
+def require_exists(key: str, path: str | os.PathLike) -> None:
+    """``path`` must exist (an input file or folder the step reads), checked before any work."""
+    if not Path(path).expanduser().exists():
+        raise ConfigError(f"{key}={str(path)!r}: no such file or directory (must exist)")
+
+
+def require_writable(key: str, path: str | os.PathLike) -> None:
+    """``path`` must be a directory this process can write into, or one it can create: the nearest
+    existing folder above it must be writable."""
+    if is_url(path):
+        return
+    p = Path(path).expanduser().absolute()
+    existing = next(q for q in (p, *p.parents) if q.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"{key}={str(path)!r}: {existing} is not a directory (must be a writable directory)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={str(path)!r}: {existing} is not writable (must be a writable directory)")
+
+
+def checked_lake(cfg: Config, lake: str | None = None, write: bool = True) -> str:
+    """The lake a step works on (``lake`` if given, else the config's), which must exist (a step
+    reads what earlier steps wrote) and, when the step appends to it, be writable."""
+    lake = lake or cfg.lake
+    require_dir("lake", lake)
+    if write:
+        require_writable("lake", lake)
+    return lake
 
 
 def resolve_device(name: str = "auto") -> str:
@@ -361,15 +408,6 @@ def resolve_device(name: str = "auto") -> str:
         return name
     import torch
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _set(d: dict, dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    for k in keys[:-1]:
-        d = d.setdefault(k, {})
-        if not isinstance(d, dict):
-            raise ConfigError(f"{dotted}: {k!r} is not a section")
-    d[keys[-1]] = value
 
 
 def weight_paths(cfg: Config) -> dict[str, str]:
@@ -402,6 +440,78 @@ def missing_weights(cfg: Config) -> list[str]:
             for k, v in weight_paths(cfg).items() if not Path(v).expanduser().exists()]
 
 
+def _type_name(t: Any) -> str:
+    if get_origin(t) is Literal:
+        return "one of " + ", ".join(str(a) for a in get_args(t))
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        t, getattr(t, "__name__", str(t)))
+
+
+def allowed_range(loc: tuple) -> str | None:
+    """What the field at ``loc`` (pydantic error location) accepts, read from its declaration:
+    ``an integer >= 1, or null``, ``a number in (0, 1]``, ``one of phase1, phase2``."""
+    model: Any = Config
+    info = None
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if not isinstance(part, str) or not fields or part not in fields:
+            return None
+        info = fields[part]
+        model = info.annotation
+    if info is None or isinstance(model, type) and issubclass(model, BaseModel):
+        return None  # a whole section: its validator's message says what is wrong
+    args = [a for a in get_args(model) if a is not type(None)] if get_origin(model) in (Union, UnionType) else [model]
+    nullable = get_origin(model) in (Union, UnionType) and len(args) < len(get_args(model))
+    bounds = {k: getattr(m, k) for m in info.metadata if isinstance(m, (Ge, Gt, Le, Lt))
+              for k in ("ge", "gt", "le", "lt") if hasattr(m, k)}
+    lo = (f"[{bounds['ge']}" if "ge" in bounds else f"({bounds['gt']}" if "gt" in bounds else None)
+    hi = (f"{bounds['le']}]" if "le" in bounds else f"{bounds['lt']})" if "lt" in bounds else None)
+    text = " or ".join(_type_name(a) for a in args)
+    if lo and hi:
+        text += f" in {lo}, {hi}"
+    elif lo:
+        text += (" >= " if lo[0] == "[" else " > ") + lo[1:]
+    elif hi:
+        text += (" <= " if hi[-1] == "]" else " < ") + hi[:-1]
+    return text + (", or null" if nullable else "")
+
+
+def _error_line(err: dict) -> str:
+    """One pydantic error as ``key: message (got value; allowed: range)``."""
+    loc = ".".join(str(x) for x in err["loc"])
+    extra = [] if isinstance(err.get("input"), dict) else [f"got {err.get('input')!r}"]
+    if err["type"] != "extra_forbidden" and (rng := allowed_range(err["loc"])):
+        extra.append(f"allowed: {rng}")
+    return f"{loc}: {err['msg']}" + (f" ({'; '.join(extra)})" if extra else "")
+
+
+def _invalid(e: ValidationError, prefix: tuple = ()) -> ConfigError:
+    return ConfigError("invalid config: " + "; ".join(
+        _error_line({**err, "loc": (*prefix, *err["loc"])}) for err in e.errors()))
+
+
+def check_section(name: str, values: dict) -> BaseModel:
+    """``values`` (e.g. command-line flags) validated as config section ``name``: the same ranges
+    and the same one-line error as a config file."""
+    try:
+        return Config.model_fields[name].annotation.model_validate(values)
+    except ValidationError as e:
+        raise _invalid(e, (name,)) from None
+
+
+def merge_overrides(data: dict, overrides: Sequence[str]) -> dict:
+    """``data`` with ``a.b=value`` overrides applied by OmegaConf (its dotlist grammar parses the
+    values: ``7``, ``1e-4``, ``null``, ``[a,b]``, ``{width: 96}``)."""
+    for o in overrides:
+        if "=" not in o or not o.split("=", 1)[0].strip():
+            raise ConfigError(f"override {o!r} must look like key.sub=value")
+    try:
+        merged = OmegaConf.merge(OmegaConf.create(data), OmegaConf.from_dotlist([o.strip() for o in overrides]))
+        return OmegaConf.to_container(merged, resolve=True)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"override: {str(e).splitlines()[0]}") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 check_paths: bool = True) -> Config:
     """Read YAML (if given), apply ``a.b=value`` overrides (values parsed as YAML), validate.
@@ -410,23 +520,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     typo fails here and not deep inside a running flow (``missing_weights``)."""
     data: dict = {}
     if path:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not Path(path).is_file():
+            raise ConfigError(f"--config {str(path)!r}: no such file (a YAML file, e.g. configs/demo_phase1.yaml)")
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
-    for o in overrides or []:
-        if "=" not in o:
-            raise ConfigError(f"override {o!r} must look like key.sub=value")
-        k, v = o.split("=", 1)
-        _set(data, k.strip(), yaml.safe_load(v))
     try:
-        cfg = Config.model_validate(data)
+        cfg = Config.model_validate(merge_overrides(data, overrides or []))
     except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            loc = ".".join(str(x) for x in err["loc"])
-            lines.append(f"{loc}: {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None
+        raise _invalid(e) from None
     missing = missing_weights(cfg) if check_paths else []
     if missing:
-        raise ConfigError("weights not found:\n  " + "\n  ".join(missing))
+        raise ConfigError("weights not found: " + "; ".join(missing))
     return cfg

@@ -62,7 +62,7 @@ from tasks.evaluators.controls import derangement  # noqa: E402
 
 
 def evaluate(step):
-    from training.evaluate import tensor_to_image
+    from training.generation import tensor_to_image
     backup = {k: v.clone() for k, v in m.state_dict().items()}
     m.load_state_dict({**backup, **ema.state_dict()}, strict=False)
     m.eval()

@@ -7,19 +7,27 @@ from __future__ import annotations
 import argparse
 
 import djepa_t2i.env  # noqa: F401
-from djepa_t2i.cli import add_flow_arguments
+from djepa_t2i.cli_args import add_flow_arguments
 from prefect import flow, get_run_logger
 
-from djepa_t2i.config import load_config
+from djepa_t2i.config import Config, checked_lake, load_config, require_writable
 from tasks import shard_writer
 from warehouse.artifacts import publish_summary
+
+
+def checked(lake: str | None, out: str | None, config_path: str | None,
+            overrides: list[str] | None) -> tuple[Config, str, str]:
+    """The validated config, the lake to read and the folder to write, checked before any work."""
+    cfg = load_config(config_path, overrides)
+    lake, out = checked_lake(cfg, lake), out or cfg.shards.out
+    require_writable("shards.out", out)
+    return cfg, lake, out
 
 
 @flow(name="build-shards")
 def build_shards(lake: str | None = None, out: str | None = None, config_path: str | None = None,
                  overrides: list[str] | None = None) -> dict:
-    cfg = load_config(config_path, overrides)
-    lake, out = lake or cfg.lake, out or cfg.shards.out
+    cfg, lake, out = checked(lake, out, config_path, overrides)
     res = shard_writer.build(lake, out, cfg.shards.samples_per_shard)
     log = get_run_logger()
     log.info("build-shards: %d samples in %d shards under %s", res.n_samples, len(res.shards), out)
@@ -37,12 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    cfg, lake, out = checked(args.lake, args.out, args.config, args.overrides)
     if args.no_prefect:
-        cfg = load_config(args.config, args.overrides)
-        res = shard_writer.build(args.lake or cfg.lake, args.out or cfg.shards.out, cfg.shards.samples_per_shard)
-        out = {"n_samples": res.n_samples, "shards": len(res.shards), "missing": len(res.missing)}
+        res = shard_writer.build(lake, out, cfg.shards.samples_per_shard)
+        said = {"n_samples": res.n_samples, "shards": len(res.shards), "missing": len(res.missing)}
     else:
-        r = build_shards(args.lake, args.out, args.config, args.overrides)
-        out = {"n_samples": r["n_samples"], "shards": len(r["shards"]), "missing": len(r["missing"])}
-    print(out)
+        r = build_shards(lake, out, args.config, args.overrides)
+        said = {"n_samples": r["n_samples"], "shards": len(r["shards"]), "missing": len(r["missing"])}
+    print(said)
     return 0

@@ -17,7 +17,8 @@ import time
 import uuid
 
 import djepa_t2i.env  # noqa: F401  (offline environment before library imports)
-from djepa_t2i.config import Config, load_config
+from djepa_t2i.cli_args import add_config_arguments, int_at_least
+from djepa_t2i.config import Config, load_config, require_dir, require_writable
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
@@ -29,8 +30,13 @@ from warehouse.artifacts import publish_summary
 from warehouse.lake import ensure_writable
 
 
-def _cfg(config_path, overrides) -> Config:
-    return load_config(config_path, overrides)
+def checked_config(input_dir: str, lake: str, config_path: str | None, overrides: list[str] | None) -> Config:
+    """The validated config, the input folder present and the lake writable: checked before any
+    shard is touched (a deployment with a bad path fails at once, not after every shard)."""
+    cfg = load_config(config_path, overrides)
+    require_dir("input", input_dir)
+    require_writable("lake", lake)
+    return cfg
 
 
 def curate_shard_task_fn(tar_path: str, lake: str, cfg_json: str, run_id: str, force: bool) -> dict:
@@ -93,8 +99,8 @@ def task_runner(cfg: Config) -> DaskTaskRunner:
 def curate_laion(input_dir: str, lake: str, config_path: str | None = None,
                  overrides: list[str] | None = None, progress: bool = False) -> dict:
     """Curate every img2dataset shard under ``input_dir`` into the lake at ``lake``."""
-    cfg = _cfg(config_path, overrides)
-    ensure_writable(lake)
+    cfg = checked_config(input_dir, lake, config_path, overrides)
+    ensure_writable(lake)  # a real probe write: object-storage lakes too
     shards = list_shards(input_dir)
     run_id = uuid.uuid4().hex[:12]
     t0 = time.perf_counter()
@@ -111,11 +117,9 @@ def curate_laion(input_dir: str, lake: str, config_path: str | None = None,
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="folder of img2dataset shards (NNNNN.tar + NNNNN.parquet)")
     p.add_argument("--lake", default="runs/lake", help="lake directory")
-    p.add_argument("--config", default=None, help="YAML config file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. curate.ocr.max_text_area=0.1 (repeatable)")
+    add_config_arguments(p, "curate.ocr.max_text_area=0.1")
     p.add_argument("--dask-address", default=None, help="existing Dask scheduler (default: a LocalCluster)")
-    p.add_argument("--workers", type=int, default=None, help="LocalCluster workers (curate.workers)")
+    p.add_argument("--workers", type=int_at_least(1), default=None, help="LocalCluster workers (curate.workers)")
     p.add_argument("--force", action="store_true", help="redo shards that are already finished")
     p.add_argument("--no-prefect", action="store_true", help="run in this process without Prefect/Dask")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -125,11 +129,11 @@ def run(args) -> int:
     ov = list(args.overrides)
     if args.dask_address:
         ov.append(f"curate.dask_address={args.dask_address}")
-    if args.workers:
+    if args.workers is not None:
         ov.append(f"curate.workers={args.workers}")
     if args.force:
         ov.append("curate.force=true")
-    cfg = _cfg(args.config, ov)
+    cfg = checked_config(args.input, args.lake, args.config, ov)
     if args.no_prefect:
         s = run_plain(args.input, args.lake, cfg)
         print(cu.format_summary(s))

@@ -12,22 +12,30 @@ import argparse
 import json
 
 import djepa_t2i.env  # noqa: F401
-from djepa_t2i.cli import add_flow_arguments
-from djepa_t2i.config import load_config
+from djepa_t2i.cli_args import add_flow_arguments
+from djepa_t2i.config import Config, checked_lake, load_config, require_writable
 from prefect import flow, get_run_logger, task
 
 from training import evaluate as ce
 from warehouse.artifacts import publish_summary
+from warehouse.feedback_rule import publish_from_config
+
+
+def checked(lake: str | None, config_path: str | None, overrides: list[str] | None) -> tuple[Config, str]:
+    """The validated config and the lake, with the image folder writable: before any checkpoint loads."""
+    cfg = load_config(config_path, overrides)
+    lake = checked_lake(cfg, lake)
+    require_writable("evaluate.out", cfg.evaluate.out)
+    return cfg, lake
 
 
 def evaluate(lake: str, config_path: str | None = None, overrides: list[str] | None = None,
              progress: bool = True) -> dict:
     """Plain function under the flow: evaluate pending checkpoints, then run feedback."""
-    cfg = load_config(config_path, overrides)
+    cfg, lake = checked(lake, config_path, overrides)
     summary = ce.evaluate_pending(lake, cfg.evaluate, progress=progress)
     if cfg.evaluate.run_feedback and summary["evaluated"]:
-        from flows.feedback import run_feedback
-        summary["feedback"] = run_feedback(lake, cfg)
+        summary["feedback"] = publish_from_config(lake, cfg.feedback)
     return summary
 
 
@@ -36,11 +44,16 @@ def _evaluate_one(lake: str, ckpt: dict, cfg) -> dict:
     return ce.evaluate_checkpoint(lake, ckpt, cfg, progress=False)
 
 
+@task(name="feedback")
+def _feedback(lake: str, cfg) -> dict:
+    return publish_from_config(lake, cfg)
+
+
 @flow(name="evaluate-checkpoints")
 def evaluate_checkpoints(lake: str = "runs/lake", config_path: str | None = None,
                          overrides: list[str] | None = None) -> dict:
+    cfg, lake = checked(lake, config_path, overrides)
     log = get_run_logger()
-    cfg = load_config(config_path, overrides)
     todo, skipped = ce.pending_checkpoints(lake, cfg.evaluate.benchmark)
     if cfg.evaluate.max_checkpoints:
         todo = todo[: cfg.evaluate.max_checkpoints]
@@ -50,8 +63,7 @@ def evaluate_checkpoints(lake: str = "runs/lake", config_path: str | None = None
     summary = {"evaluated": done, "skipped": [{"checkpoint": ce.checkpoint_id(s["run_id"], s["step"]),
                                                "why": s["why"]} for s in skipped]}
     if cfg.evaluate.run_feedback and done:
-        from flows.feedback import feedback
-        summary["feedback"] = feedback(lake, config_path, overrides)
+        summary["feedback"] = _feedback(lake, cfg.feedback)
     log.info("evaluate-checkpoints: %s", json.dumps(summary, default=str))
     publish_summary("evaluate-checkpoints", lake, summary)
     return summary
@@ -62,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    lake = args.lake or load_config(args.config, args.overrides).lake
+    _, lake = checked(args.lake, args.config, args.overrides)
     if args.no_prefect:
         summary = evaluate(lake, args.config, args.overrides)
     else:

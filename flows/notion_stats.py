@@ -8,8 +8,8 @@ import argparse
 import json
 
 import djepa_t2i.env  # noqa: F401
-from djepa_t2i.cli import add_flow_arguments
-from djepa_t2i.config import Config, Notions, load_config
+from djepa_t2i.cli_args import add_flow_arguments
+from djepa_t2i.config import Config, Notions, checked_lake, load_config
 from prefect import flow, get_run_logger, task
 
 from tasks.notion_stats import extract_lake
@@ -51,6 +51,7 @@ def _publish(lake: str, cfg: Notions, schedule: dict) -> tuple[str, int]:
 def notion_stats_flow(lake: str = "runs/lake", config: str | None = None,
                       overrides: list[str] | None = None) -> dict:
     c = load_config(config, overrides)
+    lake = checked_lake(c, lake)
     summary = _extract(lake, c.notions)
     version, n_rows = _publish(lake, c.notions, schedule_of(c))
     summary.update(weights_version=version, weights_rows=n_rows)
@@ -65,7 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     cfg = load_config(args.config, args.overrides)
-    lake = args.lake or cfg.lake
+    lake = checked_lake(cfg, args.lake)
     if args.no_prefect:
         summary = notion_stats(lake, cfg.notions, schedule=schedule_of(cfg))
     else:

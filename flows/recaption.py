@@ -11,8 +11,8 @@ import argparse
 import json
 
 import djepa_t2i.env  # noqa: F401
-from djepa_t2i.cli import add_flow_arguments
-from djepa_t2i.config import Recaption, load_config
+from djepa_t2i.cli_args import add_flow_arguments
+from djepa_t2i.config import Recaption, checked_lake, load_config
 from prefect import flow, get_run_logger, task
 
 from tasks.recaption import recaption
@@ -28,6 +28,7 @@ def _recaption(lake: str, cfg: Recaption, max_pixels: int, force: bool) -> dict:
 def recaption_flow(lake: str = "runs/lake", config: str | None = None,
                    overrides: list[str] | None = None, force: bool = False) -> dict:
     c = load_config(config, overrides)
+    lake = checked_lake(c, lake)
     summary = _recaption(lake, c.recaption, c.curate.resolution.max_pixels, force)
     get_run_logger().info("recaption: %s", json.dumps(summary))
     publish_summary("recaption", lake, summary)
@@ -41,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     c = load_config(args.config, args.overrides)
-    lake = args.lake or c.lake
+    lake = checked_lake(c, args.lake)
     if args.no_prefect:
         summary = recaption(lake, c.recaption, c.curate.resolution.max_pixels, args.force)
     else:

@@ -1,12 +1,21 @@
-"""A local Prefect stack for this checkout: server on 127.0.0.1, a process work pool, the
+"""A local Prefect stack for this checkout: Prefect's own background server on 127.0.0.1
+(``prefect server start --background`` / ``prefect server stop``), a process work pool, the
 deployments in ``prefect.yaml``, and one process worker.
 
-    python -m flows.serve start|stop|status|demo      (make serve / make stop / make demo-server)
+    t2i serve start|stop|status|demo      (make serve / make stop / make demo-server)
 
-Everything lives under ``.state/`` (PREFECT_HOME, pid files, logs) so a checkout never touches the
-user's ~/.prefect. Server and worker run in their own process groups: the worker's flow-run
-children outlive a SIGTERM for seconds, so ``stop`` terminates the whole group, waits, then kills,
-and always stops the worker before the server it reports to.
+PREFECT_HOME (where Prefect keeps the server's pid file), the worker's pid file and its log live
+under ``.state/``, so a checkout never touches the user's ~/.prefect. What Prefect 3.8.8's
+commands do not do, and this module therefore keeps (checked on this machine):
+- wait for the API: ``server start --background`` returns at once (its /health answered 23 s
+  later on the loaded 2-core VM), so ``start`` polls /health, failing fast if the process died;
+- run a worker in the background: there is no such command, so the worker runs in its own
+  process group with a pid file; its flow-run children outlive a SIGTERM for seconds, so ``stop``
+  terminates the group, waits, then kills, and always stops the worker before the server;
+- wait for the server to exit: ``server stop`` sends SIGTERM and returns (the process was gone
+  ~1 s later), so ``stop_server`` waits, and a restart finds the port free.
+The background server's output goes to a pipe nobody reads (it kept serving 600 requests after
+its starter exited); the worker's log is ``.state/serve/worker.log``.
 
 The functions here are also what tests/test_deployments.py uses to stand up an isolated stack.
 """
@@ -19,7 +28,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import djepa_t2i.env  # noqa: F401  (offline env + PREFECT_HOME before prefect is touched)
@@ -61,33 +69,63 @@ def stack_env(url: str, prefect_home: str | os.PathLike | None = None) -> dict[s
     return env
 
 
-def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as fh:
-        return subprocess.Popen(args, env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+def server_pid(env: dict[str, str]) -> int | None:
+    """The pid of the background server of ``env``'s PREFECT_HOME, if that process is alive."""
+    try:
+        pid = int((Path(env["PREFECT_HOME"]) / "server.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if _running(pid) else None
 
 
-def start_server(port: int, env: dict[str, str], log: Path) -> subprocess.Popen:
-    return _spawn([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env, log)
+def start_server(port: int, env: dict[str, str]) -> int:
+    """``prefect server start --background`` on 127.0.0.1:``port``; returns the server's pid."""
+    _run([PREFECT, "server", "start", "--background", "--host", "127.0.0.1", "--port", str(port)], env)
+    pid = server_pid(env)
+    if pid is None:
+        raise RuntimeError(f"prefect server start --background left no live server (PREFECT_HOME={env['PREFECT_HOME']})")
+    return pid
 
 
-def wait_healthy(url: str, timeout: float = 120.0, proc: subprocess.Popen | None = None,
-                 log: Path | None = None) -> float:
+def stop_server(env: dict[str, str], timeout: float = 30.0) -> int | None:
+    """``prefect server stop``, then wait until the process is gone; returns the pid it stopped."""
+    pid = server_pid(env)
+    _run([PREFECT, "server", "stop"], env)
+    deadline = time.monotonic() + timeout
+    while pid is not None and _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return pid
+
+
+def _stat(stat: Path) -> list[str]:
+    """The fields of a ``/proc/<pid>/stat`` file after the command name (state ppid pgrp ...);
+    [] when the process is gone."""
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process; zombies (exited, not yet reaped) do not count."""
+    fields = _stat(Path(f"/proc/{pid}/stat"))
+    return bool(fields) and fields[0] != "Z"
+
+
+def wait_healthy(url: str, timeout: float = 120.0, pid: int | None = None) -> float:
     """Block until ``<url>/health`` answers; returns seconds waited. Fails fast if the server died."""
     import httpx
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        if proc is not None and proc.poll() is not None:
-            tail = log.read_text()[-3000:] if log and log.exists() else ""
-            raise RuntimeError(f"prefect server exited with {proc.returncode} before it was healthy:\n{tail}")
+        if pid is not None and not _running(pid):
+            raise RuntimeError(f"prefect server (pid {pid}) exited before it was healthy")
         try:
             if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
                 return time.monotonic() - t0
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise TimeoutError(f"prefect server at {url} not healthy after {timeout:.0f}s (log: {log})")
+    raise TimeoutError(f"prefect server at {url} not healthy after {timeout:.0f}s")
 
 
 def _run(args: list[str], env: dict[str, str], timeout: float = 600.0) -> str:
@@ -142,7 +180,12 @@ def deploy(env: dict[str, str], names: list[str] | None = None,
 
 
 def start_worker(pool: str, env: dict[str, str], log: Path) -> subprocess.Popen:
-    return _spawn([PREFECT, "worker", "start", "--pool", pool, "--type", "process"], env, log)
+    """``prefect worker start`` in its own session (process group), output appended to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as fh:
+        return subprocess.Popen([PREFECT, "worker", "start", "--pool", pool, "--type", "process"], env=env,
+                                cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
 
 
 def stop_group(pid: int, grace: float = 15.0) -> bool:
@@ -175,25 +218,10 @@ def stop_group(pid: int, grace: float = 15.0) -> bool:
 
 
 def group_alive(pgid: int) -> bool:
-    """Whether any live (non-zombie) process is in group ``pgid``.
-
-    ``killpg(pgid, 0)`` also counts zombies, which linger until their parent (or init) reaps them.
-    """
-    proc = Path("/proc")
-    if not proc.is_dir():
-        try:
-            os.killpg(pgid, 0)
-            return True
-        except ProcessLookupError:
-            return False
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":  # fields after comm: state ppid pgrp ...
-            return True
-    return False
+    """Whether any live (non-zombie) process is in group ``pgid`` (``killpg(pgid, 0)`` would also
+    count zombies, which linger until their parent or init reaps them)."""
+    return any(f and f[0] != "Z" and int(f[2]) == pgid
+               for f in map(_stat, Path("/proc").glob("[0-9]*/stat")))
 
 
 def _reap(pid: int) -> None:
@@ -203,27 +231,24 @@ def _reap(pid: int) -> None:
         pass
 
 
-# --- the CLI: pid files and logs under .state/serve --------------------------------------------
+# --- the CLI: the worker's pid file and log under .state/serve ----------------------------------
 
-@dataclass
-class Paths:
-    root: Path
-
-    def pid(self, name: str) -> Path:
-        return self.root / f"{name}.pid"
-
-    def log(self, name: str) -> Path:
-        return self.root / f"{name}.log"
+def worker_pidfile() -> Path:
+    return state_dir() / "worker.pid"
 
 
-def _alive(pidfile: Path) -> int | None:
-    """The pid in ``pidfile`` if that process is still a prefect process of ours."""
+def worker_log() -> Path:
+    return state_dir() / "worker.log"
+
+
+def _worker_alive() -> int | None:
+    """The pid in the worker's pid file if that process is still a prefect process of ours."""
     try:
-        pid = int(pidfile.read_text().split()[0])
+        pid = int(worker_pidfile().read_text().split()[0])
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except (OSError, ValueError, IndexError):
         return None
-    return pid if "prefect" in cmd else None
+    return pid if "prefect" in cmd and _running(pid) else None
 
 
 def ensure_sample(env: dict[str, str]) -> None:
@@ -239,61 +264,57 @@ def ensure_sample(env: dict[str, str]) -> None:
 
 
 def start(port: int = PORT, pool: str = POOL, timeout: float = 180.0, sample: bool = True) -> int:
-    paths = Paths(state_dir())
     url = api_url(port)
     env = stack_env(url)
-    if _alive(paths.pid("server")):
-        print(f"server already running (pid {_alive(paths.pid('server'))}), {url}")
+    if pid := server_pid(env):
+        print(f"server already running (pid {pid}), {url}")
     else:
-        proc = start_server(port, env, paths.log("server"))
-        paths.pid("server").write_text(f"{proc.pid} {port}\n")
-        waited = wait_healthy(url, timeout, proc, paths.log("server"))
-        print(f"server healthy on {url} after {waited:.1f}s (log {paths.log('server')})", flush=True)
+        pid = start_server(port, env)
+        waited = wait_healthy(url, timeout, pid)
+        print(f"server healthy on {url} after {waited:.1f}s (pid {pid})", flush=True)
     create_pool(pool, env)
     if sample:
         ensure_sample(env)
     out = deploy(env)
     print("\n".join(line for line in out.splitlines() if "prefect deployment run" in line or "Deployment '" in line))
-    if _alive(paths.pid("worker")):
-        print(f"worker already running (pid {_alive(paths.pid('worker'))})")
+    if wpid := _worker_alive():
+        print(f"worker already running (pid {wpid})")
     else:
-        w = start_worker(pool, env, paths.log("worker"))
-        paths.pid("worker").write_text(f"{w.pid}\n")
-        print(f"worker on pool {pool!r} started (pid {w.pid}, log {paths.log('worker')})")
+        w = start_worker(pool, env, worker_log())
+        worker_pidfile().write_text(f"{w.pid}\n")
+        print(f"worker on pool {pool!r} started (pid {w.pid}, log {worker_log()})")
     print(f"UI: http://127.0.0.1:{port}   try: prefect deployment run curate-laion/default")
     return 0
 
 
 def stop() -> int:
-    paths = Paths(state_dir())
-    for name in ("worker", "server"):  # worker first: it reports to the server while stopping
-        pid = _alive(paths.pid(name))
-        if pid is None:
-            print(f"{name}: not running")
-        else:
-            stop_group(pid)
-            print(f"{name}: stopped (pid {pid})")
-        paths.pid(name).unlink(missing_ok=True)
+    """The worker first (it reports to the server while stopping), then the server."""
+    pid = _worker_alive()
+    if pid is None:
+        print("worker: not running")
+    else:
+        stop_group(pid)
+        print(f"worker: stopped (pid {pid})")
+    worker_pidfile().unlink(missing_ok=True)
+    env = stack_env(api_url(PORT))
+    spid = stop_server(env) if server_pid(env) else None
+    print(f"server: stopped (pid {spid})" if spid else "server: not running")
     return 0
 
 
-def status() -> int:
-    paths = Paths(state_dir())
-    info = {}
-    for name in ("server", "worker"):
-        pid = _alive(paths.pid(name))
-        info[name] = {"running": pid is not None, "pid": pid, "log": str(paths.log(name))}
-    srv = paths.pid("server")
-    if info["server"]["running"]:
-        port = int(srv.read_text().split()[1])
+def status(port: int = PORT) -> int:
+    env = stack_env(api_url(port))
+    spid, wpid = server_pid(env), _worker_alive()
+    info = {"server": {"running": spid is not None, "pid": spid, "url": api_url(port)},
+            "worker": {"running": wpid is not None, "pid": wpid, "log": str(worker_log())}}
+    if spid:
         try:
             wait_healthy(api_url(port), timeout=5)
             info["server"]["healthy"] = True
         except (TimeoutError, RuntimeError):
             info["server"]["healthy"] = False
-        info["server"]["url"] = api_url(port)
     print(json.dumps(info, indent=2))
-    return 0 if info["server"]["running"] and info["worker"]["running"] else 1
+    return 0 if spid and wpid else 1
 
 
 def run_deployment(name: str, parameters: dict, port: int = PORT, timeout: float = 3600) -> str:
@@ -322,27 +343,33 @@ def demo(out: str, port: int = PORT) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m flows.serve", description=__doc__.split("\n\n")[0])
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``t2i serve start|stop|status|demo`` (also ``python -m flows.serve ...``)."""
+    from djepa_t2i.cli_args import int_at_least
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("start", help="server + pool + deployments + worker, in the background")
-    s.add_argument("--port", type=int, default=PORT)
+    s.add_argument("--port", type=int_at_least(1), default=PORT)
     s.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for server health")
     sub.add_parser("stop", help="stop the worker, then the server")
-    sub.add_parser("status", help="print pids, health and log paths as JSON")
+    st = sub.add_parser("status", help="print pids, health and the worker's log path as JSON")
+    st.add_argument("--port", type=int_at_least(1), default=PORT)
     d = sub.add_parser("demo", help="start the stack and run the demo through deployments")
     d.add_argument("--out", default="runs/demo-server")
-    d.add_argument("--port", type=int, default=PORT)
-    a = p.parse_args(argv)
+    d.add_argument("--port", type=int_at_least(1), default=PORT)
+
+
+def run(a: argparse.Namespace) -> int:
     state_dir().mkdir(parents=True, exist_ok=True)
     if a.cmd == "start":
         return start(a.port, timeout=a.timeout)
     if a.cmd == "stop":
         return stop()
     if a.cmd == "status":
-        return status()
+        return status(a.port)
     return demo(a.out, a.port)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    parser = argparse.ArgumentParser(prog="python -m flows.serve", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    sys.exit(run(parser.parse_args()))

@@ -21,8 +21,12 @@ from pathlib import Path
 from typing import Callable
 
 import djepa_t2i.env  # noqa: F401
+from djepa_t2i.cli_args import int_at_least
 from djepa_t2i.config import load_config
 from prefect import flow, get_run_logger
+
+from training.trainer import add_arguments as trainer_arguments
+from training.trainer import checked_config, train_main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +75,7 @@ def run_training(config_path: str | None = None, overrides: list[str] | None = N
                  resume: str | None = "auto", steps: int | None = None,
                  on_line: Callable[[str], None] = print) -> dict:
     """The plain function under the flow: launch, supervise, record; raises on failure."""
-    cfg = load_config(config_path, overrides)  # fail fast, before any process starts
+    cfg = checked_config(config_path, overrides)  # fail fast, before any process starts
     run_id = cfg.train.run_id or Path(cfg.train.out).resolve().name
     cmd = launch_command(config_path, overrides, nproc, resume, steps)
     started = dt.datetime.now(dt.timezone.utc)
@@ -99,18 +103,17 @@ def train(config_path: str | None = None, overrides: list[str] | None = None, np
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from training.trainer import add_arguments as trainer_args
-    trainer_args(p)
-    p.add_argument("--nproc", type=int, default=1, help="processes (torchrun --standalone) on this machine")
+    trainer_arguments(p)
+    p.add_argument("--nproc", type=int_at_least(1), default=1, help="processes (torchrun --standalone) on this machine")
     p.add_argument("--flow", action="store_true", help="run through the Prefect `train` flow")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.flow:
-        train(args.config, args.set, args.nproc, args.resume)
+        checked_config(args.config, args.overrides)  # a config error is one line, not a failed flow run
+        train(args.config, args.overrides, args.nproc, args.resume)
         return 0
     if args.nproc > 1:
-        run_training(args.config, args.set, args.nproc, args.resume, args.steps)
+        run_training(args.config, args.overrides, args.nproc, args.resume, args.steps)
         return 0
-    from training.trainer import train_main
     return train_main(args)

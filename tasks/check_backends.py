@@ -137,18 +137,18 @@ def check_backends(cfg, image) -> list[Check]:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--config", default=None, help="YAML config file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override (repeatable)")
+    from djepa_t2i.cli_args import add_config_arguments
+    add_config_arguments(p, "curate.face.weights=/models/yolov8n-face.pt")
     p.add_argument("--image", default=None, help="image to run on (default: skimage's astronaut)")
 
 
 def run(args) -> int:
     from PIL import Image
 
-    from djepa_t2i.config import load_config
+    from djepa_t2i.config import load_config, require_exists
     cfg = load_config(args.config, args.overrides)
     if args.image:
+        require_exists("--image", args.image)
         image = Image.open(args.image).convert("RGB")
     else:
         import skimage.data

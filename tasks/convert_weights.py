@@ -136,6 +136,10 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from djepa_t2i.config import require_exists, require_writable
+    require_exists("src", args.src)
+    if args.out:
+        require_writable("--out", Path(args.out).parent)
     dst, kind, n = convert(args.src, args.out)
     print(f"wrote {dst} ({n} tensors): {kind}")
     return 0

@@ -224,8 +224,8 @@ def write_shard(out: str, shard: int, items: list[dict], failed: int, rng: rando
 
 def make_sample(out: str, n: int = 200, seed: int = 0, per_shard: int = 64) -> dict[str, int]:
     """Write the sample; returns the number of pairs per source."""
-    if n < 1:
-        raise ValueError("--n must be >= 1")
+    if n < 1 or per_shard < 1:
+        raise ValueError(f"need n >= 1 and per_shard >= 1, got n={n}, per_shard={per_shard}")
     os.makedirs(out, exist_ok=True)
     rng, nrng = random.Random(seed), np.random.default_rng(seed)
     kinds = kinds_for(n, rng)
@@ -245,13 +245,16 @@ def make_sample(out: str, n: int = 200, seed: int = 0, per_shard: int = 64) -> d
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from djepa_t2i.cli_args import int_at_least
     p.add_argument("out", help="output folder (img2dataset layout)")
-    p.add_argument("--n", type=int, default=200, help="number of pairs")
+    p.add_argument("--n", type=int_at_least(1), default=200, help="number of pairs")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--per-shard", type=int, default=64, help="pairs per shard")
+    p.add_argument("--per-shard", type=int_at_least(1), default=64, help="pairs per shard")
 
 
 def run(args) -> int:
+    from djepa_t2i.config import require_writable
+    require_writable("out", args.out)
     t = time.time()
     counts = make_sample(args.out, args.n, args.seed, args.per_shard)
     print(f"wrote {sum(counts.values())} pairs to {args.out} in {time.time() - t:.1f}s: "

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from tqdm import tqdm
 
 from tasks import shard_format as sf
@@ -37,7 +38,7 @@ class BuildResult:
 
 def passed_pairs(lake: str) -> pa.Table:
     t = lk.read_table(lake, "pairs")
-    d = t.filter(pa.compute.equal(t["status"], "passed"))
+    d = t.filter(pc.equal(t["status"], "passed"))
     return d.sort_by("key")
 
 

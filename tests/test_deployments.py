@@ -137,10 +137,10 @@ def stack(tmp_path_factory):
     env.update(PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",  # schedule runs within seconds
                PREFECT_WORKER_QUERY_SECONDS="2", PREFECT_LOGGING_LEVEL="INFO",
                T2I_STATE_DIR=str(tmp / "state"), OMP_NUM_THREADS="1")
-    server = serve.start_server(port, env, logs / "server.log")
+    server = serve.start_server(port, env)  # prefect server start --background
     worker = None
     try:
-        serve.wait_healthy(url, timeout=240, proc=server, log=logs / "server.log")
+        serve.wait_healthy(url, timeout=240, pid=server)
         serve.create_pool(serve.POOL, env)
         if _has("curate_laion"):
             serve.deploy(env, names=["curate-laion/default"])
@@ -154,8 +154,8 @@ def stack(tmp_path_factory):
         if worker is not None:  # the worker first: it reports to the server while it stops
             serve.stop_group(worker.pid)
             worker.wait(timeout=5)
-        serve.stop_group(server.pid)
-        server.wait(timeout=5)
+        assert serve.stop_server(env) == server  # prefect server stop, then the process is gone
+        assert serve.server_pid(env) is None
 
 
 @pytest.mark.slow
@@ -198,9 +198,8 @@ def test_evaluation_schedule_creates_runs(stack):
             "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
             "sort": "EXPECTED_START_TIME_ASC", "limit": 10})
         time.sleep(1)
-    hint = ("SQLAlchemy 2.1 is installed: Prefect 3.8.8's scheduler needs SQLAlchemy 2.0.x\n"
-            if "Can't evaluate bulk DML" in (stack.logs / "server.log").read_text() else "")
-    assert len(runs) >= 3, f"{hint}the scheduler created {len(runs)} runs\n{stack.log_tail()}"
+    # (none: with SQLAlchemy 2.1 Prefect 3.8.8's scheduler fails; the background server's log is not kept)
+    assert len(runs) >= 3, f"the scheduler created {len(runs)} runs\n{stack.log_tail()}"
     starts = [datetime.fromisoformat(r["expected_start_time"]) for r in runs]
     assert {(b - a).total_seconds() for a, b in zip(starts, starts[1:])} == {600.0}
     assert all(s.minute % 10 == 0 and s.second == 0 for s in starts), starts  # anchored on the hour

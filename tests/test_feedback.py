@@ -138,8 +138,8 @@ def test_publish_next_from_the_lake(tmp_path):
                "weights_version": "v9999", "created_at": NOW}]  # another version's window: ignored
     lk.write_partition(lake, "batch_stats", "r-r000-s00000010", stats)
     cfg = load_config(None, ["feedback.min_samples=100"])
-    from flows.feedback import run_feedback
-    s = run_feedback(lake, cfg)
+    from warehouse.feedback_rule import publish_from_config
+    s = publish_from_config(lake, cfg.feedback)
     assert s["weights_version"] == "v0001" and wt.versions(lake) == ["v0000", "v0001"]
     version, table = wt.load(lake)
     assert version == "v0001"

@@ -117,4 +117,5 @@ def test_control_characters_are_escaped_and_a_missing_lake_fails(lake, capsys, t
     out = capsys.readouterr().out
     assert "red\\x1b[31m\\u202e\\x07x" in out and "\x1b" not in out and "\u202e" not in out
     assert main(["sql", "SELECT 1", "--lake", str(tmp_path / "nope")]) == 2
-    assert capsys.readouterr().err == f"error: lake {str(tmp_path / 'nope')!r} does not exist (--lake)\n"
+    assert capsys.readouterr().err == (f"t2i sql: error: lake={str(tmp_path / 'nope')!r}: no such directory "
+                                       "(must be an existing directory)\n")

@@ -215,9 +215,8 @@ def test_backend_names_and_weight_paths_fail_when_the_config_loads(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(overrides=["curate.face.backend=yolov8-face", "curate.face.weights=/models/yolov8n-face.pt",
                                "model.tokenizer=vae", "model.vae.backend=diffusers", f"model.vae.weights={tmp_path}"])
-    assert str(e.value).splitlines() == [
-        "weights not found:",
-        "  curate.face.weights='/models/yolov8n-face.pt' does not exist (a local path, nothing is downloaded; "
-        "docs/weights-production.md)"]
+    assert str(e.value) == (
+        "weights not found: curate.face.weights='/models/yolov8n-face.pt' does not exist (a local path, "
+        "nothing is downloaded; docs/weights-production.md)")
     # a stage that is not in the order reads no weights, so its path is not checked
     load_config(overrides=["curate.face.backend=yolov8-face", "curate.face.weights=/nope", "curate.order=[resolution]"])

@@ -36,20 +36,14 @@ def read(img: Image.Image) -> tuple[str | None, str | None]:
 
 def check(ckpt: str, seeds: int = 4, device: str = "cpu", grid: str | None = None) -> dict:
     """Generate and score; returns accuracies, their controls and the sampling settings used."""
-    import argparse
-
-    from model.checkpoint import load_model
-    from training.generate_cli import generate_images, sampling_settings
-    model, _, te, meta = load_model(ckpt, ema=True, device=device)
-    s = sampling_settings(argparse.Namespace(size=None, **{k: None for k in
-                                                           ("steps", "cfg", "temperature",
-                                                            "flow_steps", "time_shift")}), meta)
+    from training.generation import load_generator, settings
+    gen = load_generator(ckpt, device)
+    s = settings(gen.meta)
     ps = prompts() * seeds
     images = []
     for k in range(seeds):
         batch = ps[k * len(prompts()):(k + 1) * len(prompts())]
-        images += generate_images(model, te, [p for _, _, p in batch], s, seed=k, device=device,
-                                  progress=False)
+        images += gen([p for _, _, p in batch], s, seed=k)
     got = [read(im) for im in images]
     perm = controls.derangement(len(ps), seed=0)
     n = len(ps)

@@ -18,10 +18,10 @@ from typing import Callable
 
 from PIL import Image
 
-from djepa_t2i.config import resolve_device
 from training import checkpoints as ckpts
 from training import lake_io
 from training.checkpoints import checkpoint_id
+from training.generation import SAMPLING, load_generator
 
 log = logging.getLogger(__name__)
 
@@ -140,32 +140,13 @@ def control_rows(jobs: list[dict], images: list[Image.Image], score_fn, backend:
     return out
 
 
-def tensor_to_image(x) -> Image.Image:
-    """(C, H, W) in [-1, 1] -> RGB PIL image."""
-    arr = ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-    if arr.shape[2] == 1:
-        arr = arr.repeat(3, axis=2)
-    return Image.fromarray(arr[..., :3])
-
-
 def model_generate_fn(path: str, cfg) -> tuple[GenerateFn, dict]:
-    """A ``generate_fn`` over a checkpoint's EMA weights (``model.checkpoint.load_model``); each
-    batch is seeded by its first job's seed, so a rerun with the same config is identical."""
-    import torch
-
-    from model.checkpoint import load_model
-    device = resolve_device(cfg.device)
-    model, _, text_encoder, meta = load_model(path, ema=True, device=device)
-
-    def generate(jobs: list[dict]) -> list[Image.Image]:
-        text = text_encoder.encode([j["prompt"] for j in jobs])
-        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
-            out = model.generate(text, [(cfg.size, cfg.size)] * len(jobs), steps=cfg.steps,
-                                 cfg=cfg.cfg, temperature=cfg.temperature,
-                                 flow_steps=cfg.flow_steps, time_shift=cfg.time_shift,
-                                 seed=int(jobs[0]["seed"]))
-        return [tensor_to_image(x) for x in out]
-    return generate, meta
+    """A ``generate_fn`` over a checkpoint's EMA weights (``training.generation``) with the
+    ``evaluate`` section's settings; each batch is seeded by its first job's seed, so a rerun
+    with the same config is identical."""
+    gen = load_generator(path, cfg.device)
+    s = {**{k: getattr(cfg, k) for k in SAMPLING}, "size": (cfg.size, cfg.size)}
+    return (lambda jobs: gen([j["prompt"] for j in jobs], s, seed=int(jobs[0]["seed"]))), gen.meta
 
 
 def evaluate_checkpoint(lake: str, ckpt: dict, cfg, generate_fn: GenerateFn | None = None,

@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 
 import djepa_t2i.env  # noqa: F401
-from djepa_t2i.config import Evaluate, resolve_device
-
-SAMPLING = ("steps", "cfg", "temperature", "flow_steps", "time_shift")
+from djepa_t2i.config import Evaluate, check_section
+from training.generation import SAMPLING, load_generator, settings
 
 
 def parse_size(s: str) -> tuple[int, int]:
@@ -49,10 +48,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the prompt (repeat for several images in one batch)")
     p.add_argument("--size", type=parse_size, default=None,
                    help="WIDTHxHEIGHT in pixels (default: the checkpoint's evaluate.size, square)")
-    for name, typ, what in (("steps", int, "generalized next-token steps"),
+    from djepa_t2i.cli_args import int_at_least
+    for name, typ, what in (("steps", int_at_least(1), "generalized next-token steps"),
                             ("cfg", float, "classifier-free guidance scale"),
                             ("temperature", float, "noise scale of the token head"),
-                            ("flow-steps", int, "token head sampler steps"),
+                            ("flow-steps", int_at_least(1), "token head sampler steps"),
                             ("time-shift", float, "flow ODE time shift")):
         paper = getattr(ev, name.replace("-", "_"))
         p.add_argument(f"--{name}", type=typ, default=None,
@@ -71,47 +71,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="output PNG path (several prompts: out_0.png, out_1.png, ...)")
 
 
-def sampling_settings(args, meta: dict) -> dict:
-    """The flags given, else the checkpoint's recorded evaluate section, else the config default."""
-    ev = (meta.get("config") or {}).get("evaluate") or {}
-    # only the sampling keys: a checkpoint written by another version may carry other sections
-    recorded = Evaluate.model_validate({k: ev[k] for k in (*SAMPLING, "size") if k in ev})
-    out = {k: getattr(args, k) if getattr(args, k) is not None else getattr(recorded, k)
-           for k in SAMPLING}
-    out["size"] = args.size or (recorded.size, recorded.size)
-    return out
-
-
-def generate_images(model, text_encoder, prompts: list[str], s: dict, *, cfg_schedule="linear",
-                    seed=0, offset_b=None, device="cpu", progress=True):
-    """PIL images for ``prompts`` at ``s['size']`` (H, W) with the sampling settings ``s``."""
-    import torch
-    from tqdm import tqdm
-
-    from training.evaluate import tensor_to_image
-    text = text_encoder.encode(prompts)
-    bar = tqdm(total=s["steps"], desc="generate", unit="step", disable=not progress)
-    with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
-        out = model.generate(text, [s["size"]] * len(prompts), steps=s["steps"], cfg=s["cfg"],
-                             cfg_schedule=cfg_schedule, temperature=s["temperature"],
-                             flow_steps=s["flow_steps"], time_shift=s["time_shift"], seed=seed,
-                             offset_b=offset_b, on_step=lambda k, n: bar.update(1))
-    bar.close()
-    return [tensor_to_image(x) for x in out]
-
-
 def run(args) -> int:
-    from model.checkpoint import load_model
-    device = resolve_device(args.device)
+    from djepa_t2i.config import require_writable
+    require_writable("--out", Path(args.out).parent)
+    # the flags take evaluate's ranges (--cfg -1 fails as evaluate.cfg does), before any loading
+    check_section("evaluate", {k: getattr(args, k) for k in SAMPLING if getattr(args, k) is not None})
     try:
         ckpt = resolve_checkpoint(args.ckpt)
         paths = {k: v for k, v in (("text_encoder", args.text_encoder), ("vae", args.vae)) if v}
-        model, tok, te, meta = load_model(str(ckpt), ema=not args.no_ema, device=device,
-                                          **({"encoder_paths": paths} if paths else {}))
-        s = sampling_settings(args, meta)
-        images = generate_images(model, te, args.prompt, s, cfg_schedule=args.cfg_schedule,
-                                 seed=args.seed, offset_b=args.offset_b, device=device,
-                                 progress=not args.no_progress)
+        gen = load_generator(str(ckpt), args.device, ema=not args.no_ema, encoder_paths=paths)
+        s = settings(gen.meta, args.size, **{k: getattr(args, k) for k in SAMPLING})
+        images = gen(args.prompt, s, cfg_schedule=args.cfg_schedule, seed=args.seed,
+                     offset_b=args.offset_b, progress=not args.no_progress)
     except (ValueError, FileNotFoundError, OSError) as e:
         print(f"t2i generate: {e}", file=sys.stderr)
         return 2
@@ -121,7 +92,7 @@ def run(args) -> int:
     for img, o in zip(images, outs):
         img.save(o)
     h, w = s["size"]
-    print(f"wrote {', '.join(outs)} ({w}x{h}) from {ckpt} model={meta['model']['name']} "
-          f"tokenizer={tok.kind} text_encoder={te.backend} steps={s['steps']} cfg={s['cfg']} "
+    print(f"wrote {', '.join(outs)} ({w}x{h}) from {ckpt} model={gen.meta['model']['name']} "
+          f"tokenizer={gen.tokenizer.kind} text_encoder={gen.text_encoder.backend} steps={s['steps']} cfg={s['cfg']} "
           f"temperature={s['temperature']} flow_steps={s['flow_steps']} time_shift={s['time_shift']}")
     return 0

@@ -42,7 +42,8 @@ import torch
 import torch.distributed as dist
 
 import djepa_t2i.env  # noqa: F401
-from djepa_t2i.config import Config, load_config, resolve_device
+from djepa_t2i.config import (Config, checked_lake, load_config, require_dir, require_writable,
+                              resolve_device)
 from training import checkpoints as ckpts
 from training import lake_io
 
@@ -466,10 +467,21 @@ class Trainer:
 
 # ------------------------------------------------------------------------------ entry point
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML config (e.g. configs/demo_phase1.yaml)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    from djepa_t2i.cli_args import add_config_arguments, int_at_least
+    add_config_arguments(p)
     p.add_argument("--resume", help="auto (latest complete checkpoint in train.out) or a checkpoint dir")
-    p.add_argument("--steps", type=int, help="stop at this step (default train.steps)")
+    p.add_argument("--steps", type=int_at_least(1), help="stop at this step (default train.steps)")
+
+
+def checked_config(config_path: str | None, overrides: list[str] | None) -> Config:
+    """The validated config with the paths a run needs: the lake (its samples index; it receives
+    batch stats and checkpoint rows), a writable ``train.out`` and an existing ``init_from``."""
+    cfg = load_config(config_path, overrides)
+    checked_lake(cfg)
+    require_writable("train.out", cfg.train.out)
+    if cfg.train.init_from:
+        require_dir("train.init_from", cfg.train.init_from)
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -485,7 +497,7 @@ def train_main(args: argparse.Namespace) -> int:
                         format=f"%(asctime)s [rank {rank}] %(name)s: %(message)s", stream=sys.stdout,
                         force=True)  # importing prefect (t2i's CLI does) installs a WARNING root handler
     logging.getLogger("training.feedback_sampler").setLevel(logging.INFO)
-    cfg = load_config(args.config, args.set)
+    cfg = checked_config(args.config, args.overrides)
     tr = Trainer(cfg, resume=args.resume)
     try:
         tr.fit(args.steps)

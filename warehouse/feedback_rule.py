@@ -249,3 +249,10 @@ def publish_next(lake: str, rule: Rule = Rule(), benchmark: str = "shapes-geneva
     """Compute and atomically publish the next version (it becomes CURRENT)."""
     rows, why = compute(lake, rule, benchmark)
     return wt.publish(lake, rows, why), len(rows), why
+
+
+def publish_from_config(lake: str, fb) -> dict:
+    """Publish the next version under the ``feedback`` config section ``fb``; returns the new
+    version, its row count and why (what the ``feedback`` flow and ``t2i evaluate`` report)."""
+    version, n, why = publish_next(lake, Rule.from_config(fb), fb.benchmark)
+    return {"weights_version": version, "rows": n, "why": why}

@@ -95,7 +95,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from djepa_t2i.config import require_dir, require_writable
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.lake)), "report")
+    require_dir("lake", args.lake)
+    require_writable("--out", out)
     path = build_report(args.lake, out)
     print(f"report: {path}")
     return 0

@@ -14,22 +14,23 @@ import argparse
 import csv
 import datetime as dt
 import json
-import os
 import sys
 from typing import Any, Sequence
 
 import duckdb
 
+from djepa_t2i.config import ConfigError, require_dir
 from warehouse import db, readonly
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from djepa_t2i.cli_args import int_at_least
     p.add_argument("sql", nargs="?", help="SQL statement (or use --query NAME)")
     p.add_argument("--lake", default="runs/lake", help="lake directory")
     p.add_argument("--query", "-q", help="name of a saved query in warehouse/queries/")
     p.add_argument("--param", "-p", action="append", default=[], help="bound parameter, repeatable")
     p.add_argument("--format", "-f", choices=("table", "csv", "json"), default="table")
-    p.add_argument("--max-width", type=int, default=60, help="table format: truncate cells")
+    p.add_argument("--max-width", type=int_at_least(2), default=60, help="table format: truncate cells")
     p.add_argument("--read", action="append", default=[], metavar="PATH",
                    help="a file or folder outside the lake the SQL may read, repeatable")
 
@@ -73,8 +74,7 @@ def render(cols, rows, fmt: str, max_width: int = 60) -> str:
 
 def run(args) -> int:
     if bool(args.sql) == bool(args.query):
-        print("error: give either a SQL statement or --query NAME", file=sys.stderr)
-        return 2
+        raise ConfigError("give either a SQL statement or --query NAME")
     try:
         sql = db.saved_query(args.query) if args.query else args.sql
     except KeyError as e:
@@ -85,9 +85,7 @@ def run(args) -> int:
         import re
         n = max([int(m) for m in re.findall(r"\$(\d+)", sql)] or [0])
         params += [None] * (n - len(params))
-    if not os.path.isdir(args.lake) and "://" not in args.lake:
-        print(f"error: lake {args.lake!r} does not exist (--lake)", file=sys.stderr)
-        return 2
+    require_dir("lake", args.lake)
     try:
         cols, rows = readonly.query(args.lake, sql, params, args.read)
     except duckdb.Error as e:

@@ -1,0 +1,141 @@
+"""Bad values, arguments and paths fail before any work, as one line naming the key and what is
+allowed, exit code 2 (issue #12 item 5). Run as a user does: ``python -m djepa_t2i.cli`` in a
+subprocess, stderr read whole."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def t2i(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "djepa_t2i.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def one_line_error(p: subprocess.CompletedProcess) -> str:
+    """The single stderr line of a refused command (exit 2, nothing on stdout, no traceback)."""
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert p.stdout == ""
+    return lines[0]
+
+
+@pytest.mark.parametrize("side", ["-32", "0"])
+def test_train_fixed_side_must_be_positive_or_null(tmp_path, side):
+    p = t2i("train", "--config", str(ROOT / "configs/demo_phase1.yaml"), "--set", f"train.fixed_side={side}",
+            "--set", f"lake={tmp_path}", cwd=tmp_path)
+    assert one_line_error(p) == (f"t2i train: error: invalid config: train.fixed_side: Input should be greater "
+                                 f"than or equal to 1 (got {side}; allowed: an integer >= 1, or null)")
+    assert not (tmp_path / "runs").exists()  # nothing was written
+
+
+def test_train_steps_and_lr_ranges_in_one_line(tmp_path):
+    p = t2i("train", "--set", "train.steps=0", "--set", "train.lr=0", cwd=tmp_path)
+    assert one_line_error(p) == (
+        "t2i train: error: invalid config: train.steps: Input should be greater than or equal to 1 "
+        "(got 0; allowed: an integer >= 1); train.lr: Input should be greater than 0 "
+        "(got 0; allowed: a number in (0, 1.0])")
+
+
+def test_curate_workers_zero_is_refused(tmp_path):
+    p = t2i("curate", str(tmp_path), "--workers", "0", cwd=tmp_path)
+    assert one_line_error(p) == "t2i curate: error: argument --workers: must be an integer >= 1, got 0"
+    p = t2i("curate", str(tmp_path), "--set", "curate.workers=0", "--no-prefect", cwd=tmp_path)
+    assert one_line_error(p) == ("t2i curate: error: invalid config: curate.workers: Input should be greater "
+                                 "than or equal to 1 (got 0; allowed: an integer in [1, 1024])")
+
+
+def test_curate_checks_input_and_lake_before_any_shard(tmp_path):
+    p = t2i("curate", str(tmp_path / "nope"), "--lake", str(tmp_path / "lake"), "--no-prefect", cwd=tmp_path)
+    assert one_line_error(p) == (f"t2i curate: error: input='{tmp_path / 'nope'}': no such directory "
+                                 "(must be an existing directory)")
+    (tmp_path / "file").write_text("x")
+    p = t2i("curate", str(tmp_path), "--lake", str(tmp_path / "file" / "lake"), cwd=tmp_path)
+    assert one_line_error(p) == (f"t2i curate: error: lake='{tmp_path / 'file' / 'lake'}': {tmp_path / 'file'} "
+                                 "is not a directory (must be a writable directory)")
+
+
+def test_build_shards_on_a_missing_lake(tmp_path):
+    lake = tmp_path / "nonexistent"  # (/nonexistent itself may exist on a shared machine)
+    p = t2i("build-shards", "--lake", str(lake), "--out", str(tmp_path / "shards"), cwd=tmp_path)
+    assert one_line_error(p) == (f"t2i build-shards: error: lake='{lake}': no such directory "
+                                 "(must be an existing directory)")
+    assert not (tmp_path / "shards").exists()
+
+
+def test_make_sample_per_shard_zero(tmp_path):
+    p = t2i("make-sample", str(tmp_path / "s"), "--per-shard", "0", cwd=tmp_path)
+    assert one_line_error(p) == "t2i make-sample: error: argument --per-shard: must be an integer >= 1, got 0"
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("cmd", [["sql", "SELECT 1"], ["evaluate", "--no-prefect"]])
+def test_sql_and_evaluate_on_a_missing_lake_exit_2(tmp_path, cmd):
+    p = t2i(*cmd, "--lake", str(tmp_path / "nope"), cwd=tmp_path)
+    assert one_line_error(p) == (f"t2i {cmd[0]}: error: lake='{tmp_path / 'nope'}': no such directory "
+                                 "(must be an existing directory)")
+
+
+@pytest.mark.parametrize("cmd", [["evaluate"], ["feedback"], ["feedback", "--no-prefect"], ["notions"],
+                                 ["recaption", "--no-prefect"], ["report"], ["build-shards"]])
+def test_every_lake_command_checks_the_lake(tmp_path, capsys, cmd):
+    """The same path in-process (``cli.main``), for the commands not run as a subprocess above."""
+    from djepa_t2i.cli import main
+    assert main([*cmd, "--lake", str(tmp_path / "nope")]) == 2
+    said = capsys.readouterr()
+    assert said.err == (f"t2i {cmd[0]}: error: lake='{tmp_path / 'nope'}': no such directory "
+                        "(must be an existing directory)\n") and said.out == ""
+
+
+def test_bad_override_and_config_file(tmp_path, capsys):
+    from djepa_t2i.cli import main
+    assert main(["feedback", "--set", "feedback.step_size"]) == 2
+    assert capsys.readouterr().err == \
+        "t2i feedback: error: override 'feedback.step_size' must look like key.sub=value\n"
+    assert main(["feedback", "--config", str(tmp_path / "no.yaml")]) == 2
+    assert capsys.readouterr().err == (f"t2i feedback: error: --config '{tmp_path / 'no.yaml'}': no such file "
+                                       "(a YAML file, e.g. configs/demo_phase1.yaml)\n")
+    assert main(["generate", "--ckpt", str(tmp_path), "--prompt", "a", "--out", str(tmp_path / "x.png"),
+                 "--cfg", "-1"]) == 2
+    assert capsys.readouterr().err == ("t2i generate: error: invalid config: evaluate.cfg: Input should be greater "
+                                       "than or equal to 0 (got -1.0; allowed: a number >= 0)\n")
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    p = t2i("--debug", "feedback", "--set", "feedback.step_size=2", cwd=tmp_path)
+    assert p.returncode == 1 and "Traceback" in p.stderr
+    assert p.stderr.strip().splitlines()[-1] == (
+        "djepa_t2i.config.ConfigError: invalid config: feedback.step_size: Input should be less than or "
+        "equal to 1 (got 2; allowed: a number in (0, 1])")
+    from djepa_t2i.config import ConfigError
+    from djepa_t2i.cli import main
+    with pytest.raises(ConfigError):  # --debug after the command too
+        main(["feedback", "--set", "feedback.step_size=2", "--debug"])
+
+
+def test_flows_validate_before_work(tmp_path):
+    """Deployments call the flow functions: each checks its paths first (here the plain ``.fn``)."""
+    from djepa_t2i.config import ConfigError
+    from flows.build_shards import build_shards
+    from flows.curate_laion import curate_laion
+    from flows.evaluate_checkpoints import evaluate_checkpoints
+    from flows.feedback import feedback
+    from flows.notion_stats import notion_stats_flow
+    from flows.recaption import recaption_flow
+    from flows.train import run_training
+    missing = str(tmp_path / "nope")
+    for call in (lambda: build_shards.fn(missing), lambda: evaluate_checkpoints.fn(missing),
+                 lambda: feedback.fn(missing), lambda: notion_stats_flow.fn(missing),
+                 lambda: recaption_flow.fn(missing), lambda: run_training(None, [f"lake={missing}"])):
+        with pytest.raises(ConfigError, match=r"^lake='.*/nope': no such directory"):
+            call()
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match=r"^lake='.*/f/lake': .*/f is not a directory"):
+        curate_laion.fn(str(tmp_path), str(tmp_path / "f" / "lake"))
+    assert not (tmp_path / "f").is_dir()

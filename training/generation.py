@@ -1,0 +1,72 @@
+"""Load a checkpoint and generate images: the one path ``t2i generate``, checkpoint evaluation
+(``training.evaluate``) and the demo's draw check (``training.draw_check``) share.
+
+Sampling is Algorithm 1 of D-JEPA·T2I (``model.djepa.DJEPAT2I.generate``) under bf16 autocast on
+CUDA. Settings not given default to the ``evaluate`` section recorded in the checkpoint's config
+(how its own evaluations sampled), else to the config's defaults (the paper's values, Supp. §7).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from djepa_t2i.config import Evaluate, resolve_device
+
+SAMPLING = ("steps", "cfg", "temperature", "flow_steps", "time_shift")
+
+
+def tensor_to_image(x) -> Image.Image:
+    """(C, H, W) in [-1, 1] -> RGB PIL image."""
+    arr = ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    if arr.shape[2] == 1:
+        arr = arr.repeat(3, axis=2)
+    return Image.fromarray(arr[..., :3])
+
+
+def settings(meta: dict, size: tuple[int, int] | None = None, **given: Any) -> dict:
+    """The sampling settings: each of ``given`` (``SAMPLING`` names; None = not given), else the
+    checkpoint's recorded ``evaluate`` value, else the config default; ``size`` is (H, W)."""
+    ev = (meta.get("config") or {}).get("evaluate") or {}
+    # only the sampling keys: a checkpoint written by another version may carry other sections
+    recorded = Evaluate.model_validate({k: ev[k] for k in (*SAMPLING, "size") if k in ev})
+    out = {k: given[k] if given.get(k) is not None else getattr(recorded, k) for k in SAMPLING}
+    out["size"] = size or (recorded.size, recorded.size)
+    return out
+
+
+@dataclass
+class Generator:
+    """A loaded checkpoint: the network (its tokenizer attached), the text encoder, its meta."""
+    model: Any
+    tokenizer: Any
+    text_encoder: Any
+    meta: dict
+    device: str
+
+    def __call__(self, prompts: list[str], s: dict, *, seed: int = 0, cfg_schedule: str = "linear",
+                 offset_b: float | None = None, progress: bool = False) -> list[Image.Image]:
+        """PIL images for ``prompts`` at ``s['size']`` (H, W) with the sampling settings ``s``."""
+        import torch
+        from tqdm import tqdm
+        text = self.text_encoder.encode(prompts)
+        bar = tqdm(total=s["steps"], desc="generate", unit="step", disable=not progress)
+        with torch.autocast(device_type=self.device, dtype=torch.bfloat16, enabled=self.device == "cuda"):
+            out = self.model.generate(text, [s["size"]] * len(prompts), steps=s["steps"], cfg=s["cfg"],
+                                      cfg_schedule=cfg_schedule, temperature=s["temperature"],
+                                      flow_steps=s["flow_steps"], time_shift=s["time_shift"], seed=seed,
+                                      offset_b=offset_b, on_step=lambda k, n: bar.update(1))
+        bar.close()
+        return [tensor_to_image(x) for x in out]
+
+
+def load_generator(ckpt: str, device: str = "auto", ema: bool = True,
+                   encoder_paths: dict[str, str] | None = None) -> Generator:
+    """The checkpoint at ``ckpt`` (EMA weights unless ``ema=False``) on ``device``;
+    ``encoder_paths`` overrides the recorded text encoder / VAE paths."""
+    from model.checkpoint import load_model
+    device = resolve_device(device)
+    model, tok, te, meta = load_model(str(ckpt), ema=ema, device=device,
+                                      **({"encoder_paths": encoder_paths} if encoder_paths else {}))
+    return Generator(model, tok, te, meta, device)
