@@ -24,6 +24,7 @@ from training import evaluate as ce
 from training import lake_io
 from training.checkpoints import checkpoint_id
 from training.draw_check import read
+from training.generation import tensor_to_image
 
 BENCHMARK = "shapes-colour"
 CATEGORY = "colors"
@@ -59,7 +60,7 @@ def generate_fn(path: str, hw: tuple[int, int], sampling: dict, device: str = "c
                 out = model.generate(text, [hw] * len(jobs), seed=int(jobs[0]["seed"]), **sampling)
         finally:
             model.ntk_scale = 1.0
-        return [ce.tensor_to_image(x) for x in out]
+        return [tensor_to_image(x) for x in out]
     return gen
 
 
