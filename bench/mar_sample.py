@@ -59,7 +59,6 @@ def main() -> None:
     args = p.parse_args()
     MAR = load_mar(args.mar_dir)
     if MAR is None:
-        print(f"MAR skipped: no LTH14/mar checkout at {args.mar_dir} (fetch it there to compare)")
         return
     torch.set_num_threads(args.threads)
     cpu_cuda_calls()

@@ -36,8 +36,9 @@ SIZES = {  # MAR-B as published (README: mar_base, diffloss_d 6, diffloss_w 1024
 
 
 def load_mar(mar_dir: str):
-    """MAR's ``MAR`` class from a checkout, or None when there is none."""
+    """MAR's ``MAR`` class from a checkout, or None (said on stdout) when there is none."""
     if not (Path(mar_dir) / "models" / "mar.py").exists():
+        print(f"MAR skipped: no LTH14/mar checkout at {mar_dir} (fetch it there to compare)")
         return None
     sys.path.insert(0, str(Path(mar_dir).resolve()))
     from models.mar import MAR  # type: ignore  # noqa: E402 - the checkout's, at run time
@@ -60,7 +61,6 @@ def main() -> None:
     args = p.parse_args()
     MAR = load_mar(args.mar_dir)
     if MAR is None:
-        print(f"MAR skipped: no LTH14/mar checkout at {args.mar_dir} (fetch it there to compare)")
         return
     torch.set_num_threads(args.threads)
     dev = device_of(args.device)

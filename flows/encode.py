@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 import djepa_t2i.env  # noqa: F401
-from djepa_t2i.cli import add_flow_arguments
+from djepa_t2i.cli_args import add_flow_arguments
 from prefect import flow, get_run_logger
 
 from djepa_t2i.config import Config, load_config
