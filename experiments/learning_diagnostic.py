@@ -19,7 +19,6 @@ from model.tokenizers import PixelTokenizer, pack
 from model.text_encoder import TextEncoder
 from djepa_t2i.config import Backend
 from tasks import shapes_world as sw
-from tasks.evaluators import shapes_geneval as sg
 from model.ema import EMA
 
 p = argparse.ArgumentParser()

@@ -28,13 +28,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from tasks.shapes_world import ShapesDistribution
+
 MIX = {"shapes": 0.60, "photo": 0.10, "text": 0.06, "lowq": 0.04, "small": 0.03, "aspect": 0.03,
        "dup_exact": 0.04, "dup_near": 0.03, "broken": 0.07}
 # The shapes world's categories as the sample draws them: like LAION, where most captions name one
 # object and its attributes, single coloured objects lead (48% "a red circle", 14% "a circle", the
 # four multi-object categories 10% each). Measured: with the uniform mix the demo's 480 pairs held
 # ~30 "a <color> <shape>" scenes for 18 prompts, and its model drew colour at chance (issue #10).
-SCENES = {"colors": 5.0, "single_object": 1.5}
+SCENES = ShapesDistribution(categories={"colors": 5.0, "single_object": 1.5})
 SHAPES_ASPECT = (0.5, 2.0)  # scenes are drawn at 1:2 to 2:1; the "aspect" source covers the extremes
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
           "retina", "colorwheel", "camera", "coins", "moon")
@@ -96,11 +98,11 @@ def text_image(rng: random.Random) -> tuple[Image.Image, str, dict]:
 
 
 def shapes_image(rng: random.Random) -> tuple[Image.Image, str, dict]:
-    from tasks.shapes_world import ShapesDistribution, render, sample_scene
+    from tasks.shapes_world import render, sample_scene
     aspect = math.exp(rng.uniform(math.log(SHAPES_ASPECT[0]), math.log(SHAPES_ASPECT[1])))
     long_side = int(math.exp(rng.uniform(math.log(128), math.log(1024))))
     w, h = (long_side, max(64, int(long_side / aspect))) if aspect >= 1 else (max(64, int(long_side * aspect)), long_side)
-    scene = sample_scene(rng, w, h, dist=ShapesDistribution(categories=SCENES))
+    scene = sample_scene(rng, w, h, dist=SCENES)
     im = render(scene, supersample=2 if max(w, h) > 512 else 4)
     return im, scene.caption, {"scene": scene.to_json()}
 
