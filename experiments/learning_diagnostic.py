@@ -34,6 +34,9 @@ p.add_argument('--temp', type=float, default=1.0); p.add_argument('--tema', type
 p.add_argument('--pred_weight', type=float, default=1.0); p.add_argument('--threads', type=int, default=2)
 p.add_argument('--head_mul', type=int, default=4); p.add_argument('--fov', type=float, default=8.0)
 p.add_argument('--reps', type=int, default=2); p.add_argument('--mask_min', type=float, default=0.7); p.add_argument('--mask_std', type=float, default=0.25)
+p.add_argument('--obj_size', default=None, help='single-object box side lo,hi (fraction of the short side)')
+p.add_argument('--lake', default=None, help='train on this lake\'s samples (phase-1 crops) instead of fresh scenes')
+p.add_argument('--strip_tags', action='store_true', help='drop the recaption tags (" [source: ...]") from lake captions')
 p.add_argument('--heads', type=int, default=4); p.add_argument('--base', type=float, default=10000.0); p.add_argument('--save', default=None)
 a = p.parse_args()
 torch.set_num_threads(a.threads); torch.manual_seed(0)
@@ -42,8 +45,18 @@ te = TextEncoder.from_config(Backend())
 rng = random.Random(0)
 def img_t(im): return torch.from_numpy(np.asarray(im, dtype=np.float32)).permute(2, 0, 1) / 127.5 - 1
 kinds = a.kind.split(',')
+if a.obj_size:
+    sw._SIZE[1] = tuple(float(v) for v in a.obj_size.split(','))
 scenes = [sw.sample_scene(rng, S, S, rng.choice(kinds)) for _ in range(a.n)]
 imgs = [img_t(sw.render(s)) for s in scenes]; caps = [s.caption for s in scenes]
+if a.lake:
+    from training import lake_io
+    from training.data import load_image
+    from training.feedback_sampler import Decision
+    rows = [r for r in lake_io.read_index(a.lake).to_pylist() if min(r['width'], r['height']) >= S]
+    imgs = [load_image(Decision(r['key'], r['tar'], r['offset'], r['size'], r['caption'], r['width'],
+                                r['height'], S, S, S / 1000, crop=True)) for r in rows]
+    caps = [r['caption'].split(' [')[0] if a.strip_tags else r['caption'] for r in rows]
 print('data', len(imgs), caps[:3], 'uniq', len(set(caps)), flush=True)
 m = DJEPAT2I(token_dim=tok.token_dim, text_dim=te.dim, width=a.width, enc_depth=a.depth, pred_depth=a.depth,
              heads=a.heads, head_width=a.hw, head_depth=a.hd, vope_fov=a.fov, rope_base=a.base, pred_weight=a.pred_weight, head_mul=a.head_mul,

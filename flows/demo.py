@@ -41,7 +41,7 @@ def _sizes(quick: bool) -> dict:
             "train.steps=6", "train.save_every=3", "train.stats_every=2",
             "evaluate.prompts_per_category=1", "evaluate.images_per_prompt=1",
             "evaluate.steps=4", "evaluate.flow_steps=4", "evaluate.size=16"]}
-    return {"n": 480, "draw_seeds": 4, "overrides": []}
+    return {"n": 1280, "draw_seeds": 4, "overrides": []}
 
 
 def _overrides(out: str, phase: str, z: dict) -> list[str]:

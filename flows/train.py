@@ -53,8 +53,10 @@ def supervise(cmd: list[str], log_path: str | Path, on_line: Callable[[str], Non
     """Run ``cmd``, tee its merged output to ``log_path`` and ``on_line``, return the exit code."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    # set, not inherited: libraries in this process (Dask's workers) set OMP_NUM_THREADS=1 in it
-    env["OMP_NUM_THREADS"] = str(threads_per_proc)
+    # set, not inherited: Dask sets OMP/MKL/OPENBLAS_NUM_THREADS=1 in this process, and torch takes
+    # its intra-op thread count from MKL_NUM_THREADS when set (measured: 1 thread with OMP=2, MKL=1)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(threads_per_proc)
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a") as log, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                                       text=True, bufsize=1, env=env, cwd=ROOT) as p:

@@ -33,10 +33,13 @@ from tasks.shapes_world import ShapesDistribution
 MIX = {"shapes": 0.60, "photo": 0.10, "text": 0.06, "lowq": 0.04, "small": 0.03, "aspect": 0.03,
        "dup_exact": 0.04, "dup_near": 0.03, "broken": 0.07}
 # The shapes world's categories as the sample draws them: like LAION, where most captions name one
-# object and its attributes, single coloured objects lead (48% "a red circle", 14% "a circle", the
-# four multi-object categories 10% each). Measured: with the uniform mix the demo's 480 pairs held
-# ~30 "a <color> <shape>" scenes for 18 prompts, and its model drew colour at chance (issue #10).
-SCENES = ShapesDistribution(categories={"colors": 5.0, "single_object": 1.5})
+# object and its attributes, single coloured objects lead (67% "a red circle", 17% "a circle", the
+# four multi-object categories 4% each). Measured (issue #10, docs/experiments.md): with the uniform
+# mix the demo's 480 pairs held ~30 "a <color> <shape>" scenes for 18 prompts and its model drew
+# colour at chance; at 48% it drew colour but its shapes stayed at chance, since multi-object
+# scenes teach scattered small objects.
+SCENES = ShapesDistribution(categories={"colors": 8.0, "single_object": 2.0, "two_object": 0.5,
+                                        "counting": 0.5, "position": 0.5, "color_attr": 0.5})
 SHAPES_ASPECT = (0.5, 2.0)  # scenes are drawn at 1:2 to 2:1; the "aspect" source covers the extremes
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
           "retina", "colorwheel", "camera", "coins", "moon")

@@ -49,3 +49,14 @@ def test_two_process_torchrun_trains_stats_and_one_checkpoint(tmp_path):
     from djepa_t2i.config import load_config
     with pytest.raises(ValueError, match="written by 2 ranks"):
         tr.Trainer(load_config(None, overrides), resume=ck)
+
+
+def test_supervised_rank_gets_its_threads_despite_dask_env(tmp_path, monkeypatch):
+    """Dask leaves OMP/MKL/OPENBLAS_NUM_THREADS=1 in the flow's process; torch takes its thread
+    count from MKL_NUM_THREADS, so each must be set for the rank (else training ran on one core)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.setenv(var, "1")
+    lines = []
+    cmd = [train_flow.sys.executable, "-c", "import torch; print('threads', torch.get_num_threads())"]
+    assert train_flow.supervise(cmd, tmp_path / "log", lines.append, threads_per_proc=2) == 0
+    assert "threads 2" in [line.strip() for line in lines]
