@@ -93,7 +93,8 @@ def colour_summary(rows: list[dict]) -> dict[str, float]:
     out: dict[str, list[float]] = {}
     for r in rows:
         if r.get("control"):
-            out.setdefault(f"control:{r['control']}", []).append(r["score"])
+            if r["notion_kind"] == "category":  # one row per image (not the per-notion chance rows)
+                out.setdefault(f"control:{r['control']}", []).append(r["score"])
         elif r["notion_kind"] == "category":
             out.setdefault("overall", []).append(r["score"])
         elif r["notion_kind"] == "color":
@@ -104,7 +105,7 @@ def colour_summary(rows: list[dict]) -> dict[str, float]:
 def scores_of(rows: list[dict], notion: str | None = None, control: str | None = None) -> list[float]:
     """0/1 scores of the model's images (or of one ``control``), optionally of one ``color=...``."""
     if control is not None:
-        return [r["score"] for r in rows if r.get("control") == control
+        return [r["score"] for r in rows if r.get("control") == control and r["notion_kind"] == "category"
                 and (notion is None or r["prompt_id"].split("-")[1] == notion.split("=")[1])]
     if notion is None:
         return [r["score"] for r in rows if not r.get("control") and r["notion_kind"] == "category"]

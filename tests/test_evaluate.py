@@ -76,8 +76,8 @@ def test_ground_truth_generator_scores_one_and_rows_land_in_the_lake(tmp_path):
     assert len(cat_rows) == 36 and {r["image_index"] for r in cat_rows} == {0, 1}
     # three chance controls per image: noise never passes; the ground truth scored against a
     # shuffled prompt of its category passes only by coincidence
-    ctl = [r for r in t if r["control"] is not None]
-    assert len(ctl) == 3 * 36 and all(r["notion_kind"] == "category" for r in ctl)
+    ctl = [r for r in t if r["control"] is not None and r["notion_kind"] == "category"]
+    assert len(ctl) == 3 * 36
     by = {c: [r["score"] for r in ctl if r["control"] == c] for c in ("uniform_noise", "patch_noise",
                                                                       "shuffled_prompt")}
     assert sum(by["uniform_noise"]) == sum(by["patch_noise"]) == 0
@@ -98,6 +98,39 @@ def test_ground_truth_generator_scores_one_and_rows_land_in_the_lake(tmp_path):
     # re-running replaces the partition: no duplicates
     ce.evaluate_checkpoint(lake, ck, cfg.evaluate, ground_truth, progress=False)
     assert lk.read_table(lake, "eval_results").num_rows == len(t)
+
+
+def test_shuffled_prompt_control_writes_per_notion_chance_rows(tmp_path):
+    """Issue #16: per notion X, the images made for a prompt that did NOT name X, scored against a
+    deranged prompt that does: X's chance. The category rows (eval_summary, eval_controls) keep
+    one row per image and control."""
+    lake = str(tmp_path / "lake")
+    cfg = _cfg(tmp_path)
+    ce.evaluate_checkpoint(lake, {"run_id": "r1", "step": 7, "path": ""}, cfg.evaluate, ground_truth,
+                           progress=False)
+    t = lk.read_table(lake, "eval_results").to_pylist()
+    notions = {p["id"]: set(p["notions"]) for p in ce.benchmark_prompts(cfg.evaluate)}
+    source = {r["seed"]: r["prompt_id"] for r in t if r["control"] is None and r["notion_kind"] == "category"}
+    shuffled = {r["seed"]: r for r in t if r["control"] == "shuffled_prompt" and r["notion_kind"] == "category"}
+    chance = [r for r in t if r["control"] is not None and r["notion_kind"] != "category"]
+    assert {r["control"] for r in chance} == {"shuffled_prompt"}
+    assert len(chance) == sum(len(notions[r["prompt_id"]] - notions[source[seed]])
+                              for seed, r in shuffled.items()) > 36
+    for r in chance:  # a notion of the deranged prompt, not of the image's own; the image's score
+        name = f"{r['notion_kind']}={r['notion']}"
+        assert name in notions[r["prompt_id"]] and name not in notions[source[r["seed"]]]
+        assert r["score"] == shuffled[r["seed"]]["score"]
+    _, ctl = db.query(lake, "SELECT control, count(*), sum(n_images) FROM eval_controls GROUP BY 1 ORDER BY 1")
+    assert ctl == [(c, 6, 36) for c in ("patch_noise", "shuffled_prompt", "uniform_noise")]
+    _, rows = db.query(lake, "SELECT notion_kind, notion, chance, chance_n FROM eval_notion_scores")
+    got = {(k, n): (c, cn) for k, n, c, cn in rows}
+    want: dict[tuple[str, str], list[float]] = {}
+    for r in chance:
+        want.setdefault((r["notion_kind"], r["notion"]), []).append(r["score"])
+    assert set(want) <= set(got)
+    for key, scores in want.items():
+        assert got[key] == (pytest.approx(sum(scores) / len(scores)), len(scores))
+    assert all(got[k] == (None, None) for k in set(got) - set(want))
 
 
 def test_blank_generator_scores_zero(tmp_path):

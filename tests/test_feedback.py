@@ -163,3 +163,96 @@ def test_no_action_on_a_difference_inside_the_interval():
     many = {k: (s, 200) for k, s in SCORES.items()}
     out = _by(next_rows(_v0(), many, {"overall": 0.4}, {}, 0, rule))
     assert json.loads(out[("color", "purple")]["params"])["factor"] == 1.5
+
+
+def test_learned_needs_a_score_above_its_own_chance():
+    """Issue #16: purple at 1.00 is "learned" by the mean test alone; with its shuffled-prompt
+    chance at 0.97 (the model draws purple whatever the prompt) it is kept. The same score over a
+    chance of 0.10 still decays toward natural, as without a chance control."""
+    rule = Rule(step_size=0.5, margin=0.05, decay=0.25)
+    low = {(c): (0.1, 30, 0.05, 60) for c in [("color", "red"), ("color", "blue"), ("color", "green")]}
+    biased = _by(next_rows(_v0(), {**low, ("color", "purple"): (1.0, 30, 0.97, 90)}, {}, {}, 0, rule))
+    purple = biased[("color", "purple")]
+    assert json.loads(purple["params"])["factor"] == 1.0
+    assert ("eval 1.00 (95% CI 0.89-1.00, n=30) but chance 0.97 (shuffled prompts, n=90): no evidence, "
+            "kept") in purple["reason"]
+    goal = 0.05 + 0.25 * (0.02 - 0.05)  # a quarter of the way from target 0.05 to natural 0.02
+    for purple_in in [(1.0, 30, 0.10, 90), (1.0, 30)]:  # above its chance; no chance control
+        out = _by(next_rows(_v0(), {**low, ("color", "purple"): purple_in}, {}, {}, 0, rule))
+        purple = out[("color", "purple")]
+        assert json.loads(purple["params"])["factor"] == pytest.approx(goal / 0.05)
+        assert "decay 0.25 toward natural 0.0200 -> x0.85" in purple["reason"]
+    assert "eval 1.00 > mean(color) 0.33, above chance 0.10 (n=90): decay" in _by(next_rows(
+        _v0(), {**low, ("color", "purple"): (1.0, 30, 0.10, 90)}, {}, {}, 0, rule))[("color", "purple")]["reason"]
+
+
+def _chance_rows(ck, step, chances, created):
+    """Shuffled-prompt control rows: ``round(c * 10)`` of 10 images pass per notion."""
+    return [{"checkpoint": ck, "run_id": "r", "step": step, "benchmark": "shapes-geneval",
+             "category": "colors", "prompt_id": f"{kind}-{value}-{j}", "notion_kind": kind,
+             "notion": value, "score": float(j < round(c * 10)), "created_at": created,
+             "image_index": 0, "control": "shuffled_prompt"}
+            for (kind, value), c in chances.items() for j in range(10)]
+
+
+def test_view_chance_and_the_rule_reading_it_from_the_lake(tmp_path):
+    """The view's ``chance``/``chance_n`` on a hand-built partition (NULL without control rows),
+    and ``publish_next`` keeps a notion whose score is no better than its chance."""
+    from warehouse import db
+    lake = str(tmp_path / "lake")
+    wt.publish(lake, _v0(), "v0 test")
+    scores = {("color", "red"): 0.9, ("color", "blue"): 0.1, ("color", "purple"): 0.1,
+              ("color", "green"): 0.1}
+    rows = _eval_rows("r-s00000001", 1, scores, NOW)
+    rows += _chance_rows("r-s00000001", 1, {("color", "red"): 0.8, ("color", "blue"): 0.0}, NOW)
+    lk.write_partition(lake, "eval_results", "r-s00000001-shapes-geneval", rows)
+    _, got = db.query(lake, "SELECT notion, score, n_images, chance, chance_n FROM eval_notion_scores "
+                            "ORDER BY notion")
+    a = pytest.approx
+    assert got == [("blue", a(0.1), 10, 0.0, 10), ("green", a(0.1), 10, None, None),
+                   ("purple", a(0.1), 10, None, None), ("red", a(0.9), 10, a(0.8), 10)]
+    publish_next(lake, Rule(margin=0.05))
+    red = _by(wt.load(lake)[1].to_pylist())[("color", "red")]
+    assert "eval 0.90 (95% CI 0.60-0.98, n=10) but chance 0.80 (shuffled prompts, n=10)" in red["reason"]
+    assert json.loads(red["params"])["factor"] == 1.0
+
+
+def _solid(color: str, size: int = 32):
+    from PIL import Image, ImageDraw
+    from tasks import shapes_world as sw
+    img = Image.new("RGB", (size, size), sw.BACKGROUND)
+    ImageDraw.Draw(img).rectangle([8, 8, 23, 23], fill=sw.COLORS[color])
+    return img
+
+
+def _colour_eval_lake(tmp_path, draw) -> dict:
+    """Publish v0 (six colours, target 0.1, natural 0.2), evaluate ``draw(job) -> colour`` on the
+    colour benchmark with its real scorer and controls, publish the next version; its rows."""
+    from experiments import colour_eval as cev
+    from training import evaluate as ce
+    lake = str(tmp_path / "lake")
+    v0 = [{"kind": "color", "value": c, "target_freq": 0.1, "observed_freq": 0.2} for c in cev.sw.COLORS]
+    wt.publish(lake, v0, "v0 test")
+    rows = cev.evaluate(ce.jobs_for(cev.prompts(), 4, seed=0), lambda js: [_solid(draw(j)) for j in js])
+    for r in rows:
+        r.update(checkpoint="r-s00000001", run_id="r", step=1, benchmark=cev.BENCHMARK, created_at=NOW)
+    lk.write_partition(lake, "eval_results", "r-s00000001-shapes-colour", rows)
+    publish_next(lake, Rule(margin=0.05, decay=0.25), benchmark=cev.BENCHMARK)
+    return _by(wt.load(lake)[1].to_pylist())
+
+
+def test_a_model_that_draws_purple_for_everything_gets_no_learned_purple(tmp_path):
+    """The artifact of docs/experiments.md ("The loop acted on an artifact"), end to end: purple
+    prompts score 1.00 only because every image is purple; purple's chance is 1.00 too: kept."""
+    purple = _colour_eval_lake(tmp_path, lambda job: "purple")[("color", "purple")]
+    assert purple["eval_score"] == 1.0 and json.loads(purple["params"])["factor"] == 1.0
+    assert "eval 1.00 (95% CI 0.76-1.00, n=12) but chance 1.00 (shuffled prompts, n=" in purple["reason"]
+    assert "no evidence, kept" in purple["reason"]
+
+
+def test_a_colour_drawn_only_when_asked_for_is_learned(tmp_path):
+    """Red drawn exactly when the prompt says red (purple otherwise): score 1.00, chance 0.00,
+    so red decays a quarter of the way toward its natural share."""
+    red = _colour_eval_lake(tmp_path, lambda job: "red" if job["color"] == "red" else "purple")[("color", "red")]
+    assert red["eval_score"] == 1.0 and "above chance 0.00 (n=" in red["reason"]
+    assert json.loads(red["params"])["factor"] == pytest.approx((0.1 + 0.25 * (0.2 - 0.1)) / 0.1)

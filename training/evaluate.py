@@ -115,11 +115,22 @@ def score_jobs(jobs: list[dict], generate_fn: GenerateFn, score_fn, backend: str
     return rows
 
 
+def chance_notions(job: dict, target: dict) -> list[tuple[str, str]]:
+    """The ``(kind, value)`` notions of ``target`` (the deranged prompt an image of ``job`` is
+    scored against) that ``job``'s own prompt does not name: a pass on one of them is an image
+    made for a prompt that did NOT name the notion judged to show it, i.e. that notion's chance."""
+    return [tuple(n.split("=", 1)) for n in target["notions"]
+            if n not in job["notions"] and not n.startswith("category=")]
+
+
 def control_rows(jobs: list[dict], images: list[Image.Image], score_fn, backend: str,
                  seed: int) -> list[dict]:
     """Chance-level controls beside every evaluation (tasks/evaluators/controls.py): uniform
     noise, palette patch noise, and the model's own images scored against another prompt of the
-    same category. One ``notion_kind='category'`` row per image and control."""
+    same category. One ``notion_kind='category'`` row per image and control; the shuffled-prompt
+    control also has one row per :func:`chance_notions` notion (the per-notion chance the
+    feedback rule compares a notion's score with: a model that draws purple for every prompt
+    scores purple prompts 1.0, and its purple chance is 1.0 too)."""
     import numpy as np
 
     from tasks.evaluators import controls as ctl
@@ -132,11 +143,14 @@ def control_rows(jobs: list[dict], images: list[Image.Image], score_fn, backend:
                                  ("patch_noise", ctl.patch_noise(hw, rng), job),
                                  ("shuffled_prompt", img, jobs[shuffled[i]])):
             score, reason = score_fn(target, im)
-            out.append({"category": job["category"], "prompt_id": target["id"],
-                        "prompt": target["prompt"], "image_index": job["image_index"],
-                        "seed": job["seed"], "notion_kind": "category", "notion": job["category"],
-                        "score": float(score), "reason": reason, "backend": backend,
-                        "image_path": None, "control": name})
+            row = {"category": job["category"], "prompt_id": target["id"],
+                   "prompt": target["prompt"], "image_index": job["image_index"],
+                   "seed": job["seed"], "notion_kind": "category", "notion": job["category"],
+                   "score": float(score), "reason": reason, "backend": backend,
+                   "image_path": None, "control": name}
+            out.append(row)
+            if name == "shuffled_prompt":
+                out += [{**row, "notion_kind": k, "notion": v} for k, v in chance_notions(job, target)]
     return out
 
 
@@ -178,7 +192,8 @@ def evaluate_checkpoint(lake: str, ckpt: dict, cfg, generate_fn: GenerateFn | No
     summary = rules.summarize((r["category"], r["score"]) for r in rows
                               if r["notion_kind"] == "category" and r.get("control") is None)
     chance = {name: rules.summarize((r["category"], r["score"]) for r in rows
-                                    if r.get("control") == name)["overall"]
+                                    if r.get("control") == name
+                                    and r["notion_kind"] == "category")["overall"]
               for name in sorted({r["control"] for r in rows if r.get("control")})}
     log.info("evaluated %s on %s: %s (controls: %s)", ck, cfg.benchmark, summary, chance)
     return {"checkpoint": ck, "benchmark": cfg.benchmark, "images": len(jobs), "rows": len(rows),

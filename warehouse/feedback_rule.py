@@ -13,6 +13,10 @@ For every attribute with a target, one multiplicative factor, then bounds (docs/
   1. weak     score < mean_K - margin      f_eval = 1 + (mean_K - score) / mean_K
      learned  score > mean_K + margin      target moves ``decay`` of the way to its natural share
      (mean_K: mean score of the evaluated values of the same kind, so colors compete with colors)
+     Neither when mean_K lies inside the score's 95% Wilson interval (noise). Not learned unless
+     that interval lies above the notion's own chance (``eval_notion_scores.chance``: images made
+     for prompts that did not name it, judged to show it): a model that draws purple for every
+     prompt scores purple 1.00 with chance ~1.00, which is a bias, not learning (issue #16).
   2. under-sampled   observed < (1 - tolerance) x target, with >= min_samples accepted:
                      f_obs = target / observed  (the sampler could not reach it: ask for more)
   3. the product is bounded to [1 / (1 + step_size), 1 + step_size] per version, then the target
@@ -70,19 +74,51 @@ def _natural(row: dict) -> float | None:
     return float(n) if n is not None else None
 
 
-def next_rows(prev: list[dict], notion_scores: dict[tuple[str, str], float | tuple[float, int]],
+Score = float | tuple[float, int] | tuple[float, int, float | None, int | None]
+
+
+def _unpack(v: Score) -> tuple[float, int | None, float | None, int | None]:
+    """(score, n_images, chance, chance_n) from a bare score, ``(score, n)`` or the full tuple."""
+    t = v if isinstance(v, tuple) else (v,)
+    return (*t, *(None,) * (4 - len(t)))  # type: ignore[return-value]
+
+
+def _eval_factor(kind: str, m: float, score: float, n: int | None, chance: float | None,
+                 chance_n: int | None, t0: float, nat: float | None, rule: Rule) -> tuple[float, str]:
+    """Step 1 for one notion: its factor and the reason. Weak or learned only beyond ``margin``
+    and when the kind's mean ``m`` lies outside the score's 95% Wilson interval (not noise);
+    learned only when that interval also lies above the notion's own ``chance`` (not a bias: a
+    model that draws purple for every prompt scores purple 1.0 and has purple chance 1.0)."""
+    lo, hi = wilson(score, n) if n else (score, score)
+    ci = f" (95% CI {lo:.2f}-{hi:.2f}, n={n})" if n else ""
+    if lo <= m <= hi and n:
+        return 1.0, f"eval {score:.2f}{ci} includes mean({kind}) {m:.2f}: no evidence, kept"
+    if score < m - rule.margin:
+        f = 1.0 + (m - score) / max(m, 1e-6)
+        return f, f"eval {score:.2f} < mean({kind}) {m:.2f} -> x{f:.2f}"
+    if score > m + rule.margin and nat is not None:
+        if chance is not None and lo <= chance:
+            return 1.0, (f"eval {score:.2f}{ci} but chance {chance:.2f} (shuffled prompts, "
+                         f"n={chance_n}): no evidence, kept")
+        goal = t0 + rule.decay * (nat - t0)
+        f = goal / t0 if t0 > 0 else 1.0
+        above = f", above chance {chance:.2f} (n={chance_n})" if chance is not None else ""
+        return f, (f"eval {score:.2f} > mean({kind}) {m:.2f}{above}: decay {rule.decay:g} toward "
+                   f"natural {nat:.4f} -> x{f:.2f}")
+    return 1.0, f"eval {score:.2f} ~ mean({kind}) {m:.2f}"
+
+
+def next_rows(prev: list[dict], notion_scores: dict[tuple[str, str], Score],
               category_scores: dict[str, float], observed: dict[tuple[str, str], float],
               n_accepted: float, rule: Rule = Rule(), source: str = "") -> list[dict]:
     """The next version's rows from the live version's rows and the measurements (pure).
 
-    ``notion_scores`` values are ``(score, n_images)`` (or a bare score, treated as exact): a
-    notion counts as weak or learned only when its kind's mean lies outside the notion's 95%
-    Wilson interval as well as beyond ``margin``, so the rule never acts on noise."""
-    n_of = {k: (v[1] if isinstance(v, tuple) else None) for k, v in notion_scores.items()}
-    notion_scores = {k: (v[0] if isinstance(v, tuple) else v) for k, v in notion_scores.items()}
+    ``notion_scores`` values are ``(score, n_images, chance, chance_n)``, ``(score, n_images)``
+    (no chance control) or a bare score (treated as exact); see :func:`_eval_factor`."""
+    scores = {k: _unpack(v) for k, v in notion_scores.items()}
     by_kind: dict[str, list[float]] = {}
-    for (kind, _), s in notion_scores.items():
-        by_kind.setdefault(kind, []).append(s)
+    for (kind, _), v in scores.items():
+        by_kind.setdefault(kind, []).append(v[0])
     means = {k: sum(v) / len(v) for k, v in by_kind.items()}
     trust_obs = n_accepted >= rule.min_samples
     out = []
@@ -94,29 +130,14 @@ def next_rows(prev: list[dict], notion_scores: dict[tuple[str, str], float | tup
         if t0 is None:
             continue
         nat = _natural(r)
-        score = notion_scores.get((kind, value))
+        measured = scores.get((kind, value))
+        score = measured[0] if measured else None
         obs = observed.get((kind, value), 0.0) / n_accepted if trust_obs else None
         why = []
         factor = 1.0
-        if score is not None:
-            m = means[kind]
-            n = n_of.get((kind, value))
-            lo, hi = wilson(score, n) if n else (score, score)
-            if lo <= m <= hi and n:
-                why.append(f"eval {score:.2f} (95% CI {lo:.2f}-{hi:.2f}, n={n}) includes "
-                           f"mean({kind}) {m:.2f}: no evidence, kept")
-            elif score < m - rule.margin:
-                f = 1.0 + (m - score) / max(m, 1e-6)
-                factor *= f
-                why.append(f"eval {score:.2f} < mean({kind}) {m:.2f} -> x{f:.2f}")
-            elif score > m + rule.margin and nat is not None:
-                goal = t0 + rule.decay * (nat - t0)
-                f = goal / t0 if t0 > 0 else 1.0
-                factor *= f
-                why.append(f"eval {score:.2f} > mean({kind}) {m:.2f}: decay {rule.decay:g} toward "
-                           f"natural {nat:.4f} -> x{f:.2f}")
-            else:
-                why.append(f"eval {score:.2f} ~ mean({kind}) {m:.2f}")
+        if measured is not None:
+            factor, reason = _eval_factor(kind, means[kind], *measured, t0, nat, rule)
+            why.append(reason)
         if obs is not None and obs < (1 - rule.tolerance) * t0:
             f = t0 / obs if obs > 0 else 1.0 + rule.step_size
             factor *= f
@@ -202,8 +223,9 @@ def resolution_rows(prev: list[dict], overall: float | None, rule: Rule) -> list
 
 def measurements(lake: str, benchmark: str, version: str | None):
     """(latest evaluated checkpoint, notion scores, category scores, observed counts, accepted)
-    from the lake: the latest checkpoint evaluated on ``benchmark``, and the batch statistics
-    written under ``version`` (the window since that version went live)."""
+    from the lake: the latest checkpoint evaluated on ``benchmark`` (per notion ``(score,
+    n_images, chance, chance_n)``, chance from the shuffled-prompt control), and the batch
+    statistics written under ``version`` (the window since that version went live)."""
     con = db.connect(lake)
     try:
         latest = con.execute(
@@ -211,8 +233,9 @@ def measurements(lake: str, benchmark: str, version: str | None):
             "GROUP BY checkpoint ORDER BY max(created_at) DESC, checkpoint DESC LIMIT 1",
             [benchmark]).fetchone()
         ck = latest[0] if latest else None
-        ns = con.execute("SELECT notion_kind, notion, score, n_images FROM eval_notion_scores "
-                         "WHERE checkpoint = ? AND benchmark = ?", [ck, benchmark]).fetchall()
+        ns = con.execute("SELECT notion_kind, notion, score, n_images, chance, chance_n "
+                         "FROM eval_notion_scores WHERE checkpoint = ? AND benchmark = ?",
+                         [ck, benchmark]).fetchall()
         cs = con.execute("SELECT category, score FROM eval_summary WHERE checkpoint = ? AND benchmark = ?",
                          [ck, benchmark]).fetchall()
         vq = "weights_version = ?" if version else "weights_version IS NULL"
@@ -226,8 +249,9 @@ def measurements(lake: str, benchmark: str, version: str | None):
     for v, c in obs:
         kind, _, value = v.partition(":")
         observed[(kind, value)] = float(c)
-    return (ck, {(k, n): (float(s), int(c)) for k, n, s, c in ns}, {c: float(s) for c, s in cs},
-            observed, float(acc))
+    scores = {(k, n): (float(s), int(c), None if h is None else float(h), None if hn is None else int(hn))
+              for k, n, s, c, h, hn in ns}
+    return ck, scores, {c: float(s) for c, s in cs}, observed, float(acc)
 
 
 def compute(lake: str, rule: Rule = Rule(), benchmark: str = "shapes-geneval") -> tuple[list[dict], str]:

@@ -2,7 +2,8 @@
 -- eval_results holds one row per (checkpoint, prompt, image, notion); each image also has one row
 -- with notion_kind = 'category', so category accuracy counts every image exactly once. Rows with
 -- a non-NULL `control` score a chance-level control (uniform_noise, patch_noise,
--- shuffled_prompt: tasks/evaluators/controls.py), one row per image and category.
+-- shuffled_prompt: tasks/evaluators/controls.py), one row per image and category; the
+-- shuffled_prompt control also has per-notion rows (eval_notion_scores.chance).
 -- Intervals are 95% Wilson score intervals (warehouse/intervals.py has the same formula).
 
 -- Per checkpoint, benchmark and category: the model's accuracy with its interval, next to the
@@ -53,9 +54,22 @@ GROUP BY ALL ORDER BY run_id, step, benchmark, category, control;
 
 -- Per checkpoint and notion (color=purple, count=four, spatial=below, ...): the share of images
 -- whose prompt named the notion that were judged correct. Feedback reads this (with n_images, so
--- it can ignore a difference smaller than the interval).
+-- it can ignore a difference smaller than the interval), beside the notion's own `chance`: the
+-- share of images made for a prompt that did NOT name the notion that were judged correct against
+-- a (shuffled, same-category) prompt that does, over `chance_n` images (the shuffled_prompt
+-- control's per-notion rows; NULL without them). A model that draws purple for every prompt has
+-- purple's score and chance both near 1: no evidence that purple was learned (issue #16).
 CREATE OR REPLACE VIEW eval_notion_scores AS
-SELECT checkpoint, run_id, step, benchmark, notion_kind, notion, avg(score) AS score,
-       count(*) AS n_images
-FROM eval_results WHERE notion_kind <> 'category' AND control IS NULL
-GROUP BY ALL ORDER BY run_id, step, benchmark, notion_kind, score;
+WITH own AS (
+    SELECT checkpoint, run_id, step, benchmark, notion_kind, notion, avg(score) AS score,
+           count(*) AS n_images
+    FROM eval_results WHERE notion_kind <> 'category' AND control IS NULL
+    GROUP BY ALL
+), chance AS (
+    SELECT checkpoint, benchmark, notion_kind, notion, avg(score) AS chance, count(*) AS chance_n
+    FROM eval_results WHERE notion_kind <> 'category' AND control = 'shuffled_prompt'
+    GROUP BY ALL
+)
+SELECT o.*, c.chance, c.chance_n
+FROM own o LEFT JOIN chance c USING (checkpoint, benchmark, notion_kind, notion)
+ORDER BY run_id, step, benchmark, notion_kind, score;
