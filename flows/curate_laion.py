@@ -128,7 +128,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     ov = list(args.overrides)
     if args.dask_address:
-        ov.append(f"curate.dask_address={args.dask_address}")
+        ov.append(f"curate.dask_address={json.dumps(args.dask_address)}")  # quoted: [::1]:8786 is not YAML
     if args.workers is not None:
         ov.append(f"curate.workers={args.workers}")
     if args.force:

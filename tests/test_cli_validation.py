@@ -139,3 +139,13 @@ def test_flows_validate_before_work(tmp_path):
     with pytest.raises(ConfigError, match=r"^lake='.*/f/lake': .*/f is not a directory"):
         curate_laion.fn(str(tmp_path), str(tmp_path / "f" / "lake"))
     assert not (tmp_path / "f").is_dir()
+
+
+def test_curate_refuses_a_bad_dask_address_before_work(tmp_path):
+    (tmp_path / "in").mkdir()
+    p = t2i("curate", str(tmp_path / "in"), "--lake", str(tmp_path / "lake"), "--dask-address", "http://h:1",
+            cwd=tmp_path)
+    assert one_line_error(p) == ("t2i curate: error: invalid config: curate.dask_address: Value error, must be a "
+                                 "Dask scheduler address like tcp://127.0.0.1:8786 (got 'http://h:1'; allowed: "
+                                 "a string, or null)")
+    assert not (tmp_path / "lake").exists()
