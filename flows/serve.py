@@ -46,13 +46,16 @@ def api_url(port: int) -> str:
     return f"http://127.0.0.1:{port}/api"
 
 
-def stack_env(url: str, prefect_home: str | os.PathLike | None = None) -> dict[str, str]:
+def stack_env(url: str, prefect_home: str | os.PathLike | None = None,
+              state: str | os.PathLike | None = None) -> dict[str, str]:
     """Environment for every prefect process of the stack.
 
     ``PWD`` is what prefect.yaml's ``{{ $PWD }}`` placeholders resolve to at deploy time (so runs
     execute this checkout); PYTHONPATH lets flow-run processes import the repo even
-    without the editable install.
+    without the editable install. The API secret of ``state`` (default :func:`state_dir`) turns on
+    the server's authentication and is what its clients (CLI, worker, flow runs) send (issue #12).
     """
+    from djepa_t2i.prefect_auth import server_env
     env = dict(os.environ)
     env.update({
         "PREFECT_API_URL": url,
@@ -64,6 +67,7 @@ def stack_env(url: str, prefect_home: str | os.PathLike | None = None) -> dict[s
         "PWD": str(ROOT),
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
     })
+    env.update(server_env(state if state is not None else state_dir()))
     # a stale worker-side setting would point runs at another server
     env.pop("PREFECT_PROFILE", None)
     return env
