@@ -18,7 +18,7 @@ import uuid
 
 import djepa_t2i.env  # noqa: F401  (offline environment before library imports)
 from djepa_t2i.cli_args import add_config_arguments, int_at_least
-from djepa_t2i.config import Config, load_config, require_dir, require_writable
+from djepa_t2i.config import Config, load_config, require_dir
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
@@ -30,12 +30,18 @@ from warehouse.artifacts import publish_summary
 from warehouse.lake import ensure_writable
 
 
-def checked_config(input_dir: str, lake: str, config_path: str | None, overrides: list[str] | None) -> Config:
-    """The validated config, the input folder present and the lake writable: checked before any
-    shard is touched (a deployment with a bad path fails at once, not after every shard)."""
-    cfg = load_config(config_path, overrides)
+def check_paths(input_dir: str, lake: str) -> None:
+    """The input folder present and the lake writable, before any shard is touched (a deployment
+    with a bad path fails at once, not after every shard). The lake check is a real probe write,
+    so object-storage lakes and read-only mounts are caught too; it raises ``LakeNotWritable``."""
     require_dir("input", input_dir)
-    require_writable("lake", lake)
+    ensure_writable(lake)
+
+
+def checked_config(input_dir: str, lake: str, config_path: str | None, overrides: list[str] | None) -> Config:
+    """The validated config, with :func:`check_paths` passed."""
+    cfg = load_config(config_path, overrides)
+    check_paths(input_dir, lake)
     return cfg
 
 
@@ -62,7 +68,7 @@ def finish(lake: str, shards: list[str], cfg: Config) -> dict:
 
 def run_plain(input_dir: str, lake: str, cfg: Config, progress: bool = True) -> dict:
     """The same work without Prefect or Dask: sequential, in this process."""
-    ensure_writable(lake)  # before any shard: an unwritable lake fails in one line, not after the work
+    check_paths(input_dir, lake)
     shards = list_shards(input_dir)
     run_id = uuid.uuid4().hex[:12]
     t0 = time.perf_counter()
@@ -100,7 +106,6 @@ def curate_laion(input_dir: str, lake: str, config_path: str | None = None,
                  overrides: list[str] | None = None, progress: bool = False) -> dict:
     """Curate every img2dataset shard under ``input_dir`` into the lake at ``lake``."""
     cfg = checked_config(input_dir, lake, config_path, overrides)
-    ensure_writable(lake)  # a real probe write: object-storage lakes too
     shards = list_shards(input_dir)
     run_id = uuid.uuid4().hex[:12]
     t0 = time.perf_counter()
@@ -133,11 +138,12 @@ def run(args) -> int:
         ov.append(f"curate.workers={args.workers}")
     if args.force:
         ov.append("curate.force=true")
-    cfg = checked_config(args.input, args.lake, args.config, ov)
     if args.no_prefect:
-        s = run_plain(args.input, args.lake, cfg)
+        s = run_plain(args.input, args.lake, load_config(args.config, ov))  # run_plain checks the paths
         print(cu.format_summary(s))
     else:
+        # checked here too: an error raised inside the flow would be logged by Prefect as a traceback
+        checked_config(args.input, args.lake, args.config, ov)
         s = curate_laion(args.input, args.lake, args.config, ov, progress=True)
     if args.json:
         print(json.dumps(s, indent=2, default=str))
