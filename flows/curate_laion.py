@@ -22,6 +22,7 @@ from djepa_t2i.config import Config, load_config, require_dir
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
+from prefect.settings import temporary_settings
 from prefect_dask import DaskTaskRunner
 
 from tasks import curate as cu
@@ -95,6 +96,18 @@ def _curate_shards(shards: list[str], lake: str, cfg_json: str, run_id: str, for
             bar.update(1)
     return out
 
+def worker_api_settings() -> dict:
+    """The Prefect API for the Dask workers' task runs. With no server configured, this process
+    runs an ephemeral API the workers do not know of; each worker would start a temporary server
+    of its own (measured: minutes on the loaded 2-core VM, its task runs invisible to this flow).
+    The ephemeral API's loopback URL goes into the settings the task runner ships with each task."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+    if PREFECT_API_URL.value():
+        return {}
+    return {PREFECT_API_URL: str(get_client(sync_client=True).api_url)}
+
+
 def task_runner(cfg: Config) -> DaskTaskRunner:
     if cfg.curate.dask_address:
         return DaskTaskRunner(address=cfg.curate.dask_address)
@@ -109,8 +122,9 @@ def curate_laion(input_dir: str, lake: str, config_path: str | None = None,
     shards = list_shards(input_dir)
     run_id = uuid.uuid4().hex[:12]
     t0 = time.perf_counter()
-    _curate_shards.with_options(task_runner=task_runner(cfg))(
-        shards, lake, cfg.model_dump_json(), run_id, cfg.curate.force, progress)
+    with temporary_settings(worker_api_settings()):
+        _curate_shards.with_options(task_runner=task_runner(cfg))(
+            shards, lake, cfg.model_dump_json(), run_id, cfg.curate.force, progress)
     s = finish(lake, shards, cfg)
     s.update(run_id=run_id, seconds=round(time.perf_counter() - t0, 2),
              runner=f"dask:{cfg.curate.dask_address or f'LocalCluster({cfg.curate.workers})'}")
