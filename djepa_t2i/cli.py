@@ -4,8 +4,9 @@ A command module defines ``add_arguments(parser)`` and ``run(args) -> int``; the
 maps names to modules and is the only thing this file knows. Modules are imported lazily so
 ``t2i --help`` and ``t2i sql`` start fast.
 
-A bad argument, config value or path is one line on stderr naming the key and what is allowed,
-exit code 2 (argparse's convention), before any work starts; ``--debug`` shows the traceback.
+A bad argument, config value or path (an unwritable lake included) is one line on stderr naming
+the key and what is allowed, exit code 2 (argparse's convention), before any work starts;
+``--debug`` shows the traceback.
 """
 from __future__ import annotations
 
@@ -70,11 +71,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
-    except ConfigError as e:
-        if args.debug:
+    except Exception as e:
+        if args.debug or not isinstance(e, one_line_errors()):
             raise
         print(f"t2i {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
+
+
+def one_line_errors() -> tuple[type[Exception], ...]:
+    """Errors that are the user's to fix (a bad value, path or lake), printed as one line. The
+    lake's own error is looked up, not imported: a command that raised it has loaded the module,
+    and ``t2i --help`` stays free of pyarrow."""
+    lake = sys.modules.get("warehouse.lake")
+    return (ConfigError, lake.LakeNotWritable) if lake else (ConfigError,)
 
 
 if __name__ == "__main__":

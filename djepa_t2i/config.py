@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 import os
+import re
 from types import UnionType
 from typing import Any, ClassVar, Literal, Sequence, Union, get_args, get_origin
 
@@ -18,7 +19,7 @@ import yaml
 from annotated_types import Ge, Gt, Le, Lt
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -111,6 +112,10 @@ class SemanticDedup(Section):
 CLIP_STAGES = ("clip_similarity", "semantic_dedup")  # run only with curate.clip_weights, else skipped
 
 
+# distributed's comm schemes; a bare host:port means tcp. IPv6 hosts in brackets.
+DASK_ADDRESS = re.compile(r"((tcp|tls|ucx|ws|wss)://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}")
+
+
 class Curate(Section):
     order: list[Literal["laion_scores", "resolution", "dedup", "aesthetic", "clip_similarity", "semantic_dedup",
                         "ocr", "nsfw", "face"]] = [
@@ -137,6 +142,14 @@ class Curate(Section):
     max_batch_pixels: int = Field(1 << 27, ge=1)
     caption_max_chars: int = Field(2048, ge=16, le=1_000_000)  # longer alt text is cut (and says so)
     max_member_bytes: int = Field(1 << 30, ge=1024)  # a larger tar member is refused unread (gzip bombs)
+
+    @field_validator("dask_address")
+    @classmethod
+    def _scheduler_address(cls, v: str | None) -> str | None:
+        """Checked before any shard: a typo fails in one line, not after a 30 s connect timeout."""
+        if v is not None and not DASK_ADDRESS.fullmatch(v):
+            raise ValueError("must be a Dask scheduler address like tcp://127.0.0.1:8786")
+        return v
 
     @model_validator(mode="after")
     def _clip_for_heads(self):

@@ -18,10 +18,11 @@ import uuid
 
 import djepa_t2i.env  # noqa: F401  (offline environment before library imports)
 from djepa_t2i.cli_args import add_config_arguments, int_at_least
-from djepa_t2i.config import Config, load_config, require_dir, require_writable
+from djepa_t2i.config import Config, load_config, require_dir
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
+from prefect.settings import temporary_settings
 from prefect_dask import DaskTaskRunner
 
 from tasks import curate as cu
@@ -30,12 +31,18 @@ from warehouse.artifacts import publish_summary
 from warehouse.lake import ensure_writable
 
 
-def checked_config(input_dir: str, lake: str, config_path: str | None, overrides: list[str] | None) -> Config:
-    """The validated config, the input folder present and the lake writable: checked before any
-    shard is touched (a deployment with a bad path fails at once, not after every shard)."""
-    cfg = load_config(config_path, overrides)
+def check_paths(input_dir: str, lake: str) -> None:
+    """The input folder present and the lake writable, before any shard is touched (a deployment
+    with a bad path fails at once, not after every shard). The lake check is a real probe write,
+    so object-storage lakes and read-only mounts are caught too; it raises ``LakeNotWritable``."""
     require_dir("input", input_dir)
-    require_writable("lake", lake)
+    ensure_writable(lake)
+
+
+def checked_config(input_dir: str, lake: str, config_path: str | None, overrides: list[str] | None) -> Config:
+    """The validated config, with :func:`check_paths` passed."""
+    cfg = load_config(config_path, overrides)
+    check_paths(input_dir, lake)
     return cfg
 
 
@@ -62,7 +69,7 @@ def finish(lake: str, shards: list[str], cfg: Config) -> dict:
 
 def run_plain(input_dir: str, lake: str, cfg: Config, progress: bool = True) -> dict:
     """The same work without Prefect or Dask: sequential, in this process."""
-    ensure_writable(lake)  # before any shard: an unwritable lake fails in one line, not after the work
+    check_paths(input_dir, lake)
     shards = list_shards(input_dir)
     run_id = uuid.uuid4().hex[:12]
     t0 = time.perf_counter()
@@ -89,6 +96,18 @@ def _curate_shards(shards: list[str], lake: str, cfg_json: str, run_id: str, for
             bar.update(1)
     return out
 
+def worker_api_settings() -> dict:
+    """The Prefect API for the Dask workers' task runs. With no server configured, this process
+    runs an ephemeral API the workers do not know of; each worker would start a temporary server
+    of its own (measured: minutes on the loaded 2-core VM, its task runs invisible to this flow).
+    The ephemeral API's loopback URL goes into the settings the task runner ships with each task."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+    if PREFECT_API_URL.value():
+        return {}
+    return {PREFECT_API_URL: str(get_client(sync_client=True).api_url)}
+
+
 def task_runner(cfg: Config) -> DaskTaskRunner:
     if cfg.curate.dask_address:
         return DaskTaskRunner(address=cfg.curate.dask_address)
@@ -100,12 +119,12 @@ def curate_laion(input_dir: str, lake: str, config_path: str | None = None,
                  overrides: list[str] | None = None, progress: bool = False) -> dict:
     """Curate every img2dataset shard under ``input_dir`` into the lake at ``lake``."""
     cfg = checked_config(input_dir, lake, config_path, overrides)
-    ensure_writable(lake)  # a real probe write: object-storage lakes too
     shards = list_shards(input_dir)
     run_id = uuid.uuid4().hex[:12]
     t0 = time.perf_counter()
-    _curate_shards.with_options(task_runner=task_runner(cfg))(
-        shards, lake, cfg.model_dump_json(), run_id, cfg.curate.force, progress)
+    with temporary_settings(worker_api_settings()):
+        _curate_shards.with_options(task_runner=task_runner(cfg))(
+            shards, lake, cfg.model_dump_json(), run_id, cfg.curate.force, progress)
     s = finish(lake, shards, cfg)
     s.update(run_id=run_id, seconds=round(time.perf_counter() - t0, 2),
              runner=f"dask:{cfg.curate.dask_address or f'LocalCluster({cfg.curate.workers})'}")
@@ -128,16 +147,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     ov = list(args.overrides)
     if args.dask_address:
-        ov.append(f"curate.dask_address={args.dask_address}")
+        ov.append(f"curate.dask_address={json.dumps(args.dask_address)}")  # quoted: [::1]:8786 is not YAML
     if args.workers is not None:
         ov.append(f"curate.workers={args.workers}")
     if args.force:
         ov.append("curate.force=true")
-    cfg = checked_config(args.input, args.lake, args.config, ov)
     if args.no_prefect:
-        s = run_plain(args.input, args.lake, cfg)
+        s = run_plain(args.input, args.lake, load_config(args.config, ov))  # run_plain checks the paths
         print(cu.format_summary(s))
     else:
+        # checked here too: an error raised inside the flow would be logged by Prefect as a traceback
+        checked_config(args.input, args.lake, args.config, ov)
         s = curate_laion(args.input, args.lake, args.config, ov, progress=True)
     if args.json:
         print(json.dumps(s, indent=2, default=str))

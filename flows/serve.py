@@ -17,6 +17,10 @@ commands do not do, and this module therefore keeps (checked on this machine):
 The background server's output goes to a pipe nobody reads (it kept serving 600 requests after
 its starter exited); the worker's log is ``.state/serve/worker.log``.
 
+The server requires API authentication: a secret generated on the first start under the state
+folder (djepa_t2i/prefect_auth.py) is in the environment of the server and of every client
+started here (:func:`stack_env`); ``/api/health`` stays open, so :func:`wait_healthy` needs none.
+
 The functions here are also what tests/test_deployments.py uses to stand up an isolated stack.
 """
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pathlib import Path
 
 import djepa_t2i.env  # noqa: F401  (offline env + PREFECT_HOME before prefect is touched)
 from djepa_t2i.env import ROOT
+from djepa_t2i.prefect_auth import server_env
 
 POOL = "t2i-process"  # the work pool prefect.yaml's deployments name
 PORT = 4200
@@ -46,12 +51,14 @@ def api_url(port: int) -> str:
     return f"http://127.0.0.1:{port}/api"
 
 
-def stack_env(url: str, prefect_home: str | os.PathLike | None = None) -> dict[str, str]:
+def stack_env(url: str, prefect_home: str | os.PathLike | None = None,
+              state: str | os.PathLike | None = None) -> dict[str, str]:
     """Environment for every prefect process of the stack.
 
     ``PWD`` is what prefect.yaml's ``{{ $PWD }}`` placeholders resolve to at deploy time (so runs
     execute this checkout); PYTHONPATH lets flow-run processes import the repo even
-    without the editable install.
+    without the editable install. The API secret of ``state`` (default :func:`state_dir`) turns on
+    the server's authentication and is what its clients (CLI, worker, flow runs) send (issue #12).
     """
     env = dict(os.environ)
     env.update({
@@ -64,6 +71,7 @@ def stack_env(url: str, prefect_home: str | os.PathLike | None = None) -> dict[s
         "PWD": str(ROOT),
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
     })
+    env.update(server_env(state if state is not None else state_dir()))
     # a stale worker-side setting would point runs at another server
     env.pop("PREFECT_PROFILE", None)
     return env

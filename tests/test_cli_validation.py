@@ -57,8 +57,7 @@ def test_curate_checks_input_and_lake_before_any_shard(tmp_path):
                                  "(must be an existing directory)")
     (tmp_path / "file").write_text("x")
     p = t2i("curate", str(tmp_path), "--lake", str(tmp_path / "file" / "lake"), cwd=tmp_path)
-    assert one_line_error(p) == (f"t2i curate: error: lake='{tmp_path / 'file' / 'lake'}': {tmp_path / 'file'} "
-                                 "is not a directory (must be a writable directory)")
+    assert one_line_error(p) == f"t2i curate: error: lake '{tmp_path / 'file' / 'lake'}' is not writable: Not a directory"
 
 
 def test_build_shards_on_a_missing_lake(tmp_path):
@@ -122,6 +121,7 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_flows_validate_before_work(tmp_path):
     """Deployments call the flow functions: each checks its paths first (here the plain ``.fn``)."""
     from djepa_t2i.config import ConfigError
+    from warehouse.lake import LakeNotWritable
     from flows.build_shards import build_shards
     from flows.curate_laion import curate_laion
     from flows.evaluate_checkpoints import evaluate_checkpoints
@@ -136,6 +136,47 @@ def test_flows_validate_before_work(tmp_path):
         with pytest.raises(ConfigError, match=r"^lake='.*/nope': no such directory"):
             call()
     (tmp_path / "f").write_text("x")
-    with pytest.raises(ConfigError, match=r"^lake='.*/f/lake': .*/f is not a directory"):
+    with pytest.raises(LakeNotWritable, match=r"^lake '.*/f/lake' is not writable: Not a directory$"):
         curate_laion.fn(str(tmp_path), str(tmp_path / "f" / "lake"))
     assert not (tmp_path / "f").is_dir()
+
+
+def test_curate_refuses_a_bad_dask_address_before_work(tmp_path):
+    (tmp_path / "in").mkdir()
+    p = t2i("curate", str(tmp_path / "in"), "--lake", str(tmp_path / "lake"), "--dask-address", "http://h:1",
+            cwd=tmp_path)
+    assert one_line_error(p) == ("t2i curate: error: invalid config: curate.dask_address: Value error, must be a "
+                                 "Dask scheduler address like tcp://127.0.0.1:8786 (got 'http://h:1'; allowed: "
+                                 "a string, or null)")
+    assert not (tmp_path / "lake").exists()
+
+
+@pytest.fixture
+def read_only_lake(tmp_path):
+    """A lake folder nobody may write into, and the OS's reason. Root writes through mode bits, so
+    as root the lake is a folder under sysfs, where mkdir is refused to everyone."""
+    if os.geteuid() == 0:
+        if not Path("/sys/kernel").is_dir():
+            pytest.skip("running as root without sysfs: no folder root cannot write")
+        yield "/sys/t2i-test-lake", "Operation not permitted"
+        return
+    lake = tmp_path / "ro-lake"
+    lake.mkdir()
+    lake.chmod(0o555)
+    try:
+        yield str(lake), "Permission denied"
+    finally:
+        lake.chmod(0o755)
+
+
+@pytest.mark.parametrize("runner", [[], ["--no-prefect"]])
+def test_curate_on_a_read_only_lake_is_one_line(tmp_path, read_only_lake, runner):
+    """The lake's probe write fails (LakeNotWritable): one line, exit 2, before Prefect or a shard."""
+    lake, why = read_only_lake
+    (tmp_path / "in").mkdir()
+    p = t2i("curate", str(tmp_path / "in"), "--lake", lake, *runner, cwd=tmp_path)
+    assert one_line_error(p) == f"t2i curate: error: lake {lake!r} is not writable: {why}"
+    assert "Traceback" not in p.stderr
+    p = t2i("--debug", "curate", str(tmp_path / "in"), "--lake", lake, *runner, cwd=tmp_path)
+    assert p.returncode == 1 and p.stderr.strip().splitlines()[-1] == (
+        f"warehouse.lake.LakeNotWritable: lake {lake!r} is not writable: {why}")

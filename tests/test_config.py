@@ -26,3 +26,16 @@ def test_unknown_key_and_missing_weights():
 def test_trunc_norm_bounds():
     with pytest.raises(ConfigError, match="need a < b"):
         load_config(None, ["train.resolution.a=2.0", "train.resolution.b=1.0"])
+
+
+@pytest.mark.parametrize("addr", ["tcp://127.0.0.1:8786", "tls://sched.example:8786", "[::1]:8786", "node-1:8786"])
+def test_dask_address_accepts_scheduler_addresses(addr):
+    assert load_config(None, [f"curate.dask_address='{addr}'"]).curate.dask_address == addr  # quoted: YAML
+
+
+@pytest.mark.parametrize("addr", ["127.0.0.1", "http://127.0.0.1:8786", "tcp://127.0.0.1:port", "scheduler.json"])
+def test_dask_address_refuses_non_addresses(addr):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [f"curate.dask_address={addr}"])
+    assert str(e.value) == ("invalid config: curate.dask_address: Value error, must be a Dask scheduler address "
+                            f"like tcp://127.0.0.1:8786 (got {addr!r}; allowed: a string, or null)")

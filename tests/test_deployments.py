@@ -102,9 +102,11 @@ def _has(module: str) -> bool:
 class Stack:
     def __init__(self, url: str, env: dict, logs: Path, tmp: Path):
         self.url, self.env, self.logs, self.tmp = url, env, logs, tmp
+        user, password = env["PREFECT_API_AUTH_STRING"].split(":", 1)
+        self.auth = httpx.BasicAuth(user, password)
 
     def api(self, method: str, path: str, **kw):
-        r = httpx.request(method, self.url + path, timeout=30, **kw)
+        r = httpx.request(method, self.url + path, timeout=30, auth=self.auth, **kw)
         r.raise_for_status()
         return r.json()
 
@@ -133,7 +135,7 @@ def stack(tmp_path_factory):
     logs = tmp / "logs"
     port = _free_port()
     url = serve.api_url(port)
-    env = serve.stack_env(url, tmp / "home")
+    env = serve.stack_env(url, tmp / "home", state=tmp / "state" / "serve")  # its own API secret
     env.update(PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",  # schedule runs within seconds
                PREFECT_WORKER_QUERY_SECONDS="2", PREFECT_LOGGING_LEVEL="INFO",
                T2I_STATE_DIR=str(tmp / "state"), OMP_NUM_THREADS="1")
@@ -156,6 +158,24 @@ def stack(tmp_path_factory):
             worker.wait(timeout=5)
         assert serve.stop_server(env) == server  # prefect server stop, then the process is gone
         assert serve.server_pid(env) is None
+
+
+@pytest.mark.slow
+def test_api_refuses_requests_without_the_stacks_secret(stack):
+    """The server runs with API authentication: a request without the secret (a browser, another
+    local user's script) gets 401; health probes stay open (``wait_healthy`` needs no secret); the
+    stack's own clients, which carry it in their environment, work."""
+    assert httpx.get(stack.url + "/admin/version", timeout=30).status_code == 401
+    assert httpx.post(stack.url + "/deployments/filter", json={}, timeout=30).status_code == 401
+    assert httpx.get(stack.url + "/health", timeout=30).status_code == 200
+    assert serve.wait_healthy(stack.url, timeout=10) < 10
+    assert stack.api("GET", "/admin/version")  # with the secret
+    inspect = [serve.PREFECT, "work-pool", "inspect", serve.POOL]
+    p = subprocess.run(inspect, env=stack.env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and f"name='{serve.POOL}'" in p.stdout, p.stdout[-2000:] + p.stderr[-2000:]
+    anon = {k: v for k, v in stack.env.items() if k != "PREFECT_API_AUTH_STRING"}
+    p = subprocess.run(inspect, env=anon, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0 and "401" in p.stdout + p.stderr, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
 
 
 @pytest.mark.slow

@@ -32,3 +32,12 @@ def test_prefect_api_refuses_requests_without_the_secret(tmp_path):
     r = client.get("/admin/version", headers=basic(s))
     assert r.status_code == 200 and r.json()
     assert client.get("/health").status_code == 200  # health probes stay open
+
+
+def test_serve_stack_env_carries_the_secret_of_its_state_folder(tmp_path):
+    """Every process ``t2i serve`` starts (server and clients) gets the state folder's secret."""
+    from flows.serve import stack_env
+    env = stack_env("http://127.0.0.1:1/api", tmp_path / "home", state=tmp_path / "state")
+    s = auth_string(tmp_path / "state")
+    assert env["PREFECT_SERVER_API_AUTH_STRING"] == env["PREFECT_API_AUTH_STRING"] == s
+    assert env["PREFECT_API_URL"] == "http://127.0.0.1:1/api"
