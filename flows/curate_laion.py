@@ -96,6 +96,7 @@ def _curate_shards(shards: list[str], lake: str, cfg_json: str, run_id: str, for
             bar.update(1)
     return out
 
+
 def worker_api_settings() -> dict:
     """The Prefect API for the Dask workers' task runs. With no server configured, this process
     runs an ephemeral API the workers do not know of; each worker would start a temporary server

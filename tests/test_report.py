@@ -89,3 +89,28 @@ def test_flow_publishes_artifacts(lake, tmp_path):
     assert "| weights_version | v0000 |" in a.data and "| color | red | 2 | 0.5 |" in a.data
     link = Artifact.get("notion-stats-report")
     assert link.data.startswith("[HTML report](file://") and link.data.endswith("index.html)")
+
+
+def test_sample_grid_shows_model_images_of_every_category(tmp_path, monkeypatch):
+    """Control rows (no image) must not use up the grid, and every category gets its share: with
+    3 categories x 3 prompts and 2 per category, the grid holds 6 model images, 2 of each."""
+    from warehouse.plots import evaluation as ev
+    L = str(tmp_path / "lake")
+    rows = []
+    for cat in ("color_attr", "colors", "single_object"):
+        for i in range(3):
+            img = tmp_path / f"{cat}{i}.png"
+            Image.new("RGB", (8, 8), "red").save(img)
+            base = {"checkpoint": "ck", "run_id": "r", "step": 1, "benchmark": "b", "category": cat,
+                    "prompt_id": f"{cat}-{i}", "prompt": f"{cat} {i}", "notion": cat, "score": 1.0,
+                    "image_index": 0, "notion_kind": "category"}
+            rows += [{**base, "image_path": str(img)},
+                     {**base, "image_path": None, "control": "shuffled_prompt"}]
+    lk.write_partition(L, "eval_results", "ck-b", rows)
+    shown = []
+    monkeypatch.setattr(ev, "save_figure", lambda fig, outdir, name: shown.append(
+        [a.get_title() for a in fig.axes if a.get_images()]) or name)
+    assert len(ev.sample_grids(L, str(tmp_path / "out"))) == 1
+    titles = shown[0]
+    assert len(titles) == 6
+    assert sorted(t.split(" ")[0] for t in titles) == ["color_attr"] * 2 + ["colors"] * 2 + ["single_object"] * 2

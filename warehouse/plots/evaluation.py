@@ -11,6 +11,7 @@ from warehouse.plots import STATUS_COLORS, save_figure
 
 MAX_GRIDS = 4        # latest checkpoints that get a sample grid
 GRID_PROMPTS = 12    # images per grid
+PER_CATEGORY = 2     # of them per GenEval category
 WEIGHT_KINDS = ("color", "count", "spatial", "shape")
 
 
@@ -80,9 +81,12 @@ def sample_grids(lake: str, outdir: str) -> list[tuple[str, str]]:
                       [MAX_GRIDS])
     out = []
     for ck, bench, _ in cks:
+        # the model's images only (control rows have no image), an even share of every category
         _, rows = db.query(lake, "SELECT prompt, image_path, score FROM eval_results WHERE checkpoint = ? "
                                  "AND benchmark = ? AND notion_kind = 'category' AND image_index = 0 "
-                                 "ORDER BY category, prompt_id LIMIT ?", [ck, bench, GRID_PROMPTS])
+                                 "AND control IS NULL QUALIFY row_number() OVER (PARTITION BY category "
+                                 "ORDER BY prompt_id) <= ? ORDER BY category, prompt_id LIMIT ?",
+                           [ck, bench, PER_CATEGORY, GRID_PROMPTS])
         rows = [r for r in rows if r[1] and os.path.exists(r[1])]
         if not rows:
             continue
