@@ -22,11 +22,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# two workers, a whole file each (module fixtures such as the Prefect stack are built once); the
+# slow files start first (tests/conftest.py) and the default by-size reordering would undo that
+XDIST := -n 2 --dist loadfile --no-loadscope-reorder
+
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests $(XDIST)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest tests -m "not slow"
+	$(PY) -m pytest tests -m "not slow" $(XDIST)
 
 demo: $(STAMP)
 	$(VENV)/bin/t2i demo --out runs/demo
