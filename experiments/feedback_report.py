@@ -195,8 +195,8 @@ def plot_mix(path: str, results: dict, counts) -> None:
             if a == arm:
                 for sw_ in r["meta"]["switches"]:
                     ax.axvline(sw_["after_step"], color="0.8", lw=0.8, zorder=0)
-        ax.set(title=arm, xlabel="training step")
-    axes[0].set_ylabel("running share of accepted samples")
+        ax.set(title=arm, xlabel="training step", yscale="log", ylim=(0.003, 0.5))  # log: rare visible
+    axes[0].set_ylabel("running share of accepted samples (log)")
     axes[-1].legend(fontsize=7, loc="upper right")
     fig.suptitle("training mix actually drawn (dotted: the data's natural share of each rare colour; "
                  "grey: weights switches)", fontsize=9)
