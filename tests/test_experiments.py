@@ -206,3 +206,38 @@ def test_vope_resolution_smoke(tmp_path):
     from model.checkpoint import read_meta
     assert read_meta(meta["runs"]["vope-s0"]["checkpoint"])["model"]["args"]["vope"] is True
     assert read_meta(meta["runs"]["rope-s0"]["checkpoint"])["model"]["args"]["vope"] is False
+
+
+# --------------------------------------------------------------------------- learning diagnostic
+def test_learning_diagnostic_scores_ground_truth_right_and_shuffled_at_chance():
+    """The diagnostic's scorer on rendered ground truth: every colour and shape right, and the
+    same images against deranged prompts no better than the derangement allows."""
+    from experiments import learning_diagnostic as ld
+    from tasks import shapes_world as sw
+    pr = ld.prompts()
+    assert len(pr) == 18 and len(set(pr)) == 18
+    images = [sw.render(sw.Scene([sw.Obj(s, c, 0.5, 0.5, 0.6)], sw.a(f"{c} {s}"), 32, 32, None, "colors"))
+              for c, s in pr]
+    r = ld.score(images, pr)
+    assert r["color"] == 1.0 and r["shape"] == 1.0
+    assert r["shuffled_color"] < 0.5 and r["shuffled_shape"] < 0.5
+
+
+def test_learning_diagnostic_runs_end_to_end_and_restores_the_world(tmp_path):
+    from experiments import learning_diagnostic as ld
+    from tasks import shapes_world as sw
+    size_before = sw._SIZE[1]
+    curve = ld.main(["--steps", "2", "--n", "24", "--eval_every", "2", "--reps", "1", "--gsteps", "2",
+                     "--fsteps", "2", "--threads", "1", "--obj_size", "0.5,0.6", "--heads", "2",
+                     "--base", "100", "--head_mul", "1", "--save", str(tmp_path / "d")])
+    assert [step for step, _ in curve] == [2]
+    assert all(0.0 <= v <= 1.0 for v in curve[0][1].values()) and len(curve[0][1]) == 4
+    assert sw._SIZE[1] == size_before  # --obj_size does not leak into the shared world
+    from PIL import Image
+    assert Image.open(tmp_path / "d_2.png").size == (32 * 18 * 3, 32 * 3)
+    assert set(torch_load(tmp_path / "d_2.pt")) == {"ema", "args"}
+
+
+def torch_load(path):
+    import torch
+    return torch.load(path, weights_only=False)
