@@ -98,7 +98,8 @@ def random_images(n: int, seed: int = 0) -> list:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--size", choices=["tiny", "2b"], default="tiny")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--max-new-tokens", type=int, default=77)

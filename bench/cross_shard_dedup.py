@@ -59,7 +59,7 @@ def dedup_child(lake: str, memory_limit: str, q) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--shards", type=int, default=100)
     ap.add_argument("--memory-limit", default="1GB")

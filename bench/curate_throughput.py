@@ -66,7 +66,7 @@ def production_overrides(tmp: str, clip_model: str) -> list[str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--n", type=int, default=384)
     ap.add_argument("--per-shard", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2)

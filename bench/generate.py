@@ -28,7 +28,8 @@ class LatentGrid(PixelTokenizer):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_common(p)
     p.add_argument("--steps", type=int, default=64)
     p.add_argument("--cfg", type=float, default=3.0)

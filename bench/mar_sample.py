@@ -46,7 +46,8 @@ def cpu_seconds(fn) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--mar-dir", default="/tmp/mar")
     p.add_argument("--size", choices=sorted(SIZES), default="tiny")
     p.add_argument("--grids", type=int, nargs="+", default=[8, 16, 32], help="tokens per side")

@@ -52,7 +52,8 @@ def cpu_cuda_calls() -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_common(p)
     p.add_argument("--mar-dir", default="/tmp/mar")
     p.add_argument("--size", choices=sorted(SIZES), default="base")

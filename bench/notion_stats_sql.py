@@ -48,7 +48,7 @@ def timed(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[float, tuple]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--rows", type=int, default=100_000_000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)

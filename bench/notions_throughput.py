@@ -33,7 +33,7 @@ def captions(n: int, unique: float, seed: int = 0) -> list[str]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--n", type=int, default=3000)
     ap.add_argument("--unique", type=float, default=1.0)
     ap.add_argument("--modes", nargs="+", default=["full", "chunks", "tagger"])

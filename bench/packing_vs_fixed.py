@@ -123,7 +123,8 @@ def run_stream(name: str, batches, model, opt, ema, args, dev, gen) -> dict:
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="h100")
     for k, v in PRESETS["h100"].items():
         p.add_argument("--" + k.replace("_", "-"), type=type(v), default=None, help=f"h100: {v}")

@@ -25,7 +25,8 @@ from model.text_encoder import TextStates
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", default="configs/demo_phase1.yaml")
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--steps", type=int, default=None, help="default: the config's evaluate.steps")

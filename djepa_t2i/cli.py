@@ -46,13 +46,26 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """``--help`` shows an option's default, unless its help already names one or there is none
+    worth printing (None, False, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        h = action.help or ""
+        if not h or "default" in h or not action.option_strings or action.default in (None, False, []) \
+                or action.default is argparse.SUPPRESS:
+            return h
+        return h + " (default: %(default)s)"
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The ``t2i`` parser; only ``command``'s module is imported to add its arguments."""
     p = Parser(prog="t2i", description="D-JEPA·T2I data + training pipeline")
     p.add_argument("--debug", action="store_true", help="show the traceback of a config/argument error")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
-        sp = sub.add_parser(name, help=help_, description=help_)
+        sp = sub.add_parser(name, help=help_, description=help_,
+                            formatter_class=DefaultsFormatter)
         sp.set_defaults(_module=module)
         # also accepted after the command; SUPPRESS keeps a `t2i --debug CMD` from being reset
         sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)

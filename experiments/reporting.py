@@ -74,7 +74,8 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
 def preset_parser(prog: str, doc: str, presets: dict, int_keys: tuple[str, ...], work: str
                   ) -> argparse.ArgumentParser:
     """The options both experiments share: a preset, integer overrides of it, seeds, paths."""
-    p = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0])
+    p = argparse.ArgumentParser(prog=prog, description=doc.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--preset", choices=sorted(presets), default="full")
     for k in int_keys:
         p.add_argument("--" + k.replace("_", "-"), type=int, dest=k)

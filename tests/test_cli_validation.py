@@ -180,3 +180,18 @@ def test_curate_on_a_read_only_lake_is_one_line(tmp_path, read_only_lake, runner
     p = t2i("--debug", "curate", str(tmp_path / "in"), "--lake", lake, *runner, cwd=tmp_path)
     assert p.returncode == 1 and p.stderr.strip().splitlines()[-1] == (
         f"warehouse.lake.LakeNotWritable: lake {lake!r} is not writable: {why}")
+
+
+def test_help_shows_defaults_once(capsys):
+    """``t2i COMMAND --help`` prints each option's default, and never twice when the help text
+    already names it."""
+    from djepa_t2i import cli
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", "--help"])
+    assert e.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "on this machine (default: 1)" in out
+    with pytest.raises(SystemExit):
+        cli.main(["generate", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--seed SEED (default: 0) --" in out and out.count("(default: 0) (default: 0)") == 0
