@@ -235,7 +235,9 @@ def plot_scores(path: str, results: dict, summary: dict, sets: dict) -> None:
         ax2.plot(x + (i - 1) * 0.27, [s["chance"].p for s in ss], "r_", markersize=14, mew=2,
                  label="best chance control" if i == 0 else None)
     ax2.set_xticks(x, list(sets))
-    ax2.set(ylabel="colour right, held-out seed (95% Wilson)", title="final", ylim=(0, 1.05))
+    # the bars' intervals count images only; the verdicts also resample seeds (wider)
+    ax2.set(ylabel="colour right, held-out seed (95% Wilson)", ylim=(0, 1.05),
+            title="final (error bars: images only; verdicts also count the seed spread)")
     ax2.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
