@@ -39,8 +39,8 @@ PRESETS = {
     "full": dict(n_images=20000, base=32, steps=4000, images=8, seeds=[0, 1, 2], batch=16,
                  loss_images=64, lr=1e-3, sampling=SAMPLING, model=MODEL),
     # 2 CPU cores, ~2 min per model: colour is learned at the trained sizes by 1,000 steps
-    "cpu": dict(n_images=2000, base=32, steps=1000, images=4, seeds=[0, 1, 2], batch=16, loss_images=16,
-                lr=1e-3, sampling=SAMPLING, model=MODEL),
+    "cpu": dict(n_images=2000, base=32, steps=1000, images=4, seeds=[0, 1, 2, 3, 4], batch=16,
+                loss_images=16, lr=1e-3, sampling=SAMPLING, model=MODEL),
     "smoke": dict(n_images=40, base=16, steps=2, images=1, seeds=[0], batch=4, loss_images=2, lr=1e-3,
                   sampling=dict(SAMPLING, steps=2, flow_steps=2), model=MODEL),
 }
