@@ -123,8 +123,8 @@ def _evaluators(cfg, image) -> list[Check]:
         out.append(_timed(Check("eval.clip", e.clip.backend, e.clip.weights), clipscore))
     if e.detector.backend != "none":
         def detect():
-            from ultralytics import YOLO
-            r = YOLO(e.detector.weights).predict(np.asarray(image)[:, :, ::-1], verbose=False)[0]
+            from tasks.yolo import yolo_class
+            r = yolo_class()(e.detector.weights).predict(np.asarray(image)[:, :, ::-1], verbose=False)[0]
             names = sorted({r.names[int(k)] for k in r.boxes.cls.tolist()}) if r.boxes is not None else []
             return f"{len(names)} classes detected: {', '.join(names[:5])}"
         out.append(_timed(Check("eval.detector", e.detector.backend, e.detector.weights), detect))

@@ -637,3 +637,13 @@ def test_an_unwritable_lake_fails_before_any_shard(tmp_path, cfg):
     with pytest.raises(LakeNotWritable) as e:
         run_plain(str(src), lake, cfg, progress=False)
     assert str(e.value) == f"lake {lake!r} is not writable: Not a directory"
+
+
+def test_garbage_keeps_its_reason_after_ultralytics_is_loaded():
+    """Loading YOLO (face filter, GenEval detector) must not change why garbage is refused:
+    ultralytics patches PIL.Image.open to pip-install pi-heif on unidentified bytes."""
+    from tasks.decode import DecodeError, decode_image
+    from tasks.yolo import yolo_class
+    yolo_class()
+    with pytest.raises(DecodeError, match=r"unrecognised bytes \(starts b'<html>"):
+        decode_image(b"<html><body>not a jpeg</body></html>", 10_000_000)

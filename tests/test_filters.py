@@ -89,7 +89,8 @@ def test_missing_weights_are_a_clear_config_error():
 
 
 def test_yolo_face_backend_random_model(tmp_path):
-    from ultralytics import YOLO
+    from tasks.yolo import yolo_class
+    YOLO = yolo_class()
     torch.manual_seed(0)
     p = tmp_path / "yolov8n-face.pt"
     YOLO("yolov8n.yaml").save(str(p))

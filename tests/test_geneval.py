@@ -67,8 +67,9 @@ def test_read_metadata(tmp_path):
 def test_yolo_and_clip_backends_run_from_local_random_weights(tmp_path):
     """Plumbing only: random weights in the production formats, loaded by path, inference runs."""
     import open_clip
-    from ultralytics import YOLO
     from tasks.evaluators.clipscore import CLIPScorer
+    from tasks.yolo import yolo_class
+    YOLO = yolo_class()
     torch.manual_seed(0)
     import yaml
     from ultralytics.utils import ROOT

@@ -64,7 +64,8 @@ class YoloDetector:
     """ultralytics YOLO from a local ``.pt``; class names from the checkpoint."""
 
     def __init__(self, weights: str, device: str = "auto"):
-        from ultralytics import YOLO
+        from tasks.yolo import yolo_class
+        YOLO = yolo_class()
         if not weights or not os.path.isfile(weights):
             raise FileNotFoundError(f"YOLO weights {weights!r}: not a local file (nothing is downloaded)")
         self.model = YOLO(weights)

@@ -63,9 +63,9 @@ class YoloFaces:
     name, backend, needs_clip = "face", "yolov8-face", False
 
     def __init__(self, cfg, device: str):
-        from ultralytics import YOLO
-
         from tasks.weights_formats import WeightsFormatError, detect, require_path
+        from tasks.yolo import yolo_class
+        YOLO = yolo_class()
         path = require_path(cfg.weights, "curate.face.weights")
         fmt = detect(path) if path.is_file() else "folder"
         if fmt != "torch":
