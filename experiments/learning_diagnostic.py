@@ -78,13 +78,8 @@ def scenes(a: argparse.Namespace) -> tuple[list[torch.Tensor], list[str]]:
         return lake_data(a)
     from tasks import shapes_world as sw
     rng, kinds = random.Random(0), a.kind.split(",")
-    old = sw._SIZE[1]
-    if a.obj_size:  # a knob of this diagnostic only: restored below
-        sw._SIZE[1] = tuple(float(v) for v in a.obj_size.split(","))
-    try:
-        drawn = [sw.sample_scene(rng, a.size, a.size, rng.choice(kinds)) for _ in range(a.n)]
-    finally:
-        sw._SIZE[1] = old
+    dist = sw.ShapesDistribution(lone_size=tuple(float(v) for v in a.obj_size.split(",")) if a.obj_size else None)
+    drawn = [sw.sample_scene(rng, a.size, a.size, rng.choice(kinds), dist) for _ in range(a.n)]
     return [to_tensor(sw.render(s)) for s in drawn], [s.caption for s in drawn]
 
 

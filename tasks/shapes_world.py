@@ -118,8 +118,11 @@ class ShapesDistribution:
     shapes: dict[str, float] = field(default_factory=dict)
     counts: dict[int, float] = field(default_factory=dict)
     relations: dict[str, float] = field(default_factory=dict)
+    lone_size: tuple[float, float] | None = None  # box side of a lone object (lo, hi); None: _SIZE[1]
 
     def __post_init__(self):
+        if self.lone_size is not None and not 0 < self.lone_size[0] <= self.lone_size[1] < 1:
+            raise ValueError(f"ShapesDistribution.lone_size: need 0 < lo <= hi < 1, got {self.lone_size}")
         for name, known in (("categories", CATEGORIES), ("colors", COLORS), ("shapes", SHAPES),
                             ("counts", COUNTS), ("relations", RELATIONS)):
             d = getattr(self, name)
@@ -173,11 +176,12 @@ def _separated(a: Obj, b: Obj, width: int, height: int) -> bool:
 
 
 def _place(rng: random.Random, specs: list[tuple[str, str]], width: int, height: int,
-           relation: str | None = None, tries: int = 2000) -> list[Obj]:
+           relation: str | None = None, tries: int = 2000,
+           lone_size: tuple[float, float] | None = None) -> list[Obj]:
     """Reject-sample sizes and centres until boxes fit inside the image with a margin, keep a gap,
     and (for two objects with a relation) GenEval's rule yields exactly ``relation``."""
     n = len(specs)
-    lo, hi = _SIZE[min(n, 4)]
+    lo, hi = lone_size if n == 1 and lone_size else _SIZE[min(n, 4)]
     short = min(width, height)
     # a lone subject stays inside the central short x short square; groups use the whole frame
     span_x, span_y = (short / width, short / height) if n == 1 else (1.0, 1.0)
@@ -253,7 +257,7 @@ def sample_scene(rng: random.Random, width: int, height: int, kind: str | None =
             caption = f"{a(f'{c1} {s1}')} {words} {a(f'{c2} {s2}')}"
             spec = _spec(kind, [{"class": s2, "count": 1},
                                 {"class": s1, "count": 1, "position": [relation, 0]}])
-    objs = _place(rng, specs, width, height, relation)
+    objs = _place(rng, specs, width, height, relation, lone_size=dist.lone_size)
     return Scene(objs, caption, width, height, relation, kind, spec)
 
 

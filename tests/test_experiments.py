@@ -235,9 +235,5 @@ def test_learning_diagnostic_runs_end_to_end_and_restores_the_world(tmp_path):
     assert sw._SIZE[1] == size_before  # --obj_size does not leak into the shared world
     from PIL import Image
     assert Image.open(tmp_path / "d_2.png").size == (32 * 18 * 3, 32 * 3)
-    assert set(torch_load(tmp_path / "d_2.pt")) == {"ema", "args"}
-
-
-def torch_load(path):
     import torch
-    return torch.load(path, weights_only=False)
+    assert set(torch.load(tmp_path / "d_2.pt", weights_only=False)) == {"ema", "args"}

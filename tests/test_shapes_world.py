@@ -111,3 +111,14 @@ def test_prompts_carry_id_notions_spec_and_ground_truth():
         sc = sw.Scene.from_json(p["scene"])
         assert sc.caption == p["prompt"] and sc.kind == p["category"] == p["spec"]["tag"]
         assert f"category={p['category']}" in p["notions"]
+
+
+def test_lone_size_sets_a_lone_objects_box_and_nothing_else():
+    dist = sw.ShapesDistribution(lone_size=(0.5, 0.55))
+    rng = random.Random(0)
+    lone = [sw.sample_scene(rng, 32, 48, "colors", dist).objects[0].size for _ in range(50)]
+    assert all(0.5 <= s <= 0.55 for s in lone)
+    pair = sw.sample_scene(random.Random(0), 64, 64, "two_object", dist).objects
+    assert all(0.22 <= o.size <= 0.32 for o in pair)  # groups keep the world's sizes
+    with pytest.raises(ValueError, match=r"lone_size: need 0 < lo <= hi < 1, got \(0.7, 0.5\)"):
+        sw.ShapesDistribution(lone_size=(0.7, 0.5))
