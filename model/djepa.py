@@ -277,7 +277,7 @@ def _cached_coords(h: int, w: int, vope: bool, fov: float, b: float | None) -> t
 # the feature predictor, one set of weights for condition and image tokens, and MAR's denoising
 # MLPs of 6/8/12 residual blocks (widths 1024/1280/1536 as in MAR-B/L/H). Trainable parameters
 # (the EMA target encoder excluded, as D-JEPA App. B counts them) land at 212M/687M/1.4B within a
-# few percent (tests/test_model_sizes.py). The T2I model is "an extension of D-JEPA-H" with 2.6B
+# few percent (tests/test_model_djepa.py). The T2I model is "an extension of D-JEPA-H" with 2.6B
 # parameters (§3.1): D-JEPA-H's blocks with separate text weights (Fig. 2b) double the
 # transformer to 2 x 1.26B, which with the head gives 2.6B.
 

@@ -3,8 +3,12 @@
 The "detector" is exact for the world's images: pixels are segmented by hue into the palette's
 colors (a saturation and value guard sends the light background, anti-aliased fringes and
 dark noise to nothing), connected components above a minimum area are objects, and a component's
-shape comes from its fill ratio of its bounding box (square 1.0, circle pi/4 = 0.785, triangle
-0.5), which stays separable down to ~10 px objects. The detections then go through GenEval's own
+shape comes from its outline: a triangle (the world's are apex-up) has its centroid low in its
+box; otherwise the component, holes filled, is compared with a box, an ellipse and a triangle of
+its own centroid and second moments, and the one it overlaps most (IoU) wins. Moment-matched
+templates keep a model's ragged square a square: the corner-fill test this replaced read 51 of
+72 drawn squares as circles, since one stray pixel widens a box and empties its corners
+(docs/experiments.md, "Reading shapes"). The detections then go through GenEval's own
 rules (``geneval_rules``): counts, colors, relative position by box centres.
 
 Every prompt carries its notions, so each image's score maps back to the notions it tested
@@ -33,8 +37,6 @@ MIN_SIDE = 0.14         # x short side: every world object's box is >= 0.18 of i
                         # token-sized patch (1/8 of the side) is no object
 RING = 0.1              # ring around a box, x its long side (>= 1 px), for the confidence
 TRIANGLE_CENTROID = 0.58  # centroid height / box height: measured 0.63-0.67 triangle, <= 0.53 others
-CORNER = 0.25           # corner triangles with legs of 0.25 x the box side...
-CORNER_FILL = 0.5       # ...filled at least this much: square (measured ~1.0), else circle (~0)
 EXTENT_MIN = 0.3        # thinner blobs are no shape at all
 MAX_ASPECT = 1.6        # every world shape has a square box; elongated blobs are not shapes
 # share of the image that may be clutter (neither plain background nor inside a detected
@@ -85,6 +87,34 @@ def confidence(labels: np.ndarray, comp_mask: np.ndarray, x: int, y: int, w: int
     return ring_bg ** 3 * clean
 
 
+def _filled(mask: np.ndarray) -> np.ndarray:
+    """The mask with its holes filled: a hole is texture, not outline."""
+    m = np.ascontiguousarray(mask, dtype=np.uint8)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(m, contours, -1, 1, thickness=-1)
+    return m.astype(bool)
+
+
+def template_iou(mask: np.ndarray) -> dict[str, float]:
+    """IoU of the filled mask with each world shape drawn with the mask's own centroid and
+    per-axis standard deviations (a uniform box of side L has sigma L/sqrt(12), an ellipse of
+    semi-axis a has a/2, an apex-up triangle of height h and base b has h/sqrt(18), b/sqrt(24)).
+    Moments of the whole mask move by a fraction of a pixel for a stray pixel or a notch, where
+    a bounding box moves by a pixel; a slightly oblong drawing is still matched by its shape."""
+    f = _filled(mask)
+    f = np.pad(f, max(f.shape))  # templates may reach past the component's box
+    ys, xs = np.nonzero(f)
+    cy, cx, sy, sx = ys.mean() + 0.5, xs.mean() + 0.5, max(ys.std(), 0.5), max(xs.std(), 0.5)
+    yy, xx = np.mgrid[0:f.shape[0], 0:f.shape[1]] + 0.5
+    h, b = np.sqrt(18) * sy, np.sqrt(24) * sx
+    down = (yy - (cy - 2 * h / 3)) / h  # 0 at the apex, 1 at the base
+    templates = {
+        "square": (np.abs(xx - cx) <= np.sqrt(3) * sx) & (np.abs(yy - cy) <= np.sqrt(3) * sy),
+        "circle": ((xx - cx) / (2 * sx)) ** 2 + ((yy - cy) / (2 * sy)) ** 2 <= 1,
+        "triangle": (down >= 0) & (down <= 1) & (np.abs(xx - cx) <= down * b / 2)}
+    return {name: float((f & t).sum() / (f | t).sum()) for name, t in templates.items()}
+
+
 def classify_shape(mask: np.ndarray) -> str | None:
     """Shape of one component given its mask cropped to its bounding box; None for blobs that
     are no world shape."""
@@ -92,15 +122,11 @@ def classify_shape(mask: np.ndarray) -> str | None:
     area = int(mask.sum())
     if max(w, h) > MAX_ASPECT * min(w, h) or area < EXTENT_MIN * w * h:
         return None
-    ys, xs = np.nonzero(mask)
+    ys, _ = np.nonzero(mask)
     if (ys.mean() + 0.5) / h >= TRIANGLE_CENTROID:
         return "triangle"
-    u = (np.arange(w) + 0.5) / w
-    v = (np.arange(h) + 0.5) / h
-    corner = (np.minimum(v, 1 - v)[:, None] + np.minimum(u, 1 - u)[None, :]) < CORNER
-    if not corner.any():
-        return "square" if area >= 0.9 * w * h else "circle"
-    return "square" if mask[corner].mean() >= CORNER_FILL else "circle"
+    iou = template_iou(mask)
+    return max(iou, key=iou.get)
 
 
 def _rgb(image: Image.Image | np.ndarray) -> np.ndarray:
