@@ -405,16 +405,6 @@ def require_writable(key: str, path: str | os.PathLike) -> None:
         raise ConfigError(f"{key}={str(path)!r}: {existing} is not writable (must be a writable directory)")
 
 
-def checked_lake(cfg: Config, lake: str | None = None, write: bool = True) -> str:
-    """The lake a step works on (``lake`` if given, else the config's), which must exist (a step
-    reads what earlier steps wrote) and, when the step appends to it, be writable."""
-    lake = lake or cfg.lake
-    require_dir("lake", lake)
-    if write:
-        require_writable("lake", lake)
-    return lake
-
-
 def resolve_device(name: str = "auto") -> str:
     """A configured device name: ``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
     if name != "auto":

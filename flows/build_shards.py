@@ -10,9 +10,10 @@ import djepa_t2i.env  # noqa: F401
 from djepa_t2i.cli_args import add_flow_arguments
 from prefect import flow, get_run_logger
 
-from djepa_t2i.config import Config, checked_lake, load_config, require_writable
+from djepa_t2i.config import Config, load_config, require_writable
 from tasks import shard_writer
 from warehouse.artifacts import publish_summary
+from warehouse.lake import checked_lake
 
 
 def checked(lake: str | None, out: str | None, config_path: str | None,

@@ -13,11 +13,12 @@ import json
 
 import djepa_t2i.env  # noqa: F401
 from djepa_t2i.cli_args import add_flow_arguments
-from djepa_t2i.config import Config, checked_lake, load_config, require_writable
+from djepa_t2i.config import Config, load_config, require_writable
 from prefect import flow, get_run_logger, task
 
 from training import evaluate as ce
 from warehouse.artifacts import publish_summary
+from warehouse.lake import checked_lake
 from warehouse.feedback_rule import publish_from_config
 
 

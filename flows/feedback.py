@@ -12,10 +12,11 @@ import json
 
 import djepa_t2i.env  # noqa: F401
 from djepa_t2i.cli_args import add_flow_arguments
-from djepa_t2i.config import checked_lake, load_config
+from djepa_t2i.config import load_config
 from prefect import flow, get_run_logger
 
 from warehouse.artifacts import publish_summary
+from warehouse.lake import checked_lake
 from warehouse.feedback_rule import publish_from_config
 
 

@@ -9,11 +9,12 @@ import json
 
 import djepa_t2i.env  # noqa: F401
 from djepa_t2i.cli_args import add_flow_arguments
-from djepa_t2i.config import Config, Notions, checked_lake, load_config
+from djepa_t2i.config import Config, Notions, load_config
 from prefect import flow, get_run_logger, task
 
 from tasks.notion_stats import extract_lake
 from warehouse.artifacts import publish_summary
+from warehouse.lake import checked_lake
 from warehouse.weights_v0 import SCHEDULE, Temper, publish_v0
 
 

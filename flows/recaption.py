@@ -12,11 +12,12 @@ import json
 
 import djepa_t2i.env  # noqa: F401
 from djepa_t2i.cli_args import add_flow_arguments
-from djepa_t2i.config import Recaption, checked_lake, load_config
+from djepa_t2i.config import Recaption, load_config
 from prefect import flow, get_run_logger, task
 
 from tasks.recaption import recaption
 from warehouse.artifacts import publish_summary
+from warehouse.lake import checked_lake
 
 
 @task(name="recaption-shards")

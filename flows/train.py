@@ -80,7 +80,7 @@ def run_training(config_path: str | None = None, overrides: list[str] | None = N
                  resume: str | None = "auto", steps: int | None = None,
                  on_line: Callable[[str], None] = print) -> dict:
     """The plain function under the flow: launch, supervise, record; raises on failure."""
-    cfg = checked_config(config_path, overrides)  # fail fast, before any process starts
+    cfg = checked_config(config_path, overrides, resume)  # fail fast, before any process starts
     run_id = cfg.train.run_id or Path(cfg.train.out).resolve().name
     cmd = launch_command(config_path, overrides, nproc, resume, steps)
     started = dt.datetime.now(dt.timezone.utc)
@@ -115,7 +115,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.flow:
-        checked_config(args.config, args.overrides)  # a config error is one line, not a failed flow run
+        checked_config(args.config, args.overrides, args.resume)  # a config error is one line, not a failed flow run
         train(args.config, args.overrides, args.nproc, args.resume)
         return 0
     if args.nproc > 1:

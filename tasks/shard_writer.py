@@ -17,7 +17,6 @@ import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc

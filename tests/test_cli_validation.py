@@ -35,6 +35,14 @@ def test_train_fixed_side_must_be_positive_or_null(tmp_path, side):
     assert not (tmp_path / "runs").exists()  # nothing was written
 
 
+def test_train_resume_from_a_missing_checkpoint_is_one_line(tmp_path):
+    (tmp_path / "lake" / "pairs").mkdir(parents=True)
+    p = t2i("train", "--resume", str(tmp_path / "nope"), "--set", f"lake={tmp_path / 'lake'}",
+            "--set", f"train.out={tmp_path / 'out'}", cwd=tmp_path)
+    assert one_line_error(p) == (f"t2i train: error: --resume {tmp_path / 'nope'}: not a complete "
+                                 "checkpoint (no COMPLETE marker)")
+
+
 def test_train_steps_and_lr_ranges_in_one_line(tmp_path):
     p = t2i("train", "--set", "train.steps=0", "--set", "train.lr=0", cwd=tmp_path)
     assert one_line_error(p) == (
@@ -90,6 +98,10 @@ def test_every_lake_command_checks_the_lake(tmp_path, capsys, cmd):
     said = capsys.readouterr()
     assert said.err == (f"t2i {cmd[0]}: error: lake='{tmp_path / 'nope'}': no such directory "
                         "(must be an existing directory)\n") and said.out == ""
+    (tmp_path / "home").mkdir()  # an existing folder that holds no lake is refused and left alone
+    assert main([*cmd, "--lake", str(tmp_path / "home")]) == 2
+    assert capsys.readouterr().err.startswith(f"t2i {cmd[0]}: error: lake='{tmp_path / 'home'}': not a lake")
+    assert list((tmp_path / "home").iterdir()) == []
 
 
 def test_bad_override_and_config_file(tmp_path, capsys):

@@ -46,8 +46,8 @@ def test_saved_queries(lake, capsys):
     for name in ("long_tail", "resolution_aspect", "source_profile"):
         assert main(["sql", "--query", name, "--lake", lake]) == 0
         assert "row" in capsys.readouterr().out.splitlines()[-1]
-    assert main(["sql", "--query", "nope", "--lake", lake]) == 1
-    assert "available: long_tail, resolution_aspect, source_profile, top_notions" in capsys.readouterr().err
+    assert main(["sql", "--query", "nope", "--lake", lake]) == 2
+    assert "t2i sql: error: no saved query 'nope'; available: long_tail, resolution_aspect, source_profile, top_notions" in capsys.readouterr().err
 
 
 def test_sql_errors_exit_1_with_message(lake, capsys):
@@ -119,3 +119,24 @@ def test_control_characters_are_escaped_and_a_missing_lake_fails(lake, capsys, t
     assert main(["sql", "SELECT 1", "--lake", str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err == (f"t2i sql: error: lake={str(tmp_path / 'nope')!r}: no such directory "
                                        "(must be an existing directory)\n")
+
+
+def test_names_and_errors_are_escaped_too(lake, capsys):
+    pivot = ("SELECT * FROM (SELECT chr(27) || '[31m' AS k, 1 AS v) "
+             "PIVOT (sum(v) FOR k IN (chr(27) || '[31m'))")
+    assert main(["sql", pivot, "--lake", lake]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "\\x1b[31m" and "\x1b" not in out
+    assert main(["sql", "SELECT CAST(chr(27) || '[2Jx' AS INT)", "--lake", lake]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("SQL error: ") and "\\x1b[2Jx" in err and "\x1b" not in err
+
+
+def test_a_folder_that_is_no_lake_is_refused_and_left_empty(lake, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["sql", "SELECT 1", "--lake", str(empty)]) == 2
+    assert capsys.readouterr().err.startswith(f"t2i sql: error: lake={str(empty)!r}: not a lake")
+    assert list(empty.iterdir()) == []
+    assert main(["sql", "SELECT 1", "--lake", lake, "--read", str(tmp_path / "nope.csv")]) == 2
+    assert "--read" in capsys.readouterr().err

@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from djepa_t2i.config import Config
 from warehouse import db
 from warehouse import lake as lk
 from warehouse import weights as wt
+
+
+def checked_lake(cfg: Config) -> str:
+    """The configured lake, which must be a lake and writable (a one-line ``ConfigError`` if not)."""
+    return lk.checked_lake(cfg)
 
 
 def read_index(lake: str) -> pa.Table:

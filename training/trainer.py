@@ -42,7 +42,7 @@ import torch
 import torch.distributed as dist
 
 import djepa_t2i.env  # noqa: F401
-from djepa_t2i.config import (Config, checked_lake, load_config, require_dir, require_writable,
+from djepa_t2i.config import (Config, ConfigError, load_config, require_dir, require_writable,
                               resolve_device)
 from training import checkpoints as ckpts
 from training import lake_io
@@ -475,11 +475,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int_at_least(1), help="stop at this step (default train.steps)")
 
 
-def checked_config(config_path: str | None, overrides: list[str] | None) -> Config:
+def checked_config(config_path: str | None, overrides: list[str] | None,
+                   resume: str | None = None) -> Config:
     """The validated config with the paths a run needs: the lake (its samples index; it receives
-    batch stats and checkpoint rows), a writable ``train.out`` and an existing ``init_from``."""
+    batch stats and checkpoint rows), a writable ``train.out``, an existing ``init_from`` and an
+    intact ``--resume`` checkpoint."""
     cfg = load_config(config_path, overrides)
-    checked_lake(cfg)
+    if resume and resume != "auto":
+        try:
+            ckpts.resolve_resume(resume, cfg.train.out)
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigError(str(e)) from None
+    lake_io.checked_lake(cfg)
     require_writable("train.out", cfg.train.out)
     if cfg.train.init_from:
         require_dir("train.init_from", cfg.train.init_from)
@@ -499,7 +506,7 @@ def train_main(args: argparse.Namespace) -> int:
                         format=f"%(asctime)s [rank {rank}] %(name)s: %(message)s", stream=sys.stdout,
                         force=True)  # importing prefect (t2i's CLI does) installs a WARNING root handler
     logging.getLogger("training.feedback_sampler").setLevel(logging.INFO)
-    cfg = checked_config(args.config, args.overrides)
+    cfg = checked_config(args.config, args.overrides, args.resume)
     tr = Trainer(cfg, resume=args.resume)
     try:
         tr.fit(args.steps)

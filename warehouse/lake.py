@@ -9,6 +9,7 @@ so a reader never sees half a file and a killed writer leaves no partial partiti
 """
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from typing import Any, Iterable
@@ -17,6 +18,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from djepa_t2i.config import Config, ConfigError, is_url, require_dir, require_writable
 from warehouse.schema import SCHEMAS
 
 _PART_RE = re.compile(r"^[A-Za-z0-9._=-]+$")
@@ -27,6 +29,25 @@ SCHEMA_FILE = "_schema.parquet"
 def _fs(lake: str) -> tuple[fsspec.AbstractFileSystem, str]:
     fs, root = fsspec.core.url_to_fs(str(lake))
     return fs, root.rstrip("/")
+
+
+def require_lake(key: str, path: str) -> None:
+    """``path`` must be a lake: a directory holding at least one of its tables. A step that reads
+    a lake would otherwise lay the warehouse's empty tables into any folder it is given."""
+    require_dir(key, path)
+    if not is_url(path) and not any(os.path.isdir(os.path.join(path, t)) for t in SCHEMAS):
+        raise ConfigError(f"{key}={str(path)!r}: not a lake (it holds none of the lake's tables, "
+                          "e.g. pairs/; `t2i curate` makes one)")
+
+
+def checked_lake(cfg: Config, lake: str | None = None, write: bool = True) -> str:
+    """The lake a step works on (``lake`` if given, else the config's), which must be a lake (a
+    step reads what earlier steps wrote) and, when the step appends to it, be writable."""
+    lake = lake or cfg.lake
+    require_lake("lake", lake)
+    if write:
+        require_writable("lake", lake)
+    return lake
 
 
 def table_dir(lake: str, table: str) -> str:

@@ -95,9 +95,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from djepa_t2i.config import require_dir, require_writable
+    from djepa_t2i.config import require_writable
+    from warehouse.lake import require_lake
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.lake)), "report")
-    require_dir("lake", args.lake)
+    require_lake("lake", args.lake)
     require_writable("--out", out)
     path = build_report(args.lake, out)
     print(f"report: {path}")

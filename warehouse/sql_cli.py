@@ -6,7 +6,8 @@
 Values given with ``--param`` are bound as parameters ($1, $2, ...), never pasted into the SQL.
 A bad statement prints DuckDB's message and exits 1, with no traceback. Statements run read-only
 (``warehouse.readonly``): only SELECTs, reading only the lake and the ``--read`` paths; cells are
-printed with control characters escaped.
+printed with control characters escaped, as are column names and error messages; CSV and JSON
+are escaped when printed to a terminal and left as data when piped.
 """
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ import argparse
 import csv
 import datetime as dt
 import json
+import os
 import sys
 from typing import Any, Sequence
 
 import duckdb
 
-from djepa_t2i.config import ConfigError, require_dir
+from djepa_t2i.config import ConfigError
 from warehouse import db, readonly
+from warehouse.lake import require_lake
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,11 +52,12 @@ def format_table(cols: Sequence[str], rows: Sequence[Sequence[Any]], max_width: 
         t = "NULL" if v is None else readonly.escape_controls(str(_cell(v)).replace("\n", " "))
         return t if len(t) <= max_width else t[: max_width - 1] + "…"
     cells = [[s(v) for v in r] for r in rows]
+    cols = [readonly.escape_controls(c) for c in cols]  # a PIVOT turns lake values into names
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(cols)]
     num = [all(isinstance(r[i], (int, float)) or r[i] is None for r in rows) for i in range(len(cols))]
     line = lambda vals: "  ".join(v.rjust(w) if n else v.ljust(w)  # noqa: E731
                                   for v, w, n in zip(vals, widths, num)).rstrip()
-    out = [line(list(cols)), line(["-" * w for w in widths])] + [line(r) for r in cells]
+    out = [line(cols), line(["-" * w for w in widths])] + [line(r) for r in cells]
     out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
     return "\n".join(out)
 
@@ -78,18 +82,21 @@ def run(args) -> int:
     try:
         sql = db.saved_query(args.query) if args.query else args.sql
     except KeyError as e:
-        print(f"error: {e.args[0]}", file=sys.stderr)
-        return 1
+        raise ConfigError(e.args[0]) from None
     params = list(args.param)
     if args.query:  # saved queries take optional positional params: pad with NULLs
         import re
         n = max([int(m) for m in re.findall(r"\$(\d+)", sql)] or [0])
         params += [None] * (n - len(params))
-    require_dir("lake", args.lake)
+    require_lake("lake", args.lake)
+    for path in args.read:
+        if not os.path.exists(path):
+            raise ConfigError(f"--read {path!r}: no such file or directory (must exist)")
     try:
         cols, rows = readonly.query(args.lake, sql, params, args.read)
     except duckdb.Error as e:
-        print(f"SQL error: {' '.join(str(e).split())}", file=sys.stderr)
+        # DuckDB quotes the offending value, which may be a hostile caption
+        print(f"SQL error: {readonly.escape_controls(' '.join(str(e).split()))}", file=sys.stderr)
         return 1
     text = render(cols, rows, args.format, args.max_width)
     if args.format != "table" and sys.stdout.isatty():  # table cells are escaped already
