@@ -1,8 +1,8 @@
 """The experiments' benchmark at CPU scale: is the object's colour the one the prompt names?
 
 At 32 px the tiny model learns colour within minutes and shape barely (docs/experiments.md, "Does
-the model learn?": colour right 0.97-1.00 by 600-2,000 steps, shape 0.36-0.42 with chance 0.33),
-so a shapes-geneval "colors" item (right shape *and* colour) mostly measures shape luck. This
+the model learn?": colour right 0.97-1.00 by 600-2,000 steps, shape 0.36-0.42 with chance 0.33,
+as the earlier corner-test reader read shapes), so a shapes-geneval "colors" item (right shape *and* colour) mostly measures shape luck. This
 benchmark keeps GenEval's layout (prompts x images, one row per notion, chance controls) and
 scores only the colour: every "a <colour> <shape>" prompt, ``images_per_prompt`` seeded images,
 each read by ``training.draw_check.read`` (the dominant palette colour, shapes-geneval's hue
