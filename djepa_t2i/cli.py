@@ -11,6 +11,7 @@ the key and what is allowed, exit code 2 (argparse's convention), before any wor
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import sys
 from typing import NoReturn
@@ -75,6 +76,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # a real command line (not a test calling in): a native crash such as an
+        faulthandler.enable()  # abort in a library's thread pool at exit prints Python's stacks
     argv = sys.argv[1:] if argv is None else argv
     sys.argv = [sys.argv[0]] + argv
     parser = build_parser(next((a for a in argv if not a.startswith("-")), None))

@@ -207,3 +207,11 @@ def test_help_shows_defaults_once(capsys):
         cli.main(["generate", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "--seed SEED (default: 0) --" in out and out.count("(default: 0) (default: 0)") == 0
+
+
+def test_a_real_command_line_reports_native_crashes(tmp_path):
+    """An abort in a native thread pool (seen once at exit of a curate rerun) prints Python's stacks."""
+    code = ("import sys, faulthandler\nsys.argv = ['t2i', 'sql', '--help']\nfrom djepa_t2i.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\nprint('enabled', faulthandler.is_enabled())")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.stdout.strip().endswith("enabled True"), p.stderr[-500:]
