@@ -24,7 +24,6 @@ import torch
 import djepa_t2i.env  # noqa: F401  offline environment
 
 
-
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m experiments.learning_diagnostic", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -112,22 +111,10 @@ def prompts() -> list[tuple[str, str]]:
     return [(c, s) for c in sw.COLORS for s in sw.SHAPES]
 
 
-def score(images: list, pr: list[tuple[str, str]]) -> dict[str, float]:
-    """Colour/shape right, and the same images against a deranged prompt list (chance)."""
-    from tasks.evaluators.controls import derangement
-    from training.draw_check import read
-    perm = derangement(len(pr), seed=0)
-    hits = np.zeros(4)
-    for i, im in enumerate(images):
-        col, shp = read(im)
-        (c, s), (c2, s2) = pr[i], pr[perm[i]]
-        hits += [col == c, shp == s, col == c2, shp == s2]
-    return dict(zip(("color", "shape", "shuffled_color", "shuffled_shape"), hits / len(images)))
-
-
 def evaluate(a, m, ema, te, step: int) -> dict[str, float]:
     """Generate every prompt ``reps`` times with the EMA weights, score, restore the live weights."""
     from tasks import shapes_world as sw
+    from training.draw_check import save_grid, score
     from training.generation import tensor_to_image
     live = {k: v.clone() for k, v in m.state_dict().items()}
     m.load_state_dict({**live, **ema.state_dict()}, strict=False)
@@ -141,21 +128,11 @@ def evaluate(a, m, ema, te, step: int) -> dict[str, float]:
     m.train()
     r = score(images, pr)
     print(f"EVAL step {step}: color {r['color']:.2f} shape {r['shape']:.2f} | shuffled color "
-          f"{r['shuffled_color']:.2f} shape {r['shuffled_shape']:.2f} | gen {time.time() - t0:.1f}s", flush=True)
+          f"{r['color_shuffled']:.2f} shape {r['shape_shuffled']:.2f} | gen {time.time() - t0:.1f}s", flush=True)
     if a.save:
         torch.save({"ema": ema.state_dict(), "args": vars(a)}, f"{a.save}_{step}.pt")
-        save_grid(images, a.size, f"{a.save}_{step}.png")
+        save_grid(images, len(prompts()), f"{a.save}_{step}.png")
     return r
-
-
-def save_grid(images: list, S: int, path: str) -> None:
-    """One row per repetition, one column per prompt, 3x nearest-neighbour."""
-    from PIL import Image
-    rows = (len(images) + 17) // 18
-    grid = Image.new("RGB", (S * 18, S * rows))
-    for i, im in enumerate(images):
-        grid.paste(im, ((i % 18) * S, (i // 18) * S))
-    grid.resize((S * 18 * 3, S * rows * 3), Image.NEAREST).save(path)
 
 
 def main(argv: list[str] | None = None) -> list[tuple[int, dict[str, float]]]:

@@ -67,10 +67,11 @@ def _manifest(stage: Path) -> dict[str, list]:
     return files
 
 
-def damage(path: str | Path) -> str | None:
+def damage(path: str | Path, hashes: bool = True) -> str | None:
     """Why a checkpoint must not be used (a file missing, cut short or changed since its
     ``COMPLETE`` marker recorded sizes and sha256), or None. Markers written before sizes were
-    recorded carry no ``files`` and are trusted as before."""
+    recorded carry no ``files`` and are trusted as before. ``hashes=False`` checks sizes only:
+    a pre-flight check that does not read a multi-GB checkpoint once more."""
     p = Path(path)
     try:
         files = json.loads((p / COMPLETE).read_text()).get("files")
@@ -82,6 +83,8 @@ def damage(path: str | Path) -> str | None:
             return f"{rel}: missing"
         if f.stat().st_size != size:
             return f"{rel}: {f.stat().st_size} bytes, {size} recorded (truncated or overwritten)"
+        if not hashes:
+            continue
         with open(f, "rb") as fh:
             if hashlib.file_digest(fh, "sha256").hexdigest() != sha:
                 return f"{rel}: sha256 differs from the recorded one (corrupted)"
@@ -98,8 +101,9 @@ def latest(out: str) -> Path | None:
     return None
 
 
-def resolve_resume(resume: str | None, out: str) -> Path | None:
-    """``auto`` -> the latest complete checkpoint (None for a fresh start); a path must be complete."""
+def resolve_resume(resume: str | None, out: str, hashes: bool = True) -> Path | None:
+    """``auto`` -> the latest complete checkpoint (None for a fresh start); a path must be complete
+    and intact (``hashes``: see :func:`damage`)."""
     if not resume:
         return None
     if resume == "auto":
@@ -107,7 +111,7 @@ def resolve_resume(resume: str | None, out: str) -> Path | None:
     p = Path(resume)
     if not (p / COMPLETE).exists():
         raise FileNotFoundError(f"--resume {resume}: not a complete checkpoint (no {COMPLETE} marker)")
-    if why := damage(p):
+    if why := damage(p, hashes):
         raise ValueError(f"--resume {resume}: damaged checkpoint: {why}")
     return p
 

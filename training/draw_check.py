@@ -44,19 +44,25 @@ def check(ckpt: str, seeds: int = 4, device: str = "cpu", grid: str | None = Non
     for k in range(seeds):
         batch = ps[k * len(prompts()):(k + 1) * len(prompts())]
         images += gen([p for _, _, p in batch], s, seed=k)
-    got = [read(im) for im in images]
-    perm = controls.derangement(len(ps), seed=0)
-    n = len(ps)
-    out = {"images": n, "settings": {k: v for k, v in s.items()},
-           "color": sum(g[0] == p[0] for g, p in zip(got, ps)) / n,
-           "shape": sum(g[1] == p[1] for g, p in zip(got, ps)) / n,
-           "color_shuffled": sum(got[i][0] == ps[perm[i]][0] for i in range(n)) / n,
-           "shape_shuffled": sum(got[i][1] == ps[perm[i]][1] for i in range(n)) / n,
+    out = {"images": len(ps), "settings": {k: v for k, v in s.items()},
+           **score(images, [(c, sh) for c, sh, _ in ps]),
            "chance": {"color": 1 / len(COLORS), "shape": 1 / len(SHAPES)}}
     if grid:
         save_grid(images, len(prompts()), grid)
         out["grid"] = grid
     return out
+
+
+def score(images: list[Image.Image], pairs: list[tuple[str, str]]) -> dict[str, float]:
+    """Share of images with the prompted (colour, shape), and the same images against a
+    derangement of the prompts: a model that ignores the text sits at chance there."""
+    got = [read(im) for im in images]
+    perm = controls.derangement(len(pairs), seed=0)
+    n = len(pairs)
+    return {"color": sum(g[0] == p[0] for g, p in zip(got, pairs)) / n,
+            "shape": sum(g[1] == p[1] for g, p in zip(got, pairs)) / n,
+            "color_shuffled": sum(got[i][0] == pairs[perm[i]][0] for i in range(n)) / n,
+            "shape_shuffled": sum(got[i][1] == pairs[perm[i]][1] for i in range(n)) / n}
 
 
 def save_grid(images: list[Image.Image], cols: int, path: str, scale: int = 3) -> None:

@@ -478,12 +478,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def checked_config(config_path: str | None, overrides: list[str] | None,
                    resume: str | None = None) -> Config:
     """The validated config with the paths a run needs: the lake (its samples index; it receives
-    batch stats and checkpoint rows), a writable ``train.out``, an existing ``init_from`` and an
-    intact ``--resume`` checkpoint."""
+    batch stats and checkpoint rows), a writable ``train.out``, an existing ``init_from`` and a
+    complete ``--resume`` checkpoint of the recorded sizes (the rank verifies its hashes once)."""
     cfg = load_config(config_path, overrides)
     if resume and resume != "auto":
         try:
-            ckpts.resolve_resume(resume, cfg.train.out)
+            ckpts.resolve_resume(resume, cfg.train.out, hashes=False)
         except (FileNotFoundError, ValueError) as e:
             raise ConfigError(str(e)) from None
     lake_io.checked_lake(cfg)

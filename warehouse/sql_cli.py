@@ -15,13 +15,12 @@ import argparse
 import csv
 import datetime as dt
 import json
-import os
 import sys
 from typing import Any, Sequence
 
 import duckdb
 
-from djepa_t2i.config import ConfigError
+from djepa_t2i.config import ConfigError, require_exists
 from warehouse import db, readonly
 from warehouse.lake import require_lake
 
@@ -90,8 +89,7 @@ def run(args) -> int:
         params += [None] * (n - len(params))
     require_lake("lake", args.lake)
     for path in args.read:
-        if not os.path.exists(path):
-            raise ConfigError(f"--read {path!r}: no such file or directory (must exist)")
+        require_exists("--read", path)
     try:
         cols, rows = readonly.query(args.lake, sql, params, args.read)
     except duckdb.Error as e:
