@@ -18,8 +18,7 @@ from djepa_t2i.config import Config
 from tasks import img2dataset_meta as i2d
 from tasks import shard_format as sf
 from tasks import shards as sh
-from tasks.curate_rows import (AccountingError, PairRows, ShardOutput, score_row, shard_base, shard_run_row,
-                               storable)
+from tasks.curate_rows import AccountingError, PairRows, ShardOutput, score_row, shard_base, shard_run_row, storable
 from tasks.decode import header_pixels
 from tasks.model_cache import Pipeline, load_pipeline
 from tasks.pair_admission import Admission
