@@ -180,7 +180,7 @@ def test_global_batch_accumulates_micro_batches_and_resumes_exactly(data):
     # each step consumed the samples of two micro-batches of the unaccumulated stream
     assert [h["keys"] for h in hist] == [alone[i]["keys"] + alone[i + 1]["keys"] for i in range(0, 8, 2)]
     assert all(h["tokens"] <= 128 for h in hist)
-    b, again = run(tiny_cfg(lake, str(root / "run_accum_b"), **{"train.global_batch": 128, "train.steps": 4}),
+    _, again = run(tiny_cfg(lake, str(root / "run_accum_b"), **{"train.global_batch": 128, "train.steps": 4}),
                    resume=os.path.join(out, "checkpoints", "step_00000002"))
     assert [(h["keys"], h["loss"]) for h in again] == [(h["keys"], h["loss"]) for h in hist[2:]]
     with pytest.raises(ConfigError, match="use a multiple of 64"):
