@@ -20,7 +20,7 @@ Measured per size: colour right (``experiments.colour_eval``) with Wilson interv
 controls, and the held-out loss (the training objective on held-out scenes at that size, a
 signal that exists before anything is drawn). Fig. 4a's analytic comparison (the rotary
 relative-position decay of each scheme) is drawn by ``plot_decay``. Verdicts on bootstrap
-intervals (``experiments.verdicts``). Writes ``<results>/vope_resolution.{csv,json,md,png}``,
+intervals (``experiments.verdicts``). Writes ``<results>/vope_resolution.{parquet,json,md,png}``,
 ``vope_decay.png`` and ``vope_resolution_samples_<arm>.png``.
 """
 from __future__ import annotations
