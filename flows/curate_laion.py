@@ -18,7 +18,7 @@ import uuid
 
 import djepa_t2i.env  # noqa: F401  (offline environment before library imports)
 from djepa_t2i.cli_args import add_config_arguments, int_at_least
-from djepa_t2i.config import Config, load_config, require_dir
+from djepa_t2i.config import Config, ConfigPaths, load_config, require_dir
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
@@ -39,7 +39,7 @@ def check_paths(input_dir: str, lake: str) -> None:
     ensure_writable(lake)
 
 
-def checked_config(input_dir: str, lake: str, config_path: str | None, overrides: list[str] | None) -> Config:
+def checked_config(input_dir: str, lake: str, config_path: ConfigPaths, overrides: list[str] | None) -> Config:
     """The validated config, with :func:`check_paths` passed."""
     cfg = load_config(config_path, overrides)
     check_paths(input_dir, lake)
@@ -116,7 +116,7 @@ def task_runner(cfg: Config) -> DaskTaskRunner:
                                           "processes": True, "dashboard_address": None})
 
 @flow(name="curate-laion", log_prints=True)
-def curate_laion(input_dir: str, lake: str, config_path: str | None = None,
+def curate_laion(input_dir: str, lake: str, config_path: ConfigPaths = None,
                  overrides: list[str] | None = None, progress: bool = False) -> dict:
     """Curate every img2dataset shard under ``input_dir`` into the lake at ``lake``."""
     cfg = checked_config(input_dir, lake, config_path, overrides)

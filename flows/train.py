@@ -22,7 +22,7 @@ from typing import Callable
 
 import djepa_t2i.env  # noqa: F401
 from djepa_t2i.cli_args import int_at_least
-from djepa_t2i.config import load_config
+from djepa_t2i.config import ConfigPaths, config_list, load_config
 from prefect import flow, get_run_logger
 
 from training.trainer import add_arguments as trainer_arguments
@@ -31,11 +31,11 @@ from training.trainer import checked_config, train_main
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def launch_command(config_path: str | None, overrides: list[str] | None, nproc: int = 1,
+def launch_command(config_path: ConfigPaths, overrides: list[str] | None, nproc: int = 1,
                    resume: str | None = "auto", steps: int | None = None) -> list[str]:
     args = []
-    if config_path:
-        args += ["--config", str(config_path)]
+    for path in config_list(config_path):
+        args += ["--config", path]
     for o in overrides or []:
         args += ["--set", o]
     if resume:
@@ -76,7 +76,7 @@ def record_run(lake: str, run_id: str, row: dict) -> None:
     lk.write_partition(lake, "train_runs", f"{run_id}-{row['started_at']:%Y%m%dT%H%M%S}", [row])
 
 
-def run_training(config_path: str | None = None, overrides: list[str] | None = None, nproc: int = 1,
+def run_training(config_path: ConfigPaths = None, overrides: list[str] | None = None, nproc: int = 1,
                  resume: str | None = "auto", steps: int | None = None,
                  on_line: Callable[[str], None] = print) -> dict:
     """The plain function under the flow: launch, supervise, record; raises on failure."""
@@ -98,7 +98,7 @@ def run_training(config_path: str | None = None, overrides: list[str] | None = N
 
 
 @flow(name="train")
-def train(config_path: str | None = None, overrides: list[str] | None = None, nproc: int = 1,
+def train(config_path: ConfigPaths = None, overrides: list[str] | None = None, nproc: int = 1,
           resume: str | None = "auto") -> dict:
     from warehouse.artifacts import publish_summary
     log = get_run_logger()

@@ -42,7 +42,7 @@ import torch
 import torch.distributed as dist
 
 import djepa_t2i.env  # noqa: F401
-from djepa_t2i.config import (Config, ConfigError, load_config, require_dir, require_writable,
+from djepa_t2i.config import (Config, ConfigError, ConfigPaths, load_config, require_dir, require_writable,
                               resolve_device)
 from training import checkpoints as ckpts
 from training import lake_io
@@ -475,7 +475,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int_at_least(1), help="stop at this step (default train.steps)")
 
 
-def checked_config(config_path: str | None, overrides: list[str] | None,
+def checked_config(config_path: ConfigPaths, overrides: list[str] | None,
                    resume: str | None = None) -> Config:
     """The validated config with the paths a run needs: the lake (its samples index; it receives
     batch stats and checkpoint rows), a writable ``train.out``, an existing ``init_from`` and a
