@@ -136,6 +136,14 @@ def read_table(lake: str, table: str, parts: list[str] | None = None) -> pa.Tabl
     return pa.concat_tables(tables)
 
 
+def drop_orphan_temps(lake: str, table: str, part: str) -> None:
+    """Remove the temporary files a killed writer of ``part`` left beside ``table``'s partitions
+    (readers already ignore them; a rewrite of the partition clears them)."""
+    fs, root = _fs(lake)
+    for p in fs.glob(f"{root}/{table}/.{part}.*.tmp"):
+        fs.rm(p)
+
+
 def delete_partition(lake: str, table: str, part: str) -> None:
     fs, root = _fs(lake)
     p = f"{root}/{table}/{part}.parquet"
