@@ -274,7 +274,11 @@ class Train(Section):
     ema: float = Field(0.9999, ge=0, le=1)  # EMA of all weights (the copy evaluation uses; App. B)
     target_ema: float = Field(0.9999, ge=0, le=1)  # target encoder phi-bar <- EMA of phi (Eq. 3)
     betas: tuple[float, float] = (0.9, 0.95)
-    token_budget: int = Field(4096, ge=16)
+    token_budget: int = Field(4096, ge=16)  # image tokens of one rank's micro-batch
+    # per optimizer step, on any number of ranks: images in phase 1 (fixed_side; §3.1: 2048),
+    # image tokens in phase 2; = world x accumulation x micro-batch (training/grad_accum.py).
+    # None: one micro-batch per rank per step (the global batch grows with the ranks)
+    global_batch: int | None = Field(None, ge=1)
     max_image_tokens: int = Field(4096, ge=1)
     resolution: TruncNorm = TruncNorm()
     # phase 1 (Supp. §7): short side resized to this, then a centre crop to a square of it;
