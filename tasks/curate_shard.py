@@ -143,8 +143,14 @@ def _run_stage(stage: Stage, batch: Batch, pipeline: Pipeline, out: ShardOutput,
         if todo:
             for cd, e in zip(todo, pipeline.clip([cd.image for cd in todo])):
                 cd.emb = e
+    columns = [set(cd.row) for cd in batch.cands]
+    results = stage.process(batch)
+    if len(results) != len(batch.cands):
+        raise AccountingError(f"stage {stage.name!r} gave {len(results)} results for {len(batch.cands)} pairs")
     keep = []
-    for cd, r in zip(batch.cands, stage.process(batch)):
+    for cd, r, before in zip(batch.cands, results, columns):
+        if undeclared := set(cd.row) - before - set(stage.writes):
+            raise AccountingError(f"stage {stage.name!r} wrote {sorted(undeclared)}, not in its writes")
         out.scores.append(score_row(batch.shard, cd.key, stage, r))
         if r.passed:
             keep.append(cd)

@@ -27,6 +27,8 @@ IMAGE, CAPTION, KEY, ROW, CLIP_EMBEDDING = "image", "caption", "key", "row", "cl
 READS = frozenset({IMAGE, CAPTION, KEY, ROW, CLIP_EMBEDDING})
 SKIPPED_NO_CLIP = "skipped: needs CLIP weights (curate.clip_weights)"
 S = TypeVar("S", bound=BaseModel)
+# the pairs columns the runner sets from a stage's Result (and the shard's), never the stage itself
+RUNNER_COLUMNS = frozenset({"shard", "source_path", "run_id", "created_at", "key", "status", "stage", "reason", "score"})
 
 
 @dataclass
@@ -160,8 +162,9 @@ def _checked(stage: Stage, name: str) -> Stage:
                           f"(got {type(stage).__name__})")
     if unknown := set(stage.reads) - READS:
         raise ConfigError(f"stage {name!r} reads {sorted(unknown)}; a stage reads some of {sorted(READS)}")
-    if unknown := set(stage.writes) - set(SCHEMAS["pairs"].names):
-        raise ConfigError(f"stage {name!r} writes {sorted(unknown)}, which are no pairs columns")
+    if bad := set(stage.writes) - (set(SCHEMAS["pairs"].names) - RUNNER_COLUMNS):
+        raise ConfigError(f"stage {name!r} writes {sorted(bad)}: a stage writes pairs columns other than "
+                          f"{', '.join(sorted(RUNNER_COLUMNS))} (the runner's)")
     return stage
 
 

@@ -110,3 +110,48 @@ def test_a_new_stages_settings_are_checked_in_one_line(greyscale_example):
 def test_stage_names_and_entries_are_config_errors(override, why):
     with pytest.raises(ConfigError, match=re.escape(why)):
         load_config(overrides=[override])
+
+
+_STAGE = '''
+from tasks.stages import FilterStage, Result
+
+
+class Broken(FilterStage):
+    name, backend, writes = "broken", "test", WRITES
+
+    def process(self, batch):
+        for cd in batch.cands:
+            cd.row["phash"] = "0"
+        return [Result(0.0, True) for _ in batch.cands[SKIP:]]
+
+
+def build(cfg):
+    return Broken()
+'''
+
+
+def _stage_module(tmp_path, monkeypatch, module: str, writes: tuple, skip: int = 0) -> list[str]:
+    """A stage ``broken`` from a module written here: it writes ``phash`` and skips ``skip`` results."""
+    (tmp_path / f"{module}.py").write_text(_STAGE.replace("WRITES", repr(writes)).replace("SKIP", str(skip)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return ["curate.order=[resolution,broken]", f"curate.stages.broken.module={module}"]
+
+
+def test_a_stage_may_write_only_its_own_pairs_columns(tmp_path, monkeypatch):
+    cfg = load_config(overrides=_stage_module(tmp_path, monkeypatch, "writes_status", ("status", "phash")))
+    with pytest.raises(ConfigError) as e:
+        declare_stages(cfg)
+    assert str(e.value) == ("stage 'broken' writes ['status']: a stage writes pairs columns other than created_at, "
+                            "key, reason, run_id, score, shard, source_path, stage, status (the runner's)")
+
+
+@pytest.mark.parametrize("module, writes, skip, why", [
+    ("one_result_short", ("phash",), 1, "stage 'broken' gave 1 results for 2 pairs"),
+    ("undeclared_write", (), 0, "stage 'broken' wrote ['phash'], not in its writes"),
+])
+def test_a_stage_that_breaks_its_declaration_quarantines_its_shard(tmp_path, monkeypatch, module, writes, skip, why):
+    cfg = load_config(overrides=_stage_module(tmp_path, monkeypatch, module, writes, skip))
+    out = process_shard(write(str(tmp_path), pair("0001") + pair("0002")), cfg)
+    why = f"shard failed, its pairs quarantined: AccountingError: {why}"
+    assert [(p["key"], p["status"], p["reason"]) for p in out.pairs] == [("0001", "quarantined", why),
+                                                                         ("0002", "quarantined", why)]
