@@ -12,8 +12,7 @@ import tempfile
 
 import pyarrow as pa
 
-from tasks.curate import shard_done
-from tasks.curate_rows import count_statuses
+from tasks.curate_rows import count_statuses, shard_done
 from tasks.filters.dedup import cross_shard_hits
 from warehouse import db
 from warehouse import lake as lk
