@@ -10,6 +10,7 @@ to one step; model-backed steps name their ``backend`` and, for production backe
 from __future__ import annotations
 
 from pathlib import Path
+import math
 import os
 import re
 from types import UnionType
@@ -312,6 +313,16 @@ class Train(Section):
             raise ValueError(f"max_image_tokens ({self.max_image_tokens}) must be <= token_budget "
                              f"({self.token_budget})")
         return self
+
+
+def auto_steps(tokens: int) -> int:
+    """Generalized next-token steps for an image of ``tokens`` tokens, by the paper's guidance
+    (§3.1 "High-resolution Image Sampling"): 64 at 256² (256 tokens at stride 16), "approximately
+    100" at 2K-4K (16,384-65,536 tokens). Between them 6 more per doubling of the token count
+    (64 + 6 x log2(16384 / 256) = 100), 100 above; below 256 tokens 64, never more than the tokens."""
+    if tokens <= 256:
+        return max(1, min(64, tokens))
+    return min(100, round(64 + 6 * math.log2(tokens / 256)))
 
 
 class Evaluate(Section):
