@@ -93,8 +93,8 @@ class TextEncoder:
         return cls(cfg.weights, cfg.backend, cfg.device, dtype=cfg.dtype)
 
     def describe(self) -> dict:
-        from model.encoder_paths import encoder_name
-        return {"backend": self.backend, "name": encoder_name(self.path), "path": self.path, "dim": self.dim,
+        from model.encoder_paths import encoder_name, recorded_path
+        return {"backend": self.backend, "name": encoder_name(self.path), "path": recorded_path(self.path), "dim": self.dim,
                 "model_type": self.model.config.model_type, "dtype": self.dtype}
 
     @torch.no_grad()

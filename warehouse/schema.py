@@ -93,5 +93,6 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("created_at", TS), ("prompt", S), ("image_index", I), ("seed", I), ("notion_kind", S),
         ("reason", S), ("weights_version", S), ("params", S),
         ("control", S),  # NULL: the model's image; else the chance control it scores
+        ("clipscore", F),  # the model's image vs its prompt, 0-100 (evaluate.clip set; else NULL)
     ]),
 }
