@@ -72,16 +72,22 @@ def sample_sde(velocity: Velocity, x: torch.Tensor, ts: torch.Tensor, a: float,
     """Integrate the SDE from ``x`` (noise, t = ts[0]) along ``ts``; ``velocity(x, t)`` -> v.
 
     Returns the end point, the trajectory (steps + 1, n, d) and each step's log-probability
-    (steps, n): the record GRPO re-scores under the updated policy."""
+    (steps, n): the record GRPO re-scores under the updated policy. ``a = 0`` is the ODE's Euler
+    sampler (no noise drawn, so the generator advances as ``FlowHead.sample``'s does); its steps
+    have no density and their log-probabilities are recorded as 0."""
     sig = sde_sigmas(ts, a)
     xs, logps = [x], []
     for j in range(len(ts) - 1):
         t, dt = ts[j], ts[j + 1] - ts[j]
         mean = sde_mean(x, velocity(x, t), t, dt, sig[j])
-        std = sig[j] * dt.sqrt()
-        x = mean + std * torch.randn(x.shape, device=x.device, generator=generator)
+        if a == 0:
+            x = mean
+            logps.append(torch.zeros(x.shape[0], device=x.device))
+        else:
+            std = sig[j] * dt.sqrt()
+            x = mean + std * torch.randn(x.shape, device=x.device, generator=generator)
+            logps.append(gaussian_log_prob(x, mean, std))
         xs.append(x)
-        logps.append(gaussian_log_prob(x, mean, std))
     return x, torch.stack(xs), torch.stack(logps)
 
 
