@@ -35,7 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("flows.demo", "the whole loop on the embedded default"),
     "convert-weights": ("tasks.convert_weights", "convert OpenAI CLIP TorchScript / Keras NSFW weights to safetensors"),
     "check-backends": ("tasks.check_backends", "load every configured backend and run it on one image"),
-    "serve": ("flows.serve", "the local Prefect server, work pool, deployments and worker (start|stop|status|demo)"),
+    "rehearsal-weights": ("tasks.rehearsal_weights", "write every production backend's weights, tiny, in the published formats"),
+    "serve": ("djepa_t2i.serve.cli", "the local Prefect server, work pool, deployments and worker (start|stop|status|demo)"),
 }
 
 

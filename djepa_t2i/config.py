@@ -274,7 +274,11 @@ class Train(Section):
     ema: float = Field(0.9999, ge=0, le=1)  # EMA of all weights (the copy evaluation uses; App. B)
     target_ema: float = Field(0.9999, ge=0, le=1)  # target encoder phi-bar <- EMA of phi (Eq. 3)
     betas: tuple[float, float] = (0.9, 0.95)
-    token_budget: int = Field(4096, ge=16)
+    token_budget: int = Field(4096, ge=16)  # image tokens of one rank's micro-batch
+    # per optimizer step, on any number of ranks: images in phase 1 (fixed_side; §3.1: 2048),
+    # image tokens in phase 2; = world x accumulation x micro-batch (training/grad_accum.py).
+    # None: one micro-batch per rank per step (the global batch grows with the ranks)
+    global_batch: int | None = Field(None, ge=1)
     max_image_tokens: int = Field(4096, ge=1)
     resolution: TruncNorm = TruncNorm()
     # phase 1 (Supp. §7): short side resized to this, then a centre crop to a square of it;
@@ -515,22 +519,50 @@ def merge_overrides(data: dict, overrides: Sequence[str]) -> dict:
         raise ConfigError(f"override: {str(e).splitlines()[0]}") from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+# one config file, or several merged in order (``--config configs/phase1.yaml --config
+# configs/rehearsal.yaml``: the later file's keys win, mappings merge key by key)
+ConfigPaths = str | list[str] | None
+
+
+def config_list(path: str | Path | Sequence[str | Path] | None) -> list[str]:
+    """``path`` as a list of file names (None -> [])."""
+    if not path:
+        return []
+    return [str(path)] if isinstance(path, (str, Path)) else [str(p) for p in path]
+
+
+def read_yaml(path: str) -> dict:
+    """One config file's mapping, or a one-line error."""
+    if not Path(path).is_file():
+        raise ConfigError(f"--config {path!r}: no such file (a YAML file, e.g. configs/demo_phase1.yaml)")
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def merge_files(paths: list[str]) -> dict:
+    """The files' mappings merged in order by OmegaConf (a later file overrides an earlier one)."""
+    if len(paths) < 2:
+        return read_yaml(paths[0]) if paths else {}
+    try:
+        merged = OmegaConf.merge(*(OmegaConf.create(read_yaml(p)) for p in paths))
+        return OmegaConf.to_container(merged, resolve=True)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"--config {' + '.join(paths)}: {str(e).splitlines()[0]}") from None
+
+
+def load_config(path: str | Path | Sequence[str | Path] | None = None, overrides: list[str] | None = None,
                 check_paths: bool = True) -> Config:
-    """Read YAML (if given), apply ``a.b=value`` overrides (values parsed as YAML), validate.
+    """Read the YAML file(s) (if given; several merge in order), apply ``a.b=value`` overrides
+    (values parsed as YAML), validate.
 
     ``check_paths``: every weights path an enabled production backend will read must exist, so a
     typo fails here and not deep inside a running flow (``missing_weights``)."""
-    data: dict = {}
-    if path:
-        if not Path(path).is_file():
-            raise ConfigError(f"--config {str(path)!r}: no such file (a YAML file, e.g. configs/demo_phase1.yaml)")
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
+    data = merge_files(config_list(path))
     try:
         cfg = Config.model_validate(merge_overrides(data, overrides or []))
     except ValidationError as e:

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from tasks.curate import CROSS, cross_shard_dedup
+from tasks.cross_shard_dedup import CROSS, cross_shard_dedup
 from tasks.filters.dedup import PhashIndex, chunk_keys
 from warehouse import lake as lk
 

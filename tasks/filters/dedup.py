@@ -15,7 +15,8 @@ from collections import defaultdict
 import imagehash
 from PIL import Image
 
-from tasks.filters import Result
+from djepa_t2i.config import Config, Dedup
+from tasks.stages import Batch, FilterStage, Result
 
 
 def pixel_sha256(im: Image.Image) -> str:
@@ -62,17 +63,22 @@ class PhashIndex:
             self.buckets[i][c].append((v, ident))
 
 
-class DedupFilter:
-    """Stateful within one run over one ordered stream (a shard, or the cross-shard pass)."""
-    name, backend, needs_clip = "dedup", "sha256+phash", False
+class DedupFilter(FilterStage):
+    """Stateful within one ordered stream (a shard, in key order): the first image seen is kept."""
+    name, backend = "dedup", "sha256+phash"
+    writes = ("sha256", "phash", "dup_of")
 
-    def __init__(self, cfg):
-        self.enabled = cfg.enabled
-        self.index = PhashIndex(cfg.phash_distance)
+    def __init__(self, cfg: Dedup):
+        self.cfg = cfg
+        self.start_shard("")
+
+    def start_shard(self, shard: str) -> None:
+        """Forget the kept hashes: within-shard dedup; tasks/cross_shard_dedup.py does the lake."""
+        self.index = PhashIndex(self.cfg.phash_distance)
 
     def check(self, sha: str, ph: str, ident: str) -> Result:
         d = {"sha256": sha, "phash": ph}
-        hit = self.index.query(sha, ph) if self.enabled else None
+        hit = self.index.query(sha, ph) if self.cfg.enabled else None
         if hit is None:
             self.index.add(sha, ph, ident)
             return Result(0.0, True, None, d)
@@ -82,8 +88,21 @@ class DedupFilter:
                else f"near duplicate of {other} (pHash distance {dist} <= {self.index.d})")
         return Result(float(dist), False, why, d)
 
+    def process(self, batch: Batch) -> list[Result]:
+        """Hash every candidate (``sha256``/``phash`` kept on its row, for cross-shard dedup); a
+        duplicate's ``dup_of`` names the kept ``shard/key``."""
+        out = []
+        for cd in batch.cands:
+            sha, ph = pixel_sha256(cd.image), phash(cd.image)
+            cd.row.update(sha256=sha, phash=ph)
+            r = self.check(sha, ph, f"{batch.shard}/{cd.key}")
+            if not r.passed:
+                cd.row["dup_of"] = r.details["duplicate_of"]
+            out.append(r)
+        return out
 
-def build(cfg) -> DedupFilter:
+
+def build(cfg: Config) -> DedupFilter:
     return DedupFilter(cfg.curate.dedup)
 
 
