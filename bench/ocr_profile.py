@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import djepa_t2i.env  # noqa: E402,F401
 from djepa_t2i.config import load_config  # noqa: E402
 from tasks.decode import DecodeError, decode_image  # noqa: E402
-from tasks.filters.ocr import build  # noqa: E402
+from tasks.stages import build_stage  # noqa: E402
 from tasks.filters.resolution import ResolutionFilter  # noqa: E402
 
 
@@ -59,7 +59,7 @@ def images(sample: str, limit: int | None):
 
 
 def profile(sample: str, limit: int | None, overrides: list[str]) -> list[dict]:
-    f = build(load_config(overrides=overrides))
+    f = build_stage("ocr", load_config(overrides=overrides))
     rows = []
     for key, source, im in images(sample, limit):
         t, p, flt = time.thread_time(), time.process_time(), resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
