@@ -4,8 +4,9 @@ plain GROUP BY on the same files, with a memory limit and the spill measured.
     python bench/notion_stats_sql.py [--query notion_stats|funnel] [--rows 100000000]
         [--threads 2] [--memory-limit 1GB] [--dir /tmp/nsbench]
 
-``notion_stats`` reads one ``notions`` partition (key, notion, kind, caption_version; 50k distinct
-notions with a Zipf-like skew, ~8 rows per key, ~400k (notion, kind) groups) and a
+``notion_stats`` reads one ``notions`` partition (key, notion, kind, caption_version; ``--notions``
+distinct notions, default 50k, with a Zipf-like skew, ~8 rows per key, 8 x notions (notion, kind)
+groups: more notions, a bigger hash table, and past ``--memory-limit`` a spill) and a
 ``notion_runs`` row; ``funnel`` reads ``pairs`` partitions of at most 10M rows each (status/stage
 in the shares of a curated mini-LAION lake, a reason and a score). Alternating so both see the
 same machine load, it times ``SELECT * FROM <view>`` through the warehouse views (all partitions
@@ -105,15 +106,18 @@ def main() -> None:
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--query", choices=sorted(QUERIES), default="notion_stats")
     ap.add_argument("--rows", type=int, default=100_000_000)
+    ap.add_argument("--notions", type=int, default=50_000,
+                    help="distinct notions (notion_stats): the groups, x8 kinds, that DuckDB must hold")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--memory-limit", default="1GB", help="DuckDB memory_limit for the timed queries")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--dir", default="/tmp/nsbench")
     a = ap.parse_args()
     table, generate, view_sql, plain_sql = QUERIES[a.query]
-    lake = os.path.join(a.dir, f"lake-{table}-{a.rows}")
+    lake = os.path.join(a.dir, f"lake-{table}-{a.rows}" + (f"-{a.notions}" if a.query == "notion_stats" else ""))
     if not lk.partitions(lake, table):
-        (_, wall, cpu) = timed_cpu(generate, lake, a.rows)
+        args = (lake, a.rows, a.notions) if a.query == "notion_stats" else (lake, a.rows)
+        (_, wall, cpu) = timed_cpu(generate, *args)
         print(f"generated {a.rows:,} {table} rows in {wall:.1f}s ({cpu:.1f} CPU s)")
     files = sorted(f for f in glob.glob(f"{lk.table_dir(lake, table)}/bench*.parquet"))
     on_disk = sum(os.path.getsize(f) for f in files)

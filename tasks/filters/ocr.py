@@ -35,8 +35,8 @@ class RapidOCRFilter(FilterStage):
             "EngineConfig.onnxruntime.intra_op_num_threads": 1,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
             # keep onnxruntime's buffers between calls: without its arena every call mallocs and
-            # frees ~30 MB, which a Dask worker (MALLOC_TRIM_THRESHOLD_=65536) maps and unmaps each
-            # time: ~5,800 page faults and +13 ms of kernel CPU per image (docs/scale.md)
+            # frees its tensors, which a Dask worker (MALLOC_TRIM_THRESHOLD_=65536) maps and unmaps
+            # each time: 8,100 vs 2,200 page faults, 41 vs 27 CPU ms per image (docs/scale.md)
             "EngineConfig.onnxruntime.enable_cpu_mem_arena": True,
             "Det.limit_side_len": cfg.det_side, "Det.limit_type": "max"})
 
