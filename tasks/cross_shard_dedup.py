@@ -2,9 +2,14 @@
 
 Each shard dedups within itself (the ``dedup`` stage, key order); this pass keeps the smallest
 ``shard/key`` of every duplicate group across shards and relabels the others ``rejected / dedup
-/ "duplicate across shards of S/K"``. The candidates stay in DuckDB (tasks/filters/dedup.py:
-``cross_shard_hits``); only the shards whose rows change are rewritten, with their ``shard_runs``
-counts.
+/ "duplicate across shards of S/K"``; only the shards whose rows change are rewritten, with their
+``shard_runs`` counts.
+
+Same decisions as the dedup stage's ``PhashIndex`` (tasks/filters/dedup.py) walked over every pair
+in (shard, key) order, but the index never holds the lake: DuckDB finds the few pHash values that
+have a neighbour within d (it spills to disk past its memory limit), and Python walks only the rows
+with such a value, keeping at most one kept row per pHash value (a later row with the same value is
+its neighbour at distance 0). Memory grows with the number of duplicates, not with the lake.
 """
 from __future__ import annotations
 
@@ -12,9 +17,7 @@ import tempfile
 
 import pyarrow as pa
 
-from tasks.curate import shard_done
-from tasks.curate_rows import count_statuses
-from tasks.filters.dedup import cross_shard_hits
+from tasks.curate_rows import count_statuses, shard_done
 from warehouse import db
 from warehouse import lake as lk
 from warehouse.schema import SCHEMAS
@@ -22,6 +25,65 @@ from warehouse.schema import SCHEMAS
 CROSS = "duplicate across shards of "
 _RESTORED = {"status": "passed", "stage": None, "reason": None, "score": None, "dup_of": None}
 _CHANGED = ("status", "stage", "score", "dup_of", "reason")
+
+
+def chunk_keys(d: int) -> list[str]:
+    """SQL expressions over ``ph`` (UBIGINT): split 64 bits into d + 2 chunks; two hashes within
+    Hamming distance d differ in at most d chunks, so they agree on some pair of chunks, and one
+    key per pair of chunks finds every neighbour (pairs, not single chunks: 2 x 64/(d+2) bits per
+    key keeps random collisions rare at 10M hashes, where one 13-bit chunk would not)."""
+    m = d + 2
+    cuts = [(i * 64 // m, (i + 1) * 64 // m) for i in range(m)]
+    part = [f"((ph >> {a}) & {(1 << (b - a)) - 1}::UBIGINT)" for a, b in cuts]
+    return [f"({part[i]} << {cuts[j][1] - cuts[j][0]}) | {part[j]}"
+            for i in range(m) for j in range(i + 1, m)]
+
+
+def near_pairs(con, d: int) -> None:
+    """Temp table ``ph_edges(a, b)``: distinct pHash values a < b within Hamming distance ``d``,
+    from temp table ``cand(ph)``."""
+    con.execute("CREATE OR REPLACE TEMP TABLE ph_values AS SELECT DISTINCT ph FROM cand")
+    con.execute("CREATE OR REPLACE TEMP TABLE ph_edges (a UBIGINT, b UBIGINT)")
+    for key in chunk_keys(d):
+        con.execute(f"""INSERT INTO ph_edges
+            WITH k AS (SELECT ph, {key} AS k FROM ph_values)
+            SELECT x.ph, y.ph FROM k x JOIN k y ON x.k = y.k AND x.ph < y.ph
+            WHERE bit_count(xor(x.ph, y.ph)) <= {d}""")
+    con.execute("CREATE OR REPLACE TEMP TABLE ph_edges AS SELECT DISTINCT a, b FROM ph_edges")
+
+
+def cross_shard_hits(con, d: int, batch: int = 65_536):
+    """Yield ``(row, hit)`` in (shard, key) order for every candidate that has a pHash neighbour
+    or shares its pHash; ``hit`` is ``(kind, kept ident, distance)`` of its best kept match, as
+    :meth:`PhashIndex.query` returns it, or None. Rows of ``cand`` not yielded have no match.
+
+    ``cand`` is a temp table (ord, ident, shard, sha256, ph, ...) of every candidate."""
+    near_pairs(con, d)
+    cur = con.execute("""
+        WITH nb AS (SELECT a AS ph, b AS other FROM ph_edges UNION ALL SELECT b, a FROM ph_edges),
+             adj AS (SELECT ph, list(other) AS nbrs FROM nb GROUP BY ph),
+             shared AS (SELECT ph FROM cand GROUP BY ph HAVING count(*) > 1)
+        SELECT c.*, coalesce(adj.nbrs, []) AS nbrs FROM cand c LEFT JOIN adj USING (ph)
+        WHERE adj.ph IS NOT NULL OR c.ph IN (SELECT ph FROM shared)
+        ORDER BY c.ord""")
+    cols = [x[0] for x in cur.description]
+    kept: dict[int, tuple[str, str]] = {}  # pHash value -> (ident, sha256) of its one kept row
+    while rows := cur.fetchmany(batch):
+        for values in rows:
+            r = dict(zip(cols, values))
+            hit = None
+            same = kept.get(r["ph"])
+            if same is not None and same[1] == r["sha256"]:
+                hit = ("exact", same[0], 0)
+            else:
+                near = [(0, same[0])] if same is not None else []
+                near += [(bin(r["ph"] ^ o).count("1"), kept[o][0]) for o in r["nbrs"] if o in kept]
+                if near:
+                    dist, ident = min(near)
+                    hit = ("near", ident, dist)
+            if hit is None:
+                kept[r["ph"]] = (r["ident"], r["sha256"])
+            yield r, hit
 
 
 def cross_shard_dedup(lake: str, phash_distance: int, memory_limit: str = "1GB") -> int:

@@ -12,6 +12,7 @@ import hashlib
 import json
 
 from djepa_t2i.config import Config
+from tasks.curate_rows import shard_done
 from tasks.curate_shard import process_shard
 from tasks.shards import shard_name
 from warehouse import lake as lk
@@ -23,10 +24,6 @@ def config_hash(cfg: Config) -> str:
     """What decides a shard's rows: the curate settings, minus where/how the work runs."""
     d = cfg.curate.model_dump(exclude={"force", "workers", "dask_address", "chunk", "max_batch_pixels"})
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def shard_done(lake: str, shard: str) -> bool:
-    return lk.has_partition(lake, "shard_runs", shard)
 
 
 def curate_shard(tar_path: str, lake: str, cfg: Config, run_id: str = "", force: bool = False) -> dict:

@@ -2,7 +2,8 @@
 
 Every input pair ends in exactly one of ``STATUSES``; :func:`count_statuses` is the one count of
 them (the shard's row, the rows made storable, the cross-shard relabelling and the summary all
-use it) and :func:`shard_run_row` the one builder of a ``shard_runs`` row.
+use it) and :func:`shard_run_row` the one builder of a ``shard_runs`` row, which is written last:
+:func:`shard_done` is the "finished" test every later step uses.
 """
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ class ShardOutput:
     pairs: list[dict] = field(default_factory=list)
     scores: list[dict] = field(default_factory=list)
     run: dict = field(default_factory=dict)
+
+
+def shard_done(lake: str, shard: str) -> bool:
+    """Whether the shard's ``shard_runs`` row is in the lake: it is written last, so the shard is finished."""
+    return lk.has_partition(lake, "shard_runs", shard)
 
 
 def shard_base(shard: str, tar_path: str, run_id: str) -> dict:

@@ -18,8 +18,7 @@ from djepa_t2i.config import Config
 from tasks import img2dataset_meta as i2d
 from tasks import shard_format as sf
 from tasks import shards as sh
-from tasks.curate_rows import (AccountingError, PairRows, ShardOutput, score_row, shard_base, shard_run_row,
-                               storable)
+from tasks.curate_rows import AccountingError, PairRows, ShardOutput, score_row, shard_base, shard_run_row, storable
 from tasks.decode import header_pixels
 from tasks.model_cache import Pipeline, load_pipeline
 from tasks.pair_admission import Admission
@@ -144,8 +143,14 @@ def _run_stage(stage: Stage, batch: Batch, pipeline: Pipeline, out: ShardOutput,
         if todo:
             for cd, e in zip(todo, pipeline.clip([cd.image for cd in todo])):
                 cd.emb = e
+    columns = [set(cd.row) for cd in batch.cands]
+    results = stage.process(batch)
+    if len(results) != len(batch.cands):
+        raise AccountingError(f"stage {stage.name!r} gave {len(results)} results for {len(batch.cands)} pairs")
     keep = []
-    for cd, r in zip(batch.cands, stage.process(batch)):
+    for cd, r, before in zip(batch.cands, results, columns):
+        if undeclared := set(cd.row) - before - set(stage.writes):
+            raise AccountingError(f"stage {stage.name!r} wrote {sorted(undeclared)}, not in its writes")
         out.scores.append(score_row(batch.shard, cd.key, stage, r))
         if r.passed:
             keep.append(cd)

@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 
 from tasks import img2dataset_meta as i2d
-from tasks.curate import shard_done
-from tasks.curate_rows import AccountingError, count_statuses
+from tasks.curate_rows import AccountingError, count_statuses, shard_done
 from warehouse import lake as lk
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from djepa_t2i.config import Backend, Config
 from tasks.filters.clip_embed import ClipEmbedder
 from tasks.filters.clip_head import ClipHeadFilter
@@ -33,7 +35,6 @@ def _clip(cfg: Config, stages: list[Stage]) -> ClipEmbedder | None:
 
 
 def build_pipeline(cfg: Config) -> Pipeline:
-    import torch  # heavy: only a curating process pays for it
     torch.set_num_threads(1)  # one thread per model: parallelism comes from Dask workers
     declared = declare_stages(cfg)
     built = {s.name: s.backend for s in declared.stages}

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
+from pydantic import BaseModel
 
-from djepa_t2i.config import Config, ConfigError
+from djepa_t2i.config import Config, ConfigError, check_values
 from warehouse.schema import SCHEMAS
 
 FILTERS_PACKAGE = "tasks.filters"
@@ -25,6 +26,9 @@ FILTERS_PACKAGE = "tasks.filters"
 IMAGE, CAPTION, KEY, ROW, CLIP_EMBEDDING = "image", "caption", "key", "row", "clip_embedding"
 READS = frozenset({IMAGE, CAPTION, KEY, ROW, CLIP_EMBEDDING})
 SKIPPED_NO_CLIP = "skipped: needs CLIP weights (curate.clip_weights)"
+S = TypeVar("S", bound=BaseModel)
+# the pairs columns the runner sets from a stage's Result (and the shard's), never the stage itself
+RUNNER_COLUMNS = frozenset({"shard", "source_path", "run_id", "created_at", "key", "status", "stage", "reason", "score"})
 
 
 @dataclass
@@ -129,29 +133,38 @@ class Declared:
     skipped: dict[str, str]  # stage name -> why it does not run (shard_runs.backends says so)
 
 
-def stage_module(name: str):
-    """The module of stage ``name``: ``tasks/filters/<name>.py`` with a ``build(cfg)``."""
+def stage_module(name: str, cfg: Config):
+    """The module of stage ``name``: ``tasks/filters/<name>.py``, or ``curate.stages.<name>.module``."""
+    path = cfg.curate.stages.get(name, {}).get("module") or f"{FILTERS_PACKAGE}.{name}"
     try:
-        mod = importlib.import_module(f"{FILTERS_PACKAGE}.{name}")
+        mod = importlib.import_module(path)
     except ModuleNotFoundError as e:
-        if e.name != f"{FILTERS_PACKAGE}.{name}":
+        if e.name != path:
             raise  # the module exists and lacks a dependency: say that, not "unknown"
-        raise ConfigError(f"curate.order: unknown stage {name!r} (no module {FILTERS_PACKAGE}.{name}; "
+        raise ConfigError(f"curate.order: unknown stage {name!r} (no module {path}; "
                           "docs/curation.md: adding a stage)") from None
     if not callable(getattr(mod, "build", None)):
-        raise ConfigError(f"curate.order: {FILTERS_PACKAGE}.{name} is no stage (it has no build(cfg))")
+        raise ConfigError(f"curate.order: {path} is no stage (it has no build(cfg))")
     return mod
+
+
+def stage_settings(cfg: Config, name: str, model: type[S]) -> S:
+    """The ``curate.stages.<name>`` values (``module`` aside) validated as the stage's own
+    settings ``model``: defaults for what is not set, a bad value is one line."""
+    values = {k: v for k, v in cfg.curate.stages.get(name, {}).items() if k != "module"}
+    return check_values(model, values, "curate", "stages", name)
 
 
 def _checked(stage: Stage, name: str) -> Stage:
     """A stage that keeps the interface: its name, known reads, and writes the pairs table holds."""
     if not isinstance(stage, Stage) or stage.name != name:
-        raise ConfigError(f"curate.order: {FILTERS_PACKAGE}.{name}.build returned no Stage named {name!r} "
+        raise ConfigError(f"curate.order: the build(cfg) of stage {name!r} returned no Stage named {name!r} "
                           f"(got {type(stage).__name__})")
     if unknown := set(stage.reads) - READS:
         raise ConfigError(f"stage {name!r} reads {sorted(unknown)}; a stage reads some of {sorted(READS)}")
-    if unknown := set(stage.writes) - set(SCHEMAS["pairs"].names):
-        raise ConfigError(f"stage {name!r} writes {sorted(unknown)}, which are no pairs columns")
+    if bad := set(stage.writes) - (set(SCHEMAS["pairs"].names) - RUNNER_COLUMNS):
+        raise ConfigError(f"stage {name!r} writes {sorted(bad)}: a stage writes pairs columns other than "
+                          f"{', '.join(sorted(RUNNER_COLUMNS))} (the runner's)")
     return stage
 
 
@@ -161,7 +174,7 @@ def declare_stages(cfg: Config) -> Declared:
     skipped without ``curate.clip_weights``."""
     stages, skipped = [], {}
     for name in cfg.curate.order:
-        stage = stage_module(name).build(cfg)
+        stage = stage_module(name, cfg).build(cfg)
         if stage is None:
             continue
         stage = _checked(stage, name)
@@ -174,7 +187,7 @@ def declare_stages(cfg: Config) -> Declared:
 
 def build_stage(name: str, cfg: Config, shared: Shared | None = None) -> Stage | None:
     """One stage, set up: for a single check (tests, ``t2i check-backends``)."""
-    stage = stage_module(name).build(cfg)
+    stage = stage_module(name, cfg).build(cfg)
     if stage is not None:
         _checked(stage, name).setup(shared or Shared())
     return stage

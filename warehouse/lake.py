@@ -140,7 +140,7 @@ def drop_orphan_temps(lake: str, table: str, part: str) -> None:
     """Remove the temporary files a killed writer of ``part`` left beside ``table``'s partitions
     (readers already ignore them; a rewrite of the partition clears them)."""
     fs, root = _fs(lake)
-    for p in fs.glob(f"{root}/{table}/.{part}.*.tmp"):
+    for p in fs.glob(f"{root}/{table}/.{part}.parquet.*.tmp"):  # write_atomic's temp names, this part only
         fs.rm(p)
 
 

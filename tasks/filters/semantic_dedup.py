@@ -33,7 +33,6 @@ class SemanticDedup(FilterStage):
         """A duplicate's ``dup_of`` names the kept ``shard/key``."""
         out = []
         for cd, e in zip(batch.cands, np.asarray(batch.embeddings(), np.float32)):
-            key = cd.key
             sims = np.stack(self.kept) @ e if self.kept else np.zeros(0, np.float32)
             j = int(np.argmax(sims)) if len(sims) else -1
             best = float(sims[j]) if j >= 0 else 0.0
@@ -45,7 +44,7 @@ class SemanticDedup(FilterStage):
                                                f"(CLIP cosine {best:.3f} >= max_cosine {self.threshold})", d))
                 continue
             self.kept.append(e)
-            self.kept_keys.append(key)
+            self.kept_keys.append(cd.key)
             out.append(Result(best, True, None, d))
         return out
 
