@@ -13,7 +13,7 @@ from pathlib import Path
 import os
 import re
 from types import UnionType
-from typing import Any, ClassVar, Literal, Sequence, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Sequence, Union, get_args, get_origin
 
 import yaml
 from annotated_types import Ge, Gt, Le, Lt
@@ -109,17 +109,17 @@ class SemanticDedup(Section):
     max_cosine: float | None = Field(None, ge=0.0, le=1.0)  # None: record the nearest cosine only
 
 
-CLIP_STAGES = ("clip_similarity", "semantic_dedup")  # run only with curate.clip_weights, else skipped
-
-
 # distributed's comm schemes; a bare host:port means tcp. IPv6 hosts in brackets.
 DASK_ADDRESS = re.compile(r"((tcp|tls|ucx|ws|wss)://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}")
 
 
 class Curate(Section):
-    order: list[Literal["laion_scores", "resolution", "dedup", "aesthetic", "clip_similarity", "semantic_dedup",
-                        "ocr", "nsfw", "face"]] = [
+    # the stages run over each batch, in this order: module tasks/filters/<name>.py (tasks/stages.py)
+    order: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]] = [
         "laion_scores", "resolution", "dedup", "aesthetic", "clip_similarity", "semantic_dedup", "ocr", "nsfw", "face"]
+    # settings of a stage without a section here: name -> {field: value}; "module" imports the
+    # stage from elsewhere than tasks/filters (docs/curation.md "Adding a stage")
+    stages: dict[str, dict[str, Any]] = {}
     laion_scores: LaionScores = LaionScores()
     clip_similarity: ClipSimilarity = ClipSimilarity()
     semantic_dedup: SemanticDedup = SemanticDedup()
@@ -159,6 +159,8 @@ class Curate(Section):
             raise ValueError(f"{', '.join(heads)} backend needs curate.clip_weights (a local open_clip checkpoint)")
         if len(set(self.order)) != len(self.order):
             raise ValueError(f"order has repeated stages: {self.order}")
+        if own := sorted(set(self.stages) & set(type(self).model_fields)):
+            raise ValueError(f"stages.{own[0]}: a built-in stage's settings live in curate.{own[0]}")
         return self
 
 
@@ -274,7 +276,11 @@ class Train(Section):
     ema: float = Field(0.9999, ge=0, le=1)  # EMA of all weights (the copy evaluation uses; App. B)
     target_ema: float = Field(0.9999, ge=0, le=1)  # target encoder phi-bar <- EMA of phi (Eq. 3)
     betas: tuple[float, float] = (0.9, 0.95)
-    token_budget: int = Field(4096, ge=16)
+    token_budget: int = Field(4096, ge=16)  # image tokens of one rank's micro-batch
+    # per optimizer step, on any number of ranks: images in phase 1 (fixed_side; §3.1: 2048),
+    # image tokens in phase 2; = world x accumulation x micro-batch (training/grad_accum.py).
+    # None: one micro-batch per rank per step (the global batch grows with the ranks)
+    global_batch: int | None = Field(None, ge=1)
     max_image_tokens: int = Field(4096, ge=1)
     resolution: TruncNorm = TruncNorm()
     # phase 1 (Supp. §7): short side resized to this, then a centre crop to a square of it;
@@ -491,6 +497,15 @@ def _error_line(err: dict) -> str:
 def _invalid(e: ValidationError, prefix: tuple = ()) -> ConfigError:
     return ConfigError("invalid config: " + "; ".join(
         _error_line({**err, "loc": (*prefix, *err["loc"])}) for err in e.errors()))
+
+
+def check_values(model: type[BaseModel], values: dict, *loc: str) -> BaseModel:
+    """``values`` validated as ``model`` (e.g. a stage's own settings under ``curate.stages``),
+    with the config's one-line error naming the keys under ``loc``."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as e:
+        raise _invalid(e, loc) from None
 
 
 def check_section(name: str, values: dict) -> BaseModel:

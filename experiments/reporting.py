@@ -20,7 +20,7 @@ def hardware() -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
         cpu = names[0] if names else cpu
     except OSError:
         pass
@@ -59,8 +59,7 @@ def fmt(m: float, s: float | None = None) -> str:
 
 def write_rows(path: str, rows: list[dict]) -> None:
     """Every scored row as zstd Parquet, a column a row lacks as null: typed, readable by DuckDB
-    (``SELECT * FROM 'path'``) and pyarrow, and small enough to keep in git (the feedback
-    ablation's 52k rows: 31 KB, where they took 3.1 MB as CSV)."""
+    (``SELECT * FROM 'path'``) and pyarrow, and small enough to keep in git (docs/experiments.md)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     cols = list(dict.fromkeys(k for r in rows for k in r))
     table = pa.Table.from_pylist([{c: r.get(c) for c in cols} for r in rows])

@@ -55,8 +55,8 @@ def supervise(cmd: list[str], log_path: str | Path, on_line: Callable[[str], Non
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     # not inherited: Dask's worker settings (distributed.nanny.pre-spawn-environ) leak into this
     # process. torch takes its thread count from MKL_NUM_THREADS (1 thread with OMP=2, MKL=1), and
-    # MALLOC_TRIM_THRESHOLD_=65536 returns memory to the OS on every free: 2.3x slower demo steps
-    # (5,600 vs 13,000 image tokens/s, measured 2026-12-03)
+    # MALLOC_TRIM_THRESHOLD_=65536 returns memory to the OS on every free (the slowdown they cause
+    # is in docs/benchmarks.md)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads_per_proc)
     env.pop("MALLOC_TRIM_THRESHOLD_", None)
@@ -86,8 +86,8 @@ def run_training(config_path: ConfigPaths = None, overrides: list[str] | None = 
     run_id = cfg.train.run_id or Path(cfg.train.out).resolve().name
     cmd = launch_command(config_path, overrides, nproc, resume, steps)
     started = dt.datetime.now(dt.timezone.utc)
-    # each rank gets its share of the cores unless T2I_THREADS_PER_RANK says otherwise (measured on
-    # 2 cores, one rank: the demo trained at 0.36 s/step on 1 thread)
+    # each rank gets its share of the cores unless T2I_THREADS_PER_RANK says otherwise
+    # (docs/benchmarks.md: training settings chosen by a measurement)
     threads = int(os.environ.get("T2I_THREADS_PER_RANK", max(1, (os.cpu_count() or 1) // max(nproc, 1))))
     rc = supervise(cmd, Path(cfg.train.out) / "train.log", on_line, threads_per_proc=threads)
     row = {"run_id": run_id, "nproc": nproc, "command": json.dumps(cmd), "config": json.dumps(cfg.model_dump(mode="json")),
