@@ -122,7 +122,8 @@ def evaluate(a, m, ema, te, step: int) -> dict[str, float]:
     pr = prompts() * a.reps
     t0 = time.time()
     out = m.generate(te.encode([sw.a(f"{c} {s}") for c, s in pr]), [(a.size, a.size)] * len(pr),
-                     steps=a.gsteps, cfg=a.cfg, flow_steps=a.fsteps, temperature=a.temp, seed=step)
+                     steps=a.gsteps, cfg=a.cfg, cfg_schedule="linear", flow_steps=a.fsteps,
+                     temperature=a.temp, time_shift=1.0, seed=step)
     images = [tensor_to_image(x) for x in out]
     m.load_state_dict(live)
     m.train()
@@ -136,14 +137,14 @@ def evaluate(a, m, ema, te, step: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> list[tuple[int, dict[str, float]]]:
-    from djepa_t2i.config import Backend
+    from djepa_t2i.config import Model
     from model.ema import EMA
     from model.text_encoder import TextEncoder
     from model.tokenizers import pack
     a = parse(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    te = TextEncoder.from_config(Backend())
+    te = TextEncoder.from_config(Model())
     imgs, caps = scenes(a)
     print("data", len(imgs), caps[:3], "uniq", len(set(caps)), flush=True)
     m = build(a, te.dim)
