@@ -1,4 +1,4 @@
-"""Cross-shard dedup (``tasks.curate.cross_shard_dedup``) over N generated pairs: time and peak memory.
+"""Cross-shard dedup (``tasks.cross_shard_dedup``) over N generated pairs: time and peak memory.
 
     .venv/bin/python bench/cross_shard_dedup.py [--rows 10000000] [--shards 100] [--dir /tmp/ddbench]
 
@@ -52,7 +52,7 @@ def generate(lake: str, rows: int, shards: int) -> None:
 
 
 def dedup_child(lake: str, memory_limit: str, q) -> None:
-    from tasks.curate import cross_shard_dedup
+    from tasks.cross_shard_dedup import cross_shard_dedup
     t = time.perf_counter()
     n = cross_shard_dedup(lake, 4, memory_limit)
     q.put((n, time.perf_counter() - t))

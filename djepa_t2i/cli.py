@@ -31,11 +31,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "feedback": ("flows.feedback", "publish the next sampling-weights version"),
     "generate": ("training.generate_cli", "generate an image from a checkpoint"),
     "sql": ("warehouse.sql_cli", "run SQL (or a saved query) on the warehouse"),
-    "report": ("warehouse.report", "write the PNG/HTML report of the lake"),
+    "report": ("report.page", "write the PNG/HTML report of the lake"),
     "demo": ("flows.demo", "the whole loop on the embedded default"),
     "convert-weights": ("tasks.convert_weights", "convert OpenAI CLIP TorchScript / Keras NSFW weights to safetensors"),
     "check-backends": ("tasks.check_backends", "load every configured backend and run it on one image"),
-    "serve": ("flows.serve", "the local Prefect server, work pool, deployments and worker (start|stop|status|demo)"),
+    "rehearsal-weights": ("tasks.rehearsal_weights", "write every production backend's weights, tiny, in the published formats"),
+    "serve": ("djepa_t2i.serve.cli", "the local Prefect server, work pool, deployments and worker (start|stop|status|demo)"),
 }
 
 

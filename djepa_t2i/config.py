@@ -13,7 +13,7 @@ from pathlib import Path
 import os
 import re
 from types import UnionType
-from typing import Any, ClassVar, Literal, Sequence, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Sequence, Union, get_args, get_origin
 
 import yaml
 from annotated_types import Ge, Gt, Le, Lt
@@ -109,17 +109,17 @@ class SemanticDedup(Section):
     max_cosine: float | None = Field(None, ge=0.0, le=1.0)  # None: record the nearest cosine only
 
 
-CLIP_STAGES = ("clip_similarity", "semantic_dedup")  # run only with curate.clip_weights, else skipped
-
-
 # distributed's comm schemes; a bare host:port means tcp. IPv6 hosts in brackets.
 DASK_ADDRESS = re.compile(r"((tcp|tls|ucx|ws|wss)://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}")
 
 
 class Curate(Section):
-    order: list[Literal["laion_scores", "resolution", "dedup", "aesthetic", "clip_similarity", "semantic_dedup",
-                        "ocr", "nsfw", "face"]] = [
+    # the stages run over each batch, in this order: module tasks/filters/<name>.py (tasks/stages.py)
+    order: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]] = [
         "laion_scores", "resolution", "dedup", "aesthetic", "clip_similarity", "semantic_dedup", "ocr", "nsfw", "face"]
+    # settings of a stage without a section here: name -> {field: value}; "module" imports the
+    # stage from elsewhere than tasks/filters (docs/curation.md "Adding a stage")
+    stages: dict[str, dict[str, Any]] = {}
     laion_scores: LaionScores = LaionScores()
     clip_similarity: ClipSimilarity = ClipSimilarity()
     semantic_dedup: SemanticDedup = SemanticDedup()
@@ -159,6 +159,8 @@ class Curate(Section):
             raise ValueError(f"{', '.join(heads)} backend needs curate.clip_weights (a local open_clip checkpoint)")
         if len(set(self.order)) != len(self.order):
             raise ValueError(f"order has repeated stages: {self.order}")
+        if own := sorted(set(self.stages) & set(type(self).model_fields)):
+            raise ValueError(f"stages.{own[0]}: a built-in stage's settings live in curate.{own[0]}")
         return self
 
 
@@ -275,7 +277,11 @@ class Train(Section):
     ema: float = Field(0.9999, ge=0, le=1)  # EMA of all weights (the copy evaluation uses; App. B)
     target_ema: float = Field(0.9999, ge=0, le=1)  # target encoder phi-bar <- EMA of phi (Eq. 3)
     betas: tuple[float, float] = (0.9, 0.95)
-    token_budget: int = Field(4096, ge=16)
+    token_budget: int = Field(4096, ge=16)  # image tokens of one rank's micro-batch
+    # per optimizer step, on any number of ranks: images in phase 1 (fixed_side; §3.1: 2048),
+    # image tokens in phase 2; = world x accumulation x micro-batch (training/grad_accum.py).
+    # None: one micro-batch per rank per step (the global batch grows with the ranks)
+    global_batch: int | None = Field(None, ge=1)
     max_image_tokens: int = Field(4096, ge=1)
     # phase 1 (Supp. §7): short side resized to this, then a centre crop to a square of it;
     # None: aspect-preserving sizes from the live trunc_norm schedule (phase 2)
@@ -509,6 +515,15 @@ def _invalid(e: ValidationError, prefix: tuple = ()) -> ConfigError:
         _error_line({**err, "loc": (*prefix, *err["loc"])}) for err in e.errors()))
 
 
+def check_values(model: type[BaseModel], values: dict, *loc: str) -> BaseModel:
+    """``values`` validated as ``model`` (e.g. a stage's own settings under ``curate.stages``),
+    with the config's one-line error naming the keys under ``loc``."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as e:
+        raise _invalid(e, loc) from None
+
+
 def check_section(name: str, values: dict) -> BaseModel:
     """``values`` (e.g. command-line flags) validated as config section ``name``: the same ranges
     and the same one-line error as a config file."""
@@ -553,22 +568,50 @@ def _known(cls: type[BaseModel], values: dict) -> dict:
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+# one config file, or several merged in order (``--config configs/phase1.yaml --config
+# configs/rehearsal.yaml``: the later file's keys win, mappings merge key by key)
+ConfigPaths = str | list[str] | None
+
+
+def config_list(path: str | Path | Sequence[str | Path] | None) -> list[str]:
+    """``path`` as a list of file names (None -> [])."""
+    if not path:
+        return []
+    return [str(path)] if isinstance(path, (str, Path)) else [str(p) for p in path]
+
+
+def read_yaml(path: str) -> dict:
+    """One config file's mapping, or a one-line error."""
+    if not Path(path).is_file():
+        raise ConfigError(f"--config {path!r}: no such file (a YAML file, e.g. configs/demo_phase1.yaml)")
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def merge_files(paths: list[str]) -> dict:
+    """The files' mappings merged in order by OmegaConf (a later file overrides an earlier one)."""
+    if len(paths) < 2:
+        return read_yaml(paths[0]) if paths else {}
+    try:
+        merged = OmegaConf.merge(*(OmegaConf.create(read_yaml(p)) for p in paths))
+        return OmegaConf.to_container(merged, resolve=True)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"--config {' + '.join(paths)}: {str(e).splitlines()[0]}") from None
+
+
+def load_config(path: str | Path | Sequence[str | Path] | None = None, overrides: list[str] | None = None,
                 check_paths: bool = True) -> Config:
-    """Read YAML (if given), apply ``a.b=value`` overrides (values parsed as YAML), validate.
+    """Read the YAML file(s) (if given; several merge in order), apply ``a.b=value`` overrides
+    (values parsed as YAML), validate.
 
     ``check_paths``: every weights path an enabled production backend will read must exist, so a
     typo fails here and not deep inside a running flow (``missing_weights``)."""
-    data: dict = {}
-    if path:
-        if not Path(path).is_file():
-            raise ConfigError(f"--config {str(path)!r}: no such file (a YAML file, e.g. configs/demo_phase1.yaml)")
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
+    data = merge_files(config_list(path))
     try:
         cfg = Config.model_validate(merge_overrides(data, overrides or []))
     except ValidationError as e:

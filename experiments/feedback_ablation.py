@@ -21,7 +21,7 @@ held-out image seed: per colour, the share of images whose dominant colour is th
 Wilson intervals and three chance controls (uniform noise, palette patch noise, shuffled prompts).
 The training mix actually drawn is read back from the trainer's ``batch_stats``. Verdicts come
 from bootstrap intervals of the differences (``experiments.verdicts``).
-Writes ``<results>/feedback_ablation.{csv,json,md,png}`` and ``feedback_mix.png``.
+Writes ``<results>/feedback_ablation.{parquet,json,md,png}`` and ``feedback_mix.png``.
 """
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ def compare_mix(results: dict, a: str, b: str) -> dict:
 
 
 def write(a, results: dict, counts, wall: float) -> None:
-    """CSV of raw rows, JSON summary, Markdown tables + verdicts, two plots."""
+    """Parquet of raw rows, JSON summary, Markdown tables + verdicts, two plots."""
     from tasks import shapes_world as sw
     c = a.cfg
     os.makedirs(a.results, exist_ok=True)
@@ -98,7 +98,7 @@ def write(a, results: dict, counts, wall: float) -> None:
              if k == "overall" or k.startswith("color=") or k.startswith("control:")]
     rows += [{"arm": arm, "seed": seed, "split": "mix", "step": m["step"], "notion": m["value"],
               "score": m["count"]} for (arm, seed), res in results.items() for m in res["mix"]]
-    rp.write_csv(base + ".csv", rows)
+    rp.write_rows(base + ".parquet", rows)
     common = tuple(x for x in sw.COLORS if x not in RARE)
     sets = {"all colours": None, "rare (purple, orange)": RARE, "common (4 others)": common}
     summary = summarize(results, sets)

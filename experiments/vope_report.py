@@ -52,7 +52,7 @@ def write(a, rows: list[dict], runs: dict, wall: float) -> None:
     c = a.cfg
     os.makedirs(a.results, exist_ok=True)
     base = os.path.join(a.results, "vope_resolution")
-    rp.write_csv(base + ".csv", rows)
+    rp.write_rows(base + ".parquet", rows)
     sizes = settings(c["base"])
     names = list(sizes)
     summary = summarize(rows, names)

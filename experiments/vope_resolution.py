@@ -20,7 +20,7 @@ Measured per size: colour right (``experiments.colour_eval``) with Wilson interv
 controls, and the held-out loss (the training objective on held-out scenes at that size, a
 signal that exists before anything is drawn). Fig. 4a's analytic comparison (the rotary
 relative-position decay of each scheme) is drawn by ``plot_decay``. Verdicts on bootstrap
-intervals (``experiments.verdicts``). Writes ``<results>/vope_resolution.{csv,json,md,png}``,
+intervals (``experiments.verdicts``). Writes ``<results>/vope_resolution.{parquet,json,md,png}``,
 ``vope_decay.png`` and ``vope_resolution_samples_<arm>.png``.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ MODEL = {"heads": 2, "rope_base": 100.0, "head_mul": 1}  # the recipe that learn
 PRESETS = {
     "full": dict(n_images=20000, base=32, steps=4000, images=8, seeds=[0, 1, 2], batch=16,
                  loss_images=64, lr=1e-3, sampling=SAMPLING, model=MODEL),
-    # 2 CPU cores, ~2 min per model: colour is learned at the trained sizes by 1,000 steps
+    # colour is learned at the trained sizes by 1,000 steps (its time: docs/experiments.md)
     "cpu": dict(n_images=2000, base=32, steps=1000, images=4, seeds=[0, 1, 2, 3, 4], batch=16,
                 loss_images=16, lr=1e-3, sampling=SAMPLING, model=MODEL),
     "smoke": dict(n_images=40, base=16, steps=2, images=1, seeds=[0], batch=4, loss_images=2, lr=1e-3,

@@ -12,7 +12,7 @@ import djepa_t2i.env  # noqa: F401
 from djepa_t2i.cli_args import add_flow_arguments
 from prefect import flow, get_run_logger
 
-from djepa_t2i.config import Config, load_config
+from djepa_t2i.config import Config, ConfigPaths, load_config
 
 
 def encode_lake(cfg: Config, lake: str | None = None) -> dict:
@@ -26,7 +26,7 @@ def encode_lake(cfg: Config, lake: str | None = None) -> dict:
 
 
 @flow(name="encode")
-def encode(lake: str | None = None, config_path: str | None = None,
+def encode(lake: str | None = None, config_path: ConfigPaths = None,
            overrides: list[str] | None = None) -> dict:
     out = encode_lake(load_config(config_path, overrides), lake)
     get_run_logger().info("encode: %s", out)

@@ -13,7 +13,7 @@ import json
 
 import djepa_t2i.env  # noqa: F401
 from djepa_t2i.cli_args import add_flow_arguments
-from djepa_t2i.config import Config, load_config, require_writable
+from djepa_t2i.config import Config, ConfigPaths, load_config, require_writable
 from prefect import flow, get_run_logger, task
 
 from training import evaluate as ce
@@ -22,7 +22,7 @@ from warehouse.lake import checked_lake
 from warehouse.feedback_rule import publish_from_config
 
 
-def checked(lake: str | None, config_path: str | None, overrides: list[str] | None) -> tuple[Config, str]:
+def checked(lake: str | None, config_path: ConfigPaths, overrides: list[str] | None) -> tuple[Config, str]:
     """The validated config and the lake, with the image folder writable: before any checkpoint loads."""
     cfg = load_config(config_path, overrides)
     lake = checked_lake(cfg, lake)
@@ -30,7 +30,7 @@ def checked(lake: str | None, config_path: str | None, overrides: list[str] | No
     return cfg, lake
 
 
-def evaluate(lake: str, config_path: str | None = None, overrides: list[str] | None = None,
+def evaluate(lake: str, config_path: ConfigPaths = None, overrides: list[str] | None = None,
              progress: bool = True) -> dict:
     """Plain function under the flow: evaluate pending checkpoints, then run feedback."""
     cfg, lake = checked(lake, config_path, overrides)
@@ -51,7 +51,7 @@ def _feedback(lake: str, cfg) -> dict:
 
 
 @flow(name="evaluate-checkpoints")
-def evaluate_checkpoints(lake: str = "runs/lake", config_path: str | None = None,
+def evaluate_checkpoints(lake: str = "runs/lake", config_path: ConfigPaths = None,
                          overrides: list[str] | None = None) -> dict:
     cfg, lake = checked(lake, config_path, overrides)
     log = get_run_logger()

@@ -12,7 +12,7 @@ import json
 
 import djepa_t2i.env  # noqa: F401
 from djepa_t2i.cli_args import add_flow_arguments
-from djepa_t2i.config import load_config
+from djepa_t2i.config import ConfigPaths, load_config
 from prefect import flow, get_run_logger
 
 from warehouse.artifacts import publish_summary
@@ -21,7 +21,7 @@ from warehouse.feedback_rule import publish_from_config
 
 
 @flow(name="feedback")
-def feedback(lake: str = "runs/lake", config_path: str | None = None,
+def feedback(lake: str = "runs/lake", config_path: ConfigPaths = None,
              overrides: list[str] | None = None) -> dict:
     cfg = load_config(config_path, overrides)
     lake = checked_lake(cfg, lake)

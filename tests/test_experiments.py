@@ -3,22 +3,21 @@ truth, the three sampling arms, the Fig. 4a decay curves, and both experiments e
 their smallest configuration (the ``smoke`` preset, marked slow)."""
 from __future__ import annotations
 
-import csv
 import json
 import math
 import random
 from collections import Counter
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from experiments import verdicts as vd
 from tasks import shapes_world as sw
 
 
-def _csv(path) -> list[dict]:
-    with open(path) as f:
-        return list(csv.DictReader(f))
+def _rows(path) -> list[dict]:
+    return pq.read_table(path).to_pylist()
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -154,13 +153,13 @@ def test_feedback_ablation_smoke(tmp_path):
     from experiments import feedback_ablation as fa
     res = tmp_path / "res"
     assert fa.main(["--preset", "smoke", "--work", str(tmp_path / "work"), "--results", str(res)]) == 0
-    rows = _csv(res / "feedback_ablation.csv")
+    rows = _rows(res / "feedback_ablation.parquet")
     assert {"arm", "seed", "split", "step", "notion", "score", "control"} <= set(rows[0])
     final = [r for r in rows if r["split"] == "final" and r["notion_kind"] == "category"]
     for arm in fa.ARMS:
         mine = [r for r in final if r["arm"] == arm]
         assert len([r for r in mine if not r["control"]]) == 18          # 18 prompts x 1 image
-        assert {r["control"] for r in mine} == {"", "uniform_noise", "patch_noise", "shuffled_prompt"}
+        assert {r["control"] for r in mine} == {None, "uniform_noise", "patch_noise", "shuffled_prompt"}
     curve = {(r["arm"], int(r["step"])) for r in rows if r["split"] == "curve" and r["notion"] == "overall"}
     assert curve == {(arm, s) for arm in fa.ARMS for s in (1, 2)}
     mix = [r for r in rows if r["split"] == "mix" and r["notion"] == "samples"]
@@ -188,7 +187,7 @@ def test_vope_resolution_smoke(tmp_path):
     from experiments import vope_resolution as vr
     res = tmp_path / "res"
     assert vr.main(["--preset", "smoke", "--work", str(tmp_path / "work"), "--results", str(res)]) == 0
-    rows = _csv(res / "vope_resolution.csv")
+    rows = _rows(res / "vope_resolution.parquet")
     model = [r for r in rows if r["notion_kind"] == "category" and not r["control"]]
     for arm in vr.ARMS:
         for s, (h, w) in vr.settings(16).items():

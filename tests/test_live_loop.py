@@ -128,7 +128,7 @@ def test_scheduled_evaluation_feeds_back_into_the_running_trainer(tmp_path):
     # -- new weights versions, CURRENT at the latest, reasons that say why ---------------------
     versions = wt.versions(lake)
     assert versions[0] == "v0000" and len(versions) >= 2
-    assert db.current_weights_version(lake) == versions[-1]
+    assert wt.current_version(lake) == versions[-1]
     v0 = {(r["kind"], r["value"]): r for r in wt.load(lake, "v0000")[1].to_pylist()}
     v1 = {(r["kind"], r["value"]): r for r in wt.load(lake, "v0001")[1].to_pylist()}
     src = "shapes-geneval@live-s"

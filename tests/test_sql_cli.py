@@ -60,7 +60,7 @@ def test_sql_errors_exit_1_with_message(lake, capsys):
 
 
 def test_notion_plots_render(lake, tmp_path):
-    from warehouse.plots.notions import render
+    from report.notions import render
     figs = render(lake, str(tmp_path))
     assert [t for t, _ in figs] == ["resolution and aspect ratio of passed pairs", "top notions with p"]
     from PIL import Image

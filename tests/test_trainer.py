@@ -5,7 +5,7 @@ import pytest
 import torch
 from _train_data import make_lake
 
-from djepa_t2i.config import load_config
+from djepa_t2i.config import ConfigError, load_config
 from tasks import shard_writer
 from training import checkpoints as ckpts
 from training import trainer as tr
@@ -167,3 +167,21 @@ def test_step_leaves_losses_on_the_device_until_flush(data):
     assert all(isinstance(r[k], float) and math.isfinite(r[k]) for r in recs for k in ("loss", "grad_norm"))
     assert [r["loss"] for r in logged] == [r["loss"] for r in recs] and t.last_loss == recs[-1]["loss"]
     assert t.window["loss"]["loss"] == recs[0]["loss"] + recs[1]["loss"]
+
+
+def test_global_batch_accumulates_micro_batches_and_resumes_exactly(data):
+    """#23.2: ``train.global_batch`` of 128 image tokens on one rank with a 64-token budget is two
+    micro-batches per optimizer step; a resume mid-run repeats the same steps bit for bit."""
+    root, lake = data
+    out = str(root / "run_accum")
+    a, hist = run(tiny_cfg(lake, out, **{"train.global_batch": 128, "train.steps": 4, "train.save_every": 2}))
+    assert a.accum == 2 and [h["step"] for h in hist] == [1, 2, 3, 4]
+    _, alone = run(tiny_cfg(lake, str(root / "run_micro"), **{"train.steps": 8, "train.save_every": 8}))
+    # each step consumed the samples of two micro-batches of the unaccumulated stream
+    assert [h["keys"] for h in hist] == [alone[i]["keys"] + alone[i + 1]["keys"] for i in range(0, 8, 2)]
+    assert all(h["tokens"] <= 128 for h in hist)
+    _, again = run(tiny_cfg(lake, str(root / "run_accum_b"), **{"train.global_batch": 128, "train.steps": 4}),
+                   resume=os.path.join(out, "checkpoints", "step_00000002"))
+    assert [(h["keys"], h["loss"]) for h in again] == [(h["keys"], h["loss"]) for h in hist[2:]]
+    with pytest.raises(ConfigError, match="use a multiple of 64"):
+        tr.Trainer(tiny_cfg(lake, str(root / "run_bad"), **{"train.global_batch": 100}))

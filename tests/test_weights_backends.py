@@ -139,11 +139,11 @@ def test_vae_folder_pipeline_subfolder_and_single_file_encode_alike(tmp_path):
 
 
 def test_yolo_face_refuses_what_is_not_an_ultralytics_pt(tmp_path):
-    from tasks.filters import build
+    from tasks.stages import build_stage
     bad = tmp_path / "yolov8n-face.onnx"
     bad.write_bytes(b"\x08\x07onnx")
     with pytest.raises(WeightsFormatError, match=r"is unknown; expected an ultralytics YOLOv8 \.pt checkpoint"):
-        build("face", load_config(overrides=["curate.face.backend=yolov8-face", f"curate.face.weights={bad}"]))
+        build_stage("face", load_config(overrides=["curate.face.backend=yolov8-face", f"curate.face.weights={bad}"]))
 
 
 def test_checkpoint_encoders_resolve_by_name_override_or_recorded_path(tmp_path, monkeypatch):

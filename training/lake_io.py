@@ -31,7 +31,7 @@ def read_index(lake: str) -> pa.Table:
 
 def current_weights_version(lake: str) -> str | None:
     """The version named by ``<lake>/weights/CURRENT`` (None before the first publish)."""
-    return db.current_weights_version(lake)
+    return wt.current_version(lake)
 
 
 def weights_targets(lake: str, version: str, stage: str) -> tuple[dict, dict | None]:

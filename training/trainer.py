@@ -42,48 +42,15 @@ import torch
 import torch.distributed as dist
 
 import djepa_t2i.env  # noqa: F401
-from djepa_t2i.config import (Config, ConfigError, load_config, require_dir, require_writable,
-                              resolve_device)
+from djepa_t2i.config import Config, ConfigError, ConfigPaths, load_config, require_dir, require_writable
 from training import checkpoints as ckpts
 from training import lake_io
+from training.distributed import (barrier, broadcast, dist_env, init_distributed, pick_device,
+                                  rng_state, set_rng_state, wrap)
+from training.grad_accum import LossTokens, accumulate, accumulation_steps, seed_micro_batch
 
 log = logging.getLogger("t2i.train")
 STEPS_LOG = "steps.jsonl"  # rank 0's per-step record in train.out: step, keys, sizes, losses, lr
-
-
-# ------------------------------------------------------------------------------ distributed
-def dist_env() -> tuple[int, int, int]:
-    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-            int(os.environ.get("LOCAL_RANK", 0)))
-
-
-def pick_device(name: str, local_rank: int) -> torch.device:
-    """``auto`` on a GPU machine: this rank's own GPU (``cuda:LOCAL_RANK``)."""
-    name = resolve_device(name)
-    return torch.device(f"cuda:{local_rank}" if name == "cuda" else name)
-
-
-def init_distributed(device: torch.device) -> None:
-    rank, world, _ = dist_env()
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend, rank=rank, world_size=world,
-                                timeout=dt.timedelta(minutes=30))
-
-
-def _barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
-
-
-def _broadcast(obj):
-    if not dist.is_initialized():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 # ------------------------------------------------------------------------------ schedule
@@ -138,19 +105,6 @@ def _truncate_steps_log(path: Path, step: int) -> None:
     os.replace(tmp, path)
 
 
-def _rng_state(device: torch.device) -> dict:
-    s = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        s["cuda"] = torch.cuda.get_rng_state(device)
-    return s
-
-
-def _set_rng_state(s: dict, device: torch.device) -> None:
-    torch.set_rng_state(s["torch"])
-    if device.type == "cuda" and "cuda" in s:
-        torch.cuda.set_rng_state(s["cuda"], device)
-
-
 # ------------------------------------------------------------------------------ speed
 def set_fast_math(device: torch.device) -> None:
     """TF32 for the float32 matmuls and convolutions left outside bf16 autocast (the encoders,
@@ -196,13 +150,15 @@ class Trainer:
         self.out = t.out
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         self.tokenizer = build_tokenizer(cfg.model)
+        self.accum = accumulation_steps(t, self.tokenizer.stride, self.world)  # micro-batches per rank and step
         self.text = TextEncoder.from_config(cfg.model)
         self.raw = build_model(cfg.model, self.text.dim, self.tokenizer).to(self.device)
         self.raw.set_grad_checkpointing(t.grad_checkpointing)
+        self.loss_tokens = LossTokens(self.raw) if t.global_batch is not None else None
         set_fast_math(self.device)
         if compile_enabled(t.compile, self.device):
             compile_blocks(self.raw)
-        self.model = self._wrap(self.raw)
+        self.model = wrap(self.raw, self.device, t.fsdp, accumulate=self.accum > 1)
         self.ema = EMA(self.raw)  # after wrapping: under FSDP the EMA shadows are shards too
         # fused on CPU too: one kernel over all tensors, 2.0 vs 8.4 ms per step for djepa_tiny's 148
         # tensors on 2 cores (2026-12-03); make demo's phase 1 took 307 instead of 379 s (3,600 steps)
@@ -235,7 +191,7 @@ class Trainer:
         else:
             if t.init_from:
                 self.load_weights(Path(t.init_from))
-            self.watcher.apply(sampler, _broadcast(self.watcher.poll() if self.rank == 0 else None),
+            self.watcher.apply(sampler, broadcast(self.watcher.poll() if self.rank == 0 else None),
                                self.schedule_stage(self.step))
         self.stage = self.schedule_stage(self.step)
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
@@ -245,37 +201,27 @@ class Trainer:
             self.steps_log.parent.mkdir(parents=True, exist_ok=True)
             _truncate_steps_log(self.steps_log, self.step)
 
-    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        if not dist.is_initialized():
-            return model
-        if self.cfg.train.fsdp:
-            from torch.distributed.fsdp import fully_shard
-            for stack in (model.context.stack, model.predictor):
-                for block in stack.blocks:
-                    fully_shard(block)
-            fully_shard(model)
-            return model
-        from torch.nn.parallel import DistributedDataParallel as DDP
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        # static_graph: the predictor's last text-stream MLP and norm never reach the loss (only
-        # image outputs are used), the same every step; DDP then skips them without a graph walk
-        return DDP(model, device_ids=ids, static_graph=True)
-
     @property
     def sampler(self):
         return self.loader.sampler
 
     # -------------------------------------------------------------------------- one step
     def train_step(self) -> dict:
+        """One optimizer step: this rank's ``accum`` micro-batches (one without ``global_batch``),
+        then weight decay, clipping, AdamW, the schedule and both EMAs."""
         t = self.cfg.train
         if self.step % t.weights_check_every == 0 and self.step > 0:
             self._check_weights()
-        batch = self.loader.next()
-        text = batch.text.to(self.device)
-        with self.autocast:
-            out = self.model(batch.images.to(self.device), text, generator=self.gen)
-        self.opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
+        batches = []
+        if self.loss_tokens is None:  # one micro-batch per rank, its mean loss (the ranks average)
+            batches.append(self.loader.next())
+            out = self._forward(batches[0])
+            self.opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+        else:
+            self.opt.zero_grad(set_to_none=True)
+            out = accumulate(self.model, self.loss_tokens, self.accum,
+                             lambda i: self._forward(self._micro_batch(i, batches)), self.world, self.device)
         wd = weight_decay_at(self.step, t.steps, t.weight_decay, t.weight_decay_end)
         for g in self.opt.param_groups:
             if g["ramp"]:
@@ -287,16 +233,30 @@ class Trainer:
         self.raw.update_ema(t.target_ema)
         self.ema.update(self.raw, t.ema)
         self.step += 1
-        self.window["tokens"]["image"] += batch.tokens
-        self.window["tokens"]["budget"] += t.token_budget
-        self.window["images"]["count"] += len(batch.keys)
+        tokens = sum(b.tokens for b in batches)
+        keys = [k for b in batches for k in b.keys]
+        self.window["tokens"]["image"] += tokens
+        self.window["tokens"]["budget"] += t.token_budget * len(batches)
+        self.window["images"]["count"] += len(keys)
         self.window_steps += 1
-        rec = {"step": self.step, "keys": batch.keys, "sizes": batch.sizes, "tokens": batch.tokens,
-               "lr": self.sched.get_last_lr()[0],
+        rec = {"step": self.step, "keys": keys, "sizes": [s for b in batches for s in b.sizes],
+               "tokens": tokens, "lr": self.sched.get_last_lr()[0],
                "grad_norm": (gnorm.full_tensor() if hasattr(gnorm, "full_tensor") else gnorm).detach(),
                **{k: v.detach() for k, v in out.items()}}
         self.pending.append(rec)
         return rec
+
+    def _micro_batch(self, i: int, batches: list):
+        """Micro-batch ``i`` of this rank's step, its randomness seeded from its global index (the
+        update does not depend on how the global batch is split: training/grad_accum.py)."""
+        index = (self.step * self.world + self.rank) * self.accum + i
+        seed_micro_batch(self.cfg.train.seed, index, self.gen, self.loader.gen)
+        batches.append(self.loader.next())
+        return batches[-1]
+
+    def _forward(self, batch) -> dict[str, torch.Tensor]:
+        with self.autocast:
+            return self.model(batch.images.to(self.device), batch.text.to(self.device), generator=self.gen)
 
     def flush(self) -> None:
         """Read the pending steps' losses and grad norms off the device in ONE transfer (the step
@@ -321,7 +281,7 @@ class Trainer:
                 f.writelines(lines)
 
     def _check_weights(self) -> None:
-        v = _broadcast(self.watcher.poll() if self.rank == 0 else None)
+        v = broadcast(self.watcher.poll() if self.rank == 0 else None)
         stage = self.schedule_stage(self.step)
         if v != self.sampler.weights_version or stage != self.stage:
             self.stage = stage
@@ -374,7 +334,7 @@ class Trainer:
         if self.rank == 0:
             shutil.rmtree(stage, ignore_errors=True)
         if self.sharded:
-            _barrier()
+            barrier()
             ckpts.save_sharded(stage, self.model, self.opt, self.ema.state_dict())
             if self.rank == 0:
                 write_meta(stage, self.raw, meta)
@@ -382,17 +342,17 @@ class Trainer:
         elif self.rank == 0:
             save_model(str(stage), self.raw, self.ema.state_dict(), meta)
             torch.save({"optimizer": self.opt.state_dict(), **trainer_state}, stage / "trainer.pt")
-        _barrier()
-        torch.save({"loader": self.loader.state_dict(), "rng": _rng_state(self.device),
+        barrier()
+        torch.save({"loader": self.loader.state_dict(), "rng": rng_state(self.device),
                     "model_rng": self.gen.get_state(), "step": self.step, "rank": self.rank},
                    stage / f"rank-{self.rank:03d}.pt")
-        _barrier()
+        barrier()
         if self.rank == 0:
             ckpts.commit(stage, final, self.step, self.world)
             self._register(final, self.step, self.sampler.weights_version, self.last_loss)
             ckpts.prune(self.cfg.lake, self.out, self.run_id, t.keep_last)
             log.info("step %d: checkpoint %s", self.step, final)
-        _barrier()
+        barrier()
         return final
 
     def _register(self, final: Path, step: int, weights_version: str | None, loss: float) -> None:
@@ -425,7 +385,7 @@ class Trainer:
         self.sched.load_state_dict(tr["scheduler"])
         rs = torch.load(path / f"rank-{self.rank:03d}.pt", weights_only=True)
         self.loader.load_state_dict(rs["loader"])
-        _set_rng_state(rs["rng"], self.device)
+        set_rng_state(rs["rng"], self.device)
         self.gen.set_state(rs["model_rng"])
         self.step = tr["step"]
         if self.rank == 0 and not ckpts.is_registered(self.cfg.lake, self.run_id, self.step):
@@ -475,7 +435,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int_at_least(1), help="stop at this step (default train.steps)")
 
 
-def checked_config(config_path: str | None, overrides: list[str] | None,
+def checked_config(config_path: ConfigPaths, overrides: list[str] | None,
                    resume: str | None = None) -> Config:
     """The validated config with the paths a run needs: the lake (its samples index; it receives
     batch stats and checkpoint rows), a writable ``train.out``, an existing ``init_from`` and a
@@ -497,7 +457,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="training.trainer", description=__doc__.split("\n")[0])
     add_arguments(p)
     args = p.parse_args(argv)
-    return train_main(args)
+    try:
+        return train_main(args)
+    except ConfigError as e:  # under torchrun too: one line per rank, exit 2
+        print(f"training.trainer: error: {e}", file=sys.stderr)
+        return 2
 
 
 def train_main(args: argparse.Namespace) -> int:

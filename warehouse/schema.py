@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-S, I, F, B, TS = pa.string(), pa.int64(), pa.float64(), pa.bool_(), pa.timestamp("us", tz="UTC")
+# column-type shorthands for the tables below (I for int64 reads best beside S, F, B, TS)
+S, I, F, B, TS = pa.string(), pa.int64(), pa.float64(), pa.bool_(), pa.timestamp("us", tz="UTC")  # noqa: E741
+
+# ``weights/CURRENT`` names the live sampling-weights version: warehouse.weights writes and reads
+# it, the ``sampling_weights_current`` view (warehouse.db) reads it at query time
+CURRENT = "CURRENT"
 
 SCHEMAS: dict[str, pa.Schema] = {
     # one row per input pair: its final state (curate-laion)
