@@ -9,6 +9,7 @@ from PIL import Image
 from djepa_t2i.config import ConfigError, load_config
 from flows.curate_laion import run_plain
 from tasks.curate_shard import process_shard
+from tasks.filters.clip_head import ClipHeadFilter
 from tasks.stages import CLIP_EMBEDDING, READS, SKIPPED_NO_CLIP, Stage, declare_stages
 from tests.test_bad_input import _jpeg, pair, write
 from warehouse import db
@@ -38,14 +39,23 @@ def test_off_and_skipped_stages_follow_the_config():
     assert d.skipped == {"clip_similarity": SKIPPED_NO_CLIP, "semantic_dedup": SKIPPED_NO_CLIP}
 
 
+def test_the_clip_heads_are_clip_head_filters_that_read_the_embedding():
+    cfg = load_config(overrides=["curate.clip_weights=/c", "curate.aesthetic.backend=laion-mlp",
+                                 "curate.aesthetic.weights=/a", "curate.nsfw.backend=clip-mlp", "curate.nsfw.weights=/n",
+                                 "curate.nsfw.batch_size=8", "curate.order=[aesthetic,nsfw]"], check_paths=False)
+    heads = declare_stages(cfg).stages  # declared, not set up: no weights are read
+    assert [(h.name, h.backend, h.reads) for h in heads] == [("aesthetic", "laion-mlp", (CLIP_EMBEDDING,)),
+                                                              ("nsfw", "clip-mlp", (CLIP_EMBEDDING,))]
+    assert all(isinstance(h, ClipHeadFilter) for h in heads) and [h.batch_size for h in heads] == [32, 8]
+
+
 @pytest.mark.parametrize("name, why", [
     ("blurry", "curate.order: unknown stage 'blurry' (no module tasks.filters.blurry; "
                "docs/curation.md: adding a stage)"),
     ("clip_loader", "curate.order: tasks.filters.clip_loader is no stage (it has no build(cfg))"),
 ])
 def test_an_unknown_stage_is_one_line(name, why):
-    cfg = load_config(overrides=["curate.order=[resolution]"])
-    cfg.curate.order.append(name)
+    cfg = load_config(overrides=[f"curate.order=[resolution,{name}]"])
     with pytest.raises(ConfigError) as e:
         declare_stages(cfg)
     assert str(e.value) == why

@@ -50,9 +50,9 @@ def test_exact_resume_same_losses_and_samples(data):
         assert all(hh % 8 == 0 and ww % 8 == 0 for hh, ww in h["sizes"]) and h["tokens"] <= 64
     ck = os.path.join(out_a, "checkpoints", "step_00000003")
     assert sorted(os.listdir(ck)) == ["COMPLETE", "ema.safetensors", "meta.json", "model.safetensors",
-                                      "rank-000.pt", "trainer.pt"]
-    st = torch.load(os.path.join(ck, "rank-000.pt"), weights_only=True)  # plain tensors and dicts
-    assert st["loader"]["packer"]["sampler"]["weights_version"] == "v0000"
+                                      "rank-000.pt", "stream.pt", "trainer.pt"]
+    st = torch.load(os.path.join(ck, "stream.pt"), weights_only=True)  # plain tensors and dicts
+    assert st["stream"]["sampler"]["weights_version"] == "v0000" and st["world_size"] == 1
     out_b = str(root / "run_b")
     b, hist_b = run(tiny_cfg(lake, out_b), resume=ck)  # no threads: the stream must not depend on them
     assert [h["step"] for h in hist_b] == [4, 5, 6]

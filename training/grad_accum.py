@@ -95,8 +95,8 @@ def accumulate(model: torch.nn.Module, counter: LossTokens, micro_batches: int,
     """Run ``step(i)`` (load micro-batch ``i``, forward it, return its losses) for each of this
     rank's ``micro_batches`` and backpropagate each loss sum, with the gradient all-reduce only
     on the last; then turn the summed gradients into the mean over the global batch's loss
-    tokens. Returns this rank's losses, each the token-weighted mean over its micro-batches
-    (device tensors: nothing here waits on the device)."""
+    tokens. Returns the global batch's losses, token-weighted means over every rank's
+    micro-batches (the same on every rank and for any split; device tensors, no host sync)."""
     sums: dict[str, torch.Tensor] = {}
     n_local = 0
     for i in range(micro_batches):
@@ -106,8 +106,11 @@ def accumulate(model: torch.nn.Module, counter: LossTokens, micro_batches: int,
             (out["loss"] * n).backward()
         n_local += n
         for k, v in out.items():
-            sums[k] = sums.get(k, 0) + v.detach() * n
+            sums[k] = sums.get(k, 0) + v.detach().float() * n
+    names = list(sums)
+    # one all-reduce for the count and the loss sums (torch.full: a fill, not a host copy)
+    total = all_reduce_sum(torch.stack([torch.full((), float(n_local), device=device)] + [sums[k] for k in names]))
+    count = total[0].clamp_min(1.0)
     # DDP and FSDP2 average the gradients over the ranks: x world / global count = sum / count
-    total = all_reduce_sum(torch.tensor(float(n_local), device=device))
-    scale_grads(model.parameters(), world / total.clamp_min(1.0))
-    return {k: v / max(n_local, 1) for k, v in sums.items()}
+    scale_grads(model.parameters(), world / count)
+    return {k: total[i + 1] / count for i, k in enumerate(names)}

@@ -16,12 +16,11 @@ CUDA) compiles every transformer block.
 
 Every ``stats_every`` steps each rank writes its batch statistics to the lake; every
 ``weights_check_every`` steps rank 0 reads the live weights version and broadcasts it, and every
-rank's sampler switches at the same step. A checkpoint is one directory: the model checkpoint
-(``model.safetensors``, ``ema.safetensors``, ``meta.json``: loadable by ``model.checkpoint``),
-``trainer.pt`` (optimizer, scheduler, step) and ``rank-NNN.pt`` per rank (sampler + loader + RNG
-state), all loadable with ``torch.load(weights_only=True)``; the protocol (stage, ``COMPLETE``,
-rename, register, prune) is ``training.checkpoints``. The lake is reached only through
-``training.lake_io``.
+rank's sampler switches at the same step. ``train.global_batch`` splits a step into micro-batches
+(training/grad_accum.py); the data stream is global, every rank deciding all micro-batches and
+reading its own (training/data.py), so a checkpoint (its files: training/run_checkpoint.py; the
+protocol: training/checkpoints.py) resumes on any number of ranks. The lake is reached only
+through ``training.lake_io``.
 """
 from __future__ import annotations
 
@@ -29,9 +28,7 @@ import argparse
 import datetime as dt
 import json
 import logging
-import math
 import os
-import shutil
 import sys
 import time
 from collections import Counter
@@ -44,49 +41,14 @@ import torch.distributed as dist
 import djepa_t2i.env  # noqa: F401
 from djepa_t2i.config import Config, ConfigError, ConfigPaths, load_config, require_dir, require_writable
 from training import checkpoints as ckpts
-from training import lake_io
-from training.distributed import (barrier, broadcast, dist_env, init_distributed, pick_device,
-                                  rng_state, set_rng_state, wrap)
+from training import lake_io, run_checkpoint
+from training.distributed import broadcast, dist_env, init_distributed, pick_device, wrap
 from training.grad_accum import LossTokens, accumulate, accumulation_steps, seed_micro_batch
+from training.recipe import (compile_blocks, compile_enabled, lr_factor, param_groups, set_fast_math,
+                             weight_decay_at)
 
 log = logging.getLogger("t2i.train")
 STEPS_LOG = "steps.jsonl"  # rank 0's per-step record in train.out: step, keys, sizes, losses, lr
-
-
-# ------------------------------------------------------------------------------ schedule
-def lr_factor(step: int, warmup: int, total: int, schedule: str, end: float = 0.0) -> float:
-    """Linear warmup, then constant or cosine decay to ``end`` (a fraction of the peak) at
-    ``total``: the paper's phase 1 is cosine 1e-5 -> 1e-6 after 100k warm-up steps (end 0.1),
-    phase 2 a constant 5e-5 (§3.1)."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    t = min(max(step - warmup, 0) / max(total - warmup, 1), 1.0)
-    return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-
-def weight_decay_at(step: int, total: int, start: float, end: float | None) -> float:
-    """D-JEPA App. B: weight decay ramped linearly from 0.02 to 0.2 over training."""
-    if end is None:
-        return start
-    return start + (end - start) * min(step / max(total, 1), 1.0)
-
-
-NO_DECAY = ("pred_proj.", "head.")  # D-JEPA App. B: no decay on u_theta, eps_theta (target: frozen)
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """[decayed, not decayed] trainable parameters: the prediction MLP and the token head are
-    never decayed; the target encoder has no gradient and is not in either group."""
-    decay, keep = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (keep if name.startswith(NO_DECAY) else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay, "ramp": True},
-            {"params": keep, "weight_decay": 0.0, "ramp": False}]
-
-
 # ------------------------------------------------------------------------------ run state
 def _truncate_steps_log(path: Path, step: int) -> None:
     """Keep the records of steps <= ``step`` (the checkpoint resumed from; 0 for a fresh start), so
@@ -103,31 +65,6 @@ def _truncate_steps_log(path: Path, step: int) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(ln + "\n" for ln in keep))
     os.replace(tmp, path)
-
-
-# ------------------------------------------------------------------------------ speed
-def set_fast_math(device: torch.device) -> None:
-    """TF32 for the float32 matmuls and convolutions left outside bf16 autocast (the encoders,
-    the optimizer's reductions): ~8x the fp32 tensor-core rate on Ampere and later."""
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-
-def compile_enabled(flag: bool | None, device: torch.device) -> bool:
-    """``train.compile``: None means on for CUDA, off on CPU."""
-    return device.type == "cuda" if flag is None else flag
-
-
-def compile_blocks(model: torch.nn.Module) -> None:
-    """``torch.compile`` every transformer block in place (context, predictor, target): one graph
-    per block with symbolic lengths, so a new packed batch re-uses it (no graph break in a block:
-    tests/test_model_attention.py). Blocks, not the whole model, because the per-batch layout
-    (masks, permutations, rotary tables) is host work that would only split the graph."""
-    from model.blocks import MultimodalBlock
-    for m in model.modules():
-        if isinstance(m, MultimodalBlock):
-            m.compile(dynamic=None)
 
 
 # ------------------------------------------------------------------------------ the trainer
@@ -170,12 +107,11 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(t.seed * 1000 + self.rank)  # masks, caption drop
         stride = self.tokenizer.stride
         sampler = FeedbackSampler(lake_io.read_index(cfg.lake), stride=stride, schedule=cfg.schedule.start.model_dump(),
-                                  fixed_side=t.fixed_side, seed=t.seed, rank=self.rank,
-                                  world_size=self.world, max_retries=t.max_retries)
+                                  fixed_side=t.fixed_side, seed=t.seed, max_retries=t.max_retries)  # global
         packer = TokenBudgetPacker(sampler, t.token_budget, t.max_image_tokens, stride, t.lookahead)
         encoder = BatchEncoder(self.tokenizer, self.text)
         self.loader = TrainLoader(packer, self.tokenizer, t.max_image_tokens, t.seed, self.rank,
-                                  t.num_workers, encoder)
+                                  t.num_workers, encoder, self.world, self.accum)
         self.watcher = WeightsWatcher(cfg.lake, cfg.schedule)
         self.step = 0
         self.window: dict[str, Counter] = {"tokens": Counter(), "loss": Counter(), "images": Counter()}
@@ -234,12 +170,12 @@ class Trainer:
         self.ema.update(self.raw, t.ema)
         self.step += 1
         tokens = sum(b.tokens for b in batches)
-        keys = [k for b in batches for k in b.keys]
         self.window["tokens"]["image"] += tokens
         self.window["tokens"]["budget"] += t.token_budget * len(batches)
-        self.window["images"]["count"] += len(keys)
+        self.window["images"]["count"] += sum(len(b.keys) for b in batches)
         self.window_steps += 1
-        rec = {"step": self.step, "keys": keys, "sizes": [s for b in batches for s in b.sizes],
+        # keys and sizes of the whole global batch (every rank decides them all), this rank's tokens
+        rec = {"step": self.step, "keys": batches[0].step_keys, "sizes": batches[0].step_sizes,
                "tokens": tokens, "lr": self.sched.get_last_lr()[0],
                "grad_norm": (gnorm.full_tensor() if hasattr(gnorm, "full_tensor") else gnorm).detach(),
                **{k: v.detach() for k, v in out.items()}}
@@ -322,77 +258,19 @@ class Trainer:
         return self.cfg.train.fsdp and dist.is_initialized()
 
     def save_checkpoint(self) -> Path:
-        from model.checkpoint import save_model, write_meta
-        t = self.cfg.train
-        final = ckpts.final_dir(self.out, self.step)
-        stage = ckpts.stage_dir(final)
-        meta = {"step": self.step, "run_id": self.run_id, "phase": t.phase,
-                "weights_version": self.sampler.weights_version, "world_size": self.world,
-                "loss": self.last_loss, "text_encoder": self.text.describe(),
-                "config": self.cfg.model_dump(mode="json")}
-        trainer_state = {"scheduler": self.sched.state_dict(), "step": self.step, "world_size": self.world}
-        if self.rank == 0:
-            shutil.rmtree(stage, ignore_errors=True)
-        if self.sharded:
-            barrier()
-            ckpts.save_sharded(stage, self.model, self.opt, self.ema.state_dict())
-            if self.rank == 0:
-                write_meta(stage, self.raw, meta)
-                torch.save(trainer_state, stage / "trainer.pt")
-        elif self.rank == 0:
-            save_model(str(stage), self.raw, self.ema.state_dict(), meta)
-            torch.save({"optimizer": self.opt.state_dict(), **trainer_state}, stage / "trainer.pt")
-        barrier()
-        torch.save({"loader": self.loader.state_dict(), "rng": rng_state(self.device),
-                    "model_rng": self.gen.get_state(), "step": self.step, "rank": self.rank},
-                   stage / f"rank-{self.rank:03d}.pt")
-        barrier()
-        if self.rank == 0:
-            ckpts.commit(stage, final, self.step, self.world)
-            self._register(final, self.step, self.sampler.weights_version, self.last_loss)
-            ckpts.prune(self.cfg.lake, self.out, self.run_id, t.keep_last)
-            log.info("step %d: checkpoint %s", self.step, final)
-        barrier()
-        return final
+        return run_checkpoint.save(self)
 
-    def _register(self, final: Path, step: int, weights_version: str | None, loss: float) -> None:
+    def register_checkpoint(self, final: Path, step: int, weights_version: str | None, loss: float) -> None:
         ckpts.register(self.cfg.lake, final, self.run_id, step, self.cfg.train.phase, weights_version,
                        loss, self.cfg.model_dump(mode="json"), self.world)
 
     def load_weights(self, path: Path) -> None:
         """Model and EMA weights only (phase 2 starting from phase 1): optimizer, schedule and
         data stream start fresh."""
-        from safetensors.torch import load_file
-        self.raw.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
-        if (path / "ema.safetensors").exists():
-            self.ema.load_state_dict({k: v.to(self.device) for k, v in load_file(str(path / "ema.safetensors")).items()})
-        log.info("initialised weights from %s", path)
+        run_checkpoint.load_weights(self, path)
 
     def load_checkpoint(self, path: Path) -> None:
-        from safetensors.torch import load_file
-        tr = torch.load(path / "trainer.pt", weights_only=True)
-        if tr["world_size"] != self.world:
-            raise ValueError(f"{path} was written by {tr['world_size']} ranks; this run has {self.world}. "
-                             "The data stream is per rank: resume with the same world size.")
-        if self.sharded:
-            ckpts.load_sharded(path, self.model, self.opt, self.ema.state_dict())
-        else:
-            self.raw.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
-            self.opt.load_state_dict(tr["optimizer"])
-            if (path / "ema.safetensors").exists():
-                self.ema.load_state_dict({k: v.to(self.device)
-                                          for k, v in load_file(str(path / "ema.safetensors")).items()})
-        self.sched.load_state_dict(tr["scheduler"])
-        rs = torch.load(path / f"rank-{self.rank:03d}.pt", weights_only=True)
-        self.loader.load_state_dict(rs["loader"])
-        set_rng_state(rs["rng"], self.device)
-        self.gen.set_state(rs["model_rng"])
-        self.step = tr["step"]
-        if self.rank == 0 and not ckpts.is_registered(self.cfg.lake, self.run_id, self.step):
-            # the run was killed between the rename and the registration: the dir is live, record it
-            meta = json.loads((path / "meta.json").read_text())
-            self._register(path, self.step, meta.get("weights_version"), meta.get("loss", float("nan")))
-        log.info("resumed from %s at step %d (weights %s)", path, self.step, self.sampler.weights_version)
+        run_checkpoint.load(self, path)
 
     # -------------------------------------------------------------------------- the loop
     def fit(self, steps: int | None = None, on_step=None) -> list[dict]:
