@@ -61,7 +61,7 @@ def test_post_train_writes_rollouts_heldout_and_loadable_checkpoints(tmp_path):
     # the checkpoint is training's format: the generation path loads and samples it unchanged,
     # and its weights are the policy's (an untrained model's rewards may all tie: advantages 0)
     g = generation.load_generator(curve[-1]["checkpoint"], device="cpu")
-    imgs = g(["a red circle"], generation.settings(g.meta))
+    imgs = g(["a red circle"], generation.settings(g.meta), seed=0)
     assert imgs[0].size == (16, 16) and g.meta["phase"] == "post-train"
     for name, p in run.policy.state_dict().items():
         assert torch.equal(g.model.state_dict()[name], p), name

@@ -75,7 +75,8 @@ class PostTrainRun:
         text = self.te.encode([j["prompt"] for j in jobs])
         ro = rollout(self.policy, text, [self.grid] * len(jobs), steps=self.s["steps"],
                      head_steps=pt.head_steps, cfg=self.s["cfg"], noise=pt.noise,
-                     time_shift=self.s["time_shift"], seed=pt.seed * 1_000_003 + step)
+                     time_shift=self.s["time_shift"], cfg_schedule=self.s["cfg_schedule"],
+                     seed=pt.seed * 1_000_003 + step)
         images = [tensor_to_image(x) for x in decode(self.policy, ro)]
         per, total = self.rewards(images, jobs)
         adv = group_advantages(torch.tensor(total), groups)
