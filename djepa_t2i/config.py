@@ -200,11 +200,12 @@ class Shards(Section):
 
 
 class TruncNorm(Section):
-    """Side length in kilopixels: a target side is drawn from N(mu, sigma) truncated to [a, b]."""
-    mu: float = Field(0.512, gt=0)
-    sigma: float = Field(0.12, gt=0)
-    a: float = Field(0.256, gt=0)
-    b: float = Field(1.024, gt=0)
+    """Side length in kilopixels: a target side is drawn from N(mu, sigma) truncated to [a, b]
+    (no defaults: ``Schedule`` holds the paper's two)."""
+    mu: float = Field(gt=0)
+    sigma: float = Field(gt=0)
+    a: float = Field(gt=0)
+    b: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _bounds(self):
@@ -282,7 +283,6 @@ class Train(Section):
     # None: one micro-batch per rank per step (the global batch grows with the ranks)
     global_batch: int | None = Field(None, ge=1)
     max_image_tokens: int = Field(4096, ge=1)
-    resolution: TruncNorm = TruncNorm()
     # phase 1 (Supp. §7): short side resized to this, then a centre crop to a square of it;
     # None: aspect-preserving sizes from the live trunc_norm schedule (phase 2)
     fixed_side: int | None = Field(None, ge=1)
@@ -325,6 +325,10 @@ class Evaluate(Section):
     steps: int = Field(64, ge=1)  # generalized next-token steps
     flow_steps: int = Field(250, ge=1)  # steps of the token head's sampler (Euler / DDPM)
     cfg: float = Field(6.0, ge=0)
+    # how the guidance scale grows over the generalized next-token steps: "linear" is MAR's ramp
+    # (1 + (cfg - 1) * share of tokens known, so cfg is reached at the last step), "constant" holds
+    # cfg from the first step. The paper says only "CFG 6.0" (Supp. §7); docs/training.md
+    cfg_schedule: Literal["constant", "linear"] = "linear"
     temperature: float = Field(1.0, gt=0)
     time_shift: float = Field(4.5, gt=0)
     controls: bool = True  # score uniform/patch noise and shuffled prompts beside every evaluation
@@ -355,10 +359,22 @@ class Feedback(Section):
 
 class Schedule(Section):
     """Phase 2's resolution schedule (paper §3.1, Fig. 7): side lengths in kilopixels drawn from
-    ``start``, later from ``final`` (by feedback or ``train.final_schedule_at``). Phase 1 is a
-    fixed centre crop (``train.fixed_side``) and uses neither."""
+    ``start``, later from ``final`` (by feedback or ``train.final_schedule_at``). Weights v0
+    publishes both as rows; the trainer reads a stage from the live weights version and from
+    here when no version (or no row for the stage) is live. Phase 1 is a fixed centre crop
+    (``train.fixed_side``) and uses neither."""
     start: TruncNorm = TruncNorm(mu=0.512, sigma=0.12, a=0.256, b=1.024)
     final: TruncNorm = TruncNorm(mu=1.024, sigma=1.0, a=0.256, b=4.096)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial(cls, data: Any) -> Any:
+        """``--set schedule.final.mu=0.064`` changes that one value; the stage's others keep
+        their defaults here (TruncNorm itself has none: these two are the only ones)."""
+        if not isinstance(data, dict):
+            return data
+        return {k: {**cls.model_fields[k].default.model_dump(), **v}
+                if k in cls.model_fields and isinstance(v, dict) else v for k, v in data.items()}
 
 
 class Config(Section):
@@ -528,6 +544,28 @@ def merge_overrides(data: dict, overrides: Sequence[str]) -> dict:
         return OmegaConf.to_container(merged, resolve=True)
     except OmegaConfBaseException as e:
         raise ConfigError(f"override: {str(e).splitlines()[0]}") from None
+
+
+def recorded(config: dict | None, section: str) -> BaseModel:
+    """Section ``section`` of a config recorded earlier (a checkpoint's ``meta.json``), validated
+    by this version: keys it no longer knows are dropped, keys the record lacks take this
+    config's defaults (their one home), so a checkpoint from another version still loads."""
+    cls = Config.model_fields[section].annotation
+    try:
+        return cls.model_validate(_known(cls, (config or {}).get(section) or {}))
+    except ValidationError as e:
+        raise _invalid(e, ("recorded", section)) from None
+
+
+def _known(cls: type[BaseModel], values: dict) -> dict:
+    """``values`` less the keys ``cls`` (and its nested sections) does not declare."""
+    out = {}
+    for k, v in values.items():
+        if k not in cls.model_fields:
+            continue
+        sub = cls.model_fields[k].annotation
+        out[k] = _known(sub, v) if isinstance(v, dict) and isinstance(sub, type) and issubclass(sub, Section) else v
+    return out
 
 
 # one config file, or several merged in order (``--config configs/phase1.yaml --config

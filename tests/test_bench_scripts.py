@@ -5,13 +5,20 @@ H100 are not broken, and that what they print is a measured, finite, positive nu
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
+
+from djepa_t2i.config import load_config
+from tasks.decode import DecodeError, decode_image
+from tasks.filters.resolution import ResolutionFilter
+from tasks.mini_laion import make_sample
 
 ROOT = Path(__file__).resolve().parent.parent
 NUM = r"([-+0-9.eE]+|nan|inf)"
@@ -65,7 +72,17 @@ def run_script(*argv: str) -> str:
 def test_notion_stats_sql_reduced(tmp_path):
     out = run_script("bench/notion_stats_sql.py", "--rows", "200000", "--repeats", "2", "--dir", str(tmp_path))
     assert "notion_stats view: 200,000 rows" in out and "plain GROUP BY: 200,000 rows" in out
-    metric(out, r"ratio view/plain: best " + NUM)
+    metric(out, r"ratio view/plain \(wall\): best " + NUM)
+    metric(out, r"notion_stats view: .* CPU best " + NUM)
+
+
+def test_funnel_sql_reduced(tmp_path):
+    """The funnel through the views counts the generated pairs into the nine (status, stage)
+    groups of the mix, like the plain GROUP BY; the spill is measured (0 MiB fits at this size)."""
+    out = run_script("bench/notion_stats_sql.py", "--query", "funnel", "--rows", "120000", "--repeats", "1",
+                     "--memory-limit", "256MB", "--dir", str(tmp_path))
+    assert "funnel view: 120,000 rows -> 9 groups" in out and "plain GROUP BY: 120,000 rows -> 9 groups" in out
+    assert re.search(r"funnel view: .* CPU best [0-9.]+s .* peak spill [0-9]+ MiB", out), out
 
 
 def test_cross_shard_dedup_reduced(tmp_path):
@@ -73,6 +90,27 @@ def test_cross_shard_dedup_reduced(tmp_path):
     # 1% exact + 1% near copies of 2,000 pairs in every shard after the first: 2 x 20 x 9
     assert "relabelled 360," in out
     metric(out, r"peak RSS " + NUM + " MiB")
+    metric(out, r"CPU " + NUM + "s")
+
+
+def test_ocr_profile_counts_every_image_that_reaches_ocr(tmp_path):
+    """bench/ocr_profile.py times the OCR stage on every decodable image that passes the
+    resolution rules: for the 40-pair sample that is its photo/shapes/text/lowq/dup images."""
+    make_sample(str(tmp_path / "s"), 40, seed=3)
+    res, n = ResolutionFilter(load_config().curate.resolution), 0
+    for tar in sorted((tmp_path / "s").glob("*.tar")):
+        with tarfile.open(tar) as tf:
+            for m in tf.getmembers():
+                if m.name.endswith(".jpg"):
+                    try:
+                        im = decode_image(tf.extractfile(m).read(), 10 ** 8).image
+                    except DecodeError:
+                        continue
+                    n += res.check(im.width, im.height).passed
+    out = run_script("bench/ocr_profile.py", str(tmp_path / "s"), "--json", str(tmp_path / "rows.json"))
+    assert f"| all | {n} |" in out
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert len(rows) == n and all(r["thread_ms"] > 0 and r["n_read"] <= r["n_detected"] for r in rows)
 
 
 @pytest.mark.slow

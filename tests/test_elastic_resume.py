@@ -19,7 +19,7 @@ def _overrides(lake: str, out: str, **kw) -> list[str]:
     sets = {"lake": lake, "model.patch_size": 8, "model.overrides": "{width: 32, head_width: 32}",
             "train.out": out, "train.steps": 4, "train.token_budget": 64, "train.max_image_tokens": 32,
             "train.global_batch": 256, "train.lookahead": 4, "train.save_every": 2,
-            "train.resolution": "{mu: 0.032, sigma: 0.01, a: 0.016, b: 0.064}", "train.stats_every": 2,
+            "schedule.start": "{mu: 0.032, sigma: 0.01, a: 0.016, b: 0.064}", "train.stats_every": 2,
             "train.device": "cpu", "train.log_every": 2, "train.keep_last": 5, **kw}
     return [f"{k}={v}" for k, v in sets.items()]
 

@@ -44,3 +44,31 @@ def test_only_the_random_init_record_is_dropped(caplog):
         logging.getLogger().warning("No pretrained weights loaded for model 'x'. Model initialized randomly.")
         logging.getLogger().warning("something else")
     assert [r.getMessage() for r in caplog.records] == ["something else"]
+
+
+def _rss_kib(key: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(key + ":"))
+
+
+def _peak_mib(fn) -> tuple[float, object]:
+    """(peak RSS growth in MiB while ``fn`` runs, its result): VmHWM reset to the current RSS first."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = _rss_kib("VmRSS")
+    out = fn()
+    return (_rss_kib("VmHWM") - base) / 1024, out
+
+
+@pytest.mark.parametrize("backend", ["auto", "sdpa", "flex"])
+def test_cpu_attention_never_holds_an_n_by_n_matrix(backend):
+    from model.attention import Segments, packed_attention
+    torch.manual_seed(0)
+    lens, H, D = [4096, 4026], 4, 16  # a cond and an uncond row at 4096 image tokens, as generate packs them
+    q, k, v = (torch.randn(sum(lens), H, D) for _ in range(3))
+    seg = Segments.from_lengths(lens, "cpu")
+    ref = packed_attention(q, k, v, Segments.from_lengths(lens, "cpu"), "loop")
+    scores_mib = H * sum(lens) ** 2 * 4 / 2**20  # one fp32 block-diagonal score matrix: ~1 GiB
+    peak, out = _peak_mib(lambda: packed_attention(q, k, v, seg, backend))
+    assert peak < 64 < scores_mib / 15, f"{backend}: {peak:.0f} MiB"
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)

@@ -16,7 +16,7 @@ from warehouse import weights as wt
 def tiny_cfg(lake, out, **kw):
     sets = {"lake": lake, "model.name": "djepa_tiny", "model.patch_size": 8, "model.overrides": "{width: 32, head_width: 32}",
             "train.out": out, "train.steps": 6, "train.token_budget": 64, "train.max_image_tokens": 32,
-            "train.lookahead": 4, "train.resolution": "{mu: 0.032, sigma: 0.01, a: 0.016, b: 0.064}",
+            "train.lookahead": 4, "schedule.start": "{mu: 0.032, sigma: 0.01, a: 0.016, b: 0.064}",
             "train.save_every": 3, "train.stats_every": 2, "train.weights_check_every": 2,
             "train.warmup": 2, "train.lr": 1e-3, "train.ema": 0.9, "train.log_every": 100, "train.device": "cpu"}
     sets.update(kw)
