@@ -224,6 +224,7 @@ class Trainer:
             log.info("step %d: sampling weights %s -> %s (resolution %s)", self.step,
                      self.sampler.weights_version, v, stage)
             self.switches.append((self.step, self.sampler.weights_version, v))
+            self.loader.rewind()
             self.watcher.apply(self.sampler, v, stage)
 
     def schedule_stage(self, step: int) -> str:
