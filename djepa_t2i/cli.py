@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build-shards": ("flows.build_shards", "write passed pairs into webdataset tars + index"),
     "encode": ("flows.encode", "cache VAE tokens + text states beside the training shards"),
     "train": ("flows.train", "train D-JEPA·T2I (CPU, or under torchrun)"),
+    "sft-tier": ("warehouse.tiers", "write a quality tier of the samples index (the SFT phase's data)"),
+    "post-train": ("flows.post_train", "GRPO on the flow head from an SFT checkpoint (rollouts + checkpoints)"),
     "evaluate": ("flows.evaluate_checkpoints", "evaluate checkpoints not yet scored"),
     "feedback": ("flows.feedback", "publish the next sampling-weights version"),
     "generate": ("training.generate_cli", "generate an image from a checkpoint"),

@@ -21,7 +21,7 @@ from PIL import Image
 from training import checkpoints as ckpts
 from training import lake_io
 from training.checkpoints import checkpoint_id
-from training.generation import SAMPLING, load_generator
+from training.generation import load_generator, sampling_of
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def model_generate_fn(path: str, cfg) -> tuple[GenerateFn, dict]:
     ``evaluate`` section's settings; each batch is seeded by its first job's seed, so a rerun
     with the same config is identical."""
     gen = load_generator(path, cfg.device)
-    s = {**{k: getattr(cfg, k) for k in SAMPLING}, "size": (cfg.size, cfg.size)}
+    s = sampling_of(cfg)
     return (lambda jobs: gen([j["prompt"] for j in jobs], s, seed=int(jobs[0]["seed"]))), gen.meta
 
 
