@@ -263,7 +263,8 @@ class Train(Section):
     out: str = "runs/train"  # run directory: checkpoints/, train.log
     run_id: str | None = None  # default: the name of `out`
     init_from: str | None = None  # start from this checkpoint's weights (+EMA), fresh optimizer/data
-    phase: Literal["phase1", "phase2"] = "phase1"
+    phase: Literal["phase1", "phase2", "sft"] = "phase1"  # sft: SimpleAR's third phase (docs/post-training.md)
+    samples_index: str | None = None  # a quality tier's index file (`t2i sft-tier`); None: the lake's samples
     steps: int = Field(200, ge=1)
     lr: float = Field(1e-4, gt=0, le=1.0)
     lr_end: float = Field(0.0, ge=0, le=1.0)  # cosine: decays to this (paper phase 1: 1e-5 -> 1e-6)

@@ -106,7 +106,7 @@ class Trainer:
         torch.manual_seed(t.seed * 7919 + self.rank)  # per-rank stream for the flow-matching noise
         self.gen = torch.Generator().manual_seed(t.seed * 1000 + self.rank)  # masks, caption drop
         stride = self.tokenizer.stride
-        sampler = FeedbackSampler(lake_io.read_index(cfg.lake), stride=stride, schedule=cfg.schedule.start.model_dump(),
+        sampler = FeedbackSampler(lake_io.read_index(cfg.lake, t.samples_index), stride=stride, schedule=cfg.schedule.start.model_dump(),
                                   fixed_side=t.fixed_side, seed=t.seed, max_retries=t.max_retries)  # global
         packer = TokenBudgetPacker(sampler, t.token_budget, t.max_image_tokens, stride, t.lookahead)
         encoder = BatchEncoder(self.tokenizer, self.text)
