@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import djepa_t2i.env  # noqa: F401
+from djepa_t2i.cli_args import int_at_least
 from djepa_t2i.config import Config, load_config
 from prefect import flow, get_run_logger
 
@@ -41,6 +42,13 @@ def start_fresh(out: Path, cfgs: list[Config]) -> None:
         parts |= {Path(p) for p in (c.lake, c.shards.out, c.train.out, c.evaluate.out) if _inside(p, out)}
     for p in parts:
         shutil.rmtree(p, ignore_errors=True)
+
+
+def checked_configs(override: str, weights: bool, seed: int) -> tuple[Config, Config]:
+    """phase1 and phase2 with ``override``, validated before any work; their weights paths must
+    exist unless this run writes them (``weights``)."""
+    return tuple(load_config([base, override], [f"seed={seed}"], check_paths=not weights)
+                 for base in (PHASE1, PHASE2))
 
 
 def recorded_backends(lake: str) -> dict[str, list[str]]:
@@ -86,7 +94,7 @@ def rehearse(out: str = "runs/rehearse", override: str = OVERRIDE, n: int = 40, 
     outp = Path(out)
     c1, c2 = [PHASE1, override], [PHASE2, override]
     ov = [f"seed={seed}"]
-    cfg1, cfg2 = (load_config(c, ov, check_paths=False) for c in (c1, c2))
+    cfg1, cfg2 = checked_configs(override, weights, seed)
     steps: dict[str, dict] = {}
 
     def step(name, fn, *a, **k):
@@ -131,7 +139,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "file names the lake, shards and run folders; those inside --out are replaced)")
     p.add_argument("--override", default=OVERRIDE, help="the sizes-and-paths file over phase1/phase2 "
                    "(default: configs/rehearsal.yaml)")
-    p.add_argument("--n", type=int, default=40, help="pairs in the mini-LAION sample")
+    p.add_argument("--n", type=int_at_least(1), default=40, help="pairs in the mini-LAION sample")
     p.add_argument("--no-weights", action="store_true",
                    help="do not write tiny weights (the override file points at real ones)")
     p.add_argument("--seed", type=int, default=0)
@@ -139,6 +147,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from djepa_t2i.config import require_writable
+    checked_configs(args.override, not args.no_weights, args.seed)  # a bad file or path: one line
+    require_writable("--out", args.out)
     res = rehearse(args.out, args.override, args.n, not args.no_weights, args.seed)
     print(format_summary(res))
     if args.json:

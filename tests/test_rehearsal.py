@@ -46,6 +46,16 @@ def test_rehearsal_overrides_sizes_and_paths_only(tmp_path, monkeypatch):
         load_config([PHASE1, REHEARSAL])  # before `t2i rehearsal-weights`: one line, the first missing path
 
 
+def test_rehearse_refuses_a_bad_override_or_missing_weights_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["rehearse", "--override", "/nope.yaml"]) == 2
+    assert capsys.readouterr().err == ("t2i rehearse: error: --config '/nope.yaml': no such file "
+                                       "(a YAML file, e.g. configs/demo_phase1.yaml)\n")
+    assert main(["rehearse", "--no-weights"]) == 2  # real weights expected: every path must exist
+    assert capsys.readouterr().err.startswith("t2i rehearse: error: weights not found: curate.aesthetic.weights=")
+    assert not (tmp_path / "runs").exists()  # nothing was started
+
+
 @pytest.mark.slow  # ~30 s on 2 cores: writes every tiny model, then loads each through check-backends
 def test_rehearsal_weights_load_in_every_production_backend(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
