@@ -97,7 +97,7 @@ def _encoders(cfg, image) -> list[Check]:
 
     def encode():
         from model.text_encoder import TextEncoder
-        enc = TextEncoder.from_config(te)
+        enc = TextEncoder.from_config(cfg.model)
         s = enc.encode(["a photo of an astronaut"])
         return f"{enc.describe()['model_type']} {enc.dtype}: {s.lengths[0]} tokens x {enc.dim}, mean |h| {s.states.abs().mean():.4f}"
     out.append(_timed(Check("text_encoder", te.backend, te.weights), encode))
