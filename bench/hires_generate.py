@@ -28,6 +28,17 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 SIZES = ("1024x1024", "2048x2048", "4096x4096", "4096x1024")
+# `t2i generate` as is, then its peak GPU memory (only that process can read it)
+WRAP = """import sys, torch
+from djepa_t2i.cli import main
+sys.argv[0] = "t2i"
+try:
+    rc = main(sys.argv[1:])
+finally:
+    if torch.cuda.is_available():
+        print("gpu_peak_mib", torch.cuda.max_memory_allocated() / 2**20)
+sys.exit(rc)
+"""
 
 
 def write_checkpoint(out: Path, patch: int, tile: int) -> Path:
@@ -47,7 +58,7 @@ def write_checkpoint(out: Path, patch: int, tile: int) -> Path:
 
 def run_size(ckpt: Path, size: str, steps: int, args, out: Path) -> dict:
     """One `t2i generate` in a fresh process: wall s, CPU s and peak RSS of that process."""
-    cmd = [sys.executable, "-m", "djepa_t2i.cli", "generate", "--ckpt", str(ckpt), "--prompt", "a red circle",
+    cmd = [sys.executable, "-c", WRAP, "generate", "--ckpt", str(ckpt), "--prompt", "a red circle",
            "--size", size, "--steps", str(steps), "--flow-steps", str(args.flow_steps), "--cfg", str(args.cfg),
            "--seed", "0", "--device", args.device, "--out", str(out / f"{size}.png")]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(args.threads)}
@@ -57,7 +68,9 @@ def run_size(ckpt: Path, size: str, steps: int, args, out: Path) -> dict:
     _, status, ru = os.wait4(p.pid, 0)
     if status:
         raise SystemExit(f"{size}: t2i generate failed\n{log[-3000:]}")
-    return {"wall_s": time.perf_counter() - t0, "cpu_s": ru.ru_utime + ru.ru_stime, "rss_mib": ru.ru_maxrss / 1024}
+    gpu = [float(ln.split()[1]) for ln in log.splitlines() if ln.startswith("gpu_peak_mib")]
+    return {"wall_s": time.perf_counter() - t0, "cpu_s": ru.ru_utime + ru.ru_stime, "rss_mib": ru.ru_maxrss / 1024,
+            "gpu": f"{gpu[0] / 1024:.2f} GiB" if gpu and gpu[0] else ""}
 
 
 def seam(side: int, tile: int) -> None:
@@ -110,16 +123,16 @@ def main() -> None:
     stride = 8 * args.patch
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = write_checkpoint(Path(tmp), args.patch, args.tile)
-        print(f"| size | tokens | AR steps | wall s | CPU s | peak RSS | ({args.device}, {args.threads} threads, "
+        print(f"| size | tokens | AR steps | wall s | CPU s | peak RSS | peak GPU memory | ({args.device}, {args.threads} threads, "
               f"stride {stride} px, {args.flow_steps} flow steps, cfg {args.cfg}, {time.strftime('%Y-%m-%d')}) |")
-        print("|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|")
         for size in args.sizes.split(","):
             w, h = (int(x) for x in size.split("x"))
             tokens = (w // stride) * (h // stride)
             steps = auto_steps(tokens) if args.steps == "auto" else int(args.steps)
             r = run_size(ckpt, size, steps, args, Path(tmp))
             print(f"| {size} | {tokens} | {steps} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
-                  f"{r['rss_mib'] / 1024:.2f} GiB | |", flush=True)
+                  f"{r['rss_mib'] / 1024:.2f} GiB | {r['gpu']} | |", flush=True)
 
 
 if __name__ == "__main__":

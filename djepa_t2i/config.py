@@ -334,7 +334,9 @@ class Evaluate(Section):
     images_per_prompt: int = Field(4, ge=1)  # GenEval generates 4 images per prompt
     # sampling as the paper evaluates (§3.1 "Inference", Supp. §7): T = 64 steps at 256²,
     # CFG 6.0 for the GenEval tables, 250 denoising steps, time shift 4.5
-    steps: int = Field(64, ge=1)  # generalized next-token steps
+    # generalized next-token steps; "auto": by the image's token count (auto_steps: the paper's
+    # 64 at 256 tokens to ~100 at 2K-4K, §3.1), so one setting serves every --size
+    steps: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     flow_steps: int = Field(250, ge=1)  # steps of the token head's sampler (Euler / DDPM)
     cfg: float = Field(6.0, ge=0)
     # how the guidance scale grows over the generalized next-token steps: "linear" is MAR's ramp

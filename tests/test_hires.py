@@ -164,3 +164,18 @@ def test_a_4k_phase2_sample_decodes_tokenises_in_tiles_drops_and_packs_in_bounde
     assert torch.equal(packed.tokens, tokens[keep])
     again = pack_tokens([tokens], [tok.grid(4096, 4096)], 4096, torch.Generator().manual_seed(7))
     assert torch.equal(again.keep[0], keep)  # the loader's checkpointed generator reproduces the survivors
+
+
+def test_generate_takes_steps_by_token_count_and_prints_the_number(tmp_path, capsys):
+    from djepa_t2i.cli import main
+    from model.checkpoint import save_model
+    from model.djepa import djepa_tiny
+    from model.tokenizers import PixelTokenizer
+    torch.manual_seed(0)
+    m = djepa_tiny(token_dim=48, text_dim=384)
+    m.tokenizer = PixelTokenizer(4)
+    save_model(str(tmp_path / "ck"), m, None, {})  # no recorded evaluate section: the default, "auto"
+    for size, flag, steps in (("24x16", [], 24), ("8x8", ["--steps", "auto"], 4), ("8x8", ["--steps", "3"], 3)):
+        rc = main(["generate", "--ckpt", str(tmp_path / "ck"), "--prompt", "a red circle", "--size", size,
+                   "--flow-steps", "1", "--no-progress", "--out", str(tmp_path / "x.png"), *flag])
+        assert rc == 0 and f" steps={steps} " in capsys.readouterr().out

@@ -22,7 +22,7 @@ from model.ar_rollout import decode, rollout
 from tasks import shapes_world as sw
 from training import checkpoints as ckpts
 from training import lake_io
-from training.generation import Generator, settings, tensor_to_image
+from training.generation import Generator, resolve_steps, settings, tensor_to_image
 from training.grpo import group_advantages, grpo_update
 from training.rewards import load_backend, load_rewards
 
@@ -58,6 +58,7 @@ class PostTrainRun:
         self.s = settings(self.meta)
         h, w = self.s["size"]
         self.grid = self.tok.grid(h, w)
+        self.s = resolve_steps(self.s, self.grid)  # evaluate.steps "auto": the number for this grid
         self.pool = sw.benchmark_prompts(pt.prompts_per_category, pt.prompt_seed, w, h)
         self.heldout = sw.benchmark_prompts(pt.heldout_prompts_per_category, cfg.evaluate.seed, w, h)
         self.opt = torch.optim.AdamW([p for p in self.policy.parameters() if p.requires_grad],
