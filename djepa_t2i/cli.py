@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "feedback": ("flows.feedback", "publish the next sampling-weights version"),
     "generate": ("training.generate_cli", "generate an image from a checkpoint"),
     "sql": ("warehouse.sql_cli", "run SQL (or a saved query) on the warehouse"),
+    "lake": ("warehouse.lake_check", "check a lake's files for damage, or move damaged ones aside (check|repair)"),
     "report": ("warehouse.report", "write the PNG/HTML report of the lake"),
     "demo": ("flows.demo", "the whole loop on the embedded default"),
     "convert-weights": ("tasks.convert_weights", "convert OpenAI CLIP TorchScript / Keras NSFW weights to safetensors"),

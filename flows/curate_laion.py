@@ -18,7 +18,7 @@ import uuid
 
 import djepa_t2i.env  # noqa: F401  (offline environment before library imports)
 from djepa_t2i.cli_args import add_config_arguments, int_at_least
-from djepa_t2i.config import Config, load_config, require_dir
+from djepa_t2i.config import Config, load_config
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
@@ -32,10 +32,11 @@ from warehouse.lake import ensure_writable
 
 
 def check_paths(input_dir: str, lake: str) -> None:
-    """The input folder present and the lake writable, before any shard is touched (a deployment
-    with a bad path fails at once, not after every shard). The lake check is a real probe write,
-    so object-storage lakes and read-only mounts are caught too; it raises ``LakeNotWritable``."""
-    require_dir("input", input_dir)
+    """The input folder present and holding shards, and the lake writable, before any shard is
+    touched or the lake made (a deployment with a bad path fails at once, not after every shard).
+    The lake check is a real probe write, so object-storage lakes and read-only mounts are caught
+    too; it raises ``LakeNotWritable``."""
+    list_shards(input_dir)  # ConfigError: no such folder, or no .tar in it
     ensure_writable(lake)
 
 

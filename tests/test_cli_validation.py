@@ -148,6 +148,10 @@ def test_flows_validate_before_work(tmp_path):
         with pytest.raises(ConfigError, match=r"^lake='.*/nope': no such directory"):
             call()
     (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match=r"^input='.*': no .tar shards there"):
+        curate_laion.fn(str(tmp_path), str(tmp_path / "lake"))
+    assert not (tmp_path / "lake").exists()  # refused before the lake is made
+    (tmp_path / "00000.tar").write_bytes(b"")
     with pytest.raises(LakeNotWritable, match=r"^lake '.*/f/lake' is not writable: Not a directory$"):
         curate_laion.fn(str(tmp_path), str(tmp_path / "f" / "lake"))
     assert not (tmp_path / "f").is_dir()
@@ -186,6 +190,7 @@ def test_curate_on_a_read_only_lake_is_one_line(tmp_path, read_only_lake, runner
     """The lake's probe write fails (LakeNotWritable): one line, exit 2, before Prefect or a shard."""
     lake, why = read_only_lake
     (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "00000.tar").write_bytes(b"")  # a shard, so the lake is what is refused
     p = t2i("curate", str(tmp_path / "in"), "--lake", lake, *runner, cwd=tmp_path)
     assert one_line_error(p) == f"t2i curate: error: lake {lake!r} is not writable: {why}"
     assert "Traceback" not in p.stderr
