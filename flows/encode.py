@@ -13,10 +13,12 @@ from djepa_t2i.cli_args import add_flow_arguments
 from prefect import flow, get_run_logger
 
 from djepa_t2i.config import Config, load_config
+from warehouse.lake import require_rows
 
 
 def encode_lake(cfg: Config, lake: str | None = None) -> dict:
     """Build the configured encoders and cache their outputs for the lake's ``samples`` index."""
+    require_rows(lake or cfg.lake, "samples", "t2i build-shards")  # before any encoder loads
     from model.text_encoder import TextEncoder
     from model.tokenizers import build_tokenizer
     from training import lake_io

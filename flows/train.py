@@ -27,6 +27,7 @@ from prefect import flow, get_run_logger
 
 from training.trainer import add_arguments as trainer_arguments
 from training.trainer import checked_config, train_main
+from warehouse.lake import require_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,8 +115,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.flow:
-        checked_config(args.config, args.overrides, args.resume)  # a config error is one line, not a failed flow run
+    # an empty samples index is one line before any model, process or flow run starts
+    require_rows(checked_config(args.config, args.overrides, args.resume).lake, "samples", "t2i build-shards")
+    if args.flow:  # (checked above: a config error is one line, not a failed flow run)
         train(args.config, args.overrides, args.nproc, args.resume)
         return 0
     if args.nproc > 1:

@@ -15,6 +15,7 @@ import time
 
 import pyarrow as pa
 
+from djepa_t2i.config import ConfigError
 from warehouse import db
 from warehouse import lake as lk
 from tasks.captioning import strip_tags
@@ -76,7 +77,7 @@ def extract_lake(lake: str, spacy_model: str = "auto", entities: str = "full", m
                  batch_size: int = 256, n_process: int = 1, progress: bool = True) -> dict:
     """Notions of all current captions; returns a summary with every bad-input count."""
     if not lk.partitions(lake, "captions"):
-        raise RuntimeError(f"lake {lake!r} has no captions: run `t2i recaption --lake {lake}` "
+        raise ConfigError(f"lake {lake!r} has no captions: run `t2i recaption --lake {lake}` "
                            "first (the default backend keeps the alt text)")
     ex = NotionExtractor(spacy_model, entities, max_chars)
     total = {"shards": 0, "captions": 0, "empty": 0, "non_utf8": 0, "truncated": 0,

@@ -63,7 +63,12 @@ def test_curate_checks_input_and_lake_before_any_shard(tmp_path):
     p = t2i("curate", str(tmp_path / "nope"), "--lake", str(tmp_path / "lake"), "--no-prefect", cwd=tmp_path)
     assert one_line_error(p) == (f"t2i curate: error: input='{tmp_path / 'nope'}': no such directory "
                                  "(must be an existing directory)")
+    p = t2i("curate", str(tmp_path), "--lake", str(tmp_path / "lake"), "--no-prefect", cwd=tmp_path)
+    assert one_line_error(p) == (f"t2i curate: error: input='{tmp_path}': no .tar shards there (expected "
+                                 "img2dataset output: NNNNN.tar beside NNNNN.parquet)")
+    assert not (tmp_path / "lake").exists()
     (tmp_path / "file").write_text("x")
+    (tmp_path / "00000.tar").write_bytes(b"")
     p = t2i("curate", str(tmp_path), "--lake", str(tmp_path / "file" / "lake"), cwd=tmp_path)
     assert one_line_error(p) == f"t2i curate: error: lake '{tmp_path / 'file' / 'lake'}' is not writable: Not a directory"
 
@@ -90,7 +95,8 @@ def test_sql_and_evaluate_on_a_missing_lake_exit_2(tmp_path, cmd):
 
 
 @pytest.mark.parametrize("cmd", [["evaluate"], ["feedback"], ["feedback", "--no-prefect"], ["notions"],
-                                 ["recaption", "--no-prefect"], ["report"], ["build-shards"]])
+                                 ["recaption", "--no-prefect"], ["report"], ["build-shards"],
+                                 ["encode", "--no-prefect"], ["lake", "check"], ["lake", "repair"]])
 def test_every_lake_command_checks_the_lake(tmp_path, capsys, cmd):
     """The same path in-process (``cli.main``), for the commands not run as a subprocess above."""
     from djepa_t2i.cli import main

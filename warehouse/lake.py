@@ -40,6 +40,14 @@ def require_lake(key: str, path: str) -> None:
                           "e.g. pairs/; `t2i curate` makes one)")
 
 
+def require_rows(lake: str, table: str, step: str) -> None:
+    """A step that reads ``table`` refuses a lake where no earlier step wrote it, naming that step
+    (one line, exit 2), instead of failing inside its work."""
+    require_lake("lake", lake)
+    if not partitions(lake, table):
+        raise ConfigError(f"lake={str(lake)!r}: no {table} yet (run `{step}` first)")
+
+
 def checked_lake(cfg: Config, lake: str | None = None, write: bool = True) -> str:
     """The lake a step works on (``lake`` if given, else the config's), which must be a lake (a
     step reads what earlier steps wrote) and, when the step appends to it, be writable."""
@@ -76,8 +84,13 @@ def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     """Write ``data`` to a temporary name beside ``path``, then rename it into place."""
     d, name = path.rsplit("/", 1)
     tmp = f"{d}/.{name}.{uuid.uuid4().hex}.tmp"
-    with fs.open(tmp, "wb") as f:
-        f.write(data)
+    try:
+        with fs.open(tmp, "wb") as f:
+            f.write(data)
+    except BaseException:  # a full disk or a kill mid-write: no temp file left behind
+        if fs.exists(tmp):
+            fs.rm(tmp)
+        raise
     fs.mv(tmp, path)  # rename: atomic on a local filesystem, a single PUT on object stores
 
 
