@@ -1,11 +1,14 @@
-"""Cross-shard dedup (``tasks.curate.cross_shard_dedup``) over N generated pairs: time and peak memory.
+"""Cross-shard dedup (``tasks.cross_shard_dedup``) over N generated pairs: time and peak memory.
 
     .venv/bin/python bench/cross_shard_dedup.py [--rows 10000000] [--shards 100] [--dir /tmp/ddbench]
 
 Writes a lake of ``rows`` passed pairs in ``shards`` partitions: random 64-bit pHashes, of which
 1% are exact copies of an earlier pair in another shard (same sha256 and pHash) and 1% near
 copies (1 or 2 bits flipped). Then runs the dedup at pHash distance 4 in a child process and
-prints its wall time, the child's peak resident memory and how many pairs it relabelled.
+prints its wall time, its CPU seconds (user + system, all DuckDB threads: the figure that does not
+depend on the machine's load), the child's peak resident memory, the peak bytes DuckDB spilled
+under its temporary folder (the child's ``TMPDIR``, polled while it runs) and how many pairs it
+relabelled.
 """
 from __future__ import annotations
 
@@ -13,14 +16,15 @@ import argparse
 import multiprocessing as mp
 import os
 import platform
-import resource
 import sys
 import time
+from resource import RUSAGE_CHILDREN
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import djepa_t2i.env  # noqa: E402,F401
 import duckdb  # noqa: E402
 
+from measure import SpillWatch, cpu_seconds, peak_rss_mib  # noqa: E402
 from warehouse import lake as lk  # noqa: E402
 
 
@@ -52,7 +56,7 @@ def generate(lake: str, rows: int, shards: int) -> None:
 
 
 def dedup_child(lake: str, memory_limit: str, q) -> None:
-    from tasks.curate import cross_shard_dedup
+    from tasks.cross_shard_dedup import cross_shard_dedup
     t = time.perf_counter()
     n = cross_shard_dedup(lake, 4, memory_limit)
     q.put((n, time.perf_counter() - t))
@@ -70,17 +74,24 @@ def main() -> None:
         t = time.perf_counter()
         generate(lake, a.rows, a.shards)
         print(f"generated {a.rows:,} pairs in {a.shards} shards in {time.perf_counter() - t:.1f}s")
+    spill = os.path.join(a.dir, "spill")
+    os.makedirs(spill, exist_ok=True)
+    os.environ["TMPDIR"] = spill  # the child's tempfile.TemporaryDirectory: DuckDB's temp_directory
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=dedup_child, args=(lake, a.memory_limit, q))
-    p.start()
-    n, seconds = q.get()
-    p.join()
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
+    c0 = cpu_seconds(RUSAGE_CHILDREN)
+    with SpillWatch(spill) as watch:
+        p = ctx.Process(target=dedup_child, args=(lake, a.memory_limit, q))
+        p.start()
+        n, seconds = q.get()
+        p.join()
+    cpu = cpu_seconds(RUSAGE_CHILDREN) - c0
+    peak = peak_rss_mib(RUSAGE_CHILDREN)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, duckdb {duckdb.__version__}, "
           f"memory_limit={a.memory_limit}, load average {os.getloadavg()[0]:.1f}")
     print(f"cross_shard_dedup over {a.rows:,} pairs / {a.shards} shards: {seconds:.1f}s, "
-          f"relabelled {n:,}, peak RSS {peak:.0f} MiB")
+          f"relabelled {n:,}, peak RSS {peak:.0f} MiB, CPU {cpu:.1f}s ({cpu / a.rows * 1e6:.1f} CPU us/pair), "
+          f"peak spill {watch.peak / 2**20:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Writes shapes-world JPEGs at LAION-like sizes (256-1536 px sides, several aspects) into
 webdataset shards with the real build-shards code, then times ``TrainLoader.next()`` for a few
-decode-thread counts with the phase-1 schedule. Appends a row set to docs/benchmarks.md under
+decode-thread counts with the phase-1 schedule, in wall time and in process CPU per sample (the
+figure that holds on a busy machine: samples per CPU-second is what one free core decodes). Appends a row set to docs/benchmarks.md under
 "## data path".
 
     .venv/bin/python bench/loader.py [--n 400] [--workers 0 1 2] [--seconds 20]
@@ -28,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 import djepa_t2i.env  # noqa: E402,F401
 import torch  # noqa: E402
 
+from measure import cpu_seconds  # noqa: E402
 from model.tokenizers import PixelTokenizer  # noqa: E402
 from tasks import shapes_world as sw  # noqa: E402
 from tasks import shard_writer  # noqa: E402
@@ -69,15 +71,16 @@ def measure(lake: str, workers: int, seconds: float) -> dict:
     sampler = FeedbackSampler(lake_io.read_index(lake), stride=16, schedule=PHASE1, seed=0)
     loader = TrainLoader(TokenBudgetPacker(sampler, 16384, 4096, 16), tok, 4096, 0, workers=workers)
     loader.next()  # warm up (thread pool, first decode)
-    n, tokens, t0 = 0, 0, time.perf_counter()
+    n, tokens, t0, c0 = 0, 0, time.perf_counter(), cpu_seconds()
     while time.perf_counter() - t0 < seconds:
         b = loader.next()
         n += len(b.keys)
         tokens += b.tokens
-    dtm = time.perf_counter() - t0
+    dtm, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     loader.close()
     w = sampler.pop_window()
     return {"workers": workers, "samples_per_s": n / dtm, "tokens_per_s": tokens / dtm,
+            "cpu_ms_per_sample": cpu / max(n, 1) * 1e3,
             "discard_upscale": w["discard"]["upscale"], "accepted": w["accepted"]["samples"]}
 
 
@@ -96,10 +99,12 @@ def main() -> None:
     lines = [f"\n### {dt.date.today()}: bench/loader.py, {hw}",
              "Phase-1 schedule trunc_norm(0.512, 0.12, 0.256, 1.024), stride 16, budget 16384 tokens, "
              f"{a.n} shapes-world JPEGs (256-1536 px sides, aspects 1:2..2:1), decode + downscale + patchify.",
-             "", "| decode threads | samples/s | image tokens/s | samples/s per thread |", "|---|---|---|---|"]
+             "", "| decode threads | samples/s | image tokens/s | samples/s per thread | process CPU ms/sample | samples per CPU-s |",
+             "|---|---|---|---|---|---|"]
     for r in results:
         per = r["samples_per_s"] / max(r["workers"], 1)
-        lines.append(f"| {r['workers'] or '0 (main thread)'} | {r['samples_per_s']:.1f} | {r['tokens_per_s']:.0f} | {per:.1f} |")
+        lines.append(f"| {r['workers'] or '0 (main thread)'} | {r['samples_per_s']:.1f} | {r['tokens_per_s']:.0f} | {per:.1f} | "
+                     f"{r['cpu_ms_per_sample']:.1f} | {1e3 / r['cpu_ms_per_sample']:.1f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     print(json.dumps(results))

@@ -30,16 +30,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build-shards": ("flows.build_shards", "write passed pairs into webdataset tars + index"),
     "encode": ("flows.encode", "cache VAE tokens + text states beside the training shards"),
     "train": ("flows.train", "train D-JEPA·T2I (CPU, or under torchrun)"),
+    "sft-tier": ("warehouse.tiers", "write a quality tier of the samples index (the SFT phase's data)"),
+    "post-train": ("flows.post_train", "GRPO on the flow head from an SFT checkpoint (rollouts + checkpoints)"),
     "evaluate": ("flows.evaluate_checkpoints", "evaluate checkpoints not yet scored"),
     "feedback": ("flows.feedback", "publish the next sampling-weights version"),
     "generate": ("training.generate_cli", "generate an image from a checkpoint"),
     "sql": ("warehouse.sql_cli", "run SQL (or a saved query) on the warehouse"),
     "lake": ("warehouse.lake_check", "check a lake's files for damage, or move damaged ones aside (check|repair)"),
-    "report": ("warehouse.report", "write the PNG/HTML report of the lake"),
+    "report": ("report.page", "write the PNG/HTML report of the lake"),
     "demo": ("flows.demo", "the whole loop on the embedded default"),
+    "rehearse": ("flows.rehearse", "the production configs end to end on tiny weights (configs/rehearsal.yaml)"),
     "convert-weights": ("tasks.convert_weights", "convert OpenAI CLIP TorchScript / Keras NSFW weights to safetensors"),
     "check-backends": ("tasks.check_backends", "load every configured backend and run it on one image"),
-    "serve": ("flows.serve", "the local Prefect server, work pool, deployments and worker (start|stop|status|demo)"),
+    "rehearsal-weights": ("tasks.rehearsal_weights", "write every production backend's weights, tiny, in the published formats"),
+    "serve": ("djepa_t2i.serve.cli", "the local Prefect server, work pool, deployments and worker (start|stop|status|demo)"),
 }
 
 

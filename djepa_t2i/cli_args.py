@@ -23,7 +23,9 @@ def int_at_least(low: int) -> Callable[[str], int]:
 
 def add_config_arguments(p: argparse.ArgumentParser, example: str = "train.steps=100") -> None:
     """``--config FILE`` and repeatable ``--set key.sub=value`` (``djepa_t2i.config.load_config``)."""
-    p.add_argument("--config", default=None, help="YAML config file")
+    p.add_argument("--config", action="append", default=None, metavar="FILE",
+                   help="YAML config file; repeat to merge several in order (a later file's keys win), "
+                        "e.g. --config configs/phase1.yaml --config configs/rehearsal.yaml")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=f"config override, e.g. {example} (repeatable)")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import os
 import re
 from types import UnionType
-from typing import Any, ClassVar, Literal, Sequence, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Sequence, Union, get_args, get_origin
 
 import yaml
 from annotated_types import Ge, Gt, Le, Lt
@@ -109,17 +109,17 @@ class SemanticDedup(Section):
     max_cosine: float | None = Field(None, ge=0.0, le=1.0)  # None: record the nearest cosine only
 
 
-CLIP_STAGES = ("clip_similarity", "semantic_dedup")  # run only with curate.clip_weights, else skipped
-
-
 # distributed's comm schemes; a bare host:port means tcp. IPv6 hosts in brackets.
 DASK_ADDRESS = re.compile(r"((tcp|tls|ucx|ws|wss)://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}")
 
 
 class Curate(Section):
-    order: list[Literal["laion_scores", "resolution", "dedup", "aesthetic", "clip_similarity", "semantic_dedup",
-                        "ocr", "nsfw", "face"]] = [
+    # the stages run over each batch, in this order: module tasks/filters/<name>.py (tasks/stages.py)
+    order: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]] = [
         "laion_scores", "resolution", "dedup", "aesthetic", "clip_similarity", "semantic_dedup", "ocr", "nsfw", "face"]
+    # settings of a stage without a section here: name -> {field: value}; "module" imports the
+    # stage from elsewhere than tasks/filters (docs/curation.md "Adding a stage")
+    stages: dict[str, dict[str, Any]] = {}
     laion_scores: LaionScores = LaionScores()
     clip_similarity: ClipSimilarity = ClipSimilarity()
     semantic_dedup: SemanticDedup = SemanticDedup()
@@ -159,6 +159,8 @@ class Curate(Section):
             raise ValueError(f"{', '.join(heads)} backend needs curate.clip_weights (a local open_clip checkpoint)")
         if len(set(self.order)) != len(self.order):
             raise ValueError(f"order has repeated stages: {self.order}")
+        if own := sorted(set(self.stages) & set(type(self).model_fields)):
+            raise ValueError(f"stages.{own[0]}: a built-in stage's settings live in curate.{own[0]}")
         return self
 
 
@@ -198,11 +200,12 @@ class Shards(Section):
 
 
 class TruncNorm(Section):
-    """Side length in kilopixels: a target side is drawn from N(mu, sigma) truncated to [a, b]."""
-    mu: float = Field(0.512, gt=0)
-    sigma: float = Field(0.12, gt=0)
-    a: float = Field(0.256, gt=0)
-    b: float = Field(1.024, gt=0)
+    """Side length in kilopixels: a target side is drawn from N(mu, sigma) truncated to [a, b]
+    (no defaults: ``Schedule`` holds the paper's two)."""
+    mu: float = Field(gt=0)
+    sigma: float = Field(gt=0)
+    a: float = Field(gt=0)
+    b: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _bounds(self):
@@ -260,7 +263,8 @@ class Train(Section):
     out: str = "runs/train"  # run directory: checkpoints/, train.log
     run_id: str | None = None  # default: the name of `out`
     init_from: str | None = None  # start from this checkpoint's weights (+EMA), fresh optimizer/data
-    phase: Literal["phase1", "phase2"] = "phase1"
+    phase: Literal["phase1", "phase2", "sft"] = "phase1"  # sft: SimpleAR's third phase (docs/post-training.md)
+    samples_index: str | None = None  # a quality tier's index file (`t2i sft-tier`); None: the lake's samples
     steps: int = Field(200, ge=1)
     lr: float = Field(1e-4, gt=0, le=1.0)
     lr_end: float = Field(0.0, ge=0, le=1.0)  # cosine: decays to this (paper phase 1: 1e-5 -> 1e-6)
@@ -274,9 +278,12 @@ class Train(Section):
     ema: float = Field(0.9999, ge=0, le=1)  # EMA of all weights (the copy evaluation uses; App. B)
     target_ema: float = Field(0.9999, ge=0, le=1)  # target encoder phi-bar <- EMA of phi (Eq. 3)
     betas: tuple[float, float] = (0.9, 0.95)
-    token_budget: int = Field(4096, ge=16)
+    token_budget: int = Field(4096, ge=16)  # image tokens of one rank's micro-batch
+    # per optimizer step, on any number of ranks: images in phase 1 (fixed_side; §3.1: 2048),
+    # image tokens in phase 2; = world x accumulation x micro-batch (training/grad_accum.py).
+    # None: one micro-batch per rank per step (the global batch grows with the ranks)
+    global_batch: int | None = Field(None, ge=1)
     max_image_tokens: int = Field(4096, ge=1)
-    resolution: TruncNorm = TruncNorm()
     # phase 1 (Supp. §7): short side resized to this, then a centre crop to a square of it;
     # None: aspect-preserving sizes from the live trunc_norm schedule (phase 2)
     fixed_side: int | None = Field(None, ge=1)
@@ -319,6 +326,10 @@ class Evaluate(Section):
     steps: int = Field(64, ge=1)  # generalized next-token steps
     flow_steps: int = Field(250, ge=1)  # steps of the token head's sampler (Euler / DDPM)
     cfg: float = Field(6.0, ge=0)
+    # how the guidance scale grows over the generalized next-token steps: "linear" is MAR's ramp
+    # (1 + (cfg - 1) * share of tokens known, so cfg is reached at the last step), "constant" holds
+    # cfg from the first step. The paper says only "CFG 6.0" (Supp. §7); docs/training.md
+    cfg_schedule: Literal["constant", "linear"] = "linear"
     temperature: float = Field(1.0, gt=0)
     time_shift: float = Field(4.5, gt=0)
     controls: bool = True  # score uniform/patch noise and shuffled prompts beside every evaluation
@@ -349,10 +360,49 @@ class Feedback(Section):
 
 class Schedule(Section):
     """Phase 2's resolution schedule (paper §3.1, Fig. 7): side lengths in kilopixels drawn from
-    ``start``, later from ``final`` (by feedback or ``train.final_schedule_at``). Phase 1 is a
-    fixed centre crop (``train.fixed_side``) and uses neither."""
+    ``start``, later from ``final`` (by feedback or ``train.final_schedule_at``). Weights v0
+    publishes both as rows; the trainer reads a stage from the live weights version and from
+    here when no version (or no row for the stage) is live. Phase 1 is a fixed centre crop
+    (``train.fixed_side``) and uses neither."""
     start: TruncNorm = TruncNorm(mu=0.512, sigma=0.12, a=0.256, b=1.024)
     final: TruncNorm = TruncNorm(mu=1.024, sigma=1.0, a=0.256, b=4.096)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial(cls, data: Any) -> Any:
+        """``--set schedule.final.mu=0.064`` changes that one value; the stage's others keep
+        their defaults here (TruncNorm itself has none: these two are the only ones)."""
+        if not isinstance(data, dict):
+            return data
+        return {k: {**cls.model_fields[k].default.model_dump(), **v}
+                if k in cls.model_fields and isinstance(v, dict) else v for k, v in data.items()}
+
+
+class PostTrain(Section):
+    """post-train: SimpleAR §3.2's GRPO on the flow head from an SFT checkpoint (docs/post-training.md).
+    Defaults are the demo's; the papers' values are commented."""
+    init_from: str | None = None  # the SFT checkpoint: policy start and frozen KL reference
+    out: str = "runs/post-train"  # checkpoints/, rollouts/ (images), heldout/ (sample grids)
+    run_id: str | None = None  # default: the name of `out`
+    rewards: dict[str, float] = {"shapes-clauses": 1.0}  # {backend: weight}, training/rewards.py
+    heldout: str = "shapes-geneval"  # the metric reported beside the reward, on held-out prompts
+    steps: int = Field(20, ge=1)
+    prompts_per_step: int = Field(2, ge=1)  # prompts per rollout batch (SimpleAR: batch 28 images)
+    group: int = Field(4, ge=2)  # G images per prompt (trl's GRPO default 8; Flow-GRPO 24)
+    prompts_per_category: int = Field(4, ge=1)  # training prompt pool (shapes-geneval categories)
+    heldout_prompts_per_category: int = Field(2, ge=1)
+    prompt_seed: int = 1  # training pool seed; held-out prompts use evaluate.seed (disjoint sets)
+    lr: float = Field(1e-5, gt=0, le=1.0)  # SimpleAR §4: 1e-5, AdamW, no warm-up or decay
+    clip: float = Field(0.2, gt=0, le=1.0)  # epsilon (PPO/trl default 0.2; Flow-GRPO 1e-4)
+    beta: float = Field(0.04, ge=0)  # KL coefficient (trl default and Flow-GRPO 0.04)
+    inner_updates: int = Field(1, ge=1)  # optimiser steps per rollout batch (ratio != 1 after the first)
+    noise: float = Field(0.7, ge=0)  # the SDE's noise level a (Flow-GRPO 0.7)
+    head_steps: int = Field(8, ge=1)  # flow-head SDE steps in training (Flow-GRPO: 10 train, 40 eval)
+    grad_clip: float = Field(1.0, ge=0)
+    eval_every: int = Field(5, ge=1)  # held-out metric + sample grid every N steps (and at 0, end)
+    save_every: int = Field(10, ge=1)
+    seed: int = 0
+    device: str = "auto"
 
 
 class Config(Section):
@@ -369,6 +419,7 @@ class Config(Section):
     train: Train = Train()
     evaluate: Evaluate = Evaluate()
     feedback: Feedback = Feedback()
+    post_train: PostTrain = PostTrain()
 
 
 class ConfigError(ValueError):
@@ -493,6 +544,15 @@ def _invalid(e: ValidationError, prefix: tuple = ()) -> ConfigError:
         _error_line({**err, "loc": (*prefix, *err["loc"])}) for err in e.errors()))
 
 
+def check_values(model: type[BaseModel], values: dict, *loc: str) -> BaseModel:
+    """``values`` validated as ``model`` (e.g. a stage's own settings under ``curate.stages``),
+    with the config's one-line error naming the keys under ``loc``."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as e:
+        raise _invalid(e, loc) from None
+
+
 def check_section(name: str, values: dict) -> BaseModel:
     """``values`` (e.g. command-line flags) validated as config section ``name``: the same ranges
     and the same one-line error as a config file."""
@@ -515,22 +575,72 @@ def merge_overrides(data: dict, overrides: Sequence[str]) -> dict:
         raise ConfigError(f"override: {str(e).splitlines()[0]}") from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+def recorded(config: dict | None, section: str) -> BaseModel:
+    """Section ``section`` of a config recorded earlier (a checkpoint's ``meta.json``), validated
+    by this version: keys it no longer knows are dropped, keys the record lacks take this
+    config's defaults (their one home), so a checkpoint from another version still loads."""
+    cls = Config.model_fields[section].annotation
+    try:
+        return cls.model_validate(_known(cls, (config or {}).get(section) or {}))
+    except ValidationError as e:
+        raise _invalid(e, ("recorded", section)) from None
+
+
+def _known(cls: type[BaseModel], values: dict) -> dict:
+    """``values`` less the keys ``cls`` (and its nested sections) does not declare."""
+    out = {}
+    for k, v in values.items():
+        if k not in cls.model_fields:
+            continue
+        sub = cls.model_fields[k].annotation
+        out[k] = _known(sub, v) if isinstance(v, dict) and isinstance(sub, type) and issubclass(sub, Section) else v
+    return out
+
+
+# one config file, or several merged in order (``--config configs/phase1.yaml --config
+# configs/rehearsal.yaml``: the later file's keys win, mappings merge key by key)
+ConfigPaths = str | list[str] | None
+
+
+def config_list(path: str | Path | Sequence[str | Path] | None) -> list[str]:
+    """``path`` as a list of file names (None -> [])."""
+    if not path:
+        return []
+    return [str(path)] if isinstance(path, (str, Path)) else [str(p) for p in path]
+
+
+def read_yaml(path: str) -> dict:
+    """One config file's mapping, or a one-line error."""
+    if not Path(path).is_file():
+        raise ConfigError(f"--config {path!r}: no such file (a YAML file, e.g. configs/demo_phase1.yaml)")
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+def merge_files(paths: list[str]) -> dict:
+    """The files' mappings merged in order by OmegaConf (a later file overrides an earlier one)."""
+    if len(paths) < 2:
+        return read_yaml(paths[0]) if paths else {}
+    try:
+        merged = OmegaConf.merge(*(OmegaConf.create(read_yaml(p)) for p in paths))
+        return OmegaConf.to_container(merged, resolve=True)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"--config {' + '.join(paths)}: {str(e).splitlines()[0]}") from None
+
+
+def load_config(path: str | Path | Sequence[str | Path] | None = None, overrides: list[str] | None = None,
                 check_paths: bool = True) -> Config:
-    """Read YAML (if given), apply ``a.b=value`` overrides (values parsed as YAML), validate.
+    """Read the YAML file(s) (if given; several merge in order), apply ``a.b=value`` overrides
+    (values parsed as YAML), validate.
 
     ``check_paths``: every weights path an enabled production backend will read must exist, so a
     typo fails here and not deep inside a running flow (``missing_weights``)."""
-    data: dict = {}
-    if path:
-        if not Path(path).is_file():
-            raise ConfigError(f"--config {str(path)!r}: no such file (a YAML file, e.g. configs/demo_phase1.yaml)")
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
+    data = merge_files(config_list(path))
     try:
         cfg = Config.model_validate(merge_overrides(data, overrides or []))
     except ValidationError as e:

@@ -6,8 +6,8 @@ CLI, workers, flow runs) send ``PREFECT_API_AUTH_STRING``. The secret is generat
 start and kept under the state folder (mode 0600), so a restarted server and every client started
 later read the same one; nothing is printed or logged.
 
-``flows/serve.py`` should call :func:`server_env` once with the state folder and put the result
-in the environment of ``prefect server start`` and of every Prefect client it starts.
+``djepa_t2i/serve/stack.py`` calls :func:`server_env` once with the state folder and puts the
+result in the environment of ``prefect server start`` and of every Prefect client it starts.
 """
 from __future__ import annotations
 

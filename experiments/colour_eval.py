@@ -17,8 +17,10 @@ import datetime as dt
 import json
 from typing import Callable
 
+import torch
 from PIL import Image
 
+from experiments.training_run import load_ema
 from tasks import shapes_world as sw
 from training import evaluate as ce
 from training import lake_io
@@ -47,9 +49,6 @@ def generate_fn(path: str, hw: tuple[int, int], sampling: dict, device: str = "c
                 ntk_scale: float = 1.0) -> Callable[[list[dict]], list[Image.Image]]:
     """Images from a checkpoint's EMA model at (H, W) = ``hw``; ``ntk_scale`` != 1 samples a RoPE
     model with NTK-aware scaling (``model.vope.ntk_base``). Each batch is seeded by its first job."""
-    import torch
-
-    from experiments.training_run import load_ema
     model, text_encoder = load_ema(path, device)
 
     def gen(jobs: list[dict]) -> list[Image.Image]:

@@ -21,7 +21,7 @@ held-out image seed: per colour, the share of images whose dominant colour is th
 Wilson intervals and three chance controls (uniform noise, palette patch noise, shuffled prompts).
 The training mix actually drawn is read back from the trainer's ``batch_stats``. Verdicts come
 from bootstrap intervals of the differences (``experiments.verdicts``).
-Writes ``<results>/feedback_ablation.{csv,json,md,png}`` and ``feedback_mix.png``.
+Writes ``<results>/feedback_ablation.{parquet,json,md,png}`` and ``feedback_mix.png``.
 """
 from __future__ import annotations
 
@@ -29,11 +29,25 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import time
+from collections import Counter
+
+import torch
 
 import djepa_t2i.env  # noqa: F401
+from djepa_t2i.config import resolve_device
+from experiments import colour_eval as cev
+from experiments import feedback_report
+from experiments.feedback_design import ARMS, world
+from experiments import shapes_data as sd
+from experiments import training_run as run
+from experiments.reporting import apply_preset, preset_parser
+from experiments.training_run import RunSpec
+from training import evaluate as ce
+from warehouse import db
 
-SAMPLING = dict(steps=16, flow_steps=16, cfg=3.0, time_shift=1.0, temperature=1.0)
+SAMPLING = dict(steps=16, flow_steps=16, cfg=3.0, cfg_schedule="linear", time_shift=1.0, temperature=1.0)
 MODEL = {"heads": 2, "rope_base": 100.0, "head_mul": 1}  # the recipe that learns colour (issue #10)
 PRESETS = {
     # GPU: the cpu preset's run length (longer runs learn the rare colours in every arm) with 10x
@@ -48,13 +62,10 @@ PRESETS = {
     "smoke": dict(n_images=48, side=16, steps=2, eval_every=1, seeds=[0], images=1, final_images=1,
                   batch=4, lr=1e-3, sampling=dict(SAMPLING, steps=2, flow_steps=2), model=MODEL),
 }
-ARMS = ("uniform", "static", "feedback")
-RARE = ("purple", "orange")
 HELD_OUT_SEED = 1000
 
 
 def parse(argv=None) -> argparse.Namespace:
-    from experiments.reporting import apply_preset, preset_parser
     p = preset_parser("experiments.feedback_ablation", __doc__, PRESETS,
                       ("n_images", "side", "steps", "eval_every", "images", "final_images"),
                       "runs/experiments/feedback_ablation")
@@ -64,15 +75,7 @@ def parse(argv=None) -> argparse.Namespace:
     return apply_preset(p.parse_args(argv), PRESETS)
 
 
-def world(rare_weight: float):
-    """Only the ``colors`` category (one coloured object), with the rare colours down-weighted."""
-    from tasks import shapes_world as sw
-    return sw.ShapesDistribution(categories={c: float(c == "colors") for c in sw.CATEGORIES},
-                                 colors={c: rare_weight for c in RARE})
-
-
 def spec_for(a, arm: str, seed: int, lake: str):
-    from experiments.training_run import RunSpec
     c = a.cfg
     return RunSpec(
         lake=lake, out=os.path.join(a.work, f"{arm}-s{seed}"), seed=seed, steps=c["steps"],
@@ -90,17 +93,12 @@ def spec_for(a, arm: str, seed: int, lake: str):
 
 def training_mix(lake: str) -> list[dict]:
     """Per stats window (step): accepted samples and the colour notions among them."""
-    from warehouse import db
     _, rows = db.query(lake, "SELECT step, value, sum(count) FROM batch_stats WHERE (kind = 'notion' "
                              "AND value LIKE 'color:%') OR kind = 'accepted' GROUP BY ALL ORDER BY step")
     return [{"step": int(s), "value": v, "count": float(n)} for s, v, n in rows]
 
 
 def run_arm(a, arm: str, seed: int, counts, device: str) -> dict:
-    from experiments import colour_eval as cev
-    from experiments import shapes_data as sd
-    from experiments import training_run as run
-    from training import evaluate as ce
     c = a.cfg
     lake = os.path.join(a.work, f"{arm}-s{seed}", "lake")
     sd.run_lake(os.path.join(a.work, "data-lake"), lake, counts, c["n_images"], "start",
@@ -120,10 +118,6 @@ def run_arm(a, arm: str, seed: int, counts, device: str) -> dict:
 
 
 def main(argv=None) -> int:
-    import torch
-
-    from djepa_t2i.config import resolve_device
-    from experiments import shapes_data as sd
     a = parse(argv)
     torch.set_num_threads(int(os.environ.get("EXP_THREADS", min(2, os.cpu_count() or 1))))
     c, t0, device = a.cfg, time.time(), resolve_device(a.device)
@@ -139,7 +133,6 @@ def main(argv=None) -> int:
             with open(os.path.join(a.work, "results.json"), "w") as f:  # what --report-only reads
                 json.dump({"counts": counts, "wall": time.time() - t0,
                            "runs": [[k[0], k[1], v] for k, v in results.items()]}, f, default=str)
-    from experiments import feedback_report
     feedback_report.write(a, results, counts, time.time() - t0)
     return 0
 
@@ -147,9 +140,6 @@ def main(argv=None) -> int:
 def report_only(argv=None) -> int:
     """Rewrite the report from a (possibly partial) run's ``<work>/results.json``, keeping only
     seeds whose three arms all finished."""
-    from collections import Counter
-
-    from experiments import feedback_report
     a = parse(argv)
     with open(os.path.join(a.work, "results.json")) as f:
         saved = json.load(f)
@@ -163,7 +153,6 @@ def report_only(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
     if "--report-only" in sys.argv:
         sys.argv.remove("--report-only")
         raise SystemExit(report_only())

@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
+
 from experiments import colour_eval as cev
 from experiments import reporting as rp
 from experiments import verdicts as vd
-from experiments.feedback_ablation import ARMS, RARE
+from experiments.feedback_design import ARMS, RARE
+from tasks import shapes_world as sw
 from training.feedback_sampler import OVER_TARGET_DISCARD_P
 from warehouse.weights_v0 import Temper, tempered_targets
 
@@ -85,8 +88,7 @@ def compare_mix(results: dict, a: str, b: str) -> dict:
 
 
 def write(a, results: dict, counts, wall: float) -> None:
-    """CSV of raw rows, JSON summary, Markdown tables + verdicts, two plots."""
-    from tasks import shapes_world as sw
+    """Parquet of raw rows, JSON summary, Markdown tables + verdicts, two plots."""
     c = a.cfg
     os.makedirs(a.results, exist_ok=True)
     base = os.path.join(a.results, "feedback_ablation")
@@ -98,7 +100,7 @@ def write(a, results: dict, counts, wall: float) -> None:
              if k == "overall" or k.startswith("color=") or k.startswith("control:")]
     rows += [{"arm": arm, "seed": seed, "split": "mix", "step": m["step"], "notion": m["value"],
               "score": m["count"]} for (arm, seed), res in results.items() for m in res["mix"]]
-    rp.write_csv(base + ".csv", rows)
+    rp.write_rows(base + ".parquet", rows)
     common = tuple(x for x in sw.COLORS if x not in RARE)
     sets = {"all colours": None, "rare (purple, orange)": RARE, "common (4 others)": common}
     summary = summarize(results, sets)
@@ -174,12 +176,10 @@ def cumulative_shares(mix: list[dict], colour: str) -> tuple[list[int], list[flo
 
 def plot_mix(path: str, results: dict, counts) -> None:
     """Per arm, the running share of each colour among accepted samples (mean over seeds)."""
-    import matplotlib
+    import matplotlib  # heavy
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
+    import matplotlib.pyplot as plt  # heavy
 
-    from tasks import shapes_world as sw
     n = sum(counts["color"].values())
     fig, axes = plt.subplots(1, len(ARMS), figsize=(4.3 * len(ARMS), 3.6), sharey=True)
     for ax, arm in zip(axes, ARMS):
@@ -208,10 +208,9 @@ def plot_mix(path: str, results: dict, counts) -> None:
 def plot_scores(path: str, results: dict, summary: dict, sets: dict) -> None:
     """Left: in-loop learning curves (all / rare colours); right: final shares with intervals and
     the best chance control of each."""
-    import matplotlib
+    import matplotlib  # heavy
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
+    import matplotlib.pyplot as plt  # heavy
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
     colours = dict(zip(ARMS, ("tab:gray", "tab:orange", "tab:blue")))
     for arm in ARMS:

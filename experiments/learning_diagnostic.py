@@ -22,6 +22,17 @@ import numpy as np
 import torch
 
 import djepa_t2i.env  # noqa: F401  offline environment
+from djepa_t2i.config import Model
+from model.djepa import DJEPAT2I
+from model.ema import EMA
+from model.text_encoder import TextEncoder
+from model.tokenizers import PixelTokenizer, pack
+from tasks import shapes_world as sw
+from training import lake_io
+from training.data import load_image
+from training.draw_check import save_grid, score
+from training.feedback_sampler import Decision
+from training.generation import tensor_to_image
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -75,7 +86,6 @@ def scenes(a: argparse.Namespace) -> tuple[list[torch.Tensor], list[str]]:
     """The training images and captions: rendered scenes, or a lake's phase-1 crops."""
     if a.lake:
         return lake_data(a)
-    from tasks import shapes_world as sw
     rng, kinds = random.Random(0), a.kind.split(",")
     dist = sw.ShapesDistribution(lone_size=tuple(float(v) for v in a.obj_size.split(",")) if a.obj_size else None)
     drawn = [sw.sample_scene(rng, a.size, a.size, rng.choice(kinds), dist) for _ in range(a.n)]
@@ -83,9 +93,6 @@ def scenes(a: argparse.Namespace) -> tuple[list[torch.Tensor], list[str]]:
 
 
 def lake_data(a: argparse.Namespace) -> tuple[list[torch.Tensor], list[str]]:
-    from training import lake_io
-    from training.data import load_image
-    from training.feedback_sampler import Decision
     S = a.size
     rows = [r for r in lake_io.read_index(a.lake).to_pylist() if min(r["width"], r["height"]) >= S]
     imgs = [load_image(Decision(r["key"], r["tar"], r["offset"], r["size"], r["caption"], r["width"],
@@ -95,8 +102,6 @@ def lake_data(a: argparse.Namespace) -> tuple[list[torch.Tensor], list[str]]:
 
 
 def build(a: argparse.Namespace, text_dim: int):
-    from model.djepa import DJEPAT2I
-    from model.tokenizers import PixelTokenizer
     tok = PixelTokenizer(a.patch)
     m = DJEPAT2I(token_dim=tok.token_dim, text_dim=text_dim, width=a.width, enc_depth=a.depth,
                  pred_depth=a.depth, heads=a.heads, head_width=a.hw, head_depth=a.hd, vope_fov=a.fov,
@@ -107,22 +112,19 @@ def build(a: argparse.Namespace, text_dim: int):
 
 
 def prompts() -> list[tuple[str, str]]:
-    from tasks import shapes_world as sw
     return [(c, s) for c in sw.COLORS for s in sw.SHAPES]
 
 
 def evaluate(a, m, ema, te, step: int) -> dict[str, float]:
     """Generate every prompt ``reps`` times with the EMA weights, score, restore the live weights."""
-    from tasks import shapes_world as sw
-    from training.draw_check import save_grid, score
-    from training.generation import tensor_to_image
     live = {k: v.clone() for k, v in m.state_dict().items()}
     m.load_state_dict({**live, **ema.state_dict()}, strict=False)
     m.eval()
     pr = prompts() * a.reps
     t0 = time.time()
     out = m.generate(te.encode([sw.a(f"{c} {s}") for c, s in pr]), [(a.size, a.size)] * len(pr),
-                     steps=a.gsteps, cfg=a.cfg, flow_steps=a.fsteps, temperature=a.temp, seed=step)
+                     steps=a.gsteps, cfg=a.cfg, cfg_schedule="linear", flow_steps=a.fsteps,
+                     temperature=a.temp, time_shift=1.0, seed=step)
     images = [tensor_to_image(x) for x in out]
     m.load_state_dict(live)
     m.train()
@@ -136,14 +138,10 @@ def evaluate(a, m, ema, te, step: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> list[tuple[int, dict[str, float]]]:
-    from djepa_t2i.config import Backend
-    from model.ema import EMA
-    from model.text_encoder import TextEncoder
-    from model.tokenizers import pack
     a = parse(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    te = TextEncoder.from_config(Backend())
+    te = TextEncoder.from_config(Model())
     imgs, caps = scenes(a)
     print("data", len(imgs), caps[:3], "uniq", len(set(caps)), flush=True)
     m = build(a, te.dim)

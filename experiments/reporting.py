@@ -3,7 +3,6 @@ mean ± std tables. A number without the machine and the time it took is not a r
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import math
 import os
@@ -12,6 +11,8 @@ import statistics
 import sys
 from typing import Iterable
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 
@@ -19,7 +20,7 @@ def hardware() -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
         cpu = names[0] if names else cpu
     except OSError:
         pass
@@ -56,13 +57,13 @@ def fmt(m: float, s: float | None = None) -> str:
     return f"{m:.3f}" if s is None else f"{m:.3f} ± {s:.3f}"
 
 
-def write_csv(path: str, rows: list[dict]) -> None:
+def write_rows(path: str, rows: list[dict]) -> None:
+    """Every scored row as zstd Parquet, a column a row lacks as null: typed, readable by DuckDB
+    (``SELECT * FROM 'path'``) and pyarrow, and small enough to keep in git (docs/experiments.md)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     cols = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows(rows)
+    table = pa.Table.from_pylist([{c: r.get(c) for c in cols} for r in rows])
+    pq.write_table(table, path, compression="zstd", compression_level=9)
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -82,7 +83,7 @@ def preset_parser(prog: str, doc: str, presets: dict, int_keys: tuple[str, ...],
     p.add_argument("--seeds", type=int, nargs="+")
     p.add_argument("--device", default="auto")
     p.add_argument("--work", default=work, help="lakes, shards, checkpoints")
-    p.add_argument("--results", default="docs/experiments", help="csv/png/md/json go here")
+    p.add_argument("--results", default="docs/experiments", help="parquet/png/md/json go here")
     return p
 
 

@@ -11,13 +11,22 @@ evaluate-checkpoints flow would do beside a running trainer.
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable
 
+import numpy as np
+import torch
+
 from djepa_t2i.config import Config
+from model.checkpoint import load_model
+from model.tokenizers import pack
+from tasks import shapes_world as sw
 from training import checkpoints as ckpts
 from training import evaluate as ce
+from training.trainer import Trainer
+from warehouse.feedback_rule import Rule, publish_next
 
 
 @dataclass
@@ -53,8 +62,6 @@ def train_with_evaluations(spec: RunSpec, log: Callable[[str], None] = print,
     ``benchmark`` (default: ``training.evaluate.evaluate_checkpoint`` on the config's benchmark).
     ``in_loop=False``: train only (checkpoints every ``eval_every`` steps, nothing evaluated).
     Returns the learning curve, the weights switches the trainer made, and the last checkpoint."""
-    from training.trainer import Trainer
-    from warehouse.feedback_rule import Rule, publish_next
     cfg = config_for(spec)
     benchmark = benchmark or cfg.evaluate.benchmark
     if evaluate_fn is None:
@@ -89,7 +96,6 @@ def train_with_evaluations(spec: RunSpec, log: Callable[[str], None] = print,
 @lru_cache(maxsize=2)
 def load_ema(path: str, device: str):
     """(EMA model, text encoder) of a checkpoint, loaded once per (path, device)."""
-    from model.checkpoint import load_model
     model, _, text_encoder, _ = load_model(path, ema=True, device=device)
     return model, text_encoder
 
@@ -100,13 +106,6 @@ def heldout_loss(path: str, hw: tuple[int, int], n: int = 8, seed: int = 0, repe
     eval mode: no caption dropout) on ``n`` held-out shapes-world scenes rendered at ``hw`` = (H,
     W), averaged over ``repeats`` seeded mask/noise draws. A continuous signal of how well the
     model handles a size even before it generates anything recognisable."""
-    import random
-
-    import numpy as np
-    import torch
-
-    from model.tokenizers import pack
-    from tasks import shapes_world as sw
     model, text_encoder = load_ema(path, device)
     rng = random.Random(f"heldout/{seed}/{hw}")
     k = -(-16 // min(hw))  # the world's minimum side is 16 px: render larger, box-filter down

@@ -3,12 +3,17 @@ right per arm and size as pooled shares with Wilson intervals beside the chance 
 held-out loss, and verdicts on bootstrap intervals of the differences."""
 from __future__ import annotations
 
+import glob
 import json
 import os
 
+import numpy as np
+from PIL import Image, ImageDraw
+
 from experiments import reporting as rp
 from experiments import verdicts as vd
-from experiments.vope_resolution import ARMS, MARGIN, plot_decay, sample_grid, settings
+from experiments.vope_design import ARMS, MARGIN, settings
+from model.vope import _inv_freq, ntk_base
 
 CONTROLS = ("uniform_noise", "patch_noise", "shuffled_prompt")
 MIN_EFFECT = 0.05
@@ -52,7 +57,7 @@ def write(a, rows: list[dict], runs: dict, wall: float) -> None:
     c = a.cfg
     os.makedirs(a.results, exist_ok=True)
     base = os.path.join(a.results, "vope_resolution")
-    rp.write_csv(base + ".csv", rows)
+    rp.write_rows(base + ".parquet", rows)
     sizes = settings(c["base"])
     names = list(sizes)
     summary = summarize(rows, names)
@@ -100,10 +105,9 @@ def write(a, rows: list[dict], runs: dict, wall: float) -> None:
 
 
 def plot(path: str, summary: dict, sizes: dict) -> None:
-    import matplotlib
+    import matplotlib  # heavy
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
+    import matplotlib.pyplot as plt  # heavy
     names = list(sizes)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
     x = np.arange(len(names))
@@ -127,3 +131,68 @@ def plot(path: str, summary: dict, sizes: dict) -> None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
+
+def decay(dist, freqs):
+    """RoFormer's relative upper bound of a rotary attention score at relative distance ``dist``
+    (Su et al. 2021, §3.4.3): mean_j |sum_{k<=j} exp(i dist theta_k)|, normalised to 1 at 0.
+    ``freqs``: one axis's rotary frequencies, highest first."""
+    d = np.asarray(dist, float)[:, None] * np.asarray(freqs, float)[None, :]
+    s = np.abs(np.cumsum(np.exp(1j * d), axis=1)).mean(1)
+    return s / ((len(freqs) + 1) / 2)
+
+
+def plot_decay(path: str, head_dim: int, base: float, grid: int) -> None:
+    """Fig. 4a analogue for this model's rotary settings: (a) against token distance, RoPE as
+    trained and with NTK scaling for a 2x grid; (b) against distance as a fraction of the image
+    side, RoPE at 1x/2x/4x grids (the curve it meets changes with resolution) vs VoPE (one curve)."""
+    import matplotlib  # heavy
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # heavy
+
+    n = head_dim // 4
+    f = _inv_freq(n, base).numpy()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    m = np.linspace(0, 2 * grid, 400)
+    ax1.plot(m, decay(m, f), label=f"RoPE, base {base:g} (as trained)")
+    ax1.plot(m, decay(m, _inv_freq(n, ntk_base(base, 2.0, n)).numpy()), "--",
+             label="RoPE + NTK for a 2x grid (lowest freq / 2)")
+    ax1.axvline(grid, color="0.6", lw=0.8, ls=":", label=f"trained grid ({grid} tokens)")
+    ax1.set(xlabel="relative distance (tokens)", ylabel="relative upper bound (1 at 0)",
+            title="(a) NTK changes the curve seen in training")
+    ax1.legend(fontsize=8)
+    frac = np.linspace(0, 1, 400)
+    for k, ls in ((1, "-"), (2, "--"), (4, ":")):
+        ax2.plot(frac, decay(frac * grid * k, f), ls, color="tab:orange", label=f"RoPE at {k}x ({grid * k} tokens)")
+    ax2.plot(frac, decay(frac * grid, f), color="tab:blue", lw=3, alpha=0.5,
+             label="VoPE at any size (fov = trained grid)")
+    ax2.set(xlabel="relative distance (fraction of the image side)", title="(b) VoPE keeps one curve per image")
+    ax2.legend(fontsize=8)
+    fig.suptitle(f"rotary relative-position decay, one axis: {n} frequencies (head dim {head_dim}), "
+                 f"base {base:g}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def sample_grid(root: str, names: list[str], path: str, label: str, per_row: int = 6) -> None:
+    """One row per setting: the first ``per_row`` generated images, at their own size and aspect."""
+    rows = []
+    for n in names:
+        files = sorted(glob.glob(os.path.join(root, n.replace(":", "x"), "*.png")))[:per_row]
+        rows.append((n, [Image.open(f).convert("RGB") for f in files]))
+    scale = 2
+    cell_h = max((im.height for _, ims in rows for im in ims), default=16) * scale
+    widths = [sum(im.width * scale + 4 for im in ims) for _, ims in rows]
+    W, H = 60 + max(widths, default=0), (cell_h + 6) * len(rows) + 14
+    canvas = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(canvas)
+    d.text((2, 0), label, fill="black")
+    y = 14
+    for n, ims in rows:
+        d.text((2, y + cell_h // 2 - 5), n, fill="black")
+        x = 60
+        for im in ims:
+            canvas.paste(im.resize((im.width * scale, im.height * scale), Image.NEAREST), (x, y))
+            x += im.width * scale + 4
+        y += cell_h + 6
+    canvas.save(path)

@@ -20,7 +20,7 @@ Measured per size: colour right (``experiments.colour_eval``) with Wilson interv
 controls, and the held-out loss (the training objective on held-out scenes at that size, a
 signal that exists before anything is drawn). Fig. 4a's analytic comparison (the rotary
 relative-position decay of each scheme) is drawn by ``plot_decay``. Verdicts on bootstrap
-intervals (``experiments.verdicts``). Writes ``<results>/vope_resolution.{csv,json,md,png}``,
+intervals (``experiments.verdicts``). Writes ``<results>/vope_resolution.{parquet,json,md,png}``,
 ``vope_decay.png`` and ``vope_resolution_samples_<arm>.png``.
 """
 from __future__ import annotations
@@ -29,41 +29,38 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import time
 
-import djepa_t2i.env  # noqa: F401
+import torch
 
-SAMPLING = dict(steps=16, flow_steps=16, cfg=3.0, time_shift=1.0, temperature=1.0)
+import djepa_t2i.env  # noqa: F401
+from djepa_t2i.config import resolve_device
+from experiments import colour_eval as cev
+from experiments import shapes_data as sd
+from experiments import training_run as run
+from experiments import vope_report
+from experiments.reporting import apply_preset, preset_parser
+from experiments.training_run import RunSpec
+from experiments.vope_design import HELD_OUT_SEED, PATCH, ntk_scale, settings
+from tasks import shapes_world as sw
+from training import evaluate as ce
+
+SAMPLING = dict(steps=16, flow_steps=16, cfg=3.0, cfg_schedule="linear", time_shift=1.0, temperature=1.0)
 MODEL = {"heads": 2, "rope_base": 100.0, "head_mul": 1}  # the recipe that learns colour (issue #10)
 PRESETS = {
     "full": dict(n_images=20000, base=32, steps=4000, images=8, seeds=[0, 1, 2], batch=16,
                  loss_images=64, lr=1e-3, sampling=SAMPLING, model=MODEL),
-    # 2 CPU cores, ~2 min per model: colour is learned at the trained sizes by 1,000 steps
+    # colour is learned at the trained sizes by 1,000 steps (its time: docs/experiments.md)
     "cpu": dict(n_images=2000, base=32, steps=1000, images=4, seeds=[0, 1, 2, 3, 4], batch=16,
                 loss_images=16, lr=1e-3, sampling=SAMPLING, model=MODEL),
     "smoke": dict(n_images=40, base=16, steps=2, images=1, seeds=[0], batch=4, loss_images=2, lr=1e-3,
                   sampling=dict(SAMPLING, steps=2, flow_steps=2), model=MODEL),
 }
 TRAINED = {"vope": True, "rope": False}
-ARMS = ("vope", "rope", "rope-ntk")
-PATCH = 4
-HELD_OUT_SEED = 1000
-MARGIN = 0.05  # "2x within 0.05 of 1x"
-
-
-def settings(base: int) -> dict[str, tuple[int, int]]:
-    """Generation sizes (H, W) in pixels: 0.5x, 1x, 2x square; 1:4 and 4:1 with 1x's pixel count."""
-    return {"0.5x": (base // 2, base // 2), "1x": (base, base), "2x": (2 * base, 2 * base),
-            "1:4": (2 * base, base // 2), "4:1": (base // 2, 2 * base)}
-
-
-def ntk_scale(hw: tuple[int, int], base: int) -> float:
-    """NTK factor of the rope-ntk arm: the longest side over the trained 1x side, at least 1."""
-    return max(max(hw) / base, 1.0)
 
 
 def parse(argv=None) -> argparse.Namespace:
-    from experiments.reporting import apply_preset, preset_parser
     p = preset_parser("experiments.vope_resolution", __doc__, PRESETS,
                       ("n_images", "base", "steps", "images"), "runs/experiments/vope_resolution")
     p.add_argument("--positions", nargs="+", choices=list(TRAINED), default=list(TRAINED),
@@ -73,7 +70,6 @@ def parse(argv=None) -> argparse.Namespace:
 
 
 def spec_for(a, pos: str, seed: int, lake: str):
-    from experiments.training_run import RunSpec
     c = a.cfg
     S = c["base"]
     return RunSpec(
@@ -89,7 +85,6 @@ def spec_for(a, pos: str, seed: int, lake: str):
 
 def world():
     """Only the ``colors`` category (one coloured object), every colour equally likely."""
-    from tasks import shapes_world as sw
     return sw.ShapesDistribution(categories={c: float(c == "colors") for c in sw.CATEGORIES})
 
 
@@ -98,9 +93,6 @@ def measure(a, ckpt: str, arm: str, seed: int, device: str, same: list[dict] = (
     """Colour rows (with controls) and held-out loss of one arm at every setting. ``same``: the
     rope arm's rows, reused where the rope-ntk arm samples without scaling (identical images).
     ``on_size(rows so far)`` after each size (the runner saves them)."""
-    from experiments import colour_eval as cev
-    from experiments import training_run as run
-    from training import evaluate as ce
     c, out = a.cfg, []
     for name, hw in settings(c["base"]).items():
         s = ntk_scale(hw, c["base"]) if arm == "rope-ntk" else 1.0
@@ -129,11 +121,6 @@ def measure(a, ckpt: str, arm: str, seed: int, device: str, same: list[dict] = (
 
 
 def main(argv=None) -> int:
-    import torch
-
-    from djepa_t2i.config import resolve_device
-    from experiments import shapes_data as sd
-    from experiments import training_run as run
     a = parse(argv)
     torch.set_num_threads(int(os.environ.get("EXP_THREADS", min(2, os.cpu_count() or 1))))
     c, t0, device = a.cfg, time.time(), resolve_device(a.device)
@@ -163,7 +150,6 @@ def main(argv=None) -> int:
                                 on_size=lambda new, done=list(mine): save(done + new))
             rows += mine
             save([])
-    from experiments import vope_report
     vope_report.write(a, rows, runs, time.time() - t0)
     return 0
 
@@ -171,7 +157,6 @@ def main(argv=None) -> int:
 def report_only(argv=None) -> int:
     """Rewrite the report from a (possibly partial) run's ``<work>/results.json``; sizes an arm
     never reached are reported as not measured."""
-    from experiments import vope_report
     a = parse(argv)
     with open(os.path.join(a.work, "results.json")) as f:
         saved = json.load(f)
@@ -180,81 +165,7 @@ def report_only(argv=None) -> int:
     return 0
 
 
-def decay(dist, freqs):
-    """RoFormer's relative upper bound of a rotary attention score at relative distance ``dist``
-    (Su et al. 2021, §3.4.3): mean_j |sum_{k<=j} exp(i dist theta_k)|, normalised to 1 at 0.
-    ``freqs``: one axis's rotary frequencies, highest first."""
-    import numpy as np
-    d = np.asarray(dist, float)[:, None] * np.asarray(freqs, float)[None, :]
-    s = np.abs(np.cumsum(np.exp(1j * d), axis=1)).mean(1)
-    return s / ((len(freqs) + 1) / 2)
-
-
-def plot_decay(path: str, head_dim: int, base: float, grid: int) -> None:
-    """Fig. 4a analogue for this model's rotary settings: (a) against token distance, RoPE as
-    trained and with NTK scaling for a 2x grid; (b) against distance as a fraction of the image
-    side, RoPE at 1x/2x/4x grids (the curve it meets changes with resolution) vs VoPE (one curve)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from model.vope import _inv_freq, ntk_base
-    n = head_dim // 4
-    f = _inv_freq(n, base).numpy()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
-    m = np.linspace(0, 2 * grid, 400)
-    ax1.plot(m, decay(m, f), label=f"RoPE, base {base:g} (as trained)")
-    ax1.plot(m, decay(m, _inv_freq(n, ntk_base(base, 2.0, n)).numpy()), "--",
-             label="RoPE + NTK for a 2x grid (lowest freq / 2)")
-    ax1.axvline(grid, color="0.6", lw=0.8, ls=":", label=f"trained grid ({grid} tokens)")
-    ax1.set(xlabel="relative distance (tokens)", ylabel="relative upper bound (1 at 0)",
-            title="(a) NTK changes the curve seen in training")
-    ax1.legend(fontsize=8)
-    frac = np.linspace(0, 1, 400)
-    for k, ls in ((1, "-"), (2, "--"), (4, ":")):
-        ax2.plot(frac, decay(frac * grid * k, f), ls, color="tab:orange", label=f"RoPE at {k}x ({grid * k} tokens)")
-    ax2.plot(frac, decay(frac * grid, f), color="tab:blue", lw=3, alpha=0.5,
-             label="VoPE at any size (fov = trained grid)")
-    ax2.set(xlabel="relative distance (fraction of the image side)", title="(b) VoPE keeps one curve per image")
-    ax2.legend(fontsize=8)
-    fig.suptitle(f"rotary relative-position decay, one axis: {n} frequencies (head dim {head_dim}), "
-                 f"base {base:g}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def sample_grid(root: str, names: list[str], path: str, label: str, per_row: int = 6) -> None:
-    """One row per setting: the first ``per_row`` generated images, at their own size and aspect."""
-    import glob
-
-    from PIL import Image, ImageDraw
-    rows = []
-    for n in names:
-        files = sorted(glob.glob(os.path.join(root, n.replace(":", "x"), "*.png")))[:per_row]
-        rows.append((n, [Image.open(f).convert("RGB") for f in files]))
-    scale = 2
-    cell_h = max((im.height for _, ims in rows for im in ims), default=16) * scale
-    widths = [sum(im.width * scale + 4 for im in ims) for _, ims in rows]
-    W, H = 60 + max(widths, default=0), (cell_h + 6) * len(rows) + 14
-    canvas = Image.new("RGB", (W, H), "white")
-    d = ImageDraw.Draw(canvas)
-    d.text((2, 0), label, fill="black")
-    y = 14
-    for n, ims in rows:
-        d.text((2, y + cell_h // 2 - 5), n, fill="black")
-        x = 60
-        for im in ims:
-            canvas.paste(im.resize((im.width * scale, im.height * scale), Image.NEAREST), (x, y))
-            x += im.width * scale + 4
-        y += cell_h + 6
-    canvas.save(path)
-
-
-
 if __name__ == "__main__":
-    import sys
     if "--report-only" in sys.argv:
         sys.argv.remove("--report-only")
         raise SystemExit(report_only())

@@ -10,13 +10,13 @@ import djepa_t2i.env  # noqa: F401
 from djepa_t2i.cli_args import add_flow_arguments
 from prefect import flow, get_run_logger
 
-from djepa_t2i.config import Config, load_config, require_writable
+from djepa_t2i.config import Config, ConfigPaths, load_config, require_writable
 from tasks import shard_writer
 from warehouse.artifacts import publish_summary
 from warehouse.lake import checked_lake
 
 
-def checked(lake: str | None, out: str | None, config_path: str | None,
+def checked(lake: str | None, out: str | None, config_path: ConfigPaths,
             overrides: list[str] | None) -> tuple[Config, str, str]:
     """The validated config, the lake to read and the folder to write, checked before any work."""
     cfg = load_config(config_path, overrides)
@@ -26,7 +26,7 @@ def checked(lake: str | None, out: str | None, config_path: str | None,
 
 
 @flow(name="build-shards")
-def build_shards(lake: str | None = None, out: str | None = None, config_path: str | None = None,
+def build_shards(lake: str | None = None, out: str | None = None, config_path: ConfigPaths = None,
                  overrides: list[str] | None = None) -> dict:
     cfg, lake, out = checked(lake, out, config_path, overrides)
     res = shard_writer.build(lake, out, cfg.shards.samples_per_shard)

@@ -18,39 +18,43 @@ import uuid
 
 import djepa_t2i.env  # noqa: F401  (offline environment before library imports)
 from djepa_t2i.cli_args import add_config_arguments, int_at_least
-from djepa_t2i.config import Config, load_config
+from djepa_t2i.config import Config, ConfigPaths, load_config
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.settings import temporary_settings
 from prefect_dask import DaskTaskRunner
 
-from tasks import curate as cu
+from tasks.cross_shard_dedup import cross_shard_dedup
+from tasks.curate import curate_shard
+from tasks.curate_summary import format_summary, summarize
 from tasks.shards import list_shards, shard_name
+from tasks.stages import declare_stages
 from warehouse.artifacts import publish_summary
 from warehouse.lake import ensure_writable
 
 
-def check_paths(input_dir: str, lake: str) -> None:
-    """The input folder present and holding shards, and the lake writable, before any shard is
-    touched or the lake made (a deployment with a bad path fails at once, not after every shard).
-    The lake check is a real probe write, so object-storage lakes and read-only mounts are caught
-    too; it raises ``LakeNotWritable``."""
-    list_shards(input_dir)  # ConfigError: no such folder, or no .tar in it
+def check_run(input_dir: str, lake: str, cfg: Config) -> None:
+    """Every stage of ``curate.order`` known and well-formed (no model is loaded), the input folder
+    present and the lake writable, before any shard is touched (a deployment with a bad path fails
+    at once, not after every shard). The lake check is a real probe write, so object-storage lakes
+    and read-only mounts are caught too; it raises ``LakeNotWritable``."""
+    declare_stages(cfg)
+    list_shards(input_dir)  # ConfigError: no such folder, or no .tar in it (before the lake is made)
     ensure_writable(lake)
 
 
-def checked_config(input_dir: str, lake: str, config_path: str | None, overrides: list[str] | None) -> Config:
-    """The validated config, with :func:`check_paths` passed."""
+def checked_config(input_dir: str, lake: str, config_path: ConfigPaths, overrides: list[str] | None) -> Config:
+    """The validated config, with :func:`check_run` passed."""
     cfg = load_config(config_path, overrides)
-    check_paths(input_dir, lake)
+    check_run(input_dir, lake, cfg)
     return cfg
 
 
 def curate_shard_task_fn(tar_path: str, lake: str, cfg_json: str, run_id: str, force: bool) -> dict:
     import djepa_t2i.env  # noqa: F401,F811  (Dask worker processes import this module fresh)
     cfg = Config.model_validate_json(cfg_json)
-    return cu.curate_shard(tar_path, lake, cfg, run_id, force)
+    return curate_shard(tar_path, lake, cfg, run_id, force)
 
 
 def _progress(total: int, disable: bool):
@@ -61,8 +65,8 @@ def _progress(total: int, disable: bool):
 def finish(lake: str, shards: list[str], cfg: Config) -> dict:
     """Cross-shard dedup, accounting check, warehouse views; the run's summary."""
     from warehouse.db import save_database
-    changed = cu.cross_shard_dedup(lake, cfg.curate.dedup.phash_distance) if cfg.curate.dedup.enabled else 0
-    s = cu.summarize(lake, [shard_name(t) for t in shards], cfg.curate.order)
+    changed = cross_shard_dedup(lake, cfg.curate.dedup.phash_distance) if cfg.curate.dedup.enabled else 0
+    s = summarize(lake, [shard_name(t) for t in shards], cfg.curate.order)
     s["cross_shard_duplicates_relabelled"] = changed
     save_database(lake)
     return s
@@ -70,13 +74,13 @@ def finish(lake: str, shards: list[str], cfg: Config) -> dict:
 
 def run_plain(input_dir: str, lake: str, cfg: Config, progress: bool = True) -> dict:
     """The same work without Prefect or Dask: sequential, in this process."""
-    check_paths(input_dir, lake)
+    check_run(input_dir, lake, cfg)
     shards = list_shards(input_dir)
     run_id = uuid.uuid4().hex[:12]
     t0 = time.perf_counter()
     with _progress(len(shards), not progress) as bar:
         for t in shards:
-            cu.curate_shard(t, lake, cfg, run_id, cfg.curate.force)
+            curate_shard(t, lake, cfg, run_id, cfg.curate.force)
             bar.update(1)
     s = finish(lake, shards, cfg)
     s.update(run_id=run_id, seconds=round(time.perf_counter() - t0, 2), runner="in-process")
@@ -117,7 +121,7 @@ def task_runner(cfg: Config) -> DaskTaskRunner:
                                           "processes": True, "dashboard_address": None})
 
 @flow(name="curate-laion", log_prints=True)
-def curate_laion(input_dir: str, lake: str, config_path: str | None = None,
+def curate_laion(input_dir: str, lake: str, config_path: ConfigPaths = None,
                  overrides: list[str] | None = None, progress: bool = False) -> dict:
     """Curate every img2dataset shard under ``input_dir`` into the lake at ``lake``."""
     cfg = checked_config(input_dir, lake, config_path, overrides)
@@ -130,7 +134,7 @@ def curate_laion(input_dir: str, lake: str, config_path: str | None = None,
     s = finish(lake, shards, cfg)
     s.update(run_id=run_id, seconds=round(time.perf_counter() - t0, 2),
              runner=f"dask:{cfg.curate.dask_address or f'LocalCluster({cfg.curate.workers})'}")
-    print(cu.format_summary(s))
+    print(format_summary(s))
     publish_summary("curate-laion", lake, s)
     return s
 
@@ -155,8 +159,8 @@ def run(args) -> int:
     if args.force:
         ov.append("curate.force=true")
     if args.no_prefect:
-        s = run_plain(args.input, args.lake, load_config(args.config, ov))  # run_plain checks the paths
-        print(cu.format_summary(s))
+        s = run_plain(args.input, args.lake, load_config(args.config, ov))  # run_plain checks the stages and paths
+        print(format_summary(s))
     else:
         # checked here too: an error raised inside the flow would be logged by Prefect as a traceback
         checked_config(args.input, args.lake, args.config, ov)

@@ -78,7 +78,7 @@ def demo(out: str = "runs/demo", quick: bool = False, seed: int = 0) -> dict:
     from flows.recaption import recaption_flow
     from flows.train import train
     from tasks.mini_laion import make_sample
-    from warehouse.report import build_report
+    from report.page import build_report
 
     log = get_run_logger()
     z = _sizes(quick)

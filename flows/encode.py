@@ -12,7 +12,7 @@ import djepa_t2i.env  # noqa: F401
 from djepa_t2i.cli_args import add_flow_arguments
 from prefect import flow, get_run_logger
 
-from djepa_t2i.config import Config, load_config
+from djepa_t2i.config import Config, ConfigPaths, load_config
 from warehouse.lake import require_rows
 
 
@@ -24,12 +24,11 @@ def encode_lake(cfg: Config, lake: str | None = None) -> dict:
     from training import lake_io
     from training.encode_cache import encode_shards
     return encode_shards(lake_io.read_index(lake or cfg.lake), build_tokenizer(cfg.model),
-                         TextEncoder.from_config(cfg.model.text_encoder), cfg.model.text_max_length,
-                         cfg.train.fixed_side)
+                         TextEncoder.from_config(cfg.model), cfg.train.fixed_side)
 
 
 @flow(name="encode")
-def encode(lake: str | None = None, config_path: str | None = None,
+def encode(lake: str | None = None, config_path: ConfigPaths = None,
            overrides: list[str] | None = None) -> dict:
     out = encode_lake(load_config(config_path, overrides), lake)
     get_run_logger().info("encode: %s", out)

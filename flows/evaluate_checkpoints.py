@@ -13,24 +13,26 @@ import json
 
 import djepa_t2i.env  # noqa: F401
 from djepa_t2i.cli_args import add_flow_arguments
-from djepa_t2i.config import Config, load_config, require_writable
+from djepa_t2i.config import Config, ConfigPaths, load_config, require_writable
 from prefect import flow, get_run_logger, task
 
 from training import evaluate as ce
+from training.benchmark_fit import check_benchmark
 from warehouse.artifacts import publish_summary
 from warehouse.lake import checked_lake
 from warehouse.feedback_rule import publish_from_config
 
 
-def checked(lake: str | None, config_path: str | None, overrides: list[str] | None) -> tuple[Config, str]:
+def checked(lake: str | None, config_path: ConfigPaths, overrides: list[str] | None) -> tuple[Config, str]:
     """The validated config and the lake, with the image folder writable: before any checkpoint loads."""
     cfg = load_config(config_path, overrides)
     lake = checked_lake(cfg, lake)
     require_writable("evaluate.out", cfg.evaluate.out)
+    check_benchmark(lake, cfg, ("evaluate", "feedback") if cfg.evaluate.run_feedback else ("evaluate",))
     return cfg, lake
 
 
-def evaluate(lake: str, config_path: str | None = None, overrides: list[str] | None = None,
+def evaluate(lake: str, config_path: ConfigPaths = None, overrides: list[str] | None = None,
              progress: bool = True) -> dict:
     """Plain function under the flow: evaluate pending checkpoints, then run feedback."""
     cfg, lake = checked(lake, config_path, overrides)
@@ -51,7 +53,7 @@ def _feedback(lake: str, cfg) -> dict:
 
 
 @flow(name="evaluate-checkpoints")
-def evaluate_checkpoints(lake: str = "runs/lake", config_path: str | None = None,
+def evaluate_checkpoints(lake: str = "runs/lake", config_path: ConfigPaths = None,
                          overrides: list[str] | None = None) -> dict:
     cfg, lake = checked(lake, config_path, overrides)
     log = get_run_logger()

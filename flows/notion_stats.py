@@ -9,7 +9,7 @@ import json
 
 import djepa_t2i.env  # noqa: F401
 from djepa_t2i.cli_args import add_flow_arguments
-from djepa_t2i.config import Config, Notions, load_config
+from djepa_t2i.config import Config, ConfigPaths, Notions, load_config
 from prefect import flow, get_run_logger, task
 
 from tasks.notion_stats import extract_lake
@@ -49,7 +49,7 @@ def _publish(lake: str, cfg: Notions, schedule: dict) -> tuple[str, int]:
 
 
 @flow(name="notion-stats")
-def notion_stats_flow(lake: str = "runs/lake", config: str | None = None,
+def notion_stats_flow(lake: str = "runs/lake", config: ConfigPaths = None,
                       overrides: list[str] | None = None) -> dict:
     c = load_config(config, overrides)
     lake = checked_lake(c, lake)

@@ -12,7 +12,7 @@ import json
 
 import djepa_t2i.env  # noqa: F401
 from djepa_t2i.cli_args import add_flow_arguments
-from djepa_t2i.config import Recaption, load_config
+from djepa_t2i.config import ConfigPaths, Recaption, load_config
 from prefect import flow, get_run_logger, task
 
 from tasks.recaption import recaption
@@ -26,7 +26,7 @@ def _recaption(lake: str, cfg: Recaption, max_pixels: int, force: bool) -> dict:
 
 
 @flow(name="recaption")
-def recaption_flow(lake: str = "runs/lake", config: str | None = None,
+def recaption_flow(lake: str = "runs/lake", config: ConfigPaths = None,
                    overrides: list[str] | None = None, force: bool = False) -> dict:
     c = load_config(config, overrides)
     lake = checked_lake(c, lake)

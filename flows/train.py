@@ -22,7 +22,7 @@ from typing import Callable
 
 import djepa_t2i.env  # noqa: F401
 from djepa_t2i.cli_args import int_at_least
-from djepa_t2i.config import load_config
+from djepa_t2i.config import ConfigPaths, config_list, load_config
 from prefect import flow, get_run_logger
 
 from training.trainer import add_arguments as trainer_arguments
@@ -32,11 +32,11 @@ from warehouse.lake import require_rows
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def launch_command(config_path: str | None, overrides: list[str] | None, nproc: int = 1,
+def launch_command(config_path: ConfigPaths, overrides: list[str] | None, nproc: int = 1,
                    resume: str | None = "auto", steps: int | None = None) -> list[str]:
     args = []
-    if config_path:
-        args += ["--config", str(config_path)]
+    for path in config_list(config_path):
+        args += ["--config", path]
     for o in overrides or []:
         args += ["--set", o]
     if resume:
@@ -56,14 +56,16 @@ def supervise(cmd: list[str], log_path: str | Path, on_line: Callable[[str], Non
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     # not inherited: Dask's worker settings (distributed.nanny.pre-spawn-environ) leak into this
     # process. torch takes its thread count from MKL_NUM_THREADS (1 thread with OMP=2, MKL=1), and
-    # MALLOC_TRIM_THRESHOLD_=65536 returns memory to the OS on every free: 2.3x slower demo steps
-    # (5,600 vs 13,000 image tokens/s, measured 2026-12-03)
+    # MALLOC_TRIM_THRESHOLD_=65536 returns memory to the OS on every free (the slowdown they cause
+    # is in docs/benchmarks.md)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads_per_proc)
     env.pop("MALLOC_TRIM_THRESHOLD_", None)
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    # the caller's working directory: relative config paths (lake, train.out, weights) must mean
+    # what they meant when checked_config read them (ROOT is on PYTHONPATH for -m training.trainer)
     with open(log_path, "a") as log, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                                      text=True, bufsize=1, env=env, cwd=ROOT) as p:
+                                                      text=True, bufsize=1, env=env) as p:
         log.write(f"$ {' '.join(cmd)}\n")
         for line in p.stdout:
             log.write(line)
@@ -77,7 +79,7 @@ def record_run(lake: str, run_id: str, row: dict) -> None:
     lk.write_partition(lake, "train_runs", f"{run_id}-{row['started_at']:%Y%m%dT%H%M%S}", [row])
 
 
-def run_training(config_path: str | None = None, overrides: list[str] | None = None, nproc: int = 1,
+def run_training(config_path: ConfigPaths = None, overrides: list[str] | None = None, nproc: int = 1,
                  resume: str | None = "auto", steps: int | None = None,
                  on_line: Callable[[str], None] = print) -> dict:
     """The plain function under the flow: launch, supervise, record; raises on failure."""
@@ -85,8 +87,8 @@ def run_training(config_path: str | None = None, overrides: list[str] | None = N
     run_id = cfg.train.run_id or Path(cfg.train.out).resolve().name
     cmd = launch_command(config_path, overrides, nproc, resume, steps)
     started = dt.datetime.now(dt.timezone.utc)
-    # each rank gets its share of the cores unless T2I_THREADS_PER_RANK says otherwise (measured on
-    # 2 cores, one rank: the demo trained at 0.36 s/step on 1 thread)
+    # each rank gets its share of the cores unless T2I_THREADS_PER_RANK says otherwise
+    # (docs/benchmarks.md: training settings chosen by a measurement)
     threads = int(os.environ.get("T2I_THREADS_PER_RANK", max(1, (os.cpu_count() or 1) // max(nproc, 1))))
     rc = supervise(cmd, Path(cfg.train.out) / "train.log", on_line, threads_per_proc=threads)
     row = {"run_id": run_id, "nproc": nproc, "command": json.dumps(cmd), "config": json.dumps(cfg.model_dump(mode="json")),
@@ -99,7 +101,7 @@ def run_training(config_path: str | None = None, overrides: list[str] | None = N
 
 
 @flow(name="train")
-def train(config_path: str | None = None, overrides: list[str] | None = None, nproc: int = 1,
+def train(config_path: ConfigPaths = None, overrides: list[str] | None = None, nproc: int = 1,
           resume: str | None = "auto") -> dict:
     from warehouse.artifacts import publish_summary
     log = get_run_logger()

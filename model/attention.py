@@ -4,6 +4,12 @@ One function, several kernels. Every backend computes exactly the same thing: fu
 attention inside each segment of ``cu_seqlens`` and nothing across segments, so a batch of mixed
 resolutions spends no compute on padding. ``max_seqlen`` is passed in as a host integer so that
 no kernel launch waits on a device-to-host copy.
+
+No backend materialises an N x N score matrix where it runs by default: flash/varlen (CUDA) and the
+CPU's fused SDPA kernel (equal lengths, or a per-sample key mask over a padded batch) stream over
+keys. Eager ``flex_attention`` on CPU does build the scores (measured 3.4 GiB for two segments of
+~4K tokens, tests/test_hires.py), so a CPU flex call above ``FLEX_CPU_MAX_TOKENS`` runs the padded
+SDPA path instead: the same attention (tests/test_model_attention.py), in O(N) memory.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ except Exception:  # pragma: no cover - depends on the machine
     flash_attn_varlen_func = None
 
 BACKENDS = ("auto", "flash", "varlen", "flex", "sdpa", "loop")
+FLEX_CPU_MAX_TOKENS = 2048  # eager CPU flex holds ~H * N^2 floats several times over: 4 heads x 2048^2 ~ 200 MiB
 
 
 @dataclass
@@ -101,7 +108,7 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seg: Seg
         return varlen_attn(q, k, v, seg.cu_seqlens, seg.cu_seqlens, seg.max_seqlen, seg.max_seqlen)
     if backend == "loop":
         return _loop(q, k, v, seg)
-    if backend == "sdpa":
+    if backend == "sdpa" or (q.device.type == "cpu" and seg.total > FLEX_CPU_MAX_TOKENS):
         return _padded_sdpa(q, k, v, seg)
     qh, kh, vh = (x.transpose(0, 1).unsqueeze(0) for x in (q, k, v))  # (1, H, N, Dh)
     return _flex(qh, kh, vh, seg).squeeze(0).transpose(0, 1)

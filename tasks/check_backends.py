@@ -56,7 +56,8 @@ def _timed(check: Check, fn) -> Check:
 
 
 def _filters(cfg, image) -> list[Check]:
-    from tasks.filters import MODEL_STAGES, build
+    from tasks.filters import MODEL_STAGES
+    from tasks.stages import CLIP_EMBEDDING, build_stage
     from tasks.filters.clip_embed import ClipEmbedder
     c, out, emb = cfg.curate, [], {}
     stages = [s for s in MODEL_STAGES if s in c.order and getattr(c, s).backend != "none"]
@@ -72,9 +73,9 @@ def _filters(cfg, image) -> list[Check]:
         b = getattr(c, s)
 
         def run(s=s, check=None):
-            f = build(s, cfg)
+            f = build_stage(s, cfg)
             check.backend = f.backend  # the resolved name ("offline" -> offline-nrq, nudenet, haar)
-            if f.needs_clip and "x" not in emb:
+            if CLIP_EMBEDDING in f.reads and "x" not in emb:
                 raise RuntimeError("no CLIP embedding (see the clip line)")
             r = f([image], emb.get("x"))[0]
             return f"{f.backend}: score {r.score:.4f} ({'passed' if r.passed else 'rejected: ' + str(r.reason)})"
@@ -96,7 +97,7 @@ def _encoders(cfg, image) -> list[Check]:
 
     def encode():
         from model.text_encoder import TextEncoder
-        enc = TextEncoder.from_config(te)
+        enc = TextEncoder.from_config(cfg.model)
         s = enc.encode(["a photo of an astronaut"])
         return f"{enc.describe()['model_type']} {enc.dtype}: {s.lengths[0]} tokens x {enc.dim}, mean |h| {s.states.abs().mean():.4f}"
     out.append(_timed(Check("text_encoder", te.backend, te.weights), encode))

@@ -13,9 +13,11 @@ from PIL import Image
 
 from djepa_t2i.config import load_config
 from flows.curate_laion import run_plain
-from tasks.curate import Models, process_shard
+from tasks.curate_shard import process_shard
+from tasks.model_cache import Pipeline
 from tasks.shard_format import split_key
 from tasks.shards import list_shards, read_tar, shard_name
+from tasks.stages import FilterStage
 from tests.test_decode import _png_claiming
 from warehouse import lake as lk
 from warehouse.lake import LakeNotWritable
@@ -232,9 +234,9 @@ def test_hostile_values_names_and_members_quarantine_one_pair_each(tmp_path, cfg
     lk.write_partition(str(tmp_path / "lake"), "pairs", "00000", out.pairs)  # every row storable
 
 
-class _FailingFilter:
+class _FailingFilter(FilterStage):
     """Fault injection: a model stage that raises, as a broken backend would."""
-    name, backend, needs_clip = "aesthetic", "broken", False
+    name, backend = "aesthetic", "broken"
 
     def __call__(self, images, emb):
         raise RuntimeError("CUDA error: device-side assert triggered")
@@ -243,7 +245,7 @@ class _FailingFilter:
 def test_a_shard_level_fault_quarantines_the_shards_pairs(tmp_path):
     cfg = load_config(overrides=["curate.order=[resolution,aesthetic,dedup]"])
     p = write_members(str(tmp_path), pair("0001") + pair("0002") + [_link("0003.jpg")], ["0001", "0002", "0004"])
-    out = process_shard(p, cfg, models=Models({"aesthetic": _FailingFilter()}, None, {}))
+    out = process_shard(p, cfg, pipeline=Pipeline([_FailingFilter()], None, {}))
     why = "shard failed, its pairs quarantined: RuntimeError: CUDA error: device-side assert triggered"
     assert states(out) == {k: ("quarantined", "shard", why) for k in ("0001", "0002", "0003", "0004")}
     assert out.run["n_in"] == 4 == out.run["n_quarantined"] and out.scores == []

@@ -14,7 +14,7 @@ import pytest
 from djepa_t2i.cli import main
 from djepa_t2i.config import ConfigError
 from warehouse import db
-from warehouse import lake as lk
+from warehouse import files
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def test_a_lake_of_an_older_schema_version_is_read_and_upgraded(tmp_path, capsys
     OSError("[errno 28] No space left on device"),  # Arrow's error: the text only
 ])
 def test_a_full_disk_is_one_line_exit_1(monkeypatch, capsys, tmp_path, exc):
-    import warehouse.report as report
+    import report.page as report
 
     def full(args):
         raise exc
@@ -164,5 +164,5 @@ def test_a_failed_partition_write_leaves_no_temp_file(tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(fs, "open", lambda p, mode="rb": Full(real_open(p, mode)))
     with pytest.raises(OSError):
-        lk.write_atomic(fs, f"{tmp_path}/x.parquet", b"0123456789abcdef")
+        files.write_atomic(fs, f"{tmp_path}/x.parquet", b"0123456789abcdef")
     assert list(Path(tmp_path).iterdir()) == []

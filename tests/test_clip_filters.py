@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 
 from djepa_t2i.config import load_config
-from tasks.curate import _build_models, process_shard
+from tasks.curate_shard import process_shard
+from tasks.model_cache import build_pipeline
 from tests.test_bad_input import write
 
 
@@ -31,7 +32,7 @@ def _shard(tmp_path):
 
 def test_clip_stages_are_skipped_and_recorded_without_clip_weights(tmp_path):
     cfg = load_config(overrides=["curate.order=[resolution,clip_similarity,semantic_dedup]"])
-    out = process_shard(_shard(tmp_path), cfg, models=_build_models(cfg))
+    out = process_shard(_shard(tmp_path), cfg, pipeline=build_pipeline(cfg))
     assert '"clip_similarity": "skipped: needs CLIP weights (curate.clip_weights)"' in out.run["backends"]
     assert '"semantic_dedup": "skipped: needs CLIP weights (curate.clip_weights)"' in out.run["backends"]
     assert {p["status"] for p in out.pairs} == {"passed"} and {s["filter"] for s in out.scores} == {"resolution"}
@@ -56,8 +57,8 @@ def _cfg(ckpt, *extra):
 
 
 def test_clip_similarity_scores_are_image_text_cosines(tmp_path, clip_ckpt):
-    models = _build_models(_cfg(clip_ckpt))
-    out = process_shard(_shard(tmp_path), _cfg(clip_ckpt), models=models)
+    models = build_pipeline(_cfg(clip_ckpt))
+    out = process_shard(_shard(tmp_path), _cfg(clip_ckpt), pipeline=models)
     sims = {s["key"]: s["score"] for s in out.scores if s["filter"] == "clip_similarity"}
     assert len(sims) == 3 and all(p["status"] == "passed" for p in out.pairs)  # thresholds off: record only
     # the same cosine computed directly: normalised image embedding . normalised text embedding

@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from tasks.curate import CROSS, cross_shard_dedup
-from tasks.filters.dedup import PhashIndex, chunk_keys
+from tasks.cross_shard_dedup import CROSS, chunk_keys, cross_shard_dedup
+from tasks.filters.dedup import PhashIndex
 from warehouse import lake as lk
 
 

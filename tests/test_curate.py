@@ -8,7 +8,8 @@ import pytest
 
 from djepa_t2i.config import load_config
 from flows.curate_laion import run_plain
-from tasks.curate import AccountingError, summarize
+from tasks.curate_rows import AccountingError
+from tasks.curate_summary import summarize
 from tasks.mini_laion import make_sample
 from warehouse import db
 from warehouse import lake as lk

@@ -21,12 +21,13 @@ IMAGE_MB = SIDE * SIDE * 3 / MB  # one decoded RGB image: 24.0 MB
 _WORKER = r"""
 import json, sys
 from djepa_t2i.config import load_config
-from tasks.curate import load_models, process_shard
+from tasks.curate_shard import process_shard
+from tasks.model_cache import load_pipeline
 def status(field):
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) * 1024 for l in f if l.startswith(field))
 cfg = load_config(overrides=sys.argv[2:])
-process_shard(sys.argv[1].replace("00000.tar", "warm/00000.tar"), cfg, models=load_models(cfg))
+process_shard(sys.argv[1].replace("00000.tar", "warm/00000.tar"), cfg, pipeline=load_pipeline(cfg))
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # reset the peak: ru_maxrss would include the parent's RSS at fork time
 rss = status("VmRSS:")

@@ -1,7 +1,7 @@
 """prefect.yaml against a real Prefect server and process worker on loopback.
 
 One server (temporary PREFECT_HOME, so its own sqlite DB) and one worker serve the whole module;
-they are stood up with the same functions ``make serve`` uses (flows/serve.py) and always torn
+they are stood up with the same functions ``make serve`` uses (djepa_t2i/serve/stack.py) and always torn
 down worker first. The fast tests at the top check prefect.yaml against the flow signatures
 without a server.
 """
@@ -19,7 +19,8 @@ import httpx
 import pytest
 import yaml
 
-from flows import serve
+from djepa_t2i.serve import processes
+from djepa_t2i.serve import stack as prefect_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = yaml.safe_load((ROOT / "prefect.yaml").read_text())
@@ -51,7 +52,7 @@ def _flow_def(entrypoint: str) -> tuple[str, ast.FunctionDef] | None:
 def test_deployment_parameters_match_flow_signature(dep):
     found = _flow_def(dep["entrypoint"])
     if found is None:
-        pytest.skip(f"{dep['entrypoint']} not in this checkout yet (serve.deploy skips it too)")
+        pytest.skip(f"{dep['entrypoint']} not in this checkout yet (prefect_stack.deploy skips it too)")
     _, fn = found
     args = [a.arg for a in fn.args.args + fn.args.kwonlyargs]
     n_defaults = len(fn.args.defaults)
@@ -60,7 +61,7 @@ def test_deployment_parameters_match_flow_signature(dep):
     params = dep.get("parameters") or {}
     assert set(params) <= set(args), f"{dep['entrypoint']}: unknown parameters {set(params) - set(args)}"
     assert set(required) <= set(params), f"{dep['entrypoint']}: required {set(required) - set(params)} unset"
-    assert dep["work_pool"]["name"] == serve.POOL
+    assert dep["work_pool"]["name"] == prefect_stack.POOL
 
 
 def test_every_deployment_runs_the_checkout():
@@ -81,10 +82,10 @@ def test_stop_group_kills_a_child_that_ignores_sigterm():
     p = subprocess.Popen(["sh", "-c", "trap '' TERM; sleep 60 & wait"], start_new_session=True)
     time.sleep(0.3)
     t0 = time.monotonic()
-    assert serve.stop_group(p.pid, grace=1.0)
+    assert processes.stop_group(p.pid, grace=1.0)
     assert 1.0 <= time.monotonic() - t0 < 10
-    assert not serve.group_alive(p.pid)
-    assert not serve.stop_group(p.pid, grace=1.0)
+    assert not processes.group_alive(p.pid)
+    assert not processes.stop_group(p.pid, grace=1.0)
 
 
 # --- slow: a real server and worker -------------------------------------------------------------
@@ -134,30 +135,30 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("prefect-stack")
     logs = tmp / "logs"
     port = _free_port()
-    url = serve.api_url(port)
-    env = serve.stack_env(url, tmp / "home", state=tmp / "state" / "serve")  # its own API secret
+    url = prefect_stack.api_url(port)
+    env = prefect_stack.stack_env(url, tmp / "home", state=tmp / "state" / "serve")  # its own API secret
     env.update(PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",  # schedule runs within seconds
                PREFECT_WORKER_QUERY_SECONDS="2", PREFECT_LOGGING_LEVEL="INFO",
                T2I_STATE_DIR=str(tmp / "state"), OMP_NUM_THREADS="1")
-    server = serve.start_server(port, env)  # prefect server start --background
+    server = prefect_stack.start_server(port, env)  # prefect server start --background
     worker = None
     try:
-        serve.wait_healthy(url, timeout=240, pid=server)
-        serve.create_pool(serve.POOL, env)
+        prefect_stack.wait_healthy(url, timeout=240, pid=server)
+        prefect_stack.create_pool(prefect_stack.POOL, env)
         if _has("curate_laion"):
-            serve.deploy(env, names=["curate-laion/default"])
+            prefect_stack.deploy(env, names=["curate-laion/default"])
         if _has("evaluate_checkpoints"):  # its schedule may fire during the test: point it at a tmp
             # lake (prefect applies --param only when deploying a single deployment)
-            serve.deploy(env, names=["evaluate-checkpoints/scheduled"],
+            prefect_stack.deploy(env, names=["evaluate-checkpoints/scheduled"],
                          extra=["--param", f"lake={tmp / 'deployed-lake'}"])
-        worker = serve.start_worker(serve.POOL, env, logs / "worker.log")
+        worker = prefect_stack.start_worker(prefect_stack.POOL, env, logs / "worker.log")
         yield Stack(url, env, logs, tmp)
     finally:
         if worker is not None:  # the worker first: it reports to the server while it stops
-            serve.stop_group(worker.pid)
+            processes.stop_group(worker.pid)
             worker.wait(timeout=5)
-        assert serve.stop_server(env) == server  # prefect server stop, then the process is gone
-        assert serve.server_pid(env) is None
+        assert prefect_stack.stop_server(env) == server  # prefect server stop, then the process is gone
+        assert prefect_stack.server_pid(env) is None
 
 
 @pytest.mark.slow
@@ -168,11 +169,11 @@ def test_api_refuses_requests_without_the_stacks_secret(stack):
     assert httpx.get(stack.url + "/admin/version", timeout=30).status_code == 401
     assert httpx.post(stack.url + "/deployments/filter", json={}, timeout=30).status_code == 401
     assert httpx.get(stack.url + "/health", timeout=30).status_code == 200
-    assert serve.wait_healthy(stack.url, timeout=10) < 10
+    assert prefect_stack.wait_healthy(stack.url, timeout=10) < 10
     assert stack.api("GET", "/admin/version")  # with the secret
-    inspect = [serve.PREFECT, "work-pool", "inspect", serve.POOL]
+    inspect = [prefect_stack.PREFECT, "work-pool", "inspect", prefect_stack.POOL]
     p = subprocess.run(inspect, env=stack.env, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0 and f"name='{serve.POOL}'" in p.stdout, p.stdout[-2000:] + p.stderr[-2000:]
+    assert p.returncode == 0 and f"name='{prefect_stack.POOL}'" in p.stdout, p.stdout[-2000:] + p.stderr[-2000:]
     anon = {k: v for k, v in stack.env.items() if k != "PREFECT_API_AUTH_STRING"}
     p = subprocess.run(inspect, env=anon, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode != 0 and "401" in p.stdout + p.stderr, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])

@@ -194,7 +194,7 @@ def test_tiny_random_checkpoint_end_to_end(tmp_path):
 
 def test_report_plots(tmp_path):
     from warehouse import weights as wt
-    from warehouse.plots import evaluation
+    from report import evaluation
     lake = str(tmp_path / "lake")
     assert evaluation.render(lake, str(tmp_path / "empty")) == []
     cfg = _cfg(tmp_path)

@@ -1,6 +1,6 @@
 """The exit-time abort of issue #25: a successful ``t2i curate`` that sometimes exited -6
 ('terminate called without an active exception') when an Arrow pool thread freed Python bytes
-of a lake read while the interpreter finalized (see ``warehouse.lake.read_parquet``)."""
+of a lake read while the interpreter finalized (see ``warehouse.files.read_parquet``)."""
 import gc
 import io
 import json
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from warehouse import files
 from warehouse import lake as lk
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +70,7 @@ def test_a_lake_read_frees_every_python_buffer_in_the_calling_thread(tmp_path):
     fs, main = _FS(), threading.get_ident()
     _Tracked.freed_by = []
     for _ in range(40):
-        t = lk.read_parquet(fs, path)
+        t = files.read_parquet(fs, path)
         assert t.num_rows == 2000 and t.column("key")[1999].as_py() == "01999"
         del t
     gc.collect()

@@ -3,22 +3,36 @@ truth, the three sampling arms, the Fig. 4a decay curves, and both experiments e
 their smallest configuration (the ``smoke`` preset, marked slow)."""
 from __future__ import annotations
 
-import csv
 import json
 import math
 import random
 from collections import Counter
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
+from experiments import colour_eval as cev
+from experiments import feedback_ablation as fa
+from experiments import feedback_design as fd
+from experiments import feedback_report as fr
+from experiments import learning_diagnostic as ld
+from experiments import shapes_data as sd
 from experiments import verdicts as vd
+from experiments import vope_design
+from experiments import vope_resolution as vr
+from experiments.vope_design import ntk_scale
+from experiments.vope_report import decay
+from model.checkpoint import read_meta
+from model.vope import _inv_freq, ntk_base
 from tasks import shapes_world as sw
+from training import evaluate as ce
+from training.draw_check import score
+from warehouse import weights as wt
 
 
-def _csv(path) -> list[dict]:
-    with open(path) as f:
-        return list(csv.DictReader(f))
+def _rows(path) -> list[dict]:
+    return pq.read_table(path).to_pylist()
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -76,8 +90,6 @@ def _truth(job: dict) -> "sw.Image.Image":
 
 
 def test_colour_benchmark_scores_ground_truth_one_and_controls_near_chance():
-    from experiments import colour_eval as cev
-    from training import evaluate as ce
     jobs = ce.jobs_for(cev.prompts(), 2, 0)
     assert len(jobs) == 36 and {j["notions"][1] for j in jobs} == {f"color={c}" for c in sw.COLORS}
     rows = cev.evaluate(jobs, lambda batch: [_truth(j) for j in batch], batch_size=12)
@@ -94,24 +106,20 @@ def test_colour_benchmark_scores_ground_truth_one_and_controls_near_chance():
 
 # --------------------------------------------------------------------------- arms
 def test_uniform_arm_has_no_notion_targets_and_static_lifts_the_rare_colours(tmp_path):
-    from experiments import feedback_ablation as fa
-    from experiments import shapes_data as sd
-    from warehouse import weights as wt
     counts = sd.build_world(str(tmp_path / "data"), str(tmp_path / "shards"), 60, [(32, 32)],
-                            fa.world(0.12), 0, progress=False)
+                            fd.world(0.12), 0, progress=False)
     assert set(counts["color"]) <= set(sw.COLORS) and set(counts["category"]) == {"colors"}
     sched = (0.032, 0.001, 0.032, 0.032)
     sd.run_lake(str(tmp_path / "data"), str(tmp_path / "u"), counts, 60, "start", sched, notion_targets=False)
     sd.run_lake(str(tmp_path / "data"), str(tmp_path / "s"), counts, 60, "start", sched)
     assert wt.targets(wt.load(str(tmp_path / "u"))[1]) == {}
     t = wt.targets(wt.load(str(tmp_path / "s"))[1])
-    rare = [c for c in fa.RARE if c in counts["color"]]
+    rare = [c for c in fd.RARE if c in counts["color"]]
     for c in rare:  # tempering lifts a rare colour above its natural share
         assert t[("color", c)] > counts["color"][c] / 60
 
 
 def test_mix_share_and_running_shares_from_batch_stats_rows():
-    from experiments import feedback_report as fr
     mix = [{"step": 10, "value": "samples", "count": 100.0}, {"step": 10, "value": "color:purple", "count": 2.0},
            {"step": 20, "value": "samples", "count": 100.0}, {"step": 20, "value": "color:purple", "count": 8.0},
            {"step": 20, "value": "color:orange", "count": 5.0}]
@@ -122,19 +130,16 @@ def test_mix_share_and_running_shares_from_batch_stats_rows():
 
 
 def test_world_is_long_tailed_in_colour_only():
-    from experiments import feedback_ablation as fa
     rng = random.Random(0)
-    scenes = [sw.sample_scene(rng, 32, 32, None, fa.world(0.12)) for _ in range(3000)]
+    scenes = [sw.sample_scene(rng, 32, 32, None, fd.world(0.12)) for _ in range(3000)]
     assert {s.kind for s in scenes} == {"colors"}
     c = Counter(o.color for s in scenes for o in s.objects)
-    for rare in fa.RARE:
+    for rare in fd.RARE:
         assert 0.02 <= c[rare] / 3000 <= 0.04  # 0.12 / 4.24 = 2.8%
 
 
 # --------------------------------------------------------------------------- Fig. 4a
 def test_decay_curves_vope_keeps_the_trained_curve_and_ntk_does_not():
-    from experiments.vope_resolution import decay, ntk_scale
-    from model.vope import _inv_freq, ntk_base
     f = _inv_freq(8, 100.0).numpy()
     assert decay([0.0], f)[0] == pytest.approx(1.0)
     d = decay(np.arange(0, 17), f)
@@ -151,16 +156,15 @@ def test_decay_curves_vope_keeps_the_trained_curve_and_ntk_does_not():
 # --------------------------------------------------------------------------- end to end
 @pytest.mark.slow
 def test_feedback_ablation_smoke(tmp_path):
-    from experiments import feedback_ablation as fa
     res = tmp_path / "res"
     assert fa.main(["--preset", "smoke", "--work", str(tmp_path / "work"), "--results", str(res)]) == 0
-    rows = _csv(res / "feedback_ablation.csv")
+    rows = _rows(res / "feedback_ablation.parquet")
     assert {"arm", "seed", "split", "step", "notion", "score", "control"} <= set(rows[0])
     final = [r for r in rows if r["split"] == "final" and r["notion_kind"] == "category"]
     for arm in fa.ARMS:
         mine = [r for r in final if r["arm"] == arm]
         assert len([r for r in mine if not r["control"]]) == 18          # 18 prompts x 1 image
-        assert {r["control"] for r in mine} == {"", "uniform_noise", "patch_noise", "shuffled_prompt"}
+        assert {r["control"] for r in mine} == {None, "uniform_noise", "patch_noise", "shuffled_prompt"}
     curve = {(r["arm"], int(r["step"])) for r in rows if r["split"] == "curve" and r["notion"] == "overall"}
     assert curve == {(arm, s) for arm in fa.ARMS for s in (1, 2)}
     mix = [r for r in rows if r["split"] == "mix" and r["notion"] == "samples"]
@@ -185,12 +189,11 @@ def test_feedback_ablation_smoke(tmp_path):
 
 @pytest.mark.slow
 def test_vope_resolution_smoke(tmp_path):
-    from experiments import vope_resolution as vr
     res = tmp_path / "res"
     assert vr.main(["--preset", "smoke", "--work", str(tmp_path / "work"), "--results", str(res)]) == 0
-    rows = _csv(res / "vope_resolution.csv")
+    rows = _rows(res / "vope_resolution.parquet")
     model = [r for r in rows if r["notion_kind"] == "category" and not r["control"]]
-    for arm in vr.ARMS:
+    for arm in vope_design.ARMS:
         for s, (h, w) in vr.settings(16).items():
             mine = [r for r in model if r["arm"] == arm and r["setting"] == s]
             assert len(mine) == 18 and (int(mine[0]["height"]), int(mine[0]["width"])) == (h, w)
@@ -201,9 +204,8 @@ def test_vope_resolution_smoke(tmp_path):
     meta = json.loads((res / "vope_resolution.json").read_text())
     claims = [v["claim"] for v in meta["verdicts"]]
     assert "VoPE beats RoPE+NTK at 2x" in claims and "VoPE at 2x within 0.05 of VoPE at 1x" in claims
-    for name in ("vope_resolution.png", "vope_decay.png", *(f"vope_resolution_samples_{a}.png" for a in vr.ARMS)):
+    for name in ("vope_resolution.png", "vope_decay.png", *(f"vope_resolution_samples_{a}.png" for a in vope_design.ARMS)):
         assert (res / name).stat().st_size > 500, name
-    from model.checkpoint import read_meta
     assert read_meta(meta["runs"]["vope-s0"]["checkpoint"])["model"]["args"]["vope"] is True
     assert read_meta(meta["runs"]["rope-s0"]["checkpoint"])["model"]["args"]["vope"] is False
 
@@ -212,21 +214,16 @@ def test_vope_resolution_smoke(tmp_path):
 def test_learning_diagnostic_scores_ground_truth_right_and_shuffled_at_chance():
     """The diagnostic's scorer on rendered ground truth: every colour and shape right, and the
     same images against deranged prompts no better than the derangement allows."""
-    from experiments import learning_diagnostic as ld
-    from tasks import shapes_world as sw
     pr = ld.prompts()
     assert len(pr) == 18 and len(set(pr)) == 18
     images = [sw.render(sw.Scene([sw.Obj(s, c, 0.5, 0.5, 0.6)], sw.a(f"{c} {s}"), 32, 32, None, "colors"))
               for c, s in pr]
-    from training.draw_check import score  # the diagnostic scores with the draw check's scorer
     r = score(images, pr)
     assert r["color"] == 1.0 and r["shape"] == 1.0
     assert r["color_shuffled"] < 0.5 and r["shape_shuffled"] < 0.5
 
 
 def test_learning_diagnostic_runs_end_to_end_and_restores_the_world(tmp_path):
-    from experiments import learning_diagnostic as ld
-    from tasks import shapes_world as sw
     size_before = sw._SIZE[1]
     curve = ld.main(["--steps", "2", "--n", "24", "--eval_every", "2", "--reps", "1", "--gsteps", "2",
                      "--fsteps", "2", "--threads", "1", "--obj_size", "0.5,0.6", "--heads", "2",

@@ -3,7 +3,7 @@ import skimage.data
 from PIL import Image
 
 from djepa_t2i.config import load_config
-from tasks.filters import build
+from tasks.stages import build_stage
 
 
 def _face_crop(im, box, k):
@@ -13,7 +13,7 @@ def _face_crop(im, box, k):
 
 
 def test_default_policy_rejects_close_ups_only():
-    f = build("face", load_config())
+    f = build_stage("face", load_config())
     astro, coffee = Image.fromarray(skimage.data.astronaut()), Image.fromarray(skimage.data.coffee())
     a, c = f([astro, coffee])
     assert a.passed and a.details["n_faces"] == 1 and 0.02 < a.score < 0.05  # a person in a scene
@@ -26,7 +26,7 @@ def test_default_policy_rejects_close_ups_only():
 
 def test_policy_is_configurable():
     astro = Image.fromarray(skimage.data.astronaut())
-    no_faces = build("face", load_config(overrides=["curate.face.max_faces=0"]))([astro])[0]
+    no_faces = build_stage("face", load_config(overrides=["curate.face.max_faces=0"]))([astro])[0]
     assert not no_faces.passed and no_faces.reason == "1 faces > max_faces 0 (haar)"
-    strict = build("face", load_config(overrides=["curate.face.max_face_area=0.01"]))([astro])[0]
+    strict = build_stage("face", load_config(overrides=["curate.face.max_face_area=0.01"]))([astro])[0]
     assert not strict.passed and "> max_face_area 0.01" in strict.reason

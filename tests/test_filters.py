@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from djepa_t2i.config import load_config
-from tasks.filters import build
+from tasks.stages import build_stage
 from tasks.filters.aesthetic import AestheticMLP
 from tasks.filters.dedup import PhashIndex, phash, pixel_sha256
 from tasks.mini_laion import lowq_image, text_image
@@ -24,7 +24,7 @@ def _shapes(seed=0):
 
 
 def test_resolution_rules():
-    f = build("resolution", load_config())
+    f = build_stage("resolution", load_config())
     small, wide, ok = f([Image.new("RGB", (1, 1)), Image.new("RGB", (2000, 100)), Image.new("RGB", (400, 300))])
     assert not small.passed and small.reason == "too small: short side 1 px < min_side 64"
     assert not wide.passed and "extreme aspect ratio 20.00 > max_aspect 4.0" in wide.reason
@@ -48,7 +48,7 @@ def test_phash_index_exact_and_near():
 
 
 def test_offline_quality_separates_flat_from_photos():
-    f = build("aesthetic", load_config())
+    f = build_stage("aesthetic", load_config())
     rng, nrng = random.Random(0), np.random.default_rng(0)
     flat, ph, sh = f([lowq_image(rng, nrng)[0], _photo("astronaut"), _shapes()])
     assert f.backend == "offline-nrq"
@@ -58,7 +58,7 @@ def test_offline_quality_separates_flat_from_photos():
 
 
 def test_ocr_rejects_text_keeps_shapes_and_photos():
-    f = build("ocr", load_config())
+    f = build_stage("ocr", load_config())
     rng = random.Random(1)
     txt, sh, ph = f([text_image(rng)[0], _shapes(2), _photo("coffee")])
     assert not txt.passed and txt.score > 0.05 and txt.details["n_boxes"] >= 1
@@ -68,14 +68,14 @@ def test_ocr_rejects_text_keeps_shapes_and_photos():
 
 def test_nudenet_and_haar_offline():
     cfg = load_config()
-    nsfw, face = build("nsfw", cfg), build("face", cfg)
+    nsfw, face = build_stage("nsfw", cfg), build_stage("face", cfg)
     assert (nsfw.backend, face.backend) == ("nudenet", "haar")
     r = nsfw([_photo("coffee")])[0]
     assert r.passed and 0.0 <= r.score < 0.5
     astro, coffee = face([_photo("astronaut"), _photo("coffee")])
     assert astro.details["n_faces"] >= 1 and 0.01 < astro.score < 0.5 and astro.passed
     assert coffee.details["n_faces"] == 0 and coffee.score == 0.0
-    strict = build("face", load_config(overrides=["curate.face.max_faces=0"]))
+    strict = build_stage("face", load_config(overrides=["curate.face.max_faces=0"]))
     r = strict([_photo("astronaut")])[0]
     assert not r.passed and "> max_faces 0 (haar)" in r.reason
 
@@ -96,7 +96,7 @@ def test_yolo_face_backend_random_model(tmp_path):
     YOLO("yolov8n.yaml").save(str(p))
     cfg = load_config(overrides=["curate.face.backend=yolov8-face", f"curate.face.weights={p}",
                                  "curate.face.imgsz=160", "curate.face.conf=0.0001"])
-    f = build("face", cfg)
+    f = build_stage("face", cfg)
     rs = f([_photo("astronaut"), _shapes()])
     assert f.backend == "yolov8-face" and len(rs) == 2
     for r in rs:
@@ -123,7 +123,7 @@ def test_clip_embedder_random_weights_in_a_shard_run(tmp_path):
     from tasks.filters.nsfw import NsfwMLP
     torch.save(NsfwMLP((512, 32, 32, 1)).state_dict(), tmp_path / "n.pth")
     from tests.test_bad_input import pair, write
-    from tasks.curate import process_shard
+    from tasks.curate_shard import process_shard
     cfg = load_config(overrides=[f"curate.clip_weights={ck}", "curate.clip_model=ViT-B-32", "curate.aesthetic.backend=laion-mlp",
                                  f"curate.aesthetic.weights={tmp_path / 'a.pth'}", "curate.nsfw.backend=clip-mlp",
                                  f"curate.nsfw.weights={tmp_path / 'n.pth'}", "curate.order=[resolution,nsfw,aesthetic]",

@@ -8,10 +8,12 @@ import pytest
 import torch
 from _train_data import make_lake
 
+from djepa_t2i.config import load_config
 from flows import train as train_flow
 from model.checkpoint import load_model
 from tasks import shard_writer
 from training import checkpoints as ckpts
+from training import trainer as tr
 from training.trainer import STEPS_LOG
 from warehouse import weights as wt
 
@@ -19,7 +21,7 @@ from warehouse import weights as wt
 def _overrides(lake: str, out: str) -> list[str]:
     return [f"lake={lake}", "model.patch_size=8", "model.overrides={width: 32, head_width: 32}",
             f"train.out={out}", "train.steps=4", "train.token_budget=64", "train.max_image_tokens=32",
-            "train.lookahead=4", "train.resolution={mu: 0.032, sigma: 0.01, a: 0.016, b: 0.064}",
+            "train.lookahead=4", "schedule.start={mu: 0.032, sigma: 0.01, a: 0.016, b: 0.064}",
             "train.save_every=2", "train.stats_every=2", "train.device=cpu", "train.log_every=2",
             "train.fsdp=true"]
 
@@ -40,7 +42,7 @@ def test_fsdp_sharded_checkpoint_loads_whole_and_resumes_exactly(tmp_path):
 
     ck = ref / "checkpoints" / "step_00000002"
     assert sorted(os.listdir(ck)) == ["COMPLETE", "meta.json", "rank-000.pt", "rank-001.pt", "state",
-                                      "trainer.pt"]  # no gathered model.safetensors
+                                      "stream.pt", "trainer.pt"]  # no gathered model.safetensors
     assert sorted(os.listdir(ck / ckpts.SHARDED)) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
     assert ckpts.is_complete(ck)
 
@@ -61,3 +63,15 @@ def test_fsdp_sharded_checkpoint_loads_whole_and_resumes_exactly(tmp_path):
     want, got = _losses(ref), _losses(again)
     assert sorted(got) == [3, 4]
     assert [got[s] for s in (3, 4)] == [want[s] for s in (3, 4)]
+
+    # 2 -> 1 (#23.3): one process, no process group, loads the 2-rank shards whole (DCP) and the
+    # global stream; without train.global_batch its step is one micro-batch, so steps 3-6 train the
+    # micro-batches the 2 ranks trained in steps 3-4, in the same order
+    t = tr.Trainer(load_config(None, _overrides(lake, str(tmp_path / "one")) + ["train.steps=6"]), resume=str(ck))
+    try:
+        assert t.world == 1 and not t.sharded
+        hist = t.fit()
+    finally:
+        t.close()
+    ref_keys = [json.loads(ln)["keys"] for ln in (ref / STEPS_LOG).read_text().splitlines()]
+    assert [k for h in hist for k in h["keys"]] == [k for keys in ref_keys[2:] for k in keys]

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from djepa_t2i.config import ConfigError, load_config
-from tasks.curate import process_shard
+from tasks.curate_shard import process_shard
 from tests.test_bad_input import pair, write
 
 LAION = {"0001": (0.02, 0.10, 0.33), "0002": (0.93, 0.10, 0.31), "0003": (0.01, 0.85, 0.30),

@@ -19,6 +19,19 @@ def test_write_replaces_partition_not_duplicates(tmp_path):
     assert out == [(8, 8)]
 
 
+def test_drop_orphan_temps_removes_only_that_partitions_leftovers(tmp_path):
+    L = str(tmp_path / "lake")
+    lake.write_partition(L, "pairs", "00000", rows(2))
+    d = tmp_path / "lake" / "pairs"
+    for name in (".00000.parquet.dead1.tmp", ".00000.parquet.dead2.tmp", ".00001.parquet.live.tmp",
+                 ".00000.1.parquet.live.tmp"):  # partition "00000.1" is another writer's
+        (d / name).write_bytes(b"half a file")  # what a killed writer leaves (write_atomic's temp names)
+    lake.drop_orphan_temps(L, "pairs", "00000")
+    assert sorted(p.name for p in d.iterdir() if p.name.startswith(".")) == [".00000.1.parquet.live.tmp",
+                                                                             ".00001.parquet.live.tmp"]
+    assert lake.partitions(L, "pairs") == ["00000"] and lake.read_table(L, "pairs").num_rows == 2
+
+
 def test_empty_tables_have_typed_views(tmp_path):
     cols, out = db.query(str(tmp_path), "SELECT * FROM eval_results")
     assert out == [] and "score" in cols

@@ -4,6 +4,7 @@ import base64
 import stat
 
 from djepa_t2i.prefect_auth import SECRET_FILE, USER, auth_string, server_env
+from djepa_t2i.serve.stack import stack_env
 
 
 def test_secret_generated_once_private_and_stable(tmp_path):
@@ -36,7 +37,6 @@ def test_prefect_api_refuses_requests_without_the_secret(tmp_path):
 
 def test_serve_stack_env_carries_the_secret_of_its_state_folder(tmp_path):
     """Every process ``t2i serve`` starts (server and clients) gets the state folder's secret."""
-    from flows.serve import stack_env
     env = stack_env("http://127.0.0.1:1/api", tmp_path / "home", state=tmp_path / "state")
     s = auth_string(tmp_path / "state")
     assert env["PREFECT_SERVER_API_AUTH_STRING"] == env["PREFECT_API_AUTH_STRING"] == s

@@ -10,7 +10,7 @@ from PIL import Image
 from tests.lake_fixtures import make_lake
 from warehouse import artifacts
 from warehouse import lake as lk
-from warehouse.report import build_report
+from report.page import build_report
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_flow_publishes_artifacts(lake, tmp_path):
 def test_sample_grid_shows_model_images_of_every_category(tmp_path, monkeypatch):
     """Control rows (no image) must not use up the grid, and every category gets its share: with
     3 categories x 3 prompts and 2 per category, the grid holds 6 model images, 2 of each."""
-    from warehouse.plots import evaluation as ev
+    from report import evaluation as ev
     L = str(tmp_path / "lake")
     rows = []
     for cat in ("color_attr", "colors", "single_object"):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from _train_data import make_lake
 
-from djepa_t2i.config import load_config
+from djepa_t2i.config import ConfigError, load_config
 from tasks import shard_writer
 from training import checkpoints as ckpts
 from training import trainer as tr
@@ -16,7 +16,7 @@ from warehouse import weights as wt
 def tiny_cfg(lake, out, **kw):
     sets = {"lake": lake, "model.name": "djepa_tiny", "model.patch_size": 8, "model.overrides": "{width: 32, head_width: 32}",
             "train.out": out, "train.steps": 6, "train.token_budget": 64, "train.max_image_tokens": 32,
-            "train.lookahead": 4, "train.resolution": "{mu: 0.032, sigma: 0.01, a: 0.016, b: 0.064}",
+            "train.lookahead": 4, "schedule.start": "{mu: 0.032, sigma: 0.01, a: 0.016, b: 0.064}",
             "train.save_every": 3, "train.stats_every": 2, "train.weights_check_every": 2,
             "train.warmup": 2, "train.lr": 1e-3, "train.ema": 0.9, "train.log_every": 100, "train.device": "cpu"}
     sets.update(kw)
@@ -50,9 +50,9 @@ def test_exact_resume_same_losses_and_samples(data):
         assert all(hh % 8 == 0 and ww % 8 == 0 for hh, ww in h["sizes"]) and h["tokens"] <= 64
     ck = os.path.join(out_a, "checkpoints", "step_00000003")
     assert sorted(os.listdir(ck)) == ["COMPLETE", "ema.safetensors", "meta.json", "model.safetensors",
-                                      "rank-000.pt", "trainer.pt"]
-    st = torch.load(os.path.join(ck, "rank-000.pt"), weights_only=True)  # plain tensors and dicts
-    assert st["loader"]["packer"]["sampler"]["weights_version"] == "v0000"
+                                      "rank-000.pt", "stream.pt", "trainer.pt"]
+    st = torch.load(os.path.join(ck, "stream.pt"), weights_only=True)  # plain tensors and dicts
+    assert st["stream"]["sampler"]["weights_version"] == "v0000" and st["world_size"] == 1
     out_b = str(root / "run_b")
     b, hist_b = run(tiny_cfg(lake, out_b), resume=ck)  # no threads: the stream must not depend on them
     assert [h["step"] for h in hist_b] == [4, 5, 6]
@@ -167,3 +167,42 @@ def test_step_leaves_losses_on_the_device_until_flush(data):
     assert all(isinstance(r[k], float) and math.isfinite(r[k]) for r in recs for k in ("loss", "grad_norm"))
     assert [r["loss"] for r in logged] == [r["loss"] for r in recs] and t.last_loss == recs[-1]["loss"]
     assert t.window["loss"]["loss"] == recs[0]["loss"] + recs[1]["loss"]
+
+
+def test_global_batch_accumulates_micro_batches_and_resumes_exactly(data):
+    """#23.2: ``train.global_batch`` of 128 image tokens on one rank with a 64-token budget is two
+    micro-batches per optimizer step; a resume mid-run repeats the same steps bit for bit."""
+    root, lake = data
+    out = str(root / "run_accum")
+    a, hist = run(tiny_cfg(lake, out, **{"train.global_batch": 128, "train.steps": 4, "train.save_every": 2}))
+    assert a.accum == 2 and [h["step"] for h in hist] == [1, 2, 3, 4]
+    _, alone = run(tiny_cfg(lake, str(root / "run_micro"), **{"train.steps": 8, "train.save_every": 8}))
+    # each step consumed the samples of two micro-batches of the unaccumulated stream
+    assert [h["keys"] for h in hist] == [alone[i]["keys"] + alone[i + 1]["keys"] for i in range(0, 8, 2)]
+    assert all(h["tokens"] <= 128 for h in hist)
+    _, again = run(tiny_cfg(lake, str(root / "run_accum_b"), **{"train.global_batch": 128, "train.steps": 4}),
+                   resume=os.path.join(out, "checkpoints", "step_00000002"))
+    assert [(h["keys"], h["loss"]) for h in again] == [(h["keys"], h["loss"]) for h in hist[2:]]
+    with pytest.raises(ConfigError, match="use a multiple of 64"):
+        tr.Trainer(tiny_cfg(lake, str(root / "run_bad"), **{"train.global_batch": 100}))
+
+
+def test_a_weights_switch_does_not_depend_on_prefetching(tmp_path):
+    """Decode threads decide the next step ahead; when the sampling weights or the resolution
+    stage switch, that step is decided again under the new ones, as a run without threads (and
+    a run resumed there) decides it: the stream never depends on ``train.num_workers``."""
+    lake, _ = make_lake(tmp_path, n=40, shards=2, sizes=((32, 32), (48, 32), (24, 40), (64, 48), (16, 24)))
+    shard_writer.build(lake, str(tmp_path / "shards"), samples_per_shard=12, progress=False)
+    wt.publish(lake, [wt.resolution_row("start", 0.024, 0.004, 0.016, 0.032, "small"),
+                      wt.resolution_row("final", 0.048, 0.004, 0.040, 0.064, "large")], why="v0 test")
+    runs = {}
+    for workers in (0, 2):
+        cfg = tiny_cfg(lake, str(tmp_path / f"w{workers}"), **{
+            "train.num_workers": workers, "train.final_schedule_at": 3, "train.weights_check_every": 1,
+            "train.steps": 5, "train.save_every": 100})
+        t, hist = run(cfg)
+        runs[workers] = [(h["keys"], h["sizes"]) for h in hist]
+        assert t.switches == [(3, "v0000", "v0000")]
+    assert runs[2] == runs[0]
+    side = [max(max(s) for s in sizes) for _, sizes in runs[0]]
+    assert max(side[:3]) <= 32 < min(side[3:])  # steps 4-5 drew from the final schedule

@@ -17,6 +17,20 @@ def test_publish_versions_and_current(tmp_path):
     assert weights.resolution_schedule(t0, "start") == {"mu": 0.512, "sigma": 0.12, "a": 0.256, "b": 1.024}
     _, rows = db.query(L, "SELECT version, reason FROM sampling_weights_current")
     assert rows == [("v0001", "eval low")]
+    # the pointer's writer and reader (warehouse.weights) and the view agree after a move back
+    assert weights.current_version(L) == "v0001"
+    weights.set_current(L, "v0000")
+    assert weights.current_version(L) == "v0000" == weights.load(L)[0]
+    assert (tmp_path / "weights" / "CURRENT").read_text() == "v0000\n"
+    _, rows = db.query(L, "SELECT DISTINCT version FROM sampling_weights_current")
+    assert rows == [("v0000",)]
+
+
+def test_no_current_version_before_the_first_publication(tmp_path):
+    assert weights.current_version(str(tmp_path)) is None
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "CURRENT").write_text("\n")  # an empty pointer names nothing
+    assert weights.current_version(str(tmp_path)) is None
 
 
 def test_bad_rows_refused(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from djepa_t2i.config import load_config
-from tasks.filters import build
+from tasks.stages import build_stage
 from tasks.filters.aesthetic import AestheticMLP
 from tasks.weights_formats import WeightsFormatError, detect
 
@@ -81,12 +81,12 @@ def test_open_clip_files_and_folders_load_with_gelu(tiny_clip, tmp_path):
 
 
 def test_curate_embedder_records_quickgelu_for_openai(tiny_clip):
-    from tasks.curate import _build_models
+    from tasks.model_cache import build_pipeline
     cfg = load_config(overrides=["curate.clip_model=tiny-test-clip", f"curate.clip_weights={tiny_clip / 'ViT-L-14.pt'}",
                                  "curate.clip_allow_torchscript=true", "curate.aesthetic.backend=laion-mlp",
                                  f"curate.aesthetic.weights={_aesthetic_pth(tiny_clip, 32)}",
                                  "curate.order=[aesthetic]"])
-    models = _build_models(cfg)
+    models = build_pipeline(cfg)
     assert models.backends["clip"] == "open_clip:tiny-test-clip-quickgelu"
     assert models.clip.info["openai"] is True
 
@@ -99,16 +99,16 @@ def _aesthetic_pth(d, dim=768):
 
 def test_aesthetic_pth_loads_and_wrong_files_say_what_to_do(tiny_clip, tmp_path):
     ov = [UNUSED_CLIP, "curate.aesthetic.backend=laion-mlp", "curate.aesthetic.threshold=0"]
-    f = build("aesthetic", load_config(overrides=ov + [f"curate.aesthetic.weights={_aesthetic_pth(tmp_path)}"]))
+    f = build_stage("aesthetic", load_config(overrides=ov + [f"curate.aesthetic.weights={_aesthetic_pth(tmp_path)}"]))
     emb = torch.nn.functional.normalize(torch.randn(3, 768), dim=-1).numpy()
     assert len(f([None] * 3, emb)) == 3
     with pytest.raises(ValueError, match="head takes 768-d CLIP embeddings, got 512-d"):
         f([None], np.zeros((1, 512), np.float32))
     with pytest.raises(WeightsFormatError, match=r"TorchScript archive .* t2i convert-weights"):
-        build("aesthetic", load_config(overrides=ov + [f"curate.aesthetic.weights={tiny_clip / 'ViT-L-14.pt'}"]))
+        build_stage("aesthetic", load_config(overrides=ov + [f"curate.aesthetic.weights={tiny_clip / 'ViT-L-14.pt'}"]))
     torch.save({"layers.0.weight": torch.zeros(3, 3)}, tmp_path / "bad.pth")
     with pytest.raises(WeightsFormatError, match=r"curate.aesthetic.weights: keys do not fit the LAION improved-aesthetic"):
-        build("aesthetic", load_config(overrides=ov + [f"curate.aesthetic.weights={tmp_path / 'bad.pth'}"]))
+        build_stage("aesthetic", load_config(overrides=ov + [f"curate.aesthetic.weights={tmp_path / 'bad.pth'}"]))
 
 
 def _keras_nsfw(rng, dims=(768, 64, 512, 256, 1)):
@@ -169,15 +169,15 @@ def test_keras_nsfw_detector_converts_into_the_head(tmp_path, writer):
     assert detect(src) == "keras-h5"
     out, kind, n = convert(str(src))
     assert out.name == "clip_autokeras_binary_nsfw.safetensors" and n == 10 and "linear_1..4" in kind
-    f = build("nsfw", load_config(overrides=[UNUSED_CLIP, "curate.nsfw.backend=clip-mlp",
-                                             f"curate.nsfw.weights={out}"]))
+    f = build_stage("nsfw", load_config(overrides=[UNUSED_CLIP, "curate.nsfw.backend=clip-mlp",
+                                                   f"curate.nsfw.weights={out}"]))
     x = rng.normal(size=(6, 768)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     got = np.array([r.score for r in f([None] * 6, x)])
     np.testing.assert_allclose(got, _keras_reference(x, mean, var, dense), rtol=1e-4, atol=1e-6)
     with pytest.raises(WeightsFormatError, match=r"Keras .h5 file; .* t2i convert-weights"):
-        build("nsfw", load_config(overrides=[UNUSED_CLIP, "curate.nsfw.backend=clip-mlp",
-                                             f"curate.nsfw.weights={src}"]))
+        build_stage("nsfw", load_config(overrides=[UNUSED_CLIP, "curate.nsfw.backend=clip-mlp",
+                                                   f"curate.nsfw.weights={src}"]))
 
 
 def test_laion_pytorch_nsfw_heads_load_as_published(tmp_path):
@@ -188,10 +188,10 @@ def test_laion_pytorch_nsfw_heads_load_as_published(tmp_path):
         assert sorted(sd)[:2] == ["linear_1.bias", "linear_1.weight"] and sd["norm.mean"].shape == (dims[0],)
         p = tmp_path / f"head_{dims[0]}.pth"
         torch.save(sd, p)
-        f = build("nsfw", load_config(overrides=[UNUSED_CLIP, "curate.nsfw.backend=clip-mlp",
-                                                 f"curate.nsfw.weights={p}"]))
+        f = build_stage("nsfw", load_config(overrides=[UNUSED_CLIP, "curate.nsfw.backend=clip-mlp",
+                                                       f"curate.nsfw.weights={p}"]))
         rs = f([None] * 2, np.zeros((2, dims[0]), np.float32))
-        assert all(0.0 <= r.score <= 1.0 for r in rs) and f.head.in_dim == dims[0]
+        assert all(0.0 <= r.score <= 1.0 for r in rs) and f.in_dim == dims[0]
 
 
 def test_convert_weights_cli_refuses_what_it_cannot_read(tmp_path, capsys):

@@ -9,30 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-IMAGE_TOKENS = {"start_image_token": "<img>", "end_image_token": "</img>",
-                "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"}
-CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
-                 "{% for c in m['content'] %}{% if c['type'] == 'image' %}<IMG_CONTEXT>\n"
-                 "{% else %}{{ c['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
-                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-
-
-def build_tokenizer(vocab_size: int = 512):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *IMAGE_TOKENS.values()]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    corpus = ["a photo of two red circles to the left of a blue square",
-              "a green triangle above a yellow star on a white background",
-              "Describe this image in one detailed sentence."] * 20
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        extra_special_tokens=IMAGE_TOKENS, padding_side="left", chat_template=CHAT_TEMPLATE)
+from tasks.rehearsal_internvl import CHAT_TEMPLATE, IMAGE_TOKENS, build_tokenizer
 
 
 def build(out: str | Path, image_size: int = 56, patch: int = 14, vision_hidden: int = 32,

@@ -16,12 +16,11 @@ CUDA) compiles every transformer block.
 
 Every ``stats_every`` steps each rank writes its batch statistics to the lake; every
 ``weights_check_every`` steps rank 0 reads the live weights version and broadcasts it, and every
-rank's sampler switches at the same step. A checkpoint is one directory: the model checkpoint
-(``model.safetensors``, ``ema.safetensors``, ``meta.json``: loadable by ``model.checkpoint``),
-``trainer.pt`` (optimizer, scheduler, step) and ``rank-NNN.pt`` per rank (sampler + loader + RNG
-state), all loadable with ``torch.load(weights_only=True)``; the protocol (stage, ``COMPLETE``,
-rename, register, prune) is ``training.checkpoints``. The lake is reached only through
-``training.lake_io``.
+rank's sampler switches at the same step. ``train.global_batch`` splits a step into micro-batches
+(training/grad_accum.py); the data stream is global, every rank deciding all micro-batches and
+reading its own (training/data.py), so a checkpoint (its files: training/run_checkpoint.py; the
+protocol: training/checkpoints.py) resumes on any number of ranks. The lake is reached only
+through ``training.lake_io``.
 """
 from __future__ import annotations
 
@@ -29,9 +28,7 @@ import argparse
 import datetime as dt
 import json
 import logging
-import math
 import os
-import shutil
 import sys
 import time
 from collections import Counter
@@ -42,84 +39,16 @@ import torch
 import torch.distributed as dist
 
 import djepa_t2i.env  # noqa: F401
-from djepa_t2i.config import (Config, ConfigError, load_config, require_dir, require_writable,
-                              resolve_device)
+from djepa_t2i.config import Config, ConfigError, ConfigPaths, load_config, require_dir, require_writable
 from training import checkpoints as ckpts
-from training import lake_io
+from training import lake_io, run_checkpoint
+from training.distributed import broadcast, dist_env, init_distributed, pick_device, wrap
+from training.grad_accum import LossTokens, accumulate, accumulation_steps, seed_micro_batch
+from training.recipe import (compile_blocks, compile_enabled, lr_factor, param_groups, set_fast_math,
+                             weight_decay_at)
 
 log = logging.getLogger("t2i.train")
 STEPS_LOG = "steps.jsonl"  # rank 0's per-step record in train.out: step, keys, sizes, losses, lr
-
-
-# ------------------------------------------------------------------------------ distributed
-def dist_env() -> tuple[int, int, int]:
-    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-            int(os.environ.get("LOCAL_RANK", 0)))
-
-
-def pick_device(name: str, local_rank: int) -> torch.device:
-    """``auto`` on a GPU machine: this rank's own GPU (``cuda:LOCAL_RANK``)."""
-    name = resolve_device(name)
-    return torch.device(f"cuda:{local_rank}" if name == "cuda" else name)
-
-
-def init_distributed(device: torch.device) -> None:
-    rank, world, _ = dist_env()
-    if world > 1 and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group(backend, rank=rank, world_size=world,
-                                timeout=dt.timedelta(minutes=30))
-
-
-def _barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
-
-
-def _broadcast(obj):
-    if not dist.is_initialized():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-# ------------------------------------------------------------------------------ schedule
-def lr_factor(step: int, warmup: int, total: int, schedule: str, end: float = 0.0) -> float:
-    """Linear warmup, then constant or cosine decay to ``end`` (a fraction of the peak) at
-    ``total``: the paper's phase 1 is cosine 1e-5 -> 1e-6 after 100k warm-up steps (end 0.1),
-    phase 2 a constant 5e-5 (§3.1)."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    t = min(max(step - warmup, 0) / max(total - warmup, 1), 1.0)
-    return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-
-def weight_decay_at(step: int, total: int, start: float, end: float | None) -> float:
-    """D-JEPA App. B: weight decay ramped linearly from 0.02 to 0.2 over training."""
-    if end is None:
-        return start
-    return start + (end - start) * min(step / max(total, 1), 1.0)
-
-
-NO_DECAY = ("pred_proj.", "head.")  # D-JEPA App. B: no decay on u_theta, eps_theta (target: frozen)
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """[decayed, not decayed] trainable parameters: the prediction MLP and the token head are
-    never decayed; the target encoder has no gradient and is not in either group."""
-    decay, keep = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (keep if name.startswith(NO_DECAY) else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay, "ramp": True},
-            {"params": keep, "weight_decay": 0.0, "ramp": False}]
-
-
 # ------------------------------------------------------------------------------ run state
 def _truncate_steps_log(path: Path, step: int) -> None:
     """Keep the records of steps <= ``step`` (the checkpoint resumed from; 0 for a fresh start), so
@@ -136,44 +65,6 @@ def _truncate_steps_log(path: Path, step: int) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(ln + "\n" for ln in keep))
     os.replace(tmp, path)
-
-
-def _rng_state(device: torch.device) -> dict:
-    s = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        s["cuda"] = torch.cuda.get_rng_state(device)
-    return s
-
-
-def _set_rng_state(s: dict, device: torch.device) -> None:
-    torch.set_rng_state(s["torch"])
-    if device.type == "cuda" and "cuda" in s:
-        torch.cuda.set_rng_state(s["cuda"], device)
-
-
-# ------------------------------------------------------------------------------ speed
-def set_fast_math(device: torch.device) -> None:
-    """TF32 for the float32 matmuls and convolutions left outside bf16 autocast (the encoders,
-    the optimizer's reductions): ~8x the fp32 tensor-core rate on Ampere and later."""
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-
-def compile_enabled(flag: bool | None, device: torch.device) -> bool:
-    """``train.compile``: None means on for CUDA, off on CPU."""
-    return device.type == "cuda" if flag is None else flag
-
-
-def compile_blocks(model: torch.nn.Module) -> None:
-    """``torch.compile`` every transformer block in place (context, predictor, target): one graph
-    per block with symbolic lengths, so a new packed batch re-uses it (no graph break in a block:
-    tests/test_model_attention.py). Blocks, not the whole model, because the per-batch layout
-    (masks, permutations, rotary tables) is host work that would only split the graph."""
-    from model.blocks import MultimodalBlock
-    for m in model.modules():
-        if isinstance(m, MultimodalBlock):
-            m.compile(dynamic=None)
 
 
 # ------------------------------------------------------------------------------ the trainer
@@ -196,13 +87,15 @@ class Trainer:
         self.out = t.out
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         self.tokenizer = build_tokenizer(cfg.model)
-        self.text = TextEncoder.from_config(cfg.model.text_encoder)
+        self.accum = accumulation_steps(t, self.tokenizer.stride, self.world)  # micro-batches per rank and step
+        self.text = TextEncoder.from_config(cfg.model)
         self.raw = build_model(cfg.model, self.text.dim, self.tokenizer).to(self.device)
         self.raw.set_grad_checkpointing(t.grad_checkpointing)
+        self.loss_tokens = LossTokens(self.raw) if t.global_batch is not None else None
         set_fast_math(self.device)
         if compile_enabled(t.compile, self.device):
             compile_blocks(self.raw)
-        self.model = self._wrap(self.raw)
+        self.model = wrap(self.raw, self.device, t.fsdp, accumulate=self.accum > 1)
         self.ema = EMA(self.raw)  # after wrapping: under FSDP the EMA shadows are shards too
         # fused on CPU too: one kernel over all tensors, 2.0 vs 8.4 ms per step for djepa_tiny's 148
         # tensors on 2 cores (2026-12-03); make demo's phase 1 took 307 instead of 379 s (3,600 steps)
@@ -213,14 +106,13 @@ class Trainer:
         torch.manual_seed(t.seed * 7919 + self.rank)  # per-rank stream for the flow-matching noise
         self.gen = torch.Generator().manual_seed(t.seed * 1000 + self.rank)  # masks, caption drop
         stride = self.tokenizer.stride
-        sampler = FeedbackSampler(lake_io.read_index(cfg.lake), stride=stride, schedule=t.resolution.model_dump(),
-                                  fixed_side=t.fixed_side, seed=t.seed, rank=self.rank,
-                                  world_size=self.world, max_retries=t.max_retries)
+        sampler = FeedbackSampler(lake_io.read_index(cfg.lake, t.samples_index), stride=stride, schedule=cfg.schedule.start.model_dump(),
+                                  fixed_side=t.fixed_side, seed=t.seed, max_retries=t.max_retries)  # global
         packer = TokenBudgetPacker(sampler, t.token_budget, t.max_image_tokens, stride, t.lookahead)
-        encoder = BatchEncoder(self.tokenizer, self.text, cfg.model.text_max_length)
+        encoder = BatchEncoder(self.tokenizer, self.text)
         self.loader = TrainLoader(packer, self.tokenizer, t.max_image_tokens, t.seed, self.rank,
-                                  t.num_workers, encoder)
-        self.watcher = WeightsWatcher(cfg.lake)
+                                  t.num_workers, encoder, self.world, self.accum)
+        self.watcher = WeightsWatcher(cfg.lake, cfg.schedule)
         self.step = 0
         self.window: dict[str, Counter] = {"tokens": Counter(), "loss": Counter(), "images": Counter()}
         self.window_steps = 0
@@ -235,7 +127,7 @@ class Trainer:
         else:
             if t.init_from:
                 self.load_weights(Path(t.init_from))
-            self.watcher.apply(sampler, _broadcast(self.watcher.poll() if self.rank == 0 else None),
+            self.watcher.apply(sampler, broadcast(self.watcher.poll() if self.rank == 0 else None),
                                self.schedule_stage(self.step))
         self.stage = self.schedule_stage(self.step)
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16)
@@ -245,37 +137,27 @@ class Trainer:
             self.steps_log.parent.mkdir(parents=True, exist_ok=True)
             _truncate_steps_log(self.steps_log, self.step)
 
-    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        if not dist.is_initialized():
-            return model
-        if self.cfg.train.fsdp:
-            from torch.distributed.fsdp import fully_shard
-            for stack in (model.context.stack, model.predictor):
-                for block in stack.blocks:
-                    fully_shard(block)
-            fully_shard(model)
-            return model
-        from torch.nn.parallel import DistributedDataParallel as DDP
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        # static_graph: the predictor's last text-stream MLP and norm never reach the loss (only
-        # image outputs are used), the same every step; DDP then skips them without a graph walk
-        return DDP(model, device_ids=ids, static_graph=True)
-
     @property
     def sampler(self):
         return self.loader.sampler
 
     # -------------------------------------------------------------------------- one step
     def train_step(self) -> dict:
+        """One optimizer step: this rank's ``accum`` micro-batches (one without ``global_batch``),
+        then weight decay, clipping, AdamW, the schedule and both EMAs."""
         t = self.cfg.train
         if self.step % t.weights_check_every == 0 and self.step > 0:
             self._check_weights()
-        batch = self.loader.next()
-        text = batch.text.to(self.device)
-        with self.autocast:
-            out = self.model(batch.images.to(self.device), text, generator=self.gen)
-        self.opt.zero_grad(set_to_none=True)
-        out["loss"].backward()
+        batches = []
+        if self.loss_tokens is None:  # one micro-batch per rank, its mean loss (the ranks average)
+            batches.append(self.loader.next())
+            out = self._forward(batches[0])
+            self.opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+        else:
+            self.opt.zero_grad(set_to_none=True)
+            out = accumulate(self.model, self.loss_tokens, self.accum,
+                             lambda i: self._forward(self._micro_batch(i, batches)), self.world, self.device)
         wd = weight_decay_at(self.step, t.steps, t.weight_decay, t.weight_decay_end)
         for g in self.opt.param_groups:
             if g["ramp"]:
@@ -287,16 +169,30 @@ class Trainer:
         self.raw.update_ema(t.target_ema)
         self.ema.update(self.raw, t.ema)
         self.step += 1
-        self.window["tokens"]["image"] += batch.tokens
-        self.window["tokens"]["budget"] += t.token_budget
-        self.window["images"]["count"] += len(batch.keys)
+        tokens = sum(b.tokens for b in batches)
+        self.window["tokens"]["image"] += tokens
+        self.window["tokens"]["budget"] += t.token_budget * len(batches)
+        self.window["images"]["count"] += sum(len(b.keys) for b in batches)
         self.window_steps += 1
-        rec = {"step": self.step, "keys": batch.keys, "sizes": batch.sizes, "tokens": batch.tokens,
-               "lr": self.sched.get_last_lr()[0],
+        # keys and sizes of the whole global batch (every rank decides them all), this rank's tokens
+        rec = {"step": self.step, "keys": batches[0].step_keys, "sizes": batches[0].step_sizes,
+               "tokens": tokens, "lr": self.sched.get_last_lr()[0],
                "grad_norm": (gnorm.full_tensor() if hasattr(gnorm, "full_tensor") else gnorm).detach(),
                **{k: v.detach() for k, v in out.items()}}
         self.pending.append(rec)
         return rec
+
+    def _micro_batch(self, i: int, batches: list):
+        """Micro-batch ``i`` of this rank's step, its randomness seeded from its global index (the
+        update does not depend on how the global batch is split: training/grad_accum.py)."""
+        index = (self.step * self.world + self.rank) * self.accum + i
+        seed_micro_batch(self.cfg.train.seed, index, self.gen, self.loader.gen)
+        batches.append(self.loader.next())
+        return batches[-1]
+
+    def _forward(self, batch) -> dict[str, torch.Tensor]:
+        with self.autocast:
+            return self.model(batch.images.to(self.device), batch.text.to(self.device), generator=self.gen)
 
     def flush(self) -> None:
         """Read the pending steps' losses and grad norms off the device in ONE transfer (the step
@@ -321,13 +217,14 @@ class Trainer:
                 f.writelines(lines)
 
     def _check_weights(self) -> None:
-        v = _broadcast(self.watcher.poll() if self.rank == 0 else None)
+        v = broadcast(self.watcher.poll() if self.rank == 0 else None)
         stage = self.schedule_stage(self.step)
         if v != self.sampler.weights_version or stage != self.stage:
             self.stage = stage
             log.info("step %d: sampling weights %s -> %s (resolution %s)", self.step,
                      self.sampler.weights_version, v, stage)
             self.switches.append((self.step, self.sampler.weights_version, v))
+            self.loader.rewind()
             self.watcher.apply(self.sampler, v, stage)
 
     def schedule_stage(self, step: int) -> str:
@@ -362,77 +259,19 @@ class Trainer:
         return self.cfg.train.fsdp and dist.is_initialized()
 
     def save_checkpoint(self) -> Path:
-        from model.checkpoint import save_model, write_meta
-        t = self.cfg.train
-        final = ckpts.final_dir(self.out, self.step)
-        stage = ckpts.stage_dir(final)
-        meta = {"step": self.step, "run_id": self.run_id, "phase": t.phase,
-                "weights_version": self.sampler.weights_version, "world_size": self.world,
-                "loss": self.last_loss, "text_encoder": self.text.describe(),
-                "config": self.cfg.model_dump(mode="json")}
-        trainer_state = {"scheduler": self.sched.state_dict(), "step": self.step, "world_size": self.world}
-        if self.rank == 0:
-            shutil.rmtree(stage, ignore_errors=True)
-        if self.sharded:
-            _barrier()
-            ckpts.save_sharded(stage, self.model, self.opt, self.ema.state_dict())
-            if self.rank == 0:
-                write_meta(stage, self.raw, meta)
-                torch.save(trainer_state, stage / "trainer.pt")
-        elif self.rank == 0:
-            save_model(str(stage), self.raw, self.ema.state_dict(), meta)
-            torch.save({"optimizer": self.opt.state_dict(), **trainer_state}, stage / "trainer.pt")
-        _barrier()
-        torch.save({"loader": self.loader.state_dict(), "rng": _rng_state(self.device),
-                    "model_rng": self.gen.get_state(), "step": self.step, "rank": self.rank},
-                   stage / f"rank-{self.rank:03d}.pt")
-        _barrier()
-        if self.rank == 0:
-            ckpts.commit(stage, final, self.step, self.world)
-            self._register(final, self.step, self.sampler.weights_version, self.last_loss)
-            ckpts.prune(self.cfg.lake, self.out, self.run_id, t.keep_last)
-            log.info("step %d: checkpoint %s", self.step, final)
-        _barrier()
-        return final
+        return run_checkpoint.save(self)
 
-    def _register(self, final: Path, step: int, weights_version: str | None, loss: float) -> None:
+    def register_checkpoint(self, final: Path, step: int, weights_version: str | None, loss: float) -> None:
         ckpts.register(self.cfg.lake, final, self.run_id, step, self.cfg.train.phase, weights_version,
                        loss, self.cfg.model_dump(mode="json"), self.world)
 
     def load_weights(self, path: Path) -> None:
         """Model and EMA weights only (phase 2 starting from phase 1): optimizer, schedule and
         data stream start fresh."""
-        from safetensors.torch import load_file
-        self.raw.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
-        if (path / "ema.safetensors").exists():
-            self.ema.load_state_dict({k: v.to(self.device) for k, v in load_file(str(path / "ema.safetensors")).items()})
-        log.info("initialised weights from %s", path)
+        run_checkpoint.load_weights(self, path)
 
     def load_checkpoint(self, path: Path) -> None:
-        from safetensors.torch import load_file
-        tr = torch.load(path / "trainer.pt", weights_only=True)
-        if tr["world_size"] != self.world:
-            raise ValueError(f"{path} was written by {tr['world_size']} ranks; this run has {self.world}. "
-                             "The data stream is per rank: resume with the same world size.")
-        if self.sharded:
-            ckpts.load_sharded(path, self.model, self.opt, self.ema.state_dict())
-        else:
-            self.raw.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
-            self.opt.load_state_dict(tr["optimizer"])
-            if (path / "ema.safetensors").exists():
-                self.ema.load_state_dict({k: v.to(self.device)
-                                          for k, v in load_file(str(path / "ema.safetensors")).items()})
-        self.sched.load_state_dict(tr["scheduler"])
-        rs = torch.load(path / f"rank-{self.rank:03d}.pt", weights_only=True)
-        self.loader.load_state_dict(rs["loader"])
-        _set_rng_state(rs["rng"], self.device)
-        self.gen.set_state(rs["model_rng"])
-        self.step = tr["step"]
-        if self.rank == 0 and not ckpts.is_registered(self.cfg.lake, self.run_id, self.step):
-            # the run was killed between the rename and the registration: the dir is live, record it
-            meta = json.loads((path / "meta.json").read_text())
-            self._register(path, self.step, meta.get("weights_version"), meta.get("loss", float("nan")))
-        log.info("resumed from %s at step %d (weights %s)", path, self.step, self.sampler.weights_version)
+        run_checkpoint.load(self, path)
 
     # -------------------------------------------------------------------------- the loop
     def fit(self, steps: int | None = None, on_step=None) -> list[dict]:
@@ -475,7 +314,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int_at_least(1), help="stop at this step (default train.steps)")
 
 
-def checked_config(config_path: str | None, overrides: list[str] | None,
+def checked_config(config_path: ConfigPaths, overrides: list[str] | None,
                    resume: str | None = None) -> Config:
     """The validated config with the paths a run needs: the lake (its samples index; it receives
     batch stats and checkpoint rows), a writable ``train.out``, an existing ``init_from`` and a
@@ -497,7 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="training.trainer", description=__doc__.split("\n")[0])
     add_arguments(p)
     args = p.parse_args(argv)
-    return train_main(args)
+    try:
+        return train_main(args)
+    except ConfigError as e:  # under torchrun too: one line per rank, exit 2
+        print(f"training.trainer: error: {e}", file=sys.stderr)
+        return 2
 
 
 def train_main(args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ and a partition written before a column existed reads it as NULL (``union_by_nam
 its own files from any working directory. A client that ATTACHes the file instead of opening it,
 or sets ``temp_directory``, names the lake with ``SET VARIABLE lake_root = '/path/to/lake/'``;
 this module's own connections do exactly that. ``sampling_weights_current`` reads
-``weights/CURRENT`` at query time too.
+``weights/CURRENT`` (written by ``warehouse.weights``) at query time too.
 
 ``<lake>/warehouse.duckdb`` is written once per schema (a stamp file holds the hash of its DDL)
 with a storage version that the DuckDB CLI from PyPI reads, by the first writer or reader that
@@ -31,10 +31,9 @@ import duckdb
 import fsspec
 import pyarrow as pa
 
-from warehouse import lake as lk
-from warehouse.schema import SCHEMAS
+from warehouse.files import write_atomic, write_schema_file
+from warehouse.schema import CURRENT, SCHEMAS
 
-CURRENT = "CURRENT"
 DATABASE = "warehouse.duckdb"
 STAMP = ".warehouse.sha256"  # hash of the DDL the database file and the schema files were made with
 # The newest storage format that duckdb-cli 1.5.x (PyPI) reads; duckdb 2.0 writes a newer one
@@ -50,15 +49,6 @@ def _ddl_type(t: pa.DataType) -> str:
         return _ddl_type(t.value_type) + "[]"
     return {"string": "VARCHAR", "int64": "BIGINT", "double": "DOUBLE", "bool": "BOOLEAN"}.get(
         str(t), "TIMESTAMPTZ" if pa.types.is_timestamp(t) else "VARCHAR")
-
-
-def current_weights_version(lake: str) -> str | None:
-    """The live sampling-weights version named by ``<lake>/weights/CURRENT``."""
-    fs, root = fsspec.core.url_to_fs(str(lake))
-    p = f"{root.rstrip('/')}/weights/{CURRENT}"
-    if not fs.exists(p):
-        return None
-    return fs.cat_file(p).decode().strip() or None
 
 
 def _sql_files() -> list[str]:
@@ -117,7 +107,7 @@ def _new_connection(lake: str, database: str = ":memory:") -> duckdb.DuckDBPyCon
 def write_schema_files(lake: str) -> None:
     """An empty ``_schema.parquet`` with the declared columns in every table directory."""
     for table in SCHEMAS:
-        lk.write_schema_file(lake, table)
+        write_schema_file(lake, table)
 
 
 def write_database(lake: str) -> str:
@@ -160,7 +150,7 @@ def ensure_warehouse(lake: str) -> str | None:
         write_schema_files(lake)
         if local:
             write_database(lake)
-        lk.write_atomic(fs, stamp, want.encode())
+        write_atomic(fs, stamp, want.encode())
     return os.path.join(root, DATABASE) if local else None
 
 

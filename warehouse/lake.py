@@ -14,21 +14,17 @@ import re
 import uuid
 from typing import Any, Iterable
 
-import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from djepa_t2i.config import Config, ConfigError, is_url, require_dir, require_writable
+from warehouse.db import ensure_warehouse
+from warehouse.files import lake_fs as _fs
+from warehouse.files import parquet_bytes, read_parquet, write_atomic
 from warehouse.schema import SCHEMAS
 
 _PART_RE = re.compile(r"^[A-Za-z0-9._=-]+$")
 RESERVED_PREFIX = "_"  # names of the lake's own files, never partitions
-SCHEMA_FILE = "_schema.parquet"
-
-
-def _fs(lake: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, root = fsspec.core.url_to_fs(str(lake))
-    return fs, root.rstrip("/")
 
 
 def require_lake(key: str, path: str) -> None:
@@ -80,20 +76,6 @@ def to_arrow(table: str, rows: pa.Table | Iterable[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def write_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary name beside ``path``, then rename it into place."""
-    d, name = path.rsplit("/", 1)
-    tmp = f"{d}/.{name}.{uuid.uuid4().hex}.tmp"
-    try:
-        with fs.open(tmp, "wb") as f:
-            f.write(data)
-    except BaseException:  # a full disk or a kill mid-write: no temp file left behind
-        if fs.exists(tmp):
-            fs.rm(tmp)
-        raise
-    fs.mv(tmp, path)  # rename: atomic on a local filesystem, a single PUT on object stores
-
-
 class LakeNotWritable(OSError):
     """The lake cannot take a partition (raised before a step does any work)."""
 
@@ -113,18 +95,11 @@ def ensure_writable(lake: str) -> None:
         raise LakeNotWritable(f"lake {lake!r} is not writable: {why}") from None
 
 
-def _parquet_bytes(data: pa.Table) -> bytes:
-    buf = pa.BufferOutputStream()
-    pq.write_table(data, buf, compression="zstd")
-    return buf.getvalue().to_pybytes()
-
-
 def write_partition(lake: str, table: str, part: str, rows: pa.Table | Iterable[dict]) -> str:
     """Atomically write (or replace) one partition of ``table``; returns its path.
 
     The first write to a lake (or the first after the schema changed) also lays out the schema
     files and ``warehouse.duckdb``, so every writer leaves a lake that any SQL client can open."""
-    from warehouse.db import ensure_warehouse  # db builds on this module
     if table not in SCHEMAS:
         raise KeyError(f"unknown lake table {table!r}; known: {sorted(SCHEMAS)}")
     if not _PART_RE.match(part) or part.startswith(RESERVED_PREFIX):
@@ -136,15 +111,8 @@ def write_partition(lake: str, table: str, part: str, rows: pa.Table | Iterable[
     d = f"{root}/{table}"
     fs.makedirs(d, exist_ok=True)
     final = f"{d}/{part}.parquet"
-    write_atomic(fs, final, _parquet_bytes(data))
+    write_atomic(fs, final, parquet_bytes(data))
     return final
-
-
-def write_schema_file(lake: str, table: str) -> None:
-    """The zero-row ``_schema.parquet`` that gives ``table``'s view its columns and types."""
-    fs, root = _fs(lake)
-    fs.makedirs(f"{root}/{table}", exist_ok=True)
-    write_atomic(fs, f"{root}/{table}/{SCHEMA_FILE}", _parquet_bytes(SCHEMAS[table].empty_table()))
 
 
 def partitions(lake: str, table: str) -> list[str]:
@@ -163,18 +131,6 @@ def has_partition(lake: str, table: str, part: str) -> bool:
     return fs.exists(f"{root}/{table}/{part}.parquet")
 
 
-def read_parquet(fs: fsspec.AbstractFileSystem, path: str) -> pa.Table:
-    """One Parquet file, decoded in this thread. A file object from fsspec hands Arrow Python
-    bytes, and freeing them takes the GIL; ``pq.read_table`` (dataset readahead) and a threaded
-    ``ParquetFile.read`` both leave some of those frees to Arrow's pool threads after the table is
-    returned (measured: in 61 and 51 of 300 reads). One that lands while the interpreter finalizes
-    unwinds that thread through a noexcept destructor: 'terminate called without an active
-    exception', exit -6, about 1 in 30 `t2i curate` runs on a loaded 2-core VM (issue #25). Read
-    without threads, every buffer is freed here, before this returns (0 of 300)."""
-    with fs.open(path, "rb") as f:
-        return pq.ParquetFile(f, pre_buffer=False).read(use_threads=False)
-
-
 def read_table(lake: str, table: str, parts: list[str] | None = None) -> pa.Table:
     """All (or some) partitions of ``table`` as one Arrow table with the declared schema."""
     fs, root = _fs(lake)
@@ -183,6 +139,14 @@ def read_table(lake: str, table: str, parts: list[str] | None = None) -> pa.Tabl
     if not tables:
         return SCHEMAS[table].empty_table()
     return pa.concat_tables(tables)
+
+
+def drop_orphan_temps(lake: str, table: str, part: str) -> None:
+    """Remove the temporary files a killed writer of ``part`` left beside ``table``'s partitions
+    (readers already ignore them; a rewrite of the partition clears them)."""
+    fs, root = _fs(lake)
+    for p in fs.glob(f"{root}/{table}/.{part}.parquet.*.tmp"):  # write_atomic's temp names, this part only
+        fs.rm(p)
 
 
 def delete_partition(lake: str, table: str, part: str) -> None:

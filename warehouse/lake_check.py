@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from warehouse import db
+from warehouse import db, files
 from warehouse import lake as lk
 from warehouse.schema import SCHEMAS
 
@@ -54,7 +54,7 @@ def check_file(fs, path: str, table: str) -> str | None:
     if fs.size(path) == 0:
         return "zero bytes"
     try:
-        lk.to_arrow(table, lk.read_parquet(fs, path))
+        lk.to_arrow(table, files.read_parquet(fs, path))
     except Exception as e:  # noqa: BLE001  (any reader failure is the finding)
         return f"unreadable: {_why(e)}"
     return None
@@ -69,7 +69,7 @@ def _check_table(fs, root: str, table: str) -> list[Damage]:
             found.append(Damage(rel, "temporary file of an unfinished write"))
         elif name.endswith(".parquet") and not name.startswith("."):
             why = check_file(fs, p, table)
-            part = None if name == lk.SCHEMA_FILE else name[: -len(".parquet")]
+            part = None if name == files.SCHEMA_FILE else name[: -len(".parquet")]
             if why:
                 found.append(Damage(rel, why, table, part))
     return found
@@ -93,7 +93,7 @@ def check_database(lake: str) -> Damage | None:
 
 def check(lake: str) -> list[Damage]:
     """Every damaged file of the lake (a local folder), in table order."""
-    fs, root = lk._fs(lake)
+    fs, root = files.lake_fs(lake)
     found = []
     for table in SCHEMAS:
         if fs.isdir(f"{root}/{table}"):
@@ -104,7 +104,7 @@ def check(lake: str) -> list[Damage]:
 
 def curate_input(lake: str) -> str:
     """The folder the lake's shards came from (from a readable ``shard_runs`` row), or INPUT."""
-    fs, root = lk._fs(lake)
+    fs, root = files.lake_fs(lake)
     for part in lk.partitions(lake, "shard_runs"):
         if not check_file(fs, f"{root}/shard_runs/{part}.parquet", "shard_runs"):
             rows = lk.read_table(lake, "shard_runs", [part]).to_pylist()
@@ -126,7 +126,7 @@ def _move_aside(fs, root: str, rel: str) -> str:
 
 def repair(lake: str, found: list[Damage] | None = None) -> tuple[list[str], list[str]]:
     """Move every damaged file aside; returns (what was done, steps to rerun)."""
-    fs, root = lk._fs(lake)
+    fs, root = files.lake_fs(lake)
     found = check(lake) if found is None else found
     source = curate_input(lake)
     done, rerun = [], []
@@ -141,7 +141,7 @@ def repair(lake: str, found: list[Damage] | None = None) -> tuple[list[str], lis
             db.write_database(lake)
             done.append(f"{db.DATABASE}: rewritten (it holds views only)")
         elif d.part is None:
-            lk.write_schema_file(lake, d.table)
+            files.write_schema_file(lake, d.table)
             done.append(f"{d.path}: rewritten (it holds the table's columns only)")
         else:
             if d.table in CURATION and d.table != "shard_runs" and lk.has_partition(lake, "shard_runs", d.part):

@@ -12,11 +12,11 @@ import json
 import re
 from typing import Any
 
-import fsspec
 import pyarrow as pa
 
 from warehouse import lake as lk
-from warehouse.db import CURRENT, current_weights_version
+from warehouse.files import lake_fs, write_atomic
+from warehouse.schema import CURRENT
 
 KINDS = ("notion", "color", "shape", "count", "spatial", "texture", "nonspatial", "style", "source",
          "category", "resolution")
@@ -57,15 +57,25 @@ def publish(lake: str, rows: list[dict[str, Any]], why: str) -> str:
 
 
 def set_current(lake: str, version: str) -> None:
+    """Point ``weights/CURRENT`` at ``version`` (an atomic replace: readers see the old or the new)."""
     if version not in versions(lake):
         raise KeyError(f"weights version {version!r} does not exist")
-    fs, _ = fsspec.core.url_to_fs(str(lake))
-    lk.write_atomic(fs, f"{lk.table_dir(lake, 'weights')}/{CURRENT}", (version + "\n").encode())
+    fs, root = lake_fs(lake)
+    write_atomic(fs, f"{root}/weights/{CURRENT}", (version + "\n").encode())
+
+
+def current_version(lake: str) -> str | None:
+    """The live version named by ``weights/CURRENT``; None before the first publication."""
+    fs, root = lake_fs(lake)
+    p = f"{root}/weights/{CURRENT}"
+    if not fs.exists(p):
+        return None
+    return fs.cat_file(p).decode().strip() or None
 
 
 def load(lake: str, version: str | None = None) -> tuple[str | None, pa.Table]:
     """The rows of ``version`` (default: CURRENT); ``(None, empty)`` if nothing is published."""
-    version = version or current_weights_version(lake)
+    version = version or current_version(lake)
     if version is None:
         return None, lk.read_table(lake, "weights", parts=[])
     return version, lk.read_table(lake, "weights", parts=[version])

@@ -7,6 +7,8 @@ score is in [0, 100]; Hessel et al.'s CLIP-S is ``2.5 * max(cos, 0)`` = score / 
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from djepa_t2i.config import resolve_device
@@ -22,7 +24,7 @@ def load_clip(arch: str, weights: str, device: str = "auto"):
 
     from tasks.filters.clip_loader import load_clip_model
     loaded = load_clip_model(arch, weights, resolve_device(device), key="evaluate.clip.weights")
-    return loaded.model, loaded.preprocess, open_clip.get_tokenizer(arch)
+    return loaded.model, loaded.preprocess, open_clip.get_tokenizer(loaded.info["arch"])
 
 
 class CLIPScorer:
@@ -30,7 +32,7 @@ class CLIPScorer:
         self.model, self.preprocess, self.tokenizer = load_clip(arch, weights, device)
         self.device = next(self.model.parameters()).device
         self.batch_size = batch_size
-        self.backend = f"{BACKEND}:{arch}"
+        self.backend = f"{BACKEND}:{Path(arch).stem if arch.endswith('.json') else arch}"
 
     @torch.no_grad()
     def embed_images(self, images: list[Image.Image]) -> torch.Tensor:

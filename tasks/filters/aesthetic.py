@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tasks.filters import Result
-from tasks.filters.clip_head import CLIP_L14_DIM, EmbeddingHead
+from djepa_t2i.config import Config
+from tasks.filters.clip_head import CLIP_L14_DIM, ClipHeadFilter
+from tasks.stages import FilterStage, Result
 
 DEFAULT_THRESHOLD = {"laion-mlp": 4.5, "offline-nrq": 1.5}  # when curate.aesthetic.threshold is None
 
@@ -62,8 +63,8 @@ def nrq_components(im: Image.Image) -> dict[str, float]:
             "colorfulness": float(np.clip(colorful / 100.0, 0, 1))}
 
 
-class OfflineNRQ:
-    name, backend, needs_clip = "aesthetic", "offline-nrq", False
+class OfflineNRQ(FilterStage):
+    name, backend = "aesthetic", "offline-nrq"
 
     def __init__(self, threshold: float):
         self.threshold = threshold
@@ -79,26 +80,20 @@ class OfflineNRQ:
         return out
 
 
-class LaionMLP:
-    name, backend, needs_clip = "aesthetic", "laion-mlp", True
+class LaionMLP(ClipHeadFilter):
+    name, backend, head_type, layout = "aesthetic", "laion-mlp", AestheticMLP, LAYOUT
 
-    def __init__(self, weights: str, threshold: float, device: str = "cpu"):
-        self.head = EmbeddingHead(AestheticMLP.from_state_dict, weights, device, "curate.aesthetic.weights", LAYOUT)
-        self.threshold = threshold
-
-    def __call__(self, images, emb=None):
-        s = self.head.scores(emb, self.backend)
-        return [Result(v, v >= self.threshold,
-                       None if v >= self.threshold else f"LAION aesthetic {v:.2f} < {self.threshold}")
-                for v in s]
+    def verdict(self, v: float) -> Result:
+        ok = v >= self.threshold
+        return Result(v, ok, None if ok else f"LAION aesthetic {v:.2f} < {self.threshold}")
 
 
-def build(cfg):
+def build(cfg: Config) -> OfflineNRQ | LaionMLP | None:
     c = cfg.curate.aesthetic
+    if c.backend == "none":
+        return None
     if c.backend in ("offline", "offline-nrq"):
         return OfflineNRQ(DEFAULT_THRESHOLD["offline-nrq"] if c.threshold is None else c.threshold)
     if c.backend == "laion-mlp":
-        from djepa_t2i.config import resolve_device
-        thr = DEFAULT_THRESHOLD["laion-mlp"] if c.threshold is None else c.threshold
-        return LaionMLP(c.weights, thr, resolve_device(c.device))
+        return LaionMLP(c, DEFAULT_THRESHOLD["laion-mlp"] if c.threshold is None else c.threshold)
     raise ValueError(f"curate.aesthetic.backend: unknown {c.backend!r}; use offline|laion-mlp|none")

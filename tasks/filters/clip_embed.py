@@ -1,7 +1,7 @@
-"""Shared open_clip image embedder for the CLIP-head filters (aesthetic, NSFW).
+"""The open_clip embedder shared by every stage that reads the CLIP embedding (tasks/model_cache.py).
 
-Both production heads read the same normalised ViT-L/14 image embedding, so it is computed once
-per batch and shared. Weights come only from a local path (``curate.clip_weights``), in any
+The production aesthetic and NSFW heads, clip_similarity and semantic_dedup read the same
+normalised ViT-L/14 image embedding, so it is computed once per batch and shared. Weights come only from a local path (``curate.clip_weights``), in any
 format ``tasks.filters.clip_loader`` reads (OpenAI TorchScript by opt-in or converted, open_clip
 safetensors/torch files or folders); nothing is downloaded.
 """
@@ -11,13 +11,12 @@ import numpy as np
 import torch
 
 from djepa_t2i.config import resolve_device
-
+from tasks.filters.clip_loader import load_clip_model
 
 
 class ClipEmbedder:
     def __init__(self, model_name: str, weights: str, device: str = "auto", batch_size: int = 32,
                  quick_gelu: str | bool = "auto", allow_torchscript: bool = False):
-        from tasks.filters.clip_loader import load_clip_model
         self.device = resolve_device(device)
         loaded = load_clip_model(model_name, weights, self.device, quick_gelu, allow_torchscript)
         self.model, self.preprocess, self.info = loaded.model, loaded.preprocess, loaded.info
@@ -39,7 +38,9 @@ class ClipEmbedder:
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """Normalised CLIP text embeddings (for image-text similarity against ``__call__``'s)."""
         import open_clip
-        tok = open_clip.get_tokenizer(self.model_name)
-        out = [torch.nn.functional.normalize(self.model.encode_text(tok(texts[i:i + self.batch_size]).to(self.device)).float(), dim=-1)
-               for i in range(0, len(texts), self.batch_size)]
+        tok = open_clip.get_tokenizer(self.info["arch"])  # the registered name (model_name may be a .json)
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            e = self.model.encode_text(tok(texts[i:i + self.batch_size]).to(self.device)).float()
+            out.append(torch.nn.functional.normalize(e, dim=-1))
         return torch.cat(out).cpu().numpy() if out else np.zeros((0, self.dim), np.float32)

@@ -13,10 +13,14 @@ Here QuickGELU is chosen automatically for OpenAI weights (``quick_gelu: auto``)
 - a folder holding ``open_clip_model.safetensors`` / ``open_clip_pytorch_model.bin``.
 
 Every load is strict against ``open_clip.create_model(arch)``, so a wrong architecture is a
-one-line error, never a half-loaded model.
+one-line error, never a half-loaded model. ``arch`` is an open_clip name (``ViT-L-14``) or the
+path of an open_clip model config ``.json`` (a custom or tiny architecture, e.g. the rehearsal's),
+registered with open_clip in the process that loads it (Dask workers included).
 """
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +72,47 @@ def read_clip_state(path: Path, key: str, allow_torchscript: bool) -> tuple[dict
     return sd, fmt, is_openai
 
 
+def resolve_arch(arch: str) -> str:
+    """The open_clip architecture name of ``arch``: a name as is, or a config ``.json`` registered
+    under its file stem (``open_clip.add_model_config``)."""
+    if not arch.endswith(".json"):
+        return arch
+    import open_clip
+    path = Path(arch).expanduser()
+    if not path.is_file():
+        raise WeightsFormatError(f"CLIP architecture {arch!r}: no such open_clip model config file")
+    open_clip.add_model_config(path)
+    return path.stem
+
+
+class _DropRandomInitNotice(logging.Filter):
+    """Drops open_clip's "No pretrained weights loaded ... Model initialized randomly." record:
+    untrue here, because :func:`load_clip_model` fills every tensor from the file (strictly) right
+    after ``create_model``; open_clip has no way to build a model for weights given as a state
+    dict without that line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Model initialized randomly" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_random_init():
+    """open_clip logs through the root logger with ``logging.warning``, which installs a stderr
+    handler (``basicConfig``) when the root has none: a NullHandler keeps that from happening and
+    the filter drops the one record; both are removed afterwards."""
+    root, quiet, null = logging.getLogger(), _DropRandomInitNotice(), logging.NullHandler()
+    bare = not root.handlers
+    root.addFilter(quiet)
+    if bare:
+        root.addHandler(null)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
+        if bare:
+            root.removeHandler(null)
+
+
 def load_clip_model(arch: str, weights: str | None, device: str = "cpu", quick_gelu: str | bool = "auto",
                     allow_torchscript: bool = False, key: str = "curate.clip_weights") -> LoadedClip:
     """open_clip ``arch`` with the weights at ``weights`` (file or folder), eval mode on ``device``.
@@ -76,10 +121,12 @@ def load_clip_model(arch: str, weights: str | None, device: str = "cpu", quick_g
     archive, a converted file's tag, or OpenAI's extra keys) or ``arch`` says ``-quickgelu``.
     """
     import open_clip
+    arch = resolve_arch(arch)
     path = resolve_file(require_path(weights, key), key)
     sd, fmt, is_openai = read_clip_state(path, key, allow_torchscript)
     qg = (is_openai or arch.endswith("-quickgelu")) if quick_gelu == "auto" else bool(quick_gelu)
-    model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None, force_quick_gelu=qg)
+    with _quiet_random_init():
+        model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None, force_quick_gelu=qg)
     if "logit_scale" in sd and sd["logit_scale"].ndim != model.logit_scale.ndim:
         sd["logit_scale"] = sd["logit_scale"].reshape(model.logit_scale.shape)
     transient = {n for n, _ in model.named_buffers()} - set(model.state_dict())  # e.g. attn_mask

@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.filters import Result
+from djepa_t2i.config import ClipSimilarity as Settings
+from djepa_t2i.config import Config
+from tasks.stages import CAPTION, CLIP_EMBEDDING, Batch, FilterStage, Result, Shared
 
 
-class ClipSimilarity:
-    name, backend, needs_clip, needs_context = "clip_similarity", "open_clip", True, True
+class ClipSimilarity(FilterStage):
+    name, backend, reads = "clip_similarity", "open_clip", (CLIP_EMBEDDING, CAPTION)
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: Settings):
         self.threshold = cfg.min_similarity
-        self.clip = None  # the shared ClipEmbedder, attached once it is built
 
-    def __call__(self, images, emb, keys=(), captions=()):
-        if self.clip is None or emb is None:
-            raise ValueError("clip_similarity needs the shared CLIP embedder and image embeddings")
-        sims = np.sum(np.asarray(emb) * self.clip.embed_texts(list(captions)), axis=1)
+    def setup(self, shared: Shared) -> None:
+        if shared.clip is None:
+            raise ValueError("clip_similarity needs the shared CLIP embedder")
+        self.clip = shared.clip
+
+    def process(self, batch: Batch) -> list[Result]:
+        sims = np.sum(batch.embeddings() * self.clip.embed_texts(batch.captions), axis=1)
         out = []
         for s in sims.tolist():
             ok = self.threshold is None or s >= self.threshold
@@ -31,5 +35,5 @@ class ClipSimilarity:
         return out
 
 
-def build(cfg) -> ClipSimilarity:
+def build(cfg: Config) -> ClipSimilarity:
     return ClipSimilarity(cfg.curate.clip_similarity)

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.filters import Result
+from djepa_t2i.config import Config, Face, resolve_device
+from tasks.stages import FilterStage, Result, Shared
+from tasks.weights_formats import WeightsFormatError, detect, require_path
+from tasks.yolo import yolo_class
 
 
 def _policy(cfg, boxes: list[tuple[float, float, float, float]], w: int, h: int, backend: str) -> Result:
@@ -36,13 +39,16 @@ def _policy(cfg, boxes: list[tuple[float, float, float, float]], w: int, h: int,
     return Result(largest, True, None, d)
 
 
-class HaarFaces:
-    name, backend, needs_clip = "face", "haar", False
+class HaarFaces(FilterStage):
+    name, backend = "face", "haar"
 
-    def __init__(self, cfg):
-        import cv2
+    def __init__(self, cfg: Face):
+        self.cfg = cfg
+
+    def setup(self, shared: Shared) -> None:
+        import cv2  # heavy: loaded once per worker
         cv2.setNumThreads(1)
-        self.cv2, self.cfg = cv2, cfg
+        self.cv2 = cv2
         self.cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
         if self.cascade.empty():
             raise RuntimeError("OpenCV Haar cascade failed to load (is opencv < 5 installed?)")
@@ -59,12 +65,14 @@ class HaarFaces:
         return [self.one(im) for im in images]
 
 
-class YoloFaces:
-    name, backend, needs_clip = "face", "yolov8-face", False
+class YoloFaces(FilterStage):
+    name, backend = "face", "yolov8-face"
 
-    def __init__(self, cfg, device: str):
-        from tasks.weights_formats import WeightsFormatError, detect, require_path
-        from tasks.yolo import yolo_class
+    def __init__(self, cfg: Face, device: str):
+        self.cfg, self.device = cfg, device
+
+    def setup(self, shared: Shared) -> None:
+        cfg = self.cfg
         YOLO = yolo_class()
         path = require_path(cfg.weights, "curate.face.weights")
         fmt = detect(path) if path.is_file() else "folder"
@@ -72,7 +80,6 @@ class YoloFaces:
             raise WeightsFormatError(f"curate.face.weights={cfg.weights!r} is {fmt}; expected an ultralytics YOLOv8 "
                                      ".pt checkpoint (e.g. yolov8n-face.pt)")
         self.model = YOLO(str(path))  # a path, never a bare name (a bare name downloads)
-        self.cfg, self.device = cfg, device
 
     def __call__(self, images, emb=None):
         out = []
@@ -86,11 +93,12 @@ class YoloFaces:
         return out
 
 
-def build(cfg):
+def build(cfg: Config) -> HaarFaces | YoloFaces | None:
     c = cfg.curate.face
+    if c.backend == "none":
+        return None
     if c.backend in ("offline", "haar"):
         return HaarFaces(c)
     if c.backend == "yolov8-face":
-        from djepa_t2i.config import resolve_device
         return YoloFaces(c, resolve_device(c.device))
     raise ValueError(f"curate.face.backend: unknown {c.backend!r}; use offline|yolov8-face|none")

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import math
 
-from tasks.filters import Result
+from djepa_t2i.config import Config, LaionScores
+from tasks.stages import ROW, Batch, FilterStage, Result
 
 # (column, config field, rejects when the value is "above" or "below" the threshold)
 CHECKS = (("punsafe", "max_punsafe", "above"), ("pwatermark", "max_pwatermark", "above"),
           ("similarity", "min_similarity", "below"))
 
 
-class LaionScoresFilter:
-    name, backend, needs_clip, reads_rows = "laion_scores", "img2dataset-columns", False, True
+class LaionScoresFilter(FilterStage):
+    name, backend, reads = "laion_scores", "img2dataset-columns", (ROW,)
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: LaionScores):
         self.cfg = cfg
         self.active = [(col, field, side, getattr(cfg, field)) for col, field, side in CHECKS
                        if getattr(cfg, field) is not None]
@@ -39,11 +40,11 @@ class LaionScoresFilter:
         first = next((row[col] for col, *_ in self.active if row.get(col) is not None), math.nan)
         return Result(float(first), True, None, d)
 
-    def check_rows(self, rows: list[dict]) -> list[Result]:
-        return [self.check(r) for r in rows]
+    def process(self, batch: Batch) -> list[Result]:
+        return [self.check(r) for r in batch.rows]
 
 
-def build(cfg) -> LaionScoresFilter | None:
+def build(cfg: Config) -> LaionScoresFilter | None:
     """The filter, or None when no threshold is set (the stage is off)."""
     f = LaionScoresFilter(cfg.curate.laion_scores)
     return f if f.active else None

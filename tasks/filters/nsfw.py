@@ -14,11 +14,14 @@ Backends:
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
-from tasks.filters import Result
-from tasks.filters.clip_head import CLIP_L14_DIM, EmbeddingHead
+from djepa_t2i.config import Config
+from tasks.filters.clip_head import CLIP_L14_DIM, ClipHeadFilter
+from tasks.stages import FilterStage, Result, Shared
 
 EXPOSED = ("FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED", "MALE_GENITALIA_EXPOSED",
            "BUTTOCKS_EXPOSED", "ANUS_EXPOSED")
@@ -64,13 +67,14 @@ def _verdict(s: float, thr: float, label: str, d=None) -> Result:
     return Result(s, ok, None if ok else f"{label} {s:.3f} >= {thr}", d or {})
 
 
-class NudeNet:
-    name, backend, needs_clip = "nsfw", "nudenet", False
+class NudeNet(FilterStage):
+    name, backend = "nsfw", "nudenet"
 
     def __init__(self, threshold: float):
-        import os
+        self.threshold = threshold
 
-        import nudenet
+    def setup(self, shared: Shared) -> None:
+        import nudenet  # heavy (onnxruntime): loaded once per worker
         import onnxruntime as ort
         from nudenet import NudeDetector
         self.det = NudeDetector()
@@ -79,7 +83,6 @@ class NudeNet:
         self.det.onnx_session = ort.InferenceSession(
             os.path.join(os.path.dirname(nudenet.__file__), "320n.onnx"), so,
             providers=["CPUExecutionProvider"])
-        self.threshold = threshold
 
     def __call__(self, images, emb=None):
         out = []
@@ -93,23 +96,19 @@ class NudeNet:
         return out
 
 
-class ClipMLP:
-    name, backend, needs_clip = "nsfw", "clip-mlp", True
+class ClipMLP(ClipHeadFilter):
+    name, backend, head_type, layout = "nsfw", "clip-mlp", NsfwMLP, LAYOUT
 
-    def __init__(self, weights: str, threshold: float, device: str = "cpu"):
-        self.head = EmbeddingHead(NsfwMLP.from_state_dict, weights, device, "curate.nsfw.weights", LAYOUT)
-        self.threshold = threshold
-
-    def __call__(self, images, emb=None):
-        p = self.head.scores(emb, self.backend)
-        return [_verdict(v, self.threshold, "P(nsfw)") for v in p]
+    def verdict(self, v: float) -> Result:
+        return _verdict(v, self.threshold, "P(nsfw)")
 
 
-def build(cfg):
+def build(cfg: Config) -> NudeNet | ClipMLP | None:
     c = cfg.curate.nsfw
+    if c.backend == "none":
+        return None
     if c.backend in ("offline", "nudenet"):
         return NudeNet(c.threshold)
     if c.backend == "clip-mlp":
-        from djepa_t2i.config import resolve_device
-        return ClipMLP(c.weights, c.threshold, resolve_device(c.device))
+        return ClipMLP(c, c.threshold)
     raise ValueError(f"curate.nsfw.backend: unknown {c.backend!r}; use offline|clip-mlp|none")

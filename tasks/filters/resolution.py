@@ -4,13 +4,14 @@ No model; the score is the short side in pixels (details hold width, height and 
 """
 from __future__ import annotations
 
-from tasks.filters import Result
+from djepa_t2i.config import Config, Resolution
+from tasks.stages import FilterStage, Result
 
 
-class ResolutionFilter:
-    name, backend, needs_clip = "resolution", "rules", False
+class ResolutionFilter(FilterStage):
+    name, backend = "resolution", "rules"
 
-    def __init__(self, cfg):
+    def __init__(self, cfg: Resolution):
         self.cfg = cfg
 
     def check(self, w: int, h: int) -> Result:
@@ -30,5 +31,5 @@ class ResolutionFilter:
         return [self.check(im.width, im.height) for im in images]
 
 
-def build(cfg) -> ResolutionFilter:
+def build(cfg: Config) -> ResolutionFilter:
     return ResolutionFilter(cfg.curate.resolution)

@@ -3,7 +3,7 @@ the funnel and the grouped rejection reasons as tables."""
 from __future__ import annotations
 
 from warehouse import db
-from warehouse.plots import STATUS_COLORS, save_figure
+from report.figures import STATUS_COLORS, save_figure
 
 FUNNEL = "filter funnel"
 

@@ -1,6 +1,6 @@
 """``t2i report``: one HTML page of the lake's plots, each with its numbers beside it.
 
-Each ``warehouse.plots.<topic>`` module may contribute
+Each topic module of this package (``TOPICS``) may contribute
 - ``render(lake, outdir) -> list[(title, png)]``: figures for its own tables;
 - ``tables(lake) -> {title: (columns, rows)}``: the numbers behind them; a table whose title
   matches a figure's is shown beside that figure, any other on its own;
@@ -12,11 +12,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import html
-import importlib
 import os
 from typing import Any, Sequence
 
-TOPICS = ("curation", "gallery", "notions", "training", "evaluation")
+from djepa_t2i.config import require_writable
+from report import curation, evaluation, gallery, notions, training
+from warehouse.lake import require_lake
+
+TOPICS = {"curation": curation, "gallery": gallery, "notions": notions, "training": training,
+          "evaluation": evaluation}
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1500px; color: #222; }
 h2 { border-bottom: 2px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }
@@ -78,8 +82,8 @@ def build_report(lake: str, out: str) -> str:
              f"<style>{STYLE}</style></head><body>",
              f"<h1>djepa-t2i report</h1><p>lake: {html.escape(lake if '://' in str(lake) else os.path.abspath(lake))} · "
              f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC</p>"]
-    for topic in TOPICS:
-        body = _topic_html(importlib.import_module(f"warehouse.plots.{topic}"), lake, out)
+    for topic, mod in TOPICS.items():
+        body = _topic_html(mod, lake, out)
         if body:
             parts.append(f"<h2>{html.escape(topic)}</h2>\n{body}")
     parts.append("</body></html>")
@@ -95,8 +99,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from djepa_t2i.config import require_writable
-    from warehouse.lake import require_lake
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.lake)), "report")
     require_lake("lake", args.lake)
     require_writable("--out", out)

@@ -1,4 +1,4 @@
-"""Plot modules for ``t2i report``: each exposes ``render(lake, outdir) -> [(title, png)]``."""
+"""What the report's figures share: the status palette and how a figure is written."""
 from __future__ import annotations
 
 import os

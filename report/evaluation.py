@@ -7,7 +7,7 @@ import textwrap
 
 from warehouse import db
 from warehouse import lake as lk
-from warehouse.plots import STATUS_COLORS, save_figure
+from report.figures import STATUS_COLORS, save_figure
 
 MAX_GRIDS = 4        # latest checkpoints that get a sample grid
 GRID_PROMPTS = 12    # images per grid

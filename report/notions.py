@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from warehouse.plots import save_figure
+from report.figures import save_figure
 from warehouse import db
 
 TOP = 15

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from warehouse import db
-from warehouse.plots import save_figure
+from report.figures import save_figure
 
 RUNS = 2   # newest training runs shown
 TOP = 8    # notions per run in the plot

@@ -11,6 +11,8 @@ import html
 import os
 import tarfile
 
+from tasks.decode import DecodeError, decode_image
+from tasks.shard_format import read_images
 from warehouse import db
 
 PER_GROUP = 6      # tiles per (status, stage)
@@ -21,7 +23,6 @@ MAX_PIXELS = 64_000_000
 def _images(tar_path: str, keys: set[str]) -> dict[str, bytes]:
     """The image bytes of ``keys`` in one tar (tasks/shard_format.py's safe reader); a moved or
     corrupt tar gives nothing, and its tiles show the reason only."""
-    from tasks.shard_format import read_images
     try:
         found, _ = read_images(tar_path, keys)
     except (OSError, tarfile.TarError, EOFError):
@@ -30,7 +31,6 @@ def _images(tar_path: str, keys: set[str]) -> dict[str, bytes]:
 
 
 def _thumb(data: bytes | None, path: str) -> bool:
-    from tasks.decode import DecodeError, decode_image
     try:
         im = decode_image(data, MAX_PIXELS).image
     except DecodeError:

@@ -1,0 +1,175 @@
+"""A local Prefect stack for this checkout, as functions: its environment (API URL, PREFECT_HOME,
+the API secret), Prefect's own background server on 127.0.0.1 (``prefect server start
+--background`` / ``prefect server stop``), a process work pool, the deployments in
+``prefect.yaml``, and one process worker.
+
+What Prefect 3.8.8's commands do not do, and this module therefore keeps:
+- wait for the API: ``server start --background`` returns at once, so :func:`wait_healthy` polls
+  /health, failing fast if the process died;
+- wait for the server to exit: ``server stop`` sends SIGTERM and returns, so :func:`stop_server`
+  waits, and a restart finds the port free.
+The background server's output goes to a pipe nobody reads (it keeps serving after its starter
+exits).
+
+The server requires API authentication: a secret generated on the first start under the state
+folder (djepa_t2i/prefect_auth.py) is in the environment of the server and of every client
+started here (:func:`stack_env`); ``/api/health`` stays open, so :func:`wait_healthy` needs none.
+``t2i serve`` (djepa_t2i/serve/cli.py) and tests/test_deployments.py stand their stacks up with
+these functions.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+import djepa_t2i.env  # noqa: F401  (offline env + PREFECT_HOME before prefect is touched)
+from djepa_t2i.env import ROOT
+from djepa_t2i.prefect_auth import server_env
+from djepa_t2i.serve.processes import running
+
+POOL = "t2i-process"  # the work pool prefect.yaml's deployments name
+PORT = 4200
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("T2I_STATE_DIR", ROOT / ".state")) / "serve"
+
+
+def api_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/api"
+
+
+def stack_env(url: str, prefect_home: str | os.PathLike | None = None,
+              state: str | os.PathLike | None = None) -> dict[str, str]:
+    """Environment for every prefect process of the stack.
+
+    ``PWD`` is what prefect.yaml's ``{{ $PWD }}`` placeholders resolve to at deploy time (so runs
+    execute this checkout); PYTHONPATH lets flow-run processes import the repo even
+    without the editable install. The API secret of ``state`` (default :func:`state_dir`) turns on
+    the server's authentication and is what its clients (CLI, worker, flow runs) send (issue #12).
+    """
+    env = dict(os.environ)
+    env.update({
+        "PREFECT_API_URL": url,
+        "PREFECT_HOME": str(prefect_home or os.environ["PREFECT_HOME"]),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS":
+            os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120"),
+        "PWD": str(ROOT),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+    })
+    env.update(server_env(state if state is not None else state_dir()))
+    # a stale worker-side setting would point runs at another server
+    env.pop("PREFECT_PROFILE", None)
+    return env
+
+
+def server_pid(env: dict[str, str]) -> int | None:
+    """The pid of the background server of ``env``'s PREFECT_HOME, if that process is alive."""
+    try:
+        pid = int((Path(env["PREFECT_HOME"]) / "server.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if running(pid) else None
+
+
+def start_server(port: int, env: dict[str, str]) -> int:
+    """``prefect server start --background`` on 127.0.0.1:``port``; returns the server's pid."""
+    run_checked([PREFECT, "server", "start", "--background", "--host", "127.0.0.1", "--port", str(port)], env)
+    pid = server_pid(env)
+    if pid is None:
+        raise RuntimeError(f"prefect server start --background left no live server (PREFECT_HOME={env['PREFECT_HOME']})")
+    return pid
+
+
+def stop_server(env: dict[str, str], timeout: float = 30.0) -> int | None:
+    """``prefect server stop``, then wait until the process is gone; returns the pid it stopped."""
+    pid = server_pid(env)
+    run_checked([PREFECT, "server", "stop"], env)
+    deadline = time.monotonic() + timeout
+    while pid is not None and running(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return pid
+
+
+def wait_healthy(url: str, timeout: float = 120.0, pid: int | None = None) -> float:
+    """Block until ``<url>/health`` answers; returns seconds waited. Fails fast if the server died."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if pid is not None and not running(pid):
+            raise RuntimeError(f"prefect server (pid {pid}) exited before it was healthy")
+        try:
+            if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
+                return time.monotonic() - t0
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"prefect server at {url} not healthy after {timeout:.0f}s")
+
+
+def run_checked(args: list[str], env: dict[str, str], timeout: float = 600.0) -> str:
+    """Run ``args`` from the repo root in ``env``; its stdout, or a RuntimeError with its output."""
+    p = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[1:])} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
+    return p.stdout
+
+
+def create_pool(pool: str, env: dict[str, str]) -> None:
+    """Create the process work pool (``--overwrite`` keeps a re-run of ``start`` idempotent)."""
+    run_checked([PREFECT, "--no-prompt", "work-pool", "create", pool, "--type", "process", "--overwrite"], env)
+
+
+def deployable(prefect_file: Path) -> tuple[Path, list[str]]:
+    """``prefect_file``, minus deployments whose entrypoint module is not in this checkout.
+
+    ``deploy --all`` aborts on the first missing module; skipping (and naming) them keeps the
+    stack usable while a flow is still being written. Returns the file to deploy and the skipped.
+    """
+    spec = yaml.safe_load(Path(prefect_file).read_text())
+    keep, skipped = [], []
+    for d in spec.get("deployments") or []:
+        path = d["entrypoint"].rsplit(":", 1)[0]
+        (keep if (ROOT / path).exists() or Path(path).is_absolute() and Path(path).exists()
+         else skipped).append(d)
+    if not skipped:
+        return Path(prefect_file), []
+    spec["deployments"] = keep
+    out = state_dir() / "prefect.deploy.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return out, [d["entrypoint"] for d in skipped]
+
+
+def deploy(env: dict[str, str], names: list[str] | None = None,
+           prefect_file: Path = ROOT / "prefect.yaml", extra: list[str] = ()) -> str:
+    """``prefect --no-prompt deploy`` from the repo root: all deployments, or only ``names``.
+
+    ``extra`` options such as ``--param`` are silently ignored by prefect unless exactly one
+    deployment is named, so that combination is refused here.
+    """
+    if extra and len(names or []) != 1:
+        raise ValueError(f"prefect applies {list(extra)} only when deploying one named deployment")
+    path, skipped = deployable(prefect_file)
+    for e in skipped:
+        print(f"skipping deployment of {e}: module not in this checkout", file=sys.stderr)
+    args = [PREFECT, "--no-prompt", "deploy", "--prefect-file", str(path), *extra]
+    args += [a for n in names for a in ("--name", n)] if names else ["--all"]
+    return run_checked(args, env)
+
+
+def start_worker(pool: str, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """``prefect worker start`` in its own session (process group), output appended to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as fh:
+        return subprocess.Popen([PREFECT, "worker", "start", "--pool", pool, "--type", "process"], env=env,
+                                cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)

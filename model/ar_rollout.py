@@ -1,0 +1,153 @@
+"""Algorithm 1 with a recorded, re-scorable trajectory: the rollouts of RL post-training.
+
+``DJEPAT2I.generate`` samples each step's tokens with the flow ODE; :func:`rollout` walks the
+same generalized next-token loop (cosine schedule, random order, linear CFG, conditional and
+null-caption rows side by side) but samples the flow head with the SDE of ``model.flow_sde``
+and keeps every head state x_j of every AR step. Since a token never changes after its step,
+the final tokens are the visible context of every step, so :func:`score_step` can recompute
+step k's z and its per-token Gaussian log-probabilities under any weights (the policy with a
+gradient, the frozen reference without) from the record alone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from model.djepa import DJEPAT2I, TextInput
+from model.flow_head import shifted_times
+from model.flow_sde import gaussian_log_prob, head_velocity, sample_sde, sde_mean, sde_sigmas
+from model.masking import cosine_schedule
+from model.text_encoder import TextStates
+
+
+@dataclass
+class ARStep:
+    """One generalized next-token step: which packed positions were visible and predicted
+    (conditional rows, then the null-caption rows when guided), whose image each predicted
+    token is, its guidance scale, and the head's trajectory (K + 1, P, d) with log-probs (K, P)."""
+    known: list[int]
+    vis_idx: torch.Tensor
+    pred_idx: torch.Tensor
+    owner: torch.Tensor
+    scale: torch.Tensor | float
+    traj: torch.Tensor
+    logp: torch.Tensor
+
+
+@dataclass
+class Rollout:
+    text: TextStates
+    grids: list[tuple[int, int]]
+    tokens: torch.Tensor        # (N, d) the final tokens, images packed one after another
+    ts: torch.Tensor            # (K + 1,) the head's times
+    sigmas: torch.Tensor        # (K,) the SDE's sigma per head step
+    guided: bool
+    steps: list[ARStep]
+
+    @property
+    def lens(self) -> list[int]:
+        return [h * w for h, w in self.grids]
+
+    def image_log_prob(self) -> torch.Tensor:
+        """(B,) log-probability of each image: summed over its tokens, head and AR steps."""
+        out = torch.zeros(len(self.grids), device=self.tokens.device)
+        for s in self.steps:
+            out.index_add_(0, s.owner, s.logp.sum(0))
+        return out
+
+
+def _layout(model: DJEPAT2I, text: TextStates, grids, guided: bool, dev):
+    B = len(grids)
+    lens = [h * w for h, w in grids]
+    rep = 2 if guided else 1
+    text_in = model._text_input(text, list(range(B)) + ([None] * B if guided else []), dev)
+    coords = model._coords(grids, [None] * B, dev).repeat(rep, 1)
+    return text_in, coords, model._joint(text_in.lengths, lens * rep, coords, dev), rep
+
+
+def _z(model: DJEPAT2I, tokens, s: ARStep, text_in: TextInput, coords, full_joint, rep: int):
+    """z at step ``s``'s predicted positions (conditional rows, then null-caption rows)."""
+    dev, N = tokens.device, tokens.shape[0]
+    enc_joint = model._joint(text_in.lengths, s.known * rep, coords.index_select(0, s.vis_idx), dev)
+    z = model._predict(tokens.repeat(rep, 1), s.vis_idx, N * rep, text_in, enc_joint, full_joint)
+    return z.index_select(0, s.pred_idx)
+
+
+@torch.no_grad()
+def rollout(model: DJEPAT2I, text: TextStates, grids: list[tuple[int, int]], *, steps: int,
+            head_steps: int, cfg: float, noise: float, time_shift: float = 1.0,
+            cfg_schedule: str = "linear", seed: int = 0) -> Rollout:
+    """Generate token grids (h, w) with the flow head's SDE (noise level ``noise``, Flow-GRPO's
+    a) and record everything :func:`score_step` needs; decode with the model's tokenizer."""
+    if model.head.kind != "flow":
+        raise ValueError(f"rollout needs the flow head; this model has {model.head.kind!r}")
+    dev = next(model.parameters()).device
+    B = len(grids)
+    lens = [h * w for h, w in grids]
+    N, offs = sum(lens), [sum(lens[:i]) for i in range(B)]
+    g_host = torch.Generator().manual_seed(seed)
+    g_dev = torch.Generator(device=dev).manual_seed(seed)
+    orders = [torch.randperm(n, generator=g_host) + o for n, o in zip(lens, offs)]
+    guided = cfg != 1.0
+    text_in, coords, full_joint, rep = _layout(model, text, grids, guided, dev)
+    scheds = [cosine_schedule(n, steps) for n in lens]
+    ts = shifted_times(head_steps, time_shift, dev)
+    sig = sde_sigmas(ts, noise)
+    tokens = torch.zeros(N, model.token_dim, device=dev)
+    known, record = [0] * B, []
+    for k in range(steps):
+        nxt = [s[k] for s in scheds]
+        counts = [b - a for a, b in zip(known, nxt)]
+        if any(counts):
+            vis = [o[:a] for o, a in zip(orders, known)]
+            pred = [o[a:b] for o, a, b in zip(orders, known, nxt)]
+            s = ARStep(known=list(known),
+                       vis_idx=model._gather(vis + [v + N for v in vis][:B * (rep - 1)], dev),
+                       pred_idx=model._gather(pred + [p + N for p in pred][:B * (rep - 1)], dev),
+                       owner=torch.repeat_interleave(torch.arange(B), torch.tensor(counts)).to(dev),
+                       scale=model._cfg_scales(cfg, cfg_schedule, lens, nxt, counts, dev),
+                       traj=torch.empty(0), logp=torch.empty(0))
+            z = _z(model, tokens, s, text_in, coords, full_joint, rep)
+            P = sum(counts)
+            zc, zu = z[:P], (z[P:] if guided else None)
+            x0 = torch.randn(P, model.token_dim, device=dev, generator=g_dev)
+            x, s.traj, s.logp = sample_sde(lambda x, t: head_velocity(model.head.net, x, t, zc, zu, s.scale),
+                                           x0, ts, noise, g_dev)
+            tokens.index_copy_(0, s.pred_idx[:P], x)
+            record.append(s)
+        known = nxt
+    return Rollout(text, list(grids), tokens, ts, sig, guided, record)
+
+
+def score_step(model: DJEPAT2I, ro: Rollout, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """AR step k of ``ro`` under ``model``'s weights: (log-probs (K, P), step means (K, P, d)).
+
+    Differentiable when grad is enabled: z of the transformer and the head's velocity at every
+    recorded head state, all K head steps in one batched call of the denoising MLP."""
+    dev = ro.tokens.device
+    text_in, coords, full_joint, rep = _layout(model, ro.text, ro.grids, ro.guided, dev)
+    s = ro.steps[k]
+    z = _z(model, ro.tokens, s, text_in, coords, full_joint, rep)
+    K, P, d = s.traj.shape[0] - 1, s.traj.shape[1], s.traj.shape[2]
+    x = s.traj[:-1].reshape(K * P, d)
+    t = ro.ts[:-1].repeat_interleave(P)
+    scale = s.scale.repeat(K, 1) if torch.is_tensor(s.scale) else s.scale
+    zc = z[:P].repeat(K, 1)
+    zu = z[P:].repeat(K, 1) if ro.guided else None
+    v = head_velocity(model.head.net, x, t, zc, zu, scale)
+    dt = (ro.ts[1:] - ro.ts[:-1]).repeat_interleave(P)[:, None]
+    sig = ro.sigmas.repeat_interleave(P)[:, None]
+    mean = sde_mean(x, v, t[:, None], dt, sig).reshape(K, P, d)
+    std = (ro.sigmas * (ro.ts[1:] - ro.ts[:-1]).sqrt())[:, None]
+    logp = gaussian_log_prob(s.traj[1:], mean, std[..., None])
+    return logp, mean
+
+
+def decode(model: DJEPAT2I, ro: Rollout) -> list[torch.Tensor]:
+    """(C, H, W) images in [-1, 1] from the rollout's tokens (as ``generate`` returns them)."""
+    out, o = [], 0
+    for n, g in zip(ro.lens, ro.grids):
+        out.append(model.tokenizer.decode(ro.tokens[o:o + n], g).clamp(-1, 1))
+        o += n
+    return out
