@@ -66,6 +66,11 @@ CASES = [
                                            p["root"] + "/x.png"], 2,
      lambda p: (f"t2i generate: --ckpt {p['run']}: no checkpoint there (expected a checkpoint directory with "
                 "meta.json, a run folder or its checkpoints/ folder)")),
+    ("sft-tier/empty lake", lambda p: ["sft-tier", "--lake", p["emptylake"], "--out", p["root"] + "/tier.parquet"],
+     2, None),
+    ("post-train/no checkpoint", lambda p: ["post-train", "--lake", p["emptylake"], "--no-prefect", "--set",
+                                            f"train.out={p['root']}/pt"], 2,
+     lambda p: "t2i post-train: error: post_train.init_from: give the SFT checkpoint to start from"),
     ("convert-weights/a folder", lambda p: ["convert-weights", p["empty"]], 2, None),
     # an empty lake is a lake: these have nothing to do and say so by exiting 0
     ("recaption/empty lake", lambda p: ["recaption", "--lake", p["emptylake"], "--no-prefect"], 0, None),

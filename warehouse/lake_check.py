@@ -8,7 +8,8 @@ corrupt page or columns of another type are each named with the reason), opens
 each damaged file into ``<lake>/_damaged/<table>/`` (never deletes: the bytes stay for a person to
 look at), rewrites the schema files and the database file at once (they hold no data), and says
 which step to rerun to restore the data: a damaged curation partition also takes its shard's
-``shard_runs`` marker aside, so the next ``t2i curate`` redoes exactly that shard.
+``shard_runs`` marker aside, so the next ``t2i curate`` redoes exactly that shard. Run ``repair``
+while no step writes to the lake: a temporary file it removes may be a live writer's.
 """
 from __future__ import annotations
 
