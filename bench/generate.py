@@ -45,8 +45,9 @@ def main() -> None:
 
     def run():
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            return model.generate(text, sizes, steps=args.steps, cfg=args.cfg,
-                                  flow_steps=args.flow_steps, seed=0, compile=args.compile)
+            return model.generate(text, sizes, steps=args.steps, cfg=args.cfg, cfg_schedule="linear",
+                                  temperature=1.0, flow_steps=args.flow_steps, time_shift=1.0, seed=0,
+                                  compile=args.compile)
 
     run()  # warm-up (and compilation)
     dt, _ = timed(run, args.repeats, args, dev)

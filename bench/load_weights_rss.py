@@ -35,6 +35,7 @@ if hide:  # as if accelerate were not installed (both libraries read these at lo
     du._accelerate_available = False
     dm.is_accelerate_available = lambda *a, **k: False
     tm.is_accelerate_available = lambda *a, **k: False
+from djepa_t2i.config import Model
 from model.text_encoder import TextEncoder
 from model.vae_loader import load_vae
 def status(key):
@@ -42,7 +43,7 @@ def status(key):
 open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
 base = status("VmRSS")
 t0, c0 = time.perf_counter(), time.process_time()
-m = TextEncoder(path, backend="t5", device="cpu").model if kind == "t5" else load_vae(path)
+m = TextEncoder(path, "t5", "cpu", max_length=Model().text_max_length).model if kind == "t5" else load_vae(path)
 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 n = sum(p.numel() * p.element_size() for p in m.parameters())
 load_peak = status("VmHWM")

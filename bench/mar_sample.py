@@ -78,7 +78,8 @@ def main() -> None:
         labels = torch.zeros(args.batch, dtype=torch.long)
         runs = {
             "ours": lambda: a.generate(text, [(g, g)] * args.batch, steps=args.steps, cfg=args.cfg,
-                                       flow_steps=args.flow_steps, seed=0),
+                                       cfg_schedule="linear", temperature=1.0,  # MAR's sample_tokens
+                                       flow_steps=args.flow_steps, time_shift=1.0, seed=0),
             "mar": lambda: b.sample_tokens(args.batch, num_iter=args.steps, cfg=args.cfg, labels=labels),
         }
         with torch.no_grad():

@@ -48,6 +48,7 @@ def main() -> None:
 
     def run():
         return model.generate(text, [(args.size, args.size)], steps=steps, flow_steps=flow, cfg=scale,
+                              cfg_schedule=ev.cfg_schedule, temperature=ev.temperature,
                               time_shift=ev.time_shift, seed=0, **kw)[0]
 
     run()

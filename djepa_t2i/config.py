@@ -200,11 +200,12 @@ class Shards(Section):
 
 
 class TruncNorm(Section):
-    """Side length in kilopixels: a target side is drawn from N(mu, sigma) truncated to [a, b]."""
-    mu: float = Field(0.512, gt=0)
-    sigma: float = Field(0.12, gt=0)
-    a: float = Field(0.256, gt=0)
-    b: float = Field(1.024, gt=0)
+    """Side length in kilopixels: a target side is drawn from N(mu, sigma) truncated to [a, b]
+    (no defaults: ``Schedule`` holds the paper's two)."""
+    mu: float = Field(gt=0)
+    sigma: float = Field(gt=0)
+    a: float = Field(gt=0)
+    b: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _bounds(self):
@@ -262,7 +263,8 @@ class Train(Section):
     out: str = "runs/train"  # run directory: checkpoints/, train.log
     run_id: str | None = None  # default: the name of `out`
     init_from: str | None = None  # start from this checkpoint's weights (+EMA), fresh optimizer/data
-    phase: Literal["phase1", "phase2"] = "phase1"
+    phase: Literal["phase1", "phase2", "sft"] = "phase1"  # sft: SimpleAR's third phase (docs/post-training.md)
+    samples_index: str | None = None  # a quality tier's index file (`t2i sft-tier`); None: the lake's samples
     steps: int = Field(200, ge=1)
     lr: float = Field(1e-4, gt=0, le=1.0)
     lr_end: float = Field(0.0, ge=0, le=1.0)  # cosine: decays to this (paper phase 1: 1e-5 -> 1e-6)
@@ -282,7 +284,6 @@ class Train(Section):
     # None: one micro-batch per rank per step (the global batch grows with the ranks)
     global_batch: int | None = Field(None, ge=1)
     max_image_tokens: int = Field(4096, ge=1)
-    resolution: TruncNorm = TruncNorm()
     # phase 1 (Supp. §7): short side resized to this, then a centre crop to a square of it;
     # None: aspect-preserving sizes from the live trunc_norm schedule (phase 2)
     fixed_side: int | None = Field(None, ge=1)
@@ -325,6 +326,10 @@ class Evaluate(Section):
     steps: int = Field(64, ge=1)  # generalized next-token steps
     flow_steps: int = Field(250, ge=1)  # steps of the token head's sampler (Euler / DDPM)
     cfg: float = Field(6.0, ge=0)
+    # how the guidance scale grows over the generalized next-token steps: "linear" is MAR's ramp
+    # (1 + (cfg - 1) * share of tokens known, so cfg is reached at the last step), "constant" holds
+    # cfg from the first step. The paper says only "CFG 6.0" (Supp. §7); docs/training.md
+    cfg_schedule: Literal["constant", "linear"] = "linear"
     temperature: float = Field(1.0, gt=0)
     time_shift: float = Field(4.5, gt=0)
     controls: bool = True  # score uniform/patch noise and shuffled prompts beside every evaluation
@@ -355,10 +360,49 @@ class Feedback(Section):
 
 class Schedule(Section):
     """Phase 2's resolution schedule (paper §3.1, Fig. 7): side lengths in kilopixels drawn from
-    ``start``, later from ``final`` (by feedback or ``train.final_schedule_at``). Phase 1 is a
-    fixed centre crop (``train.fixed_side``) and uses neither."""
+    ``start``, later from ``final`` (by feedback or ``train.final_schedule_at``). Weights v0
+    publishes both as rows; the trainer reads a stage from the live weights version and from
+    here when no version (or no row for the stage) is live. Phase 1 is a fixed centre crop
+    (``train.fixed_side``) and uses neither."""
     start: TruncNorm = TruncNorm(mu=0.512, sigma=0.12, a=0.256, b=1.024)
     final: TruncNorm = TruncNorm(mu=1.024, sigma=1.0, a=0.256, b=4.096)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial(cls, data: Any) -> Any:
+        """``--set schedule.final.mu=0.064`` changes that one value; the stage's others keep
+        their defaults here (TruncNorm itself has none: these two are the only ones)."""
+        if not isinstance(data, dict):
+            return data
+        return {k: {**cls.model_fields[k].default.model_dump(), **v}
+                if k in cls.model_fields and isinstance(v, dict) else v for k, v in data.items()}
+
+
+class PostTrain(Section):
+    """post-train: SimpleAR §3.2's GRPO on the flow head from an SFT checkpoint (docs/post-training.md).
+    Defaults are the demo's; the papers' values are commented."""
+    init_from: str | None = None  # the SFT checkpoint: policy start and frozen KL reference
+    out: str = "runs/post-train"  # checkpoints/, rollouts/ (images), heldout/ (sample grids)
+    run_id: str | None = None  # default: the name of `out`
+    rewards: dict[str, float] = {"shapes-clauses": 1.0}  # {backend: weight}, training/rewards.py
+    heldout: str = "shapes-geneval"  # the metric reported beside the reward, on held-out prompts
+    steps: int = Field(20, ge=1)
+    prompts_per_step: int = Field(2, ge=1)  # prompts per rollout batch (SimpleAR: batch 28 images)
+    group: int = Field(4, ge=2)  # G images per prompt (trl's GRPO default 8; Flow-GRPO 24)
+    prompts_per_category: int = Field(4, ge=1)  # training prompt pool (shapes-geneval categories)
+    heldout_prompts_per_category: int = Field(2, ge=1)
+    prompt_seed: int = 1  # training pool seed; held-out prompts use evaluate.seed (disjoint sets)
+    lr: float = Field(1e-5, gt=0, le=1.0)  # SimpleAR §4: 1e-5, AdamW, no warm-up or decay
+    clip: float = Field(0.2, gt=0, le=1.0)  # epsilon (PPO/trl default 0.2; Flow-GRPO 1e-4)
+    beta: float = Field(0.04, ge=0)  # KL coefficient (trl default and Flow-GRPO 0.04)
+    inner_updates: int = Field(1, ge=1)  # optimiser steps per rollout batch (ratio != 1 after the first)
+    noise: float = Field(0.7, ge=0)  # the SDE's noise level a (Flow-GRPO 0.7)
+    head_steps: int = Field(8, ge=1)  # flow-head SDE steps in training (Flow-GRPO: 10 train, 40 eval)
+    grad_clip: float = Field(1.0, ge=0)
+    eval_every: int = Field(5, ge=1)  # held-out metric + sample grid every N steps (and at 0, end)
+    save_every: int = Field(10, ge=1)
+    seed: int = 0
+    device: str = "auto"
 
 
 class Config(Section):
@@ -375,6 +419,7 @@ class Config(Section):
     train: Train = Train()
     evaluate: Evaluate = Evaluate()
     feedback: Feedback = Feedback()
+    post_train: PostTrain = PostTrain()
 
 
 class ConfigError(ValueError):
@@ -528,6 +573,28 @@ def merge_overrides(data: dict, overrides: Sequence[str]) -> dict:
         return OmegaConf.to_container(merged, resolve=True)
     except OmegaConfBaseException as e:
         raise ConfigError(f"override: {str(e).splitlines()[0]}") from None
+
+
+def recorded(config: dict | None, section: str) -> BaseModel:
+    """Section ``section`` of a config recorded earlier (a checkpoint's ``meta.json``), validated
+    by this version: keys it no longer knows are dropped, keys the record lacks take this
+    config's defaults (their one home), so a checkpoint from another version still loads."""
+    cls = Config.model_fields[section].annotation
+    try:
+        return cls.model_validate(_known(cls, (config or {}).get(section) or {}))
+    except ValidationError as e:
+        raise _invalid(e, ("recorded", section)) from None
+
+
+def _known(cls: type[BaseModel], values: dict) -> dict:
+    """``values`` less the keys ``cls`` (and its nested sections) does not declare."""
+    out = {}
+    for k, v in values.items():
+        if k not in cls.model_fields:
+            continue
+        sub = cls.model_fields[k].annotation
+        out[k] = _known(sub, v) if isinstance(v, dict) and isinstance(sub, type) and issubclass(sub, Section) else v
+    return out
 
 
 # one config file, or several merged in order (``--config configs/phase1.yaml --config

@@ -47,7 +47,7 @@ from experiments.training_run import RunSpec
 from training import evaluate as ce
 from warehouse import db
 
-SAMPLING = dict(steps=16, flow_steps=16, cfg=3.0, time_shift=1.0, temperature=1.0)
+SAMPLING = dict(steps=16, flow_steps=16, cfg=3.0, cfg_schedule="linear", time_shift=1.0, temperature=1.0)
 MODEL = {"heads": 2, "rope_base": 100.0, "head_mul": 1}  # the recipe that learns colour (issue #10)
 PRESETS = {
     # GPU: the cpu preset's run length (longer runs learn the rare colours in every arm) with 10x

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import djepa_t2i.env  # noqa: F401  offline environment
-from djepa_t2i.config import Backend
+from djepa_t2i.config import Model
 from model.djepa import DJEPAT2I
 from model.ema import EMA
 from model.text_encoder import TextEncoder
@@ -123,7 +123,8 @@ def evaluate(a, m, ema, te, step: int) -> dict[str, float]:
     pr = prompts() * a.reps
     t0 = time.time()
     out = m.generate(te.encode([sw.a(f"{c} {s}") for c, s in pr]), [(a.size, a.size)] * len(pr),
-                     steps=a.gsteps, cfg=a.cfg, flow_steps=a.fsteps, temperature=a.temp, seed=step)
+                     steps=a.gsteps, cfg=a.cfg, cfg_schedule="linear", flow_steps=a.fsteps,
+                     temperature=a.temp, time_shift=1.0, seed=step)
     images = [tensor_to_image(x) for x in out]
     m.load_state_dict(live)
     m.train()
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> list[tuple[int, dict[str, float]]]:
     a = parse(argv)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    te = TextEncoder.from_config(Backend())
+    te = TextEncoder.from_config(Model())
     imgs, caps = scenes(a)
     print("data", len(imgs), caps[:3], "uniq", len(set(caps)), flush=True)
     m = build(a, te.dim)

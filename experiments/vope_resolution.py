@@ -46,7 +46,7 @@ from experiments.vope_design import HELD_OUT_SEED, PATCH, ntk_scale, settings
 from tasks import shapes_world as sw
 from training import evaluate as ce
 
-SAMPLING = dict(steps=16, flow_steps=16, cfg=3.0, time_shift=1.0, temperature=1.0)
+SAMPLING = dict(steps=16, flow_steps=16, cfg=3.0, cfg_schedule="linear", time_shift=1.0, temperature=1.0)
 MODEL = {"heads": 2, "rope_base": 100.0, "head_mul": 1}  # the recipe that learns colour (issue #10)
 PRESETS = {
     "full": dict(n_images=20000, base=32, steps=4000, images=8, seeds=[0, 1, 2], batch=16,

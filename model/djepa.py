@@ -193,13 +193,15 @@ class DJEPAT2I(nn.Module):
 
     # ----------------------------------------------------------------- generation
     @torch.no_grad()
-    def generate(self, text: TextStates, sizes: list[tuple[int, int]], steps: int = 64,
-                 cfg: float = 4.0, cfg_schedule: str = "linear", temperature: float = 1.0,
-                 flow_steps: int = 32, time_shift: float = 1.0, seed: int = 0,
+    def generate(self, text: TextStates, sizes: list[tuple[int, int]], *, steps: int, cfg: float,
+                 cfg_schedule: str, temperature: float, flow_steps: int, time_shift: float, seed: int,
                  offset_b: float | None = None, tokenizer=None,
                  on_step: Callable[[int, list[int]], None] | None = None,
                  compile: bool = False, _always_uncond: bool = False) -> list[torch.Tensor]:
         """Algorithm 1. ``sizes`` are pixel (H, W), any aspect; returns (C, H, W) in [-1, 1].
+
+        The sampling settings have no defaults here: their one home is ``config.Evaluate``
+        (``training.generation`` reads them from the checkpoint's recorded config).
 
         All bookkeeping (schedule, orders, indices) is computed on the host up front, so the
         loop launches kernels without waiting on the device. ``on_step(k, n_predicted)``

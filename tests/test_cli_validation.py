@@ -206,7 +206,8 @@ def test_help_shows_defaults_once(capsys):
     with pytest.raises(SystemExit):
         cli.main(["generate", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "--seed SEED (default: 0) --" in out and out.count("(default: 0) (default: 0)") == 0
+    assert "--seed SEED sampling seed (default: the checkpoint's evaluate.seed; config default 0) --" in out
+    assert "(default: None)" not in out and out.count("(default: auto: cuda when available) (default") == 0
 
 
 def test_a_real_command_line_reports_native_crashes(tmp_path):

@@ -25,7 +25,7 @@ def test_unknown_key_and_missing_weights():
 
 def test_trunc_norm_bounds():
     with pytest.raises(ConfigError, match="need a < b"):
-        load_config(None, ["train.resolution.a=2.0", "train.resolution.b=1.0"])
+        load_config(None, ["schedule.start.a=2.0", "schedule.start.b=1.0"])
 
 
 @pytest.mark.parametrize("addr", ["tcp://127.0.0.1:8786", "tls://sched.example:8786", "[::1]:8786", "node-1:8786"])

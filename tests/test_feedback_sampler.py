@@ -134,3 +134,36 @@ def test_phase_one_is_a_centre_crop_of_the_short_side(tmp_path):
     x = load_image(d)
     assert x.shape == (3, 32, 32)
     assert x[1, :, 12:20].mean() > 0.9 and x[0, :, 12:20].mean() < -0.9  # the centre is green
+
+
+def test_final_schedule_at_moves_the_schedule_with_or_without_a_weights_row(tmp_path):
+    """Phase 2's step switch (train.final_schedule_at -> stage "final") must reach the sampler
+    whether the live weights version has a ``final`` row, only a ``start`` row, or there is no
+    version at all (issue #23 item 4: it used to keep the start schedule without a row)."""
+    from djepa_t2i.config import Schedule
+    from training.data import WeightsWatcher
+    from warehouse import weights as wt
+    sched = Schedule(start={"mu": 0.032, "sigma": 0.01, "a": 0.016, "b": 0.064},
+                     final={"mu": 0.064, "sigma": 0.05, "a": 0.016, "b": 0.256})
+    lake = str(tmp_path / "lake")
+    s = FeedbackSampler(index([(512, 512)] * 8), stride=8, schedule=PHASE1, seed=0)
+    w = WeightsWatcher(lake, sched)
+    assert w.poll() is None
+    w.apply(s, None, "start")
+    assert s.schedule == sched.start.model_dump() and s.weights_version is None
+    w.apply(s, None, "final")  # no weights version at all
+    assert s.schedule == sched.final.model_dump()
+    live_start = {"mu": 0.03, "sigma": 0.02, "a": 0.016, "b": 0.064}
+    v = wt.publish(lake, [{"kind": "color", "value": "red", "target_freq": 0.2},
+                          wt.resolution_row("start", *live_start.values(), "v0")], why="start row only")
+    w.apply(s, w.poll(), "start")
+    assert s.schedule == live_start and s.weights_version == v
+    w.apply(s, v, "final")  # a version without a final row: the configured final schedule
+    assert s.schedule == sched.final.model_dump() and s.targets == {"color:red": 0.2}
+    live_final = {"mu": 0.05, "sigma": 0.1, "a": 0.016, "b": 0.128}
+    v2 = wt.publish(lake, [wt.resolution_row("start", *live_start.values(), "v1"),
+                           wt.resolution_row("final", *live_final.values(), "v1")], why="both rows")
+    w.apply(s, v2, "final")  # the live version's final row wins over the config
+    assert s.schedule == live_final
+    draws = [s._draw_target() for _ in range(200)]
+    assert min(draws) >= live_final["a"] and max(draws) <= live_final["b"] and max(draws) > live_start["b"]

@@ -21,7 +21,7 @@ from warehouse import weights as wt
 def _overrides(lake: str, out: str) -> list[str]:
     return [f"lake={lake}", "model.patch_size=8", "model.overrides={width: 32, head_width: 32}",
             f"train.out={out}", "train.steps=4", "train.token_budget=64", "train.max_image_tokens=32",
-            "train.lookahead=4", "train.resolution={mu: 0.032, sigma: 0.01, a: 0.016, b: 0.064}",
+            "train.lookahead=4", "schedule.start={mu: 0.032, sigma: 0.01, a: 0.016, b: 0.064}",
             "train.save_every=2", "train.stats_every=2", "train.device=cpu", "train.log_every=2",
             "train.fsdp=true"]
 

@@ -11,15 +11,76 @@ from model.tokenizers import PixelTokenizer
 from training.generate_cli import resolve_checkpoint
 
 
-def _checkpoint(path, evaluate: dict):
+def _checkpoint(path, evaluate: dict, model: dict | None = None, responsive: bool = False):
     torch.manual_seed(0)
     tok = PixelTokenizer(8)
     m = djepa_tiny(token_dim=tok.token_dim, text_dim=384)
     m.tokenizer = tok
+    if responsive:  # the flow head starts at zero (output = noise): nudge it so the text shapes samples
+        with torch.no_grad():
+            for p in m.head.parameters():
+                p.add_(0.05 * torch.randn_like(p))
     ema = {k: v.detach().clone() for k, v in m.named_parameters()}
-    save_model(str(path), m, ema, {"step": 3, "run_id": "tiny",
-                                   "config": {"evaluate": {**evaluate, "detector": {"future_key": 1}}}})
+    config = {"evaluate": {**evaluate, "detector": {"future_key": 1}}}
+    if model is not None:
+        config["model"] = {**model, "vae": {"future_key": 1}}  # keys a later version dropped are ignored
+    save_model(str(path), m, ema, {"step": 3, "run_id": "tiny", "config": config})
     (path / "COMPLETE").write_text(json.dumps({"step": 3}))
+
+
+def _tokens(n: int) -> str:
+    """A prompt of exactly ``n`` tokens of the offline text encoder ([CLS] + n - 1 words; the
+    words are single word pieces)."""
+    return " ".join(["circle"] * (n - 1))
+
+
+def _image(capsys, tmp_path, ck, prompt: str, *flags: str) -> bytes:
+    out = tmp_path / "g.png"
+    assert cli.main(["generate", "--ckpt", str(ck), "--prompt", prompt, "--out", str(out), "--no-progress",
+                     *flags]) == 0
+    capsys.readouterr()
+    return out.read_bytes()
+
+
+def test_generation_cuts_prompts_at_the_recorded_text_length(tmp_path, capsys):
+    """The text length is the checkpoint's recorded model.text_max_length (issue #23 item 1:
+    generation used to cut every prompt at 77 tokens while training kept 256)."""
+    from model.text_encoder import TextEncoder
+    from djepa_t2i.config import Model
+    ck = tmp_path / "ck"
+    _checkpoint(ck, {"size": 16, "steps": 2, "flow_steps": 2, "cfg": 3.0, "cfg_schedule": "constant",
+                     "time_shift": 1.0}, model={"text_max_length": 96}, responsive=True)
+    te = TextEncoder.from_config(Model(text_max_length=96))
+    same90 = [_tokens(90) + " red square", _tokens(90) + " blue star"]
+    same96 = [_tokens(100) + " red square", _tokens(100) + " blue star"]
+    ids = [te.tokenizer(p, truncation=True, max_length=96)["input_ids"] for p in same90 + same96]
+    assert ids[0][:90] == ids[1][:90] and ids[0] != ids[1] and len(ids[0]) == 93  # differ at tokens 91-92
+    assert ids[2] == ids[3] and len(ids[2]) == 96  # identical once cut at 96
+    a, b = (_image(capsys, tmp_path, ck, p) for p in same90)
+    assert a != b  # beyond token 77 the prompt still conditions the image
+    c, d = (_image(capsys, tmp_path, ck, p) for p in same96)
+    assert c == d  # identical in the first text_max_length tokens: identical images
+    assert _image(capsys, tmp_path, ck, same90[0]) == a  # and generation is deterministic
+    # the command line overrides the recorded length (and says which it used)
+    e, f = (_image(capsys, tmp_path, ck, p, "--text-max-length", "80") for p in same90)
+    assert e == f
+    assert cli.main(["generate", "--ckpt", str(ck), "--prompt", "a", "--out", str(tmp_path / "h.png"),
+                     "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    assert "text_max_length=96" in said and "cfg_schedule=constant" in said and "cfg=3.0" in said
+
+
+def test_a_checkpoint_without_a_recorded_config_takes_the_config_defaults(tmp_path, capsys):
+    from djepa_t2i.config import Evaluate, Model
+    from training.generation import load_generator, settings
+    ck = tmp_path / "ck"
+    _checkpoint(ck, {})
+    gen = load_generator(str(ck), "cpu")
+    assert gen.text_encoder.max_length == Model().text_max_length
+    s = settings(gen.meta, cfg=2.5)
+    ev = Evaluate()
+    assert s["cfg"] == 2.5 and s["cfg_schedule"] == ev.cfg_schedule and s["steps"] == ev.steps
+    assert s["size"] == (ev.size, ev.size) and s["flow_steps"] == ev.flow_steps
 
 
 def test_run_folder_latest_checkpoint_and_recorded_defaults(tmp_path, capsys):
@@ -54,4 +115,4 @@ def test_help_shows_defaults(capsys):
         cli.main(["generate", "--help"])
     text = capsys.readouterr().out
     text = " ".join(text.split())  # argparse wraps lines
-    assert "paper and config default 64" in text and "paper and config default 4.5" in text
+    assert "config default 64" in text and "config default 4.5" in text and "config default linear" in text

@@ -28,7 +28,7 @@ def overrides(lake: str, out: str, **kw) -> list[str]:
     sets = {"lake": lake, "model.name": "djepa_tiny", "model.patch_size": 8,
             "model.overrides": "{width: 32, head_width: 32}", "train.out": out, "train.steps": N,
             "train.token_budget": 64, "train.max_image_tokens": 32, "train.lookahead": 4,
-            "train.resolution": "{mu: 0.032, sigma: 0.01, a: 0.016, b: 0.064}",
+            "schedule.start": "{mu: 0.032, sigma: 0.01, a: 0.016, b: 0.064}",
             "train.save_every": SAVE, "train.stats_every": STATS, "train.weights_check_every": 2,
             "train.warmup": 2, "train.lr": 1e-3, "train.ema": 0.9, "train.log_every": 100,
             "train.device": "cpu", "train.keep_last": 5}

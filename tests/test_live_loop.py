@@ -64,8 +64,9 @@ def _config(root: Path, lake: str) -> str:
         "train": {"out": str(root / "run"), "run_id": "live", "steps": STEPS, "save_every": SAVE_EVERY,
                   "keep_last": 100, "stats_every": 2, "weights_check_every": 2, "token_budget": 256,
                   "max_image_tokens": 64, "lookahead": 8, "lr": 1e-3, "warmup": 2, "ema": 0.9,
-                  "log_every": 5, "device": "cpu", "num_workers": 0,
-                  "resolution": dict(zip("mu sigma a b".split(), PHASE1))},
+                  "log_every": 5, "device": "cpu", "num_workers": 0},
+        "schedule": {"start": dict(zip("mu sigma a b".split(), PHASE1)),
+                     "final": dict(zip("mu sigma a b".split(), PHASE2))},
         "evaluate": {"out": str(root / "eval"), "prompts_per_category": 1, "steps": 2, "flow_steps": 2,
                      "size": 16, "batch_size": 6, "device": "cpu", "run_feedback": True,
                      "images_per_prompt": 1},
@@ -91,7 +92,7 @@ def test_scheduled_evaluation_feeds_back_into_the_running_trainer(tmp_path):
     cfg_path = _config(tmp_path, lake)
     # a scheduler's worker has its libraries imported; so does this one before training starts
     # (the first import of transformers costs ~10 s on 2 cores, as long as the whole run)
-    TextEncoder.from_config(load_config(cfg_path).model.text_encoder).encode(["a red circle"], 8)
+    TextEncoder.from_config(load_config(cfg_path).model).encode(["a red circle"])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     log_path = tmp_path / "train.log"
     with open(log_path, "w") as log:
@@ -160,8 +161,8 @@ def test_scheduled_evaluation_feeds_back_into_the_running_trainer(tmp_path):
     assert [v for (v,) in sw_rows][:2] == ["None->v0000", "v0000->v0001"]
     assert {v for _, v in ck} >= {"v0000", "v0001"}  # checkpoints before and after the switch
     # the sampler state in the last checkpoint holds exactly its version's targets and schedule
-    last = torch.load(tmp_path / "run" / "checkpoints" / f"step_{STEPS:08d}" / "rank-000.pt",
-                      weights_only=True)["loader"]["packer"]["sampler"]
+    last = torch.load(tmp_path / "run" / "checkpoints" / f"step_{STEPS:08d}" / "stream.pt",
+                      weights_only=True)["stream"]["sampler"]
     table = wt.load(lake, last["weights_version"])[1]
     assert last["targets"] == {f"{k}:{v}": t for (k, v), t in wt.targets(table).items()}
     assert last["schedule"]["advanced_to"] == "final"

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from djepa_t2i.config import Backend
+from djepa_t2i.config import Backend, Model
 from model.checkpoint import load_model, save_model
 from model.djepa import djepa_tiny
 from model.ema import EMA
@@ -15,7 +15,7 @@ from model.tokenizers import PixelTokenizer, VAETokenizer, pack, patchify
 
 @pytest.fixture(scope="module")
 def offline_encoder():
-    return TextEncoder.from_config(Backend())
+    return TextEncoder.from_config(Model())
 
 
 def test_pixel_tokenizer_round_trip_and_errors():
@@ -40,7 +40,7 @@ def test_offline_text_encoder_states_and_cache(offline_encoder):
     assert out.states[1, n[1]:].abs().sum() == 0
     again = te.encode(["two cats"])  # served from the cache, same values as a fresh batch
     torch.testing.assert_close(again.states[0, :n[1]], out.states[1, :n[1]])
-    fresh = te._encode_new(["two cats"], 77)[0]  # bit-identical to the batch's row: the batch
+    fresh = te._encode_new(["two cats"], te.max_length)[0]  # bit-identical to the batch's row: the batch
     assert torch.equal(fresh, out.states[1, :n[1]])  # never pads a caption (a resumed run, cache
     # empty, must see exactly the states the uninterrupted run cached)
 
@@ -53,7 +53,7 @@ def test_t5_encoder_loads_by_path(tmp_path, offline_encoder):
     ref = T5EncoderModel(cfg).eval()
     ref.save_pretrained(tmp_path)
     offline_encoder.tokenizer.save_pretrained(tmp_path)
-    te = TextEncoder.from_config(Backend(backend="t5", weights=str(tmp_path)))
+    te = TextEncoder.from_config(Model(text_encoder={"backend": "t5", "weights": str(tmp_path)}))
     assert te.dim == 32 and te.describe()["model_type"] == "t5"
     out = te.encode(["a green triangle", "three blue circles above a square"])
     ids = te.tokenizer(["a green triangle"], return_tensors="pt")["input_ids"]

@@ -21,7 +21,7 @@ def test_two_process_torchrun_trains_stats_and_one_checkpoint(tmp_path):
     out = str(tmp_path / "ddp")
     overrides = [f"lake={lake}", "model.patch_size=8", "model.overrides={width: 32, head_width: 32}",
                  f"train.out={out}", "train.steps=4", "train.token_budget=64", "train.max_image_tokens=32",
-                 "train.lookahead=4", "train.resolution={mu: 0.032, sigma: 0.01, a: 0.016, b: 0.064}",
+                 "train.lookahead=4", "schedule.start={mu: 0.032, sigma: 0.01, a: 0.016, b: 0.064}",
                  "train.save_every=4", "train.stats_every=2", "train.device=cpu", "train.log_every=2"]
     lines = []
     res = train_flow.run_training(None, overrides, nproc=2, on_line=lines.append)

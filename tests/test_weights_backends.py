@@ -69,24 +69,24 @@ def test_t5_text_encoder_loads_in_the_configured_dtype(tmp_path):
     from model.text_encoder import TextEncoder
     p = _tiny_t5(tmp_path / "t5-v1_1-tiny")
     cfg = load_config(overrides=["model.text_encoder.backend=t5", f"model.text_encoder.weights={p}",
-                                 "model.text_encoder.dtype=bf16"]).model.text_encoder
+                                 "model.text_encoder.dtype=bf16"]).model
     te = TextEncoder.from_config(cfg)
     assert next(te.model.parameters()).dtype == torch.bfloat16 and te.describe()["dtype"] == "bf16"
     assert type(te.model).__name__ == "T5EncoderModel" and te.dim == 32
     s = te.encode(["two red circles", "a star"])
     assert s.states.dtype == torch.float32 and s.states.shape[0] == 2 and s.states.shape[2] == 32
-    fp32 = TextEncoder(str(p), "t5", "cpu")
+    fp32 = TextEncoder(str(p), "t5", "cpu", max_length=256)
     assert (fp32.encode(["two red circles"]).states[0] - s.states[0, :s.lengths[0]]).abs().max() < 0.1
     with pytest.raises(ValueError, match="T5 activations overflow in fp16"):
-        TextEncoder(str(p), "t5", "cpu", dtype="fp16")
+        TextEncoder(str(p), "t5", "cpu", max_length=256, dtype="fp16")
     with pytest.raises(ValueError, match="expected a Hugging Face model folder"):
-        TextEncoder(str(tmp_path), "t5", "cpu")
+        TextEncoder(str(tmp_path), "t5", "cpu", max_length=256)
     # SD3's diffusers layout: text_encoder_3/ (T5EncoderModel) beside tokenizer_3/
     from transformers import AutoTokenizer
     sd3 = tmp_path / "sd3"
     fp32.model.save_pretrained(sd3 / "text_encoder_3")
     AutoTokenizer.from_pretrained(p).save_pretrained(sd3 / "tokenizer_3")
-    te3 = TextEncoder(str(sd3 / "text_encoder_3"), "t5", "cpu")
+    te3 = TextEncoder(str(sd3 / "text_encoder_3"), "t5", "cpu", max_length=256)
     assert torch.equal(te3.encode(["two red circles"]).states, fp32.encode(["two red circles"]).states)
 
 
@@ -151,7 +151,7 @@ def test_checkpoint_encoders_resolve_by_name_override_or_recorded_path(tmp_path,
     from model.encoder_paths import WEIGHTS_DIR_ENV, resolve_encoder_path
     from model.text_encoder import TextEncoder
     trained = _tiny_t5(tmp_path / "train-machine" / "t5-v1_1-tiny")
-    entry = TextEncoder(str(trained), "t5", "cpu").describe()
+    entry = TextEncoder(str(trained), "t5", "cpu", max_length=256).describe()
     assert entry["name"] == "t5-v1_1-tiny" and entry["path"] == str(trained)
     assert resolve_encoder_path("text_encoder", entry) == str(trained)
     (tmp_path / "train-machine").rename(tmp_path / "elsewhere")  # another machine: the path is gone
@@ -160,7 +160,7 @@ def test_checkpoint_encoders_resolve_by_name_override_or_recorded_path(tmp_path,
     moved = tmp_path / "elsewhere" / "t5-v1_1-tiny"
     assert resolve_encoder_path("text_encoder", entry, overrides={"text_encoder": str(moved)}) == str(moved)
     monkeypatch.setenv(WEIGHTS_DIR_ENV, str(tmp_path / "elsewhere"))
-    te = text_encoder_from_meta(entry, "cpu", ckpt_dir=str(tmp_path / "ckpt"))
+    te = text_encoder_from_meta(entry, "cpu", ckpt_dir=str(tmp_path / "ckpt"), max_length=256)
     assert te.path == str(moved) and te.dim == 32
     rel = {"name": "t5-v1_1-tiny", "path": "../elsewhere/t5-v1_1-tiny"}  # relative to the checkpoint folder
     monkeypatch.delenv(WEIGHTS_DIR_ENV)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from djepa_t2i.config import Schedule
 from model.batch import PackedImages
 from model.text_encoder import TextStates
 from model.tokenizers import pack_tokens
@@ -61,19 +62,23 @@ def load_image(d: Decision) -> torch.Tensor:
 
 class WeightsWatcher:
     """Polls ``CURRENT``; ``apply`` turns a version into the sampler's targets and the
-    resolution trunc_norm of ``stage`` (phase 2's ``start`` or ``final``)."""
+    resolution trunc_norm of ``stage`` (phase 2's ``start`` or ``final``). With no live version,
+    or one without a ``stage`` row, the trunc_norm is the config's ``schedule.<stage>``: the
+    step-based switch (``train.final_schedule_at``) moves the schedule with or without weights."""
 
-    def __init__(self, lake: str):
-        self.lake = lake
+    def __init__(self, lake: str, schedule: Schedule):
+        self.lake, self.schedule = lake, schedule
 
     def poll(self) -> str | None:
         return lake_io.current_weights_version(self.lake)
 
-    def apply(self, sampler: FeedbackSampler, version: str | None, stage: str = "start") -> None:
+    def apply(self, sampler: FeedbackSampler, version: str | None, stage: str) -> None:
+        configured = getattr(self.schedule, stage).model_dump()
         if version is None:
-            sampler.switch_weights(None, {}, None)
+            sampler.switch_weights(None, {}, configured)
             return
-        sampler.switch_weights(version, *lake_io.weights_targets(self.lake, version, stage))
+        targets, live = lake_io.weights_targets(self.lake, version, stage)
+        sampler.switch_weights(version, targets, live or configured)
 
 
 class TrainLoader:
@@ -162,6 +167,13 @@ class TrainLoader:
             raise RuntimeError("loader state asked for in the middle of a step")
         drop = self._ahead[0].token_drop if self._ahead else self.gen.get_state()
         return {"packer": self.stream_state(), "token_drop": drop.clone()}
+
+    def rewind(self) -> None:
+        """Forget the steps decided ahead (by the decode threads' prefetch) and return the stream
+        to the state before them: a weights switch must apply to every step not yet handed out,
+        as in a run without threads or one resumed at the switch."""
+        if self._ahead:
+            self.load_state_dict(self.state_dict())
 
     def load_state_dict(self, s: dict) -> None:
         """``s["token_drop"]`` may be absent: a rank that did not exist in the checkpoint's run."""

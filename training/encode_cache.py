@@ -58,9 +58,9 @@ def _key(description: dict) -> str:
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def text_key(text_encoder, max_length: int) -> str:
+def text_key(text_encoder) -> str:
     d = {k: v for k, v in text_encoder.describe().items() if k != "path"}
-    return _key({"format": FORMAT, **d, "max_length": max_length,
+    return _key({"format": FORMAT, **d, "max_length": text_encoder.max_length,
                  "weights": fingerprint(text_encoder.path)})
 
 
@@ -124,14 +124,13 @@ class BatchEncoder:
     """What the loader's workers run per sample (tokens) and per batch (text states): the cache
     when it holds the entry, else the encoder itself."""
     tokenizer: object
-    text_encoder: object | None = None
-    max_length: int = 256
+    text_encoder: object | None = None  # cuts captions at its own max_length (model.text_max_length)
     use_cache: bool = True
 
     def __post_init__(self):
         self.tokens_cache = EncodeCache("vae", vae_key(self.tokenizer) if self.use_cache else None)
         self.text_cache = EncodeCache(
-            "text", text_key(self.text_encoder, self.max_length)
+            "text", text_key(self.text_encoder)
             if self.use_cache and self.text_encoder is not None else None)
         self.hits: dict[str, int] = defaultdict(int)
 
@@ -149,7 +148,7 @@ class BatchEncoder:
         self.hits["text"] += len(rows) - len(miss)
         self.hits["text_miss"] += len(miss)
         if miss:
-            fresh = self.text_encoder.rows([decisions[i].caption for i in miss], self.max_length)
+            fresh = self.text_encoder.rows([decisions[i].caption for i in miss])
             for i, r in zip(miss, fresh):
                 rows[i] = r
         return text_states(rows, self.text_encoder.dim)
@@ -169,7 +168,7 @@ def _complete(path: str, key: str, names: set[str]) -> bool:
         return (f.metadata() or {}).get("encoder_key") == key and names <= set(f.keys())
 
 
-def encode_shards(index, tokenizer, text_encoder, max_length: int, fixed_side: int | None,
+def encode_shards(index, tokenizer, text_encoder, fixed_side: int | None,
                   batch_size: int = 64) -> dict:
     """Write the cache files of every shard in ``index`` (the lake's ``samples`` table).
 
@@ -181,11 +180,11 @@ def encode_shards(index, tokenizer, text_encoder, max_length: int, fixed_side: i
     by_tar: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_tar[r["tar"]].append(r)
-    tk = text_key(text_encoder, max_length)
+    tk = text_key(text_encoder)
     vk = vae_key(tokenizer) if fixed_side else None
     out = {"shards": len(by_tar), "text": 0, "tokens": 0, "written": 0, "up_to_date": 0}
     for tar, rs in sorted(by_tar.items()):
-        jobs = [("text", tk, lambda rs=rs: _text_tensors(rs, text_encoder, max_length, batch_size),
+        jobs = [("text", tk, lambda rs=rs: _text_tensors(rs, text_encoder, batch_size),
                  {text_name(r["key"], r["caption"]) for r in rs})]
         if vk is not None:
             ds = [_crop_decision(r, fixed_side) for r in rs if min(r["width"], r["height"]) >= fixed_side]
@@ -202,11 +201,11 @@ def encode_shards(index, tokenizer, text_encoder, max_length: int, fixed_side: i
     return out
 
 
-def _text_tensors(rs: list[dict], text_encoder, max_length: int, batch_size: int) -> dict:
+def _text_tensors(rs: list[dict], text_encoder, batch_size: int) -> dict:
     t = {}
     for i in range(0, len(rs), batch_size):
         chunk = rs[i:i + batch_size]
-        for r, s in zip(chunk, text_encoder.rows([r["caption"] for r in chunk], max_length)):
+        for r, s in zip(chunk, text_encoder.rows([r["caption"] for r in chunk])):
             t[text_name(r["key"], r["caption"])] = s
     return t
 

@@ -2,8 +2,10 @@
 (``training.evaluate``) and the demo's draw check (``training.draw_check``) share.
 
 Sampling is Algorithm 1 of D-JEPA·T2I (``model.djepa.DJEPAT2I.generate``) under bf16 autocast on
-CUDA. Settings not given default to the ``evaluate`` section recorded in the checkpoint's config
-(how its own evaluations sampled), else to the config's defaults (the paper's values, Supp. §7).
+CUDA. Every model and sampling fact comes from the config the checkpoint recorded: the text
+length and encoders from its ``model`` section (``model.checkpoint.load_model``), the sampling
+settings from its ``evaluate`` section (how its own evaluations sampled); a setting given here
+overrides, one the record lacks takes the config's default (the paper's values, Supp. §7).
 """
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ from typing import Any
 
 from PIL import Image
 
-from djepa_t2i.config import Evaluate, resolve_device
+from djepa_t2i.config import Evaluate, recorded, resolve_device
+from model.checkpoint import load_model
 
-SAMPLING = ("steps", "cfg", "temperature", "flow_steps", "time_shift")
+# the sampling settings (config.Evaluate fields) that DJEPAT2I.generate takes
+SAMPLING = ("steps", "cfg", "cfg_schedule", "temperature", "flow_steps", "time_shift")
 
 
 def tensor_to_image(x) -> Image.Image:
@@ -26,14 +30,18 @@ def tensor_to_image(x) -> Image.Image:
 
 
 def settings(meta: dict, size: tuple[int, int] | None = None, **given: Any) -> dict:
-    """The sampling settings: each of ``given`` (``SAMPLING`` names; None = not given), else the
-    checkpoint's recorded ``evaluate`` value, else the config default; ``size`` is (H, W)."""
-    ev = (meta.get("config") or {}).get("evaluate") or {}
-    # only the sampling keys: a checkpoint written by another version may carry other sections
-    recorded = Evaluate.model_validate({k: ev[k] for k in (*SAMPLING, "size") if k in ev})
-    out = {k: given[k] if given.get(k) is not None else getattr(recorded, k) for k in SAMPLING}
-    out["size"] = size or (recorded.size, recorded.size)
+    """The sampling settings: each of ``given`` (``SAMPLING`` names and ``seed``; None = not
+    given), else the checkpoint's recorded ``evaluate`` value, else the config default;
+    ``size`` is (H, W)."""
+    rec: Evaluate = recorded(meta.get("config"), "evaluate")
+    out = {k: given[k] if given.get(k) is not None else getattr(rec, k) for k in (*SAMPLING, "seed")}
+    out["size"] = size or (rec.size, rec.size)
     return out
+
+
+def sampling_of(ev: Evaluate) -> dict:
+    """The ``SAMPLING`` settings of an ``evaluate`` section, with its square ``size``."""
+    return {**{k: getattr(ev, k) for k in (*SAMPLING, "seed")}, "size": (ev.size, ev.size)}
 
 
 @dataclass
@@ -45,28 +53,27 @@ class Generator:
     meta: dict
     device: str
 
-    def __call__(self, prompts: list[str], s: dict, *, seed: int = 0, cfg_schedule: str = "linear",
-                 offset_b: float | None = None, progress: bool = False) -> list[Image.Image]:
-        """PIL images for ``prompts`` at ``s['size']`` (H, W) with the sampling settings ``s``."""
+    def __call__(self, prompts: list[str], s: dict, *, seed: int, offset_b: float | None = None,
+                 progress: bool = False) -> list[Image.Image]:
+        """PIL images for ``prompts`` at ``s['size']`` (H, W) with the sampling settings ``s``
+        (``settings``); the text encoder cuts each prompt at the recorded text length."""
         import torch
         from tqdm import tqdm
         text = self.text_encoder.encode(prompts)
         bar = tqdm(total=s["steps"], desc="generate", unit="step", disable=not progress)
         with torch.autocast(device_type=self.device, dtype=torch.bfloat16, enabled=self.device == "cuda"):
-            out = self.model.generate(text, [s["size"]] * len(prompts), steps=s["steps"], cfg=s["cfg"],
-                                      cfg_schedule=cfg_schedule, temperature=s["temperature"],
-                                      flow_steps=s["flow_steps"], time_shift=s["time_shift"], seed=seed,
-                                      offset_b=offset_b, on_step=lambda k, n: bar.update(1))
+            out = self.model.generate(text, [s["size"]] * len(prompts), **{k: s[k] for k in SAMPLING},
+                                      seed=seed, offset_b=offset_b, on_step=lambda k, n: bar.update(1))
         bar.close()
         return [tensor_to_image(x) for x in out]
 
 
-def load_generator(ckpt: str, device: str = "auto", ema: bool = True,
-                   encoder_paths: dict[str, str] | None = None) -> Generator:
+def load_generator(ckpt: str, device: str, ema: bool = True, encoder_paths: dict[str, str] | None = None,
+                   text_max_length: int | None = None) -> Generator:
     """The checkpoint at ``ckpt`` (EMA weights unless ``ema=False``) on ``device``;
-    ``encoder_paths`` overrides the recorded text encoder / VAE paths."""
-    from model.checkpoint import load_model
+    ``encoder_paths`` overrides the recorded text encoder / VAE paths, ``text_max_length`` the
+    recorded ``model.text_max_length``."""
     device = resolve_device(device)
-    model, tok, te, meta = load_model(str(ckpt), ema=ema, device=device,
-                                      **({"encoder_paths": encoder_paths} if encoder_paths else {}))
+    model, tok, te, meta = load_model(str(ckpt), ema=ema, device=device, encoder_paths=encoder_paths,
+                                      text_max_length=text_max_length)
     return Generator(model, tok, te, meta, device)

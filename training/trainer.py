@@ -88,7 +88,7 @@ class Trainer:
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         self.tokenizer = build_tokenizer(cfg.model)
         self.accum = accumulation_steps(t, self.tokenizer.stride, self.world)  # micro-batches per rank and step
-        self.text = TextEncoder.from_config(cfg.model.text_encoder)
+        self.text = TextEncoder.from_config(cfg.model)
         self.raw = build_model(cfg.model, self.text.dim, self.tokenizer).to(self.device)
         self.raw.set_grad_checkpointing(t.grad_checkpointing)
         self.loss_tokens = LossTokens(self.raw) if t.global_batch is not None else None
@@ -106,13 +106,13 @@ class Trainer:
         torch.manual_seed(t.seed * 7919 + self.rank)  # per-rank stream for the flow-matching noise
         self.gen = torch.Generator().manual_seed(t.seed * 1000 + self.rank)  # masks, caption drop
         stride = self.tokenizer.stride
-        sampler = FeedbackSampler(lake_io.read_index(cfg.lake), stride=stride, schedule=t.resolution.model_dump(),
+        sampler = FeedbackSampler(lake_io.read_index(cfg.lake, t.samples_index), stride=stride, schedule=cfg.schedule.start.model_dump(),
                                   fixed_side=t.fixed_side, seed=t.seed, max_retries=t.max_retries)  # global
         packer = TokenBudgetPacker(sampler, t.token_budget, t.max_image_tokens, stride, t.lookahead)
-        encoder = BatchEncoder(self.tokenizer, self.text, cfg.model.text_max_length)
+        encoder = BatchEncoder(self.tokenizer, self.text)
         self.loader = TrainLoader(packer, self.tokenizer, t.max_image_tokens, t.seed, self.rank,
                                   t.num_workers, encoder, self.world, self.accum)
-        self.watcher = WeightsWatcher(cfg.lake)
+        self.watcher = WeightsWatcher(cfg.lake, cfg.schedule)
         self.step = 0
         self.window: dict[str, Counter] = {"tokens": Counter(), "loss": Counter(), "images": Counter()}
         self.window_steps = 0
@@ -224,6 +224,7 @@ class Trainer:
             log.info("step %d: sampling weights %s -> %s (resolution %s)", self.step,
                      self.sampler.weights_version, v, stage)
             self.switches.append((self.step, self.sampler.weights_version, v))
+            self.loader.rewind()
             self.watcher.apply(self.sampler, v, stage)
 
     def schedule_stage(self, step: int) -> str:
