@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sql": ("warehouse.sql_cli", "run SQL (or a saved query) on the warehouse"),
     "report": ("report.page", "write the PNG/HTML report of the lake"),
     "demo": ("flows.demo", "the whole loop on the embedded default"),
+    "rehearse": ("flows.rehearse", "the production configs end to end on tiny weights (configs/rehearsal.yaml)"),
     "convert-weights": ("tasks.convert_weights", "convert OpenAI CLIP TorchScript / Keras NSFW weights to safetensors"),
     "check-backends": ("tasks.check_backends", "load every configured backend and run it on one image"),
     "rehearsal-weights": ("tasks.rehearsal_weights", "write every production backend's weights, tiny, in the published formats"),

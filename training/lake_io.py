@@ -56,3 +56,8 @@ def live_checkpoints(lake: str) -> list[dict]:
     """Registered checkpoints not since pruned (the ``checkpoints_live`` view), oldest first."""
     cols, rows = db.query(lake, "SELECT * FROM checkpoints_live ORDER BY created_at, run_id, step")
     return [dict(zip(cols, r)) for r in rows]
+
+
+def current_captions(lake: str) -> list[tuple[str, str | None]]:
+    """(caption, appended tags) of every key's current caption (the ``captions_current`` view)."""
+    return [(c or "", t) for c, t in db.query(lake, "SELECT caption, tags FROM captions_current")[1]]

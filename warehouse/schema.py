@@ -98,6 +98,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("created_at", TS), ("prompt", S), ("image_index", I), ("seed", I), ("notion_kind", S),
         ("reason", S), ("weights_version", S), ("params", S),
         ("control", S),  # NULL: the model's image; else the chance control it scores
+        ("clipscore", F),  # the model's image vs its prompt, 0-100 (evaluate.clip set; else NULL)
     ]),
     # post-train (training/grpo_run.py): one row per generated image per step; split 'train'
     # (a GRPO rollout: its group, advantage, KL to the reference, log-probability) or 'heldout'
