@@ -86,3 +86,29 @@ def test_cli_refuses_a_missing_sft_checkpoint_in_one_line(tmp_path, capsys):
                    "--set", f"post_train.init_from={tmp_path / 'nope'}"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "post_train.init_from=" in err[0] and "no such file" in err[0]
+
+
+def _redness(images, prompts):
+    """A toy reward every image varies in, trained or not: mean red minus mean green/blue."""
+    import numpy as np
+    arrs = [np.asarray(im, dtype=np.float32) / 255 for im in images]
+    return [float((a[..., 0] - a[..., 1:].mean(-1)).mean()) for a in arrs]
+
+
+@pytest.mark.slow
+def test_grpo_raises_a_reward_the_model_can_vary(tmp_path):
+    """The whole loop learns: 20 GRPO steps (G=4, 2 prompts) on redness raise it well above its
+    start (measured 2026-12-06, 2-core VM under load: -0.002 over the first 5 steps, 0.043 over
+    the last 5 of 30 steps, 32 s)."""
+    from training.rewards import Rewards
+    sft = _sft_checkpoint(tmp_path / "sft")
+    ckpts.register(str(tmp_path / "lake"), sft, "sft", 3, "sft", None, 0.0, {}, 1)
+    cfg = load_config(None, [f"lake={tmp_path / 'lake'}", f"post_train.init_from={sft}",
+                             f"post_train.out={tmp_path / 'post'}", "post_train.steps=20",
+                             "post_train.group=4", "post_train.head_steps=4", "post_train.lr=1e-3",
+                             "post_train.prompts_per_category=1", "post_train.device=cpu"])
+    run = PostTrainRun(cfg)
+    run.rewards = Rewards({"redness": _redness}, {"redness": 1.0})
+    rewards = [run.step(s)["reward"] for s in range(20)]
+    first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
+    assert last > first + 0.015, rewards
