@@ -128,3 +128,14 @@ def test_grpo_raises_a_reward_the_model_can_vary(tmp_path):
     rewards = [run.step(s)["reward"] for s in range(20)]
     first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
     assert last > first + 0.015, rewards
+
+
+def test_flow_summary_reads_the_curve():
+    from flows.post_train import _summary
+    curve = [{"step": 0, "heldout_reward": 0.1, "heldout_shapes-geneval": 0.0, "reward": 0.2},
+             {"step": 1, "reward": 0.3},
+             {"step": 2, "heldout_reward": 0.4, "heldout_shapes-geneval": 0.25, "checkpoint": "/c/step_00000002"}]
+    assert _summary(curve) == {"steps": 2, "checkpoint": "/c/step_00000002",
+                               "heldout_reward_first": 0.1, "heldout_shapes-geneval_first": 0.0,
+                               "heldout_reward_last": 0.4, "heldout_shapes-geneval_last": 0.25,
+                               "reward_first": 0.2, "reward_last": 0.3}
