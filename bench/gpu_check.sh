@@ -37,7 +37,7 @@ if [ $SMOKE = 1 ]; then
   SAMPLE=(--model djepa_tiny --batch 2 --grid 4 --steps 4 --cfg 3 --flow-steps 4)
   PACK=(--preset tiny --warmup 1 --repeats 2)
   CAP=(--size tiny --max-new-tokens 8 --warmup 1 --repeats 2 --device cpu --threads 1)
-  LIMIT_TESTS=0; LIMIT_TRAIN=120; LIMIT_MAR=120; LIMIT_SAMPLE=120; LIMIT_PACK=120; LIMIT_CAP=120
+  LIMIT_TESTS=0; LIMIT_TRAIN=120; LIMIT_MAR=120; LIMIT_SAMPLE=120; LIMIT_PACK=120; LIMIT_CAP=240
 else
   DEV=(--device cuda --compile --peak-tflops "${PEAK_TFLOPS:-989.4}")  # H100/H200 dense bf16
   TRAIN=(--model djepa_b --batch 128 --grid 16 --steps 20 --warmup 5 --check-syncs)

@@ -27,6 +27,8 @@ from prefect import flow, get_run_logger
 
 from training.trainer import add_arguments as trainer_arguments
 from training.trainer import checked_config, train_main
+from warehouse import lake as lk
+from warehouse.artifacts import publish_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,7 +76,6 @@ def supervise(cmd: list[str], log_path: str | Path, on_line: Callable[[str], Non
 
 
 def record_run(lake: str, run_id: str, row: dict) -> None:
-    from warehouse import lake as lk
     lk.write_partition(lake, "train_runs", f"{run_id}-{row['started_at']:%Y%m%dT%H%M%S}", [row])
 
 
@@ -102,7 +103,6 @@ def run_training(config_path: ConfigPaths = None, overrides: list[str] | None = 
 @flow(name="train")
 def train(config_path: ConfigPaths = None, overrides: list[str] | None = None, nproc: int = 1,
           resume: str | None = "auto") -> dict:
-    from warehouse.artifacts import publish_summary
     log = get_run_logger()
     res = run_training(config_path, overrides, nproc, resume, on_line=log.info)
     publish_summary("train", load_config(config_path, overrides).lake, res)
@@ -116,8 +116,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.flow:
-        checked_config(args.config, args.overrides, args.resume)  # a config error is one line, not a failed flow run
+    # an empty samples index is one line before any model, process or flow run starts
+    lk.require_rows(checked_config(args.config, args.overrides, args.resume).lake, "samples", "t2i build-shards")
+    if args.flow:  # (checked above: a config error is one line, not a failed flow run)
         train(args.config, args.overrides, args.nproc, args.resume)
         return 0
     if args.nproc > 1:

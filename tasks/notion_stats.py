@@ -14,11 +14,13 @@ import re
 import time
 
 import pyarrow as pa
+from tqdm import tqdm
 
-from warehouse import db
-from warehouse import lake as lk
+from djepa_t2i.config import ConfigError
 from tasks.captioning import strip_tags
 from tasks.notions import NotionExtractor, notion_rows
+from warehouse import db
+from warehouse import lake as lk
 
 _SQL = """
 SELECT coalesce(p.shard, '') AS shard, c.key, c.caption, c.tags, c.version
@@ -72,19 +74,23 @@ def extract_shard(lake: str, shard: str, keys, captions, versions, ex: NotionExt
     return {"part": part, **st.as_dict()}
 
 
+def require_captions(lake: str) -> None:
+    """Notions are extracted from captions: a lake without any is one line naming the step."""
+    if not lk.partitions(lake, "captions"):
+        raise ConfigError(f"lake {lake!r} has no captions: run `t2i recaption --lake {lake}` "
+                          "first (the default backend keeps the alt text)")
+
+
 def extract_lake(lake: str, spacy_model: str = "auto", entities: str = "full", max_chars: int = 2000,
                  batch_size: int = 256, n_process: int = 1, progress: bool = True) -> dict:
     """Notions of all current captions; returns a summary with every bad-input count."""
-    if not lk.partitions(lake, "captions"):
-        raise RuntimeError(f"lake {lake!r} has no captions: run `t2i recaption --lake {lake}` "
-                           "first (the default backend keeps the alt text)")
+    require_captions(lake)
     ex = NotionExtractor(spacy_model, entities, max_chars)
     total = {"shards": 0, "captions": 0, "empty": 0, "non_utf8": 0, "truncated": 0,
              "no_notions": 0, "rows": 0, "spacy_model": ex.model_name, "entities": entities}
     written = set()
     shards = _by_shard(lake)
     if progress:
-        from tqdm import tqdm
         shards = tqdm(shards, desc="notion-stats", unit="shard")
     for shard, keys, caps, vers in shards:
         r = extract_shard(lake, shard, keys, caps, vers, ex, batch_size, n_process)

@@ -3,7 +3,8 @@
     python -m training.trainer --config configs/demo_phase1.yaml            # one process
     torchrun --nproc_per_node 8 -m training.trainer --config configs/phase1.yaml --resume auto
 
-Per step: the loader hands out a token-budget batch chosen by the feedback sampler, its image
+Per step, for each of this rank's micro-batches: the loader hands out a token-budget batch chosen
+by the feedback sampler, its image
 tokens and caption states read from the encode cache beside the shards or encoded by the frozen
 encoders in the loader's workers (training/encode_cache.py); D-JEPA·T2I returns its losses; AdamW (warmup, cosine or
 constant), gradient clipping, then the target-encoder EMA and the evaluation EMA. DDP by default

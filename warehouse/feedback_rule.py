@@ -43,6 +43,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from djepa_t2i.config import ConfigError
 from warehouse import db
 from warehouse import weights as wt
 from warehouse.intervals import wilson
@@ -258,7 +259,7 @@ def compute(lake: str, rule: Rule = Rule(), benchmark: str = "shapes-geneval") -
     """The next version's rows and its ``why``; raises if there is no live version to build on."""
     version, table = wt.load(lake)
     if version is None:
-        raise ValueError(f"lake {lake}: no live sampling-weights version (publish v0 with "
+        raise ConfigError(f"lake {lake}: no live sampling-weights version (publish v0 with "
                          "`t2i notions` first)")
     ck, ns, cs, obs, acc = measurements(lake, benchmark, version)
     src = f"{benchmark}@{ck}" if ck else "no evaluation"
