@@ -73,9 +73,9 @@ def _topic_html(mod, lake: str, out: str) -> str:
 
 
 def build_report(lake: str, out: str) -> str:
-    import matplotlib
+    import matplotlib  # heavy
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy
     plt.style.use("tableau-colorblind10")
     os.makedirs(out, exist_ok=True)
     parts = ["<html><head><meta charset='utf-8'><title>djepa-t2i report</title>"
