@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from PIL import Image
+
 from djepa_t2i.config import resolve_device
 
 TAG_OPEN, TAG_CLOSE = " [", "]"
@@ -137,7 +139,6 @@ class ImageReadError(ValueError):
 
 def decode_rgb(data: bytes, max_pixels: int = 89_478_485):
     """RGB PIL image; the pixel count is checked from the header before decoding."""
-    from PIL import Image
     try:
         im = Image.open(io.BytesIO(data))
         w, h = im.size
@@ -159,8 +160,8 @@ class InternVLCaptioner:
     def __init__(self, weights: str, prompt: str, max_new_tokens: int = 77, image_size: int = 448,
                  crop_to_patches: bool = False, device: str = "auto", dtype: str = "auto",
                  trust_remote_code: bool = False):
-        import torch
-        from transformers import AutoProcessor, InternVLForConditionalGeneration
+        import torch  # heavy
+        from transformers import AutoProcessor, InternVLForConditionalGeneration  # heavy
         if not Path(weights).is_dir():
             raise FileNotFoundError(f"recaption.weights {weights!r} is not a local directory")
         self.device = resolve_device(device)
@@ -189,7 +190,7 @@ class InternVLCaptioner:
         return f"{p.image_token}\n{prompt}"
 
     def caption(self, images: list) -> list[str]:
-        import torch
+        import torch  # heavy
         inputs = self.processor(images=images, text=[self.text] * len(images), return_tensors="pt",
                                 padding=True, crop_to_patches=self.crop_to_patches,
                                 size={"height": self.image_size, "width": self.image_size})

@@ -14,12 +14,13 @@ import re
 import time
 
 import pyarrow as pa
+from tqdm import tqdm
 
 from djepa_t2i.config import ConfigError
-from warehouse import db
-from warehouse import lake as lk
 from tasks.captioning import strip_tags
 from tasks.notions import NotionExtractor, notion_rows
+from warehouse import db
+from warehouse import lake as lk
 
 _SQL = """
 SELECT coalesce(p.shard, '') AS shard, c.key, c.caption, c.tags, c.version
@@ -90,7 +91,6 @@ def extract_lake(lake: str, spacy_model: str = "auto", entities: str = "full", m
     written = set()
     shards = _by_shard(lake)
     if progress:
-        from tqdm import tqdm
         shards = tqdm(shards, desc="notion-stats", unit="shard")
     for shard, keys, caps, vers in shards:
         r = extract_shard(lake, shard, keys, caps, vers, ex, batch_size, n_process)
