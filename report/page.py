@@ -88,8 +88,15 @@ def build_report(lake: str, out: str) -> str:
             parts.append(f"<h2>{html.escape(topic)}</h2>\n{body}")
     parts.append("</body></html>")
     path = os.path.join(out, "index.html")
-    with open(path, "w") as f:
-        f.write("\n".join(parts))
+    tmp = os.path.join(out, ".index.html.tmp")  # renamed into place: a full disk leaves no half page
+    try:
+        with open(tmp, "w") as f:
+            f.write("\n".join(parts))
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    os.replace(tmp, path)
     return path
 
 
