@@ -9,6 +9,7 @@ to one step; model-backed steps name their ``backend`` and, for production backe
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 import os
 import re
@@ -193,6 +194,12 @@ class Notions(Section):
     min_count: int = Field(1, ge=1)  # notions seen fewer times get no weights row
     max_values_per_kind: int = Field(10_000, ge=1)  # most frequent values kept per kind
 
+    @model_validator(mode="after")
+    def _targets(self):
+        if self.min_target > self.max_target:
+            raise ValueError(f"need min_target <= max_target, got {self.min_target}, {self.max_target}")
+        return self
+
 
 class Shards(Section):
     out: str = "runs/shards"
@@ -305,6 +312,11 @@ class Train(Section):
     max_retries: int = Field(64, ge=1)  # misses on one resolution target before it is redrawn
     device: str = "auto"  # auto: cuda:<local_rank> when available, else cpu
     log_every: int = Field(10, ge=1)
+
+    def resolved_run_id(self) -> str:
+        """The run's id in the lake: ``run_id``, else the name of ``out`` (the one derivation the
+        trainer and the train flow share)."""
+        return self.run_id or Path(self.out).resolve().name
 
     @model_validator(mode="after")
     def _budget(self):
@@ -544,6 +556,20 @@ def merge_overrides(data: dict, overrides: Sequence[str]) -> dict:
         return OmegaConf.to_container(merged, resolve=True)
     except OmegaConfBaseException as e:
         raise ConfigError(f"override: {str(e).splitlines()[0]}") from None
+
+
+@lru_cache(maxsize=1)
+def _defaults() -> Config:
+    return Config()
+
+
+def default(key: str) -> Any:
+    """The config's default of ``key`` (``section.field``), for a keyword default elsewhere that
+    must follow the config rather than restate it (tests/test_config_home.py)."""
+    obj: Any = _defaults()
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def recorded(config: dict | None, section: str) -> BaseModel:

@@ -12,7 +12,7 @@ import threading
 
 import torch
 
-from djepa_t2i.config import resolve_device
+from djepa_t2i.config import default, resolve_device
 
 from model.batch import PackedImages, cu_seqlens_from_lengths
 
@@ -136,7 +136,7 @@ def tokenizer_from_meta(meta: dict, device: str = "cpu", ckpt_dir: str | None = 
                         config=meta.get("config"))
 
 
-def pack(images: list[torch.Tensor], tokenizer, max_image_tokens: int = 4096,
+def pack(images: list[torch.Tensor], tokenizer, max_image_tokens: int = default("train.max_image_tokens"),
          generator: torch.Generator | None = None) -> PackedImages:
     """Tokenize and concatenate; an image above ``max_image_tokens`` keeps a random subset
     (random token drop, indices recorded in ``keep`` so positions stay correct)."""
@@ -145,7 +145,8 @@ def pack(images: list[torch.Tensor], tokenizer, max_image_tokens: int = 4096,
                        max_image_tokens, generator)
 
 
-def pack_tokens(tokens: list[torch.Tensor], grids: list[tuple[int, int]], max_image_tokens: int = 4096,
+def pack_tokens(tokens: list[torch.Tensor], grids: list[tuple[int, int]],
+                max_image_tokens: int = default("train.max_image_tokens"),
                 generator: torch.Generator | None = None) -> PackedImages:
     """:func:`pack` of images already tokenized (by a data worker, or read from the encode cache)."""
     toks, keep = [], []

@@ -119,7 +119,7 @@ def _evaluators(cfg, image) -> list[Check]:
     if e.clip.backend != "none":
         def clipscore():
             from tasks.evaluators.clipscore import CLIPScorer
-            s = CLIPScorer(e.clip_arch, e.clip.weights, e.clip.device)
+            s = CLIPScorer(e.clip_arch, e.clip.weights, e.clip.device, batch_size=e.clip.batch_size)
             return f"CLIPScore('a photo of an astronaut') {s.score([image], ['a photo of an astronaut'])[0]:.2f}"
         out.append(_timed(Check("eval.clip", e.clip.backend, e.clip.weights), clipscore))
     if e.detector.backend != "none":
