@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED=false
 # no global PREFECT_API_URL: in-process flow runs (tests, make demo) use an ephemeral API;
 # t2i serve (djepa_t2i/serve) points its own processes at the server it starts.
 
-.PHONY: setup lock lint test test-fast demo demo-server serve stop bench clean
+.PHONY: setup lock lint test test-fast demo demo-server serve stop bench clean rehearse
 
 setup: $(STAMP)
 
@@ -45,6 +45,11 @@ test-fast: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/t2i demo --out runs/demo
+
+# configs/phase1.yaml + phase2.yaml end to end with every production backend, on tiny weights in
+# the published formats (configs/rehearsal.yaml: sizes and paths only); tests/test_rehearsal.py runs it in CI
+rehearse: $(STAMP)
+	$(VENV)/bin/t2i rehearse --out runs/rehearse
 
 # Prefect server on 127.0.0.1:4200 plus a process worker for the deployments in prefect.yaml.
 serve: $(STAMP)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue #15's GPU check: ONE run (<= 8 minutes on an H200) that writes everything under $OUT.
+# Issue #15's GPU check: ONE run (<= 14 minutes on an H200) that writes everything under $OUT.
 #
 #   OUT=/some/dir bash bench/gpu_check.sh            # on the GPU machine (device tool: $OUT is set)
 #   OUT=/tmp/gc bash bench/gpu_check.sh --smoke      # anywhere: tiny shapes on CPU (tests run it)
@@ -10,7 +10,11 @@
 #    same batch (LTH14/mar from $MAR_DIR, default /tmp/mar; skipped with a message if absent:
 #    the machine has no network, so copy a checkout there or carry one and set MAR_DIR);
 # 3. sampling ms/img at batch 256, 64 steps, CFG;
-# 4. packed (mixed resolutions) vs fixed-resolution image tokens/s, and peak memory throughout.
+# 4. packed (mixed resolutions) vs fixed-resolution image tokens/s, and peak memory throughout;
+# 5. recaption images/s at batch 1 and 8 (InternVL2-2B-shaped, random, left-padded batch generation);
+# 6. curation pairs/s with the production backends on the GPU (CLIP ViT-L/14 heads, YOLO face;
+#    random weights in the published formats) through the Prefect flow, and CPU ms per pair per
+#    stage (issue #26.3; skipped in --smoke: bench/curate_throughput.py has its own CPU runs).
 # Each stage has its own time limit; a failed stage is recorded and the next one still runs.
 # $OUT/summary.txt gathers the hardware, the date and every stage's result lines.
 set -uo pipefail
@@ -30,14 +34,18 @@ if [ $SMOKE = 1 ]; then
   MAR=(--size tiny --batch 2 --grid 4 --steps 1 --warmup 1)
   SAMPLE=(--model djepa_tiny --batch 2 --grid 4 --steps 4 --cfg 3 --flow-steps 4)
   PACK=(--preset tiny --warmup 1 --repeats 2)
-  LIMIT_TESTS=0; LIMIT_TRAIN=120; LIMIT_MAR=120; LIMIT_SAMPLE=120; LIMIT_PACK=120
+  CAP=(--size tiny --max-new-tokens 8 --warmup 1 --repeats 2 --device cpu --threads 1)
+  LIMIT_TESTS=0; LIMIT_TRAIN=120; LIMIT_MAR=120; LIMIT_SAMPLE=120; LIMIT_PACK=120; LIMIT_CAP=240
 else
   DEV=(--device cuda --compile --peak-tflops "${PEAK_TFLOPS:-989.4}")  # H100/H200 dense bf16
   TRAIN=(--model djepa_b --batch 128 --grid 16 --steps 20 --warmup 5 --check-syncs)
   MAR=(--batch 128 --grid 16 --steps 20 --warmup 5)
   SAMPLE=(--model djepa_b --batch 256 --grid 16 --steps 64 --cfg 3 --flow-steps 32)
   PACK=(--preset h100 --warmup 5 --repeats 10)
-  LIMIT_TESTS=60; LIMIT_TRAIN=120; LIMIT_MAR=90; LIMIT_SAMPLE=120; LIMIT_PACK=70
+  CAP=(--size 2b --max-new-tokens 77 --warmup 1 --repeats 3 --device cuda)
+  CURATE=(--production --n 1024 --workers 1)
+  LIMIT_TESTS=60; LIMIT_TRAIN=120; LIMIT_MAR=90; LIMIT_SAMPLE=120; LIMIT_PACK=70; LIMIT_CAP=75
+  LIMIT_CURATE=180
 fi
 
 stage() {  # stage NAME LIMIT_S CMD...: runs CMD with a time limit, output to $OUT/NAME.txt
@@ -46,7 +54,7 @@ stage() {  # stage NAME LIMIT_S CMD...: runs CMD with a time limit, output to $O
   timeout "$limit" "$@" > "$OUT/$name.txt" 2>&1
   local rc=$?
   echo "== $name: rc $rc, $((SECONDS - t0)) s" >> "$OUT/summary.txt"
-  grep -E "img/s|ms/img|tokens/s|skipped|passed|failed|error|Error|synchroniz" "$OUT/$name.txt" \
+  grep -E "img/s|images/s|pairs/s|ms/img|tokens/s|skipped|passed|failed|error|Error|synchroniz" "$OUT/$name.txt" \
     | grep -v "^ " | tail -n 8 >> "$OUT/summary.txt"
 }
 
@@ -65,4 +73,9 @@ stage train_mar_b "$LIMIT_MAR" $PY bench/mar_train_step.py --mar-dir "$MAR_DIR" 
 stage sample_djepa_b "$LIMIT_SAMPLE" $PY bench/generate.py "${DEV[@]}" "${SAMPLE[@]}"
 stage packed_vs_fixed "$LIMIT_PACK" $PY bench/packing_vs_fixed.py \
   $( [ $SMOKE = 1 ] && echo "--device cpu --threads 1" || echo "--device cuda --compile" ) "${PACK[@]}"
+stage recaption_b1 "$LIMIT_CAP" $PY bench/caption_throughput.py "${CAP[@]}" --batch 1
+stage recaption_b8 "$LIMIT_CAP" $PY bench/caption_throughput.py "${CAP[@]}" --batch 8
+if [ $SMOKE = 0 ]; then
+  stage curate_production "$LIMIT_CURATE" $PY bench/curate_throughput.py "${CURATE[@]}"
+fi
 cat "$OUT/summary.txt"

@@ -270,7 +270,8 @@ class Train(Section):
     out: str = "runs/train"  # run directory: checkpoints/, train.log
     run_id: str | None = None  # default: the name of `out`
     init_from: str | None = None  # start from this checkpoint's weights (+EMA), fresh optimizer/data
-    phase: Literal["phase1", "phase2"] = "phase1"
+    phase: Literal["phase1", "phase2", "sft"] = "phase1"  # sft: SimpleAR's third phase (docs/post-training.md)
+    samples_index: str | None = None  # a quality tier's index file (`t2i sft-tier`); None: the lake's samples
     steps: int = Field(200, ge=1)
     lr: float = Field(1e-4, gt=0, le=1.0)
     lr_end: float = Field(0.0, ge=0, le=1.0)  # cosine: decays to this (paper phase 1: 1e-5 -> 1e-6)
@@ -396,6 +397,33 @@ class Schedule(Section):
                 if k in cls.model_fields and isinstance(v, dict) else v for k, v in data.items()}
 
 
+class PostTrain(Section):
+    """post-train: SimpleAR §3.2's GRPO on the flow head from an SFT checkpoint (docs/post-training.md).
+    Defaults are the demo's; the papers' values are commented."""
+    init_from: str | None = None  # the SFT checkpoint: policy start and frozen KL reference
+    out: str = "runs/post-train"  # checkpoints/, rollouts/ (images), heldout/ (sample grids)
+    run_id: str | None = None  # default: the name of `out`
+    rewards: dict[str, float] = {"shapes-clauses": 1.0}  # {backend: weight}, training/rewards.py
+    heldout: str = "shapes-geneval"  # the metric reported beside the reward, on held-out prompts
+    steps: int = Field(20, ge=1)
+    prompts_per_step: int = Field(2, ge=1)  # prompts per rollout batch (SimpleAR: batch 28 images)
+    group: int = Field(4, ge=2)  # G images per prompt (trl's GRPO default 8; Flow-GRPO 24)
+    prompts_per_category: int = Field(4, ge=1)  # training prompt pool (shapes-geneval categories)
+    heldout_prompts_per_category: int = Field(2, ge=1)
+    prompt_seed: int = 1  # training pool seed; held-out prompts use evaluate.seed (disjoint sets)
+    lr: float = Field(1e-5, gt=0, le=1.0)  # SimpleAR §4: 1e-5, AdamW, no warm-up or decay
+    clip: float = Field(0.2, gt=0, le=1.0)  # epsilon (PPO/trl default 0.2; Flow-GRPO 1e-4)
+    beta: float = Field(0.04, ge=0)  # KL coefficient (trl default and Flow-GRPO 0.04)
+    inner_updates: int = Field(1, ge=1)  # optimiser steps per rollout batch (ratio != 1 after the first)
+    noise: float = Field(0.7, ge=0)  # the SDE's noise level a (Flow-GRPO 0.7)
+    head_steps: int = Field(8, ge=1)  # flow-head SDE steps in training (Flow-GRPO: 10 train, 40 eval)
+    grad_clip: float = Field(1.0, ge=0)
+    eval_every: int = Field(5, ge=1)  # held-out metric + sample grid every N steps (and at 0, end)
+    save_every: int = Field(10, ge=1)
+    seed: int = 0
+    device: str = "auto"
+
+
 class Config(Section):
     lake: str = "runs/lake"
     seed: int = 0
@@ -410,6 +438,7 @@ class Config(Section):
     train: Train = Train()
     evaluate: Evaluate = Evaluate()
     feedback: Feedback = Feedback()
+    post_train: PostTrain = PostTrain()
 
 
 class ConfigError(ValueError):

@@ -39,9 +39,9 @@ import djepa_t2i.env  # noqa: F401
 from djepa_t2i.config import resolve_device
 from experiments import colour_eval as cev
 from experiments import feedback_report
-from experiments.feedback_design import ARMS, world
 from experiments import shapes_data as sd
 from experiments import training_run as run
+from experiments.feedback_design import ARMS, world
 from experiments.reporting import apply_preset, preset_parser
 from experiments.training_run import RunSpec
 from training import evaluate as ce

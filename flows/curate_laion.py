@@ -20,10 +20,12 @@ import djepa_t2i.env  # noqa: F401  (offline environment before library imports)
 from djepa_t2i.cli_args import add_config_arguments, int_at_least
 from djepa_t2i.config import Config, ConfigPaths, default, load_config, require_dir
 from prefect import flow, task
+from prefect.client.orchestration import get_client
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
-from prefect.settings import temporary_settings
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_dask import DaskTaskRunner
+from tqdm import tqdm
 
 from tasks.cross_shard_dedup import cross_shard_dedup
 from tasks.curate import curate_shard
@@ -31,6 +33,7 @@ from tasks.curate_summary import format_summary, summarize
 from tasks.shards import list_shards, shard_name
 from tasks.stages import declare_stages
 from warehouse.artifacts import publish_summary
+from warehouse.db import save_database
 from warehouse.lake import ensure_writable
 
 
@@ -52,19 +55,16 @@ def checked_config(input_dir: str, lake: str, config_path: ConfigPaths, override
 
 
 def curate_shard_task_fn(tar_path: str, lake: str, cfg_json: str, run_id: str, force: bool) -> dict:
-    import djepa_t2i.env  # noqa: F401,F811  (Dask worker processes import this module fresh)
     cfg = Config.model_validate_json(cfg_json)
     return curate_shard(tar_path, lake, cfg, run_id, force)
 
 
 def _progress(total: int, disable: bool):
-    from tqdm import tqdm
     return tqdm(total=total, unit="shard", desc="curate", disable=disable, file=sys.stderr)
 
 
 def finish(lake: str, shards: list[str], cfg: Config) -> dict:
     """Cross-shard dedup, accounting check, warehouse views; the run's summary."""
-    from warehouse.db import save_database
     changed = cross_shard_dedup(lake, cfg.curate.dedup.phash_distance) if cfg.curate.dedup.enabled else 0
     s = summarize(lake, [shard_name(t) for t in shards], cfg.curate.order)
     s["cross_shard_duplicates_relabelled"] = changed
@@ -107,8 +107,6 @@ def worker_api_settings() -> dict:
     runs an ephemeral API the workers do not know of; each worker would start a temporary server
     of its own (measured: minutes on the loaded 2-core VM, its task runs invisible to this flow).
     The ephemeral API's loopback URL goes into the settings the task runner ships with each task."""
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL
     if PREFECT_API_URL.value():
         return {}
     return {PREFECT_API_URL: str(get_client(sync_client=True).api_url)}

@@ -20,7 +20,18 @@ import djepa_t2i.env  # noqa: F401
 from prefect import flow, get_run_logger
 
 from djepa_t2i.env import ROOT
+from flows.build_shards import build_shards
+from flows.curate_laion import curate_laion
+from flows.evaluate_checkpoints import evaluate_checkpoints
+from flows.notion_stats import notion_stats_flow
+from flows.recaption import recaption_flow
+from flows.train import train
+from report.page import build_report
+from tasks.mini_laion import make_sample
+from training.checkpoints import latest
+from training.draw_check import check
 from warehouse.artifacts import publish_summary
+from warehouse.db import query, save_database
 
 SQL_WORTH_RUNNING = [
     ("the curation funnel", "SELECT * FROM funnel"),
@@ -50,7 +61,6 @@ def _overrides(out: str, phase: str, z: dict) -> list[str]:
 
 
 def _last_checkpoint(train_out: str) -> str:
-    from training.checkpoints import latest
     last = latest(train_out)
     if last is None:
         raise RuntimeError(f"phase 1 wrote no checkpoint under {train_out}")
@@ -71,15 +81,6 @@ def _start_fresh(out: str) -> None:
 @flow(name="demo", log_prints=True)
 def demo(out: str = "runs/demo", quick: bool = False, seed: int = 0) -> dict:
     """Run the loop end to end under ``out``; returns every step's summary and timing."""
-    from flows.build_shards import build_shards
-    from flows.curate_laion import curate_laion
-    from flows.evaluate_checkpoints import evaluate_checkpoints
-    from flows.notion_stats import notion_stats_flow
-    from flows.recaption import recaption_flow
-    from flows.train import train
-    from tasks.mini_laion import make_sample
-    from report.page import build_report
-
     log = get_run_logger()
     z = _sizes(quick)
     out = str(Path(out).resolve())
@@ -108,12 +109,10 @@ def demo(out: str = "runs/demo", quick: bool = False, seed: int = 0) -> dict:
     ov2.append(f"train.init_from={_last_checkpoint(f'{out}/train-phase1')}")
     step("train phase 2", train, cfg2, ov2, 1)
     step("evaluate + feedback (phase 2)", evaluate_checkpoints, lake, cfg2, ov2)
-    from training.draw_check import check
     os.makedirs(f"{out}/report", exist_ok=True)
     step("draw check", check, _last_checkpoint(f"{out}/train-phase2"), z["draw_seeds"],
          grid=f"{out}/report/draws.png")
     step("report", build_report, lake, f"{out}/report")
-    from warehouse.db import save_database
     save_database(lake)
     res = {"out": out, "lake": lake, "report": f"{out}/report/index.html",
            "checkpoints": [f"{out}/train-phase1/checkpoints", f"{out}/train-phase2/checkpoints"],
@@ -123,7 +122,6 @@ def demo(out: str = "runs/demo", quick: bool = False, seed: int = 0) -> dict:
 
 
 def format_summary(res: dict) -> str:
-    from warehouse.db import query
     lines = ["", "=" * 72, "djepa-t2i demo: done", "=" * 72]
     for name, s in res["steps"].items():
         lines.append(f"  {name:<32} {s['seconds']:>7.1f} s")

@@ -13,14 +13,14 @@ from djepa_t2i.cli_args import add_flow_arguments
 from prefect import flow, get_run_logger
 
 from djepa_t2i.config import Config, ConfigPaths, load_config
+from model.text_encoder import TextEncoder
+from model.tokenizers import build_tokenizer
+from training import lake_io
+from training.encode_cache import encode_shards
 
 
 def encode_lake(cfg: Config, lake: str | None = None) -> dict:
     """Build the configured encoders and cache their outputs for the lake's ``samples`` index."""
-    from model.text_encoder import TextEncoder
-    from model.tokenizers import build_tokenizer
-    from training import lake_io
-    from training.encode_cache import encode_shards
     return encode_shards(lake_io.read_index(lake or cfg.lake), build_tokenizer(cfg.model),
                          TextEncoder.from_config(cfg.model), cfg.train.fixed_side)
 

@@ -17,6 +17,7 @@ from djepa_t2i.config import Config, ConfigPaths, load_config, require_writable
 from prefect import flow, get_run_logger, task
 
 from training import evaluate as ce
+from training.benchmark_fit import check_benchmark
 from warehouse.artifacts import publish_summary
 from warehouse.lake import checked_lake
 from warehouse.feedback_rule import publish_next
@@ -27,6 +28,7 @@ def checked(lake: str | None, config_path: ConfigPaths, overrides: list[str] | N
     cfg = load_config(config_path, overrides)
     lake = checked_lake(cfg, lake)
     require_writable("evaluate.out", cfg.evaluate.out)
+    check_benchmark(lake, cfg, ("evaluate", "feedback") if cfg.evaluate.run_feedback else ("evaluate",))
     return cfg, lake
 
 

@@ -15,6 +15,7 @@ from djepa_t2i.cli_args import add_flow_arguments
 from djepa_t2i.config import ConfigPaths, load_config
 from prefect import flow, get_run_logger
 
+from training.benchmark_fit import check_benchmark
 from warehouse.artifacts import publish_summary
 from warehouse.lake import checked_lake
 from warehouse.feedback_rule import publish_next
@@ -25,6 +26,7 @@ def feedback(lake: str | None = None, config_path: ConfigPaths = None,
              overrides: list[str] | None = None) -> dict:
     cfg = load_config(config_path, overrides)
     lake = checked_lake(cfg, lake)
+    check_benchmark(lake, cfg, ("feedback",))
     summary = publish_next(lake, cfg.feedback)
     get_run_logger().info("feedback: %s", json.dumps(summary))
     publish_summary("feedback", lake, summary)
@@ -38,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     cfg = load_config(args.config, args.overrides)
     lake = checked_lake(cfg, args.lake)
+    check_benchmark(lake, cfg, ("feedback",))
     summary = publish_next(lake, cfg.feedback) if args.no_prefect else \
         feedback(lake, args.config, args.overrides)
     print(json.dumps(summary, indent=1))

@@ -27,6 +27,8 @@ from prefect import flow, get_run_logger
 
 from training.trainer import add_arguments as trainer_arguments
 from training.trainer import checked_config, train_main
+from warehouse import lake as lk
+from warehouse.artifacts import publish_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,8 +63,10 @@ def supervise(cmd: list[str], log_path: str | Path, on_line: Callable[[str], Non
         env[var] = str(threads_per_proc)
     env.pop("MALLOC_TRIM_THRESHOLD_", None)
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    # the caller's working directory: relative config paths (lake, train.out, weights) must mean
+    # what they meant when checked_config read them (ROOT is on PYTHONPATH for -m training.trainer)
     with open(log_path, "a") as log, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                                      text=True, bufsize=1, env=env, cwd=ROOT) as p:
+                                                      text=True, bufsize=1, env=env) as p:
         log.write(f"$ {' '.join(cmd)}\n")
         for line in p.stdout:
             log.write(line)
@@ -72,7 +76,6 @@ def supervise(cmd: list[str], log_path: str | Path, on_line: Callable[[str], Non
 
 
 def record_run(lake: str, run_id: str, row: dict) -> None:
-    from warehouse import lake as lk
     lk.write_partition(lake, "train_runs", f"{run_id}-{row['started_at']:%Y%m%dT%H%M%S}", [row])
 
 
@@ -100,7 +103,6 @@ def run_training(config_path: ConfigPaths = None, overrides: list[str] | None = 
 @flow(name="train")
 def train(config_path: ConfigPaths = None, overrides: list[str] | None = None, nproc: int = 1,
           resume: str | None = "auto") -> dict:
-    from warehouse.artifacts import publish_summary
     log = get_run_logger()
     res = run_training(config_path, overrides, nproc, resume, on_line=log.info)
     publish_summary("train", load_config(config_path, overrides).lake, res)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from djepa_t2i.config import default
 from model.djepa import DJEPAT2I, TextInput
 from model.flow_head import shifted_times
 from model.flow_sde import gaussian_log_prob, head_velocity, sample_sde, sde_mean, sde_sigmas
@@ -77,7 +78,7 @@ def _z(model: DJEPAT2I, tokens, s: ARStep, text_in: TextInput, coords, full_join
 @torch.no_grad()
 def rollout(model: DJEPAT2I, text: TextStates, grids: list[tuple[int, int]], *, steps: int,
             head_steps: int, cfg: float, noise: float, time_shift: float = 1.0,
-            seed: int = 0) -> Rollout:
+            cfg_schedule: str = default("evaluate.cfg_schedule"), seed: int = 0) -> Rollout:
     """Generate token grids (h, w) with the flow head's SDE (noise level ``noise``, Flow-GRPO's
     a) and record everything :func:`score_step` needs; decode with the model's tokenizer."""
     if model.head.kind != "flow":
@@ -106,7 +107,7 @@ def rollout(model: DJEPAT2I, text: TextStates, grids: list[tuple[int, int]], *, 
                        vis_idx=model._gather(vis + [v + N for v in vis][:B * (rep - 1)], dev),
                        pred_idx=model._gather(pred + [p + N for p in pred][:B * (rep - 1)], dev),
                        owner=torch.repeat_interleave(torch.arange(B), torch.tensor(counts)).to(dev),
-                       scale=model._cfg_scales(cfg, "linear", lens, nxt, counts, dev),
+                       scale=model._cfg_scales(cfg, cfg_schedule, lens, nxt, counts, dev),
                        traj=torch.empty(0), logp=torch.empty(0))
             z = _z(model, tokens, s, text_in, coords, full_joint, rep)
             P = sum(counts)

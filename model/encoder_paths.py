@@ -24,6 +24,12 @@ def encoder_name(path: str) -> str:
     return Path(str(path).rstrip("/")).name
 
 
+def recorded_path(path: str | None) -> str | None:
+    """The path a checkpoint records: absolute, since a path relative to the training run's working
+    directory would later be read relative to the checkpoint folder (step 3 above) and miss."""
+    return None if path is None else os.path.abspath(os.path.expanduser(str(path)))
+
+
 def resolve_encoder_path(kind: str, entry: dict, ckpt_dir: str | None = None,
                          overrides: dict[str, str] | None = None) -> str:
     """The local path of the ``kind`` encoder (``text_encoder`` | ``vae``) a checkpoint recorded."""

@@ -98,8 +98,8 @@ class TextEncoder:
                             max_length=m.text_max_length, dtype=m.text_encoder.dtype)
 
     def describe(self) -> dict:
-        from model.encoder_paths import encoder_name
-        return {"backend": self.backend, "name": encoder_name(self.path), "path": self.path, "dim": self.dim,
+        from model.encoder_paths import encoder_name, recorded_path
+        return {"backend": self.backend, "name": encoder_name(self.path), "path": recorded_path(self.path), "dim": self.dim,
                 "model_type": self.model.config.model_type, "dtype": self.dtype}
 
     @torch.no_grad()

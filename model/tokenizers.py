@@ -73,9 +73,9 @@ class VAETokenizer:
         self._lock = threading.Lock()  # data workers share the VAE; tiling is a per-call switch
 
     def describe(self) -> dict:
-        from model.encoder_paths import encoder_name
-        return {"kind": self.kind, "name": encoder_name(self.path), "path": self.path, "patch_size": self.patch_size,
-                "tile_above": self.tile_above, "config": self.config}
+        from model.encoder_paths import encoder_name, recorded_path
+        return {"kind": self.kind, "name": encoder_name(self.path), "path": recorded_path(self.path),
+                "patch_size": self.patch_size, "tile_above": self.tile_above, "config": recorded_path(self.config)}
 
     grid = PixelTokenizer.grid
 

@@ -16,6 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
+from djepa_t2i.cli_args import add_config_arguments
+from djepa_t2i.config import load_config, require_exists
+from model.text_encoder import TextEncoder
+from model.tokenizers import build_tokenizer
+from tasks.evaluators.clipscore import CLIPScorer
+from tasks.filters import MODEL_STAGES
+from tasks.filters.clip_embed import ClipEmbedder
+from tasks.internvl_loader import load_captioner
+from tasks.stages import CLIP_EMBEDDING, build_stage
+from tasks.yolo import yolo_class
 
 # backend -> the distribution whose code runs it (its version is printed)
 LIBRARY = {"offline-nrq": "opencv-python-headless", "haar": "opencv-python-headless", "rapidocr": "rapidocr",
@@ -56,9 +68,6 @@ def _timed(check: Check, fn) -> Check:
 
 
 def _filters(cfg, image) -> list[Check]:
-    from tasks.filters import MODEL_STAGES
-    from tasks.stages import CLIP_EMBEDDING, build_stage
-    from tasks.filters.clip_embed import ClipEmbedder
     c, out, emb = cfg.curate, [], {}
     stages = [s for s in MODEL_STAGES if s in c.order and getattr(c, s).backend != "none"]
     heads = [s for s in stages if getattr(c, s).backend in ("laion-mlp", "clip-mlp")]
@@ -85,25 +94,22 @@ def _filters(cfg, image) -> list[Check]:
 
 
 def _encoders(cfg, image) -> list[Check]:
-    import torch
+    import torch  # heavy
     out = []
     r = cfg.recaption
     if r.backend == "internvl":
         def caption():
-            from tasks.internvl_loader import load_captioner
             return repr(load_captioner(r).caption([image])[0][:80])
         out.append(_timed(Check("recaption", r.backend, r.weights), caption))
     te = cfg.model.text_encoder
 
     def encode():
-        from model.text_encoder import TextEncoder
         enc = TextEncoder.from_config(cfg.model)
         s = enc.encode(["a photo of an astronaut"])
         return f"{enc.describe()['model_type']} {enc.dtype}: {s.lengths[0]} tokens x {enc.dim}, mean |h| {s.states.abs().mean():.4f}"
     out.append(_timed(Check("text_encoder", te.backend, te.weights), encode))
     if cfg.model.tokenizer == "vae":
         def roundtrip():
-            from model.tokenizers import build_tokenizer
             tok = build_tokenizer(cfg.model)
             side = 256 // tok.stride * tok.stride
             x = torch.from_numpy(np.asarray(image.resize((side, side)), np.float32) / 127.5 - 1).permute(2, 0, 1)
@@ -118,13 +124,11 @@ def _evaluators(cfg, image) -> list[Check]:
     e, out = cfg.evaluate, []
     if e.clip.backend != "none":
         def clipscore():
-            from tasks.evaluators.clipscore import CLIPScorer
             s = CLIPScorer(e.clip_arch, e.clip.weights, e.clip.device, batch_size=e.clip.batch_size)
             return f"CLIPScore('a photo of an astronaut') {s.score([image], ['a photo of an astronaut'])[0]:.2f}"
         out.append(_timed(Check("eval.clip", e.clip.backend, e.clip.weights), clipscore))
     if e.detector.backend != "none":
         def detect():
-            from tasks.yolo import yolo_class
             r = yolo_class()(e.detector.weights).predict(np.asarray(image)[:, :, ::-1], verbose=False)[0]
             names = sorted({r.names[int(k)] for k in r.boxes.cls.tolist()}) if r.boxes is not None else []
             return f"{len(names)} classes detected: {', '.join(names[:5])}"
@@ -138,21 +142,18 @@ def check_backends(cfg, image) -> list[Check]:
 
 
 def add_arguments(p) -> None:
-    from djepa_t2i.cli_args import add_config_arguments
     add_config_arguments(p, "curate.face.weights=/models/yolov8n-face.pt")
     p.add_argument("--image", default=None, help="image to run on (default: skimage's astronaut)")
 
 
 def run(args) -> int:
-    from PIL import Image
 
-    from djepa_t2i.config import load_config, require_exists
     cfg = load_config(args.config, args.overrides)
     if args.image:
         require_exists("--image", args.image)
         image = Image.open(args.image).convert("RGB")
     else:
-        import skimage.data
+        import skimage.data  # heavy
         image = Image.fromarray(skimage.data.astronaut())
     checks = check_backends(cfg, image)
     print(f"{'step':<14}{'backend':<18}{'library':<32}{'weights':<40}{'time':>7}  result")

@@ -18,12 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.weights_formats import WeightsFormatError, detect, file_sha256, require_path
+from djepa_t2i.config import require_exists, require_writable
+from tasks.filters.clip_loader import OPENAI_EXTRA_KEYS, OPENAI_TAG
+from tasks.weights_formats import WeightsFormatError, detect, file_sha256, require_path, torchscript_state_dict
 
 
 def read_keras_h5_layers(path: str | Path) -> list[tuple[str, list[tuple[str, np.ndarray]]]]:
     """``[(layer, [(weight name, array), ...]), ...]`` of a Keras 2 or Keras 3 weights h5."""
-    import h5py
+    import h5py  # heavy
     with h5py.File(path, "r") as f:
         root = f["model_weights"] if "model_weights" in f else f
         if "layer_names" in root.attrs:  # Keras 2: names listed in attributes, in model order
@@ -90,8 +92,8 @@ def _chain(dense, d_in: int | None):
 
 
 def _save(tensors: dict, out: Path, meta: dict[str, str]) -> None:
-    import torch
-    from safetensors.torch import save_file
+    import torch  # heavy
+    from safetensors.torch import save_file  # heavy
     tmp = out.with_name(f".{out.name}.tmp")
     save_file({k: torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v).contiguous()
                for k, v in tensors.items()}, str(tmp), metadata=meta)
@@ -109,8 +111,6 @@ def _unreadable(p: Path, fmt: str) -> WeightsFormatError:
 
 def convert(src: str, out: str | None = None) -> tuple[Path, str, int]:
     """Convert ``src``; returns (output path, what it was, tensor count)."""
-    from tasks.filters.clip_loader import OPENAI_EXTRA_KEYS, OPENAI_TAG
-    from tasks.weights_formats import torchscript_state_dict
     p = require_path(src, "convert-weights SRC")
     fmt = detect(p)
     dst = Path(out) if out else p.with_name(p.name.split(".")[0] + ".safetensors")
@@ -136,7 +136,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from djepa_t2i.config import require_exists, require_writable
     require_exists("src", args.src)
     if args.out:
         require_writable("--out", Path(args.out).parent)

@@ -23,6 +23,9 @@ import math
 import os
 
 import pyarrow as pa
+import pyarrow.parquet as pq
+
+from warehouse.schema import SCHEMAS
 
 SOURCE_FAILED = "source_failed"
 FAILED_STAGE = {"failed_to_download": "download", "failed_to_resize": "resize"}
@@ -54,7 +57,6 @@ def _typed(value, typ: pa.DataType):
 
 def pair_columns(row: dict | None) -> dict:
     """The typed ``SOURCE_NAMES`` columns of one img2dataset row (every column present, None if absent)."""
-    from warehouse.schema import SCHEMAS
     low = {str(k).lower(): v for k, v in (row or {}).items()}
     schema = SCHEMAS["pairs"]
     return {col: _typed(next((low[n] for n in names if n in low), None), schema.field(col).type)
@@ -65,7 +67,6 @@ def read_failed_rows(parquet_path: str) -> list[dict]:
     """img2dataset's rows whose status is not success (URLs that never reached the tar)."""
     if not os.path.exists(parquet_path):
         return []
-    import pyarrow.parquet as pq
     try:
         t = pq.read_table(parquet_path)
     except Exception:  # noqa: BLE001  (an unreadable parquet is reported by tasks.shards)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from djepa_t2i.config import default
+from tasks.captioning import InternVLCaptioner
 from tasks.weights_formats import WeightsFormatError, read_json, require_path
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -54,8 +55,8 @@ class InternVLChatCaptioner:
     def __init__(self, weights: str, prompt: str, max_new_tokens: int = default("recaption.max_new_tokens"),
                  image_size: int = default("recaption.image_size"), device: str = "auto", dtype: str = "auto",
                  trust_remote_code: bool = default("recaption.trust_remote_code")):
-        import torch
-        from transformers import AutoModel, AutoTokenizer
+        import torch  # heavy
+        from transformers import AutoModel, AutoTokenizer  # heavy
         path = Path(weights)
         _, cfg = internvl_layout(weights)
         if not trust_remote_code:
@@ -79,14 +80,14 @@ class InternVLChatCaptioner:
 
     def pixel_values(self, images: list):
         """One tile per image: resize to the tile side (bicubic), ImageNet mean/std."""
-        import torch
-        from torchvision.transforms import v2 as T
+        import torch  # heavy
+        from torchvision.transforms import v2 as T  # heavy
         tf = T.Compose([T.ToImage(), T.Resize((self.image_size, self.image_size), interpolation=T.InterpolationMode.BICUBIC),
                         T.ToDtype(torch.float32, scale=True), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
         return torch.stack([tf(im.convert("RGB")) for im in images])
 
     def caption(self, images: list) -> list[str]:
-        import torch
+        import torch  # heavy
         pv = self.pixel_values(images).to(self.device, self.dtype)
         with torch.inference_mode():
             out = self.model.batch_chat(self.tokenizer, pv, questions=[self.question] * len(images),
@@ -97,7 +98,6 @@ class InternVLChatCaptioner:
 
 def load_captioner(cfg):
     """The captioner for ``cfg`` (a ``Recaption`` section with backend ``internvl``), by layout."""
-    from tasks.captioning import InternVLCaptioner
     kind, _ = internvl_layout(cfg.weights)
     if kind == "internvl_chat":
         if cfg.crop_to_patches:

@@ -26,9 +26,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from tasks.shapes_world import ShapesDistribution
+from djepa_t2i.cli_args import int_at_least
+from djepa_t2i.config import require_writable
+from tasks.shapes_world import ShapesDistribution, render, sample_scene
 
 MIX = {"shapes": 0.60, "photo": 0.10, "text": 0.06, "lowq": 0.04, "small": 0.03, "aspect": 0.03,
        "dup_exact": 0.04, "dup_near": 0.03, "broken": 0.07}
@@ -55,7 +59,7 @@ BROKEN = ("truncated_jpeg", "zero_bytes", "not_an_image", "missing_json", "empty
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont:
-    import matplotlib
+    import matplotlib  # heavy
     return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"), size)
 
 
@@ -69,7 +73,7 @@ _PHOTO_CACHE: dict[str, Image.Image] = {}
 
 
 def photo(rng: random.Random) -> tuple[Image.Image, str, dict]:
-    import skimage.data
+    import skimage.data  # heavy
     name = rng.choice(PHOTOS)
     if name not in _PHOTO_CACHE:
         a = getattr(skimage.data, name)()
@@ -101,7 +105,6 @@ def text_image(rng: random.Random) -> tuple[Image.Image, str, dict]:
 
 
 def shapes_image(rng: random.Random) -> tuple[Image.Image, str, dict]:
-    from tasks.shapes_world import render, sample_scene
     aspect = math.exp(rng.uniform(math.log(SHAPES_ASPECT[0]), math.log(SHAPES_ASPECT[1])))
     long_side = int(math.exp(rng.uniform(math.log(128), math.log(1024))))
     w, h = (long_side, max(64, int(long_side / aspect))) if aspect >= 1 else (max(64, int(long_side * aspect)), long_side)
@@ -186,8 +189,6 @@ def _add(tf: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def write_shard(out: str, shard: int, items: list[dict], failed: int, rng: random.Random) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
     name = f"{shard:05d}"
     rows = []
     t0 = time.time()
@@ -250,7 +251,6 @@ def make_sample(out: str, n: int = 200, seed: int = 0, per_shard: int = 64) -> d
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from djepa_t2i.cli_args import int_at_least
     p.add_argument("out", help="output folder (img2dataset layout)")
     p.add_argument("--n", type=int_at_least(1), default=200, help="number of pairs")
     p.add_argument("--seed", type=int, default=0)
@@ -258,7 +258,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from djepa_t2i.config import require_writable
     require_writable("out", args.out)
     t = time.time()
     counts = make_sample(args.out, args.n, args.seed, args.per_shard)

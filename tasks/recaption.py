@@ -10,9 +10,12 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
+from tqdm import tqdm
+
 from djepa_t2i.config import Recaption, default
 from tasks import shard_format as sf
 from tasks.captioning import ImageReadError, InternVLCaptioner, decode_rgb, image_tags, provenance, with_tags
+from tasks.internvl_loader import load_captioner
 from tasks.notion_stats import part_name
 from tasks.notions import AttributeMatcher, clean_caption, load_lexicons
 from warehouse import db
@@ -98,12 +101,10 @@ def recaption(lake: str, cfg: Recaption, max_pixels: int = default("curate.resol
     matcher = AttributeMatcher({"style": load_lexicons()["style"]})
     captioner = None
     if cfg.backend == "internvl":
-        from tasks.internvl_loader import load_captioner
         captioner = load_captioner(cfg)  # internvl_chat custom-code or -hf layout, by config.json
     counts: Counter = Counter()
     shards = _pairs_by_shard(lake)
     if progress:
-        from tqdm import tqdm
         shards = tqdm(shards, desc=f"recaption ({cfg.backend})", unit="shard")
     for shard, rows in shards:
         part = f"{prov.version}-{part_name(shard)}"

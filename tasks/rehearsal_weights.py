@@ -31,10 +31,14 @@ import math
 from pathlib import Path
 
 import torch
+import yaml
 
+from djepa_t2i.config import require_writable
 from tasks.filters.aesthetic import AestheticMLP
+from tasks.filters.clip_loader import resolve_arch
 from tasks.filters.nsfw import NsfwMLP
 from tasks.rehearsal_internvl import build_tokenizer, write_internvl_chat
+from tasks.yolo import yolo_class
 
 CLIP_ARCH = "ViT-tiny-rehearsal"
 # ViT-L/14's code path (same open_clip classes and key layout) at a width that loads in a second
@@ -72,10 +76,9 @@ def _constant(last: torch.nn.Linear, value: float) -> None:
 
 def write_clip(out: Path) -> tuple[Path, Path]:
     """(architecture .json, open_clip_model.safetensors) of a tiny open_clip CLIP (GELU)."""
-    import open_clip
-    from safetensors.torch import save_file
+    import open_clip  # heavy
+    from safetensors.torch import save_file  # heavy
 
-    from tasks.filters.clip_loader import resolve_arch
     out.mkdir(parents=True, exist_ok=True)
     arch = out / f"{CLIP_ARCH}.json"
     arch.write_text(json.dumps(CLIP_CONFIG, indent=1))
@@ -110,9 +113,8 @@ def write_nsfw(out: Path, dim: int) -> Path:
 
 def write_yolo(path: Path, names: dict[int, str]) -> Path:
     """An ultralytics YOLOv8n ``.pt`` built from its yaml with ``names`` as its classes."""
-    from ultralytics.nn.tasks import DetectionModel
+    from ultralytics.nn.tasks import DetectionModel  # heavy
 
-    from tasks.yolo import yolo_class
     _seed(3)
     yolo = yolo_class()("yolov8n.yaml")
     yolo.model = DetectionModel("yolov8n.yaml", nc=len(names), verbose=False)
@@ -124,14 +126,13 @@ def write_yolo(path: Path, names: dict[int, str]) -> Path:
 
 def coco_names() -> dict[int, str]:
     """COCO's 80 class names as ultralytics ships them (a COCO ``.pt`` carries this table)."""
-    import yaml
-    from ultralytics.utils import ROOT
+    from ultralytics.utils import ROOT  # heavy
     return yaml.safe_load((ROOT / "cfg/datasets/coco.yaml").read_text())["names"]
 
 
 def write_t5(out: Path) -> Path:
     """A T5 v1.1-style encoder folder (gated GELU, no tied head): ``T5EncoderModel`` + tokenizer."""
-    from transformers import T5Config, T5EncoderModel
+    from transformers import T5Config, T5EncoderModel  # heavy
     _seed(4)
     tok = build_tokenizer()
     cfg = T5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
@@ -145,7 +146,7 @@ def write_t5(out: Path) -> Path:
 def write_vae(out: Path) -> Path:
     """A diffusers ``AutoencoderKL`` folder laid out as SD3's VAE (16 latent channels, stride 8,
     its scaling and shift factors) at widths of 8-16 channels."""
-    from diffusers import AutoencoderKL
+    from diffusers import AutoencoderKL  # heavy
     _seed(5)
     AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(8, 8, 16, 16),
                   down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
@@ -184,7 +185,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from djepa_t2i.config import require_writable
     require_writable("out", args.out)
     for what, path in write_all(args.out).items():
         print(f"{what:<18} {path}")

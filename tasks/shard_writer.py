@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from djepa_t2i.config import default
 from tasks import shard_format as sf
+from warehouse import db
 from warehouse import lake as lk
 
 SHARD_PREFIX = "shard-"
@@ -45,7 +46,6 @@ def passed_pairs(lake: str) -> pa.Table:
 def current_captions(lake: str) -> dict[str, dict]:
     """``{key: {caption, version, tags}}``: the ``captions_current`` view if recaption defines it,
     else the newest row per key of ``captions``; absent keys fall back to the alt text."""
-    from warehouse import db
     if not lk.partitions(lake, "captions"):
         return {}
     try:

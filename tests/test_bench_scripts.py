@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from djepa_t2i.config import load_config
 from tasks.decode import DecodeError, decode_image
 from tasks.filters.resolution import ResolutionFilter
 from tasks.mini_laion import make_sample
+from warehouse import lake as lk
 
 ROOT = Path(__file__).resolve().parent.parent
 NUM = r"([-+0-9.eE]+|nan|inf)"
@@ -118,16 +120,36 @@ def test_gpu_check_smoke(tmp_path):
     """bench/gpu_check.sh (issue #15) runs end to end in its tiny CPU mode, so the one script a
     GPU session runs cannot rot: every stage exits 0 and reports a positive, finite number (MAR's
     stage reports it or says it was skipped when no LTH14/mar checkout is at $MAR_DIR)."""
-    import os
     r = subprocess.run(["bash", "bench/gpu_check.sh", "--smoke"], cwd=ROOT, capture_output=True,
                        text=True, timeout=600, check=False,
                        env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable})
     assert r.returncode == 0, r.stderr[-3000:]
     summary = (tmp_path / "summary.txt").read_text()
-    for name in ("train_djepa_b", "train_mar_b", "sample_djepa_b", "packed_vs_fixed"):
+    for name in ("train_djepa_b", "train_mar_b", "sample_djepa_b", "packed_vs_fixed", "recaption_b1", "recaption_b8"):
         assert f"== {name}: rc 0," in summary, summary
     metric((tmp_path / "train_djepa_b.txt").read_text(), NUM + r" img/s")
     metric((tmp_path / "sample_djepa_b.txt").read_text(), NUM + r" ms/img")
     metric((tmp_path / "packed_vs_fixed.txt").read_text(), r"ratio " + NUM)
+    for b in (1, 8):
+        metric((tmp_path / f"recaption_b{b}.txt").read_text(), r"images/s " + NUM)
     mar = (tmp_path / "train_mar_b.txt").read_text()
     assert "MAR skipped: no LTH14/mar checkout" in mar or metric(mar, NUM + r" img/s") > 0
+
+
+def test_step_rate_is_peak_times_mfu_over_flops():
+    out = run_script("bench/step_rate.py", "--img-tokens", "256", "--text-len", "77", "--mfu", "0.5",
+                     "--peak-tflops", "1000")
+    assert "djepa_t2i_2b6: 2.66B parameters" in out
+    m = re.search(r"\| 256 \| 77 \| ([0-9.]+) \| ([0-9]+) \|", out)
+    assert m, out
+    assert abs(500 / float(m.group(1)) - int(m.group(2))) <= 1
+
+
+def test_lake_bytes_divides_partition_bytes_by_pairs(tmp_path):
+    lake = str(tmp_path / "lake")
+    paths = [lk.write_partition(lake, "pairs", f"0000{i}", [{"key": f"{i}{j:03d}", "shard": f"0000{i}",
+                                                              "status": "passed"} for j in range(50)])
+             for i in range(2)]
+    out = run_script("bench/lake_bytes.py", lake)
+    total = sum(os.path.getsize(p) for p in paths)
+    assert f"| pairs | 2 | 100 | 1.00 | {total:,} | {total / 100:.0f} |" in out

@@ -142,3 +142,14 @@ def test_accumulation_steps_from_global_batch_and_world_size():
     with pytest.raises(ConfigError, match="train.global_batch"):
         _train(**{"train.global_batch": 0})
 
+
+
+def test_a_global_batch_that_does_not_divide_is_one_line_before_any_work(tmp_path):
+    from test_cli_validation import one_line_error, t2i
+    (tmp_path / "lake" / "pairs").mkdir(parents=True)
+    p = t2i("train", "--set", f"lake={tmp_path / 'lake'}", "--set", f"train.out={tmp_path / 'out'}",
+            "--set", "train.global_batch=6000", cwd=tmp_path)
+    assert one_line_error(p) == ("t2i train: error: train.global_batch=6000 image tokens is not a multiple "
+                                 "of 1 ranks x 4096 image tokens per micro-batch (train.token_budget=4096); "
+                                 "use a multiple of 4096")
+    assert not (tmp_path / "out" / "checkpoints").exists()

@@ -29,7 +29,8 @@ def text(n=2, seed=0):
 def test_noise_free_rollout_is_generates_sampler(cfg):
     m = tiny_model()
     ro = rollout(m, text(), [(3, 3), (2, 4)], steps=4, head_steps=3, cfg=cfg, noise=0.0, seed=5)
-    ref = m.generate(text(), [(12, 12), (8, 16)], steps=4, cfg=cfg, flow_steps=3, seed=5)
+    ref = m.generate(text(), [(12, 12), (8, 16)], steps=4, cfg=cfg, cfg_schedule="linear",
+                     temperature=1.0, flow_steps=3, time_shift=1.0, seed=5)
     for a, b in zip(decode(m, ro), ref):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 

@@ -161,8 +161,8 @@ def test_scheduled_evaluation_feeds_back_into_the_running_trainer(tmp_path):
     assert [v for (v,) in sw_rows][:2] == ["None->v0000", "v0000->v0001"]
     assert {v for _, v in ck} >= {"v0000", "v0001"}  # checkpoints before and after the switch
     # the sampler state in the last checkpoint holds exactly its version's targets and schedule
-    last = torch.load(tmp_path / "run" / "checkpoints" / f"step_{STEPS:08d}" / "rank-000.pt",
-                      weights_only=True)["loader"]["packer"]["sampler"]
+    last = torch.load(tmp_path / "run" / "checkpoints" / f"step_{STEPS:08d}" / "stream.pt",
+                      weights_only=True)["stream"]["sampler"]
     table = wt.load(lake, last["weights_version"])[1]
     assert last["targets"] == {f"{k}:{v}": t for (k, v), t in wt.targets(table).items()}
     assert last["schedule"]["advanced_to"] == "final"

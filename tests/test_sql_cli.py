@@ -43,11 +43,11 @@ def test_saved_queries(lake, capsys):
                  "-f", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "notion,kind,n,p" and len(lines) == 4 and lines[1].startswith("red,color,4,")
-    for name in ("long_tail", "resolution_aspect", "source_profile"):
+    for name in ("long_tail", "quality_tier", "resolution_aspect", "source_profile"):
         assert main(["sql", "--query", name, "--lake", lake]) == 0
         assert "row" in capsys.readouterr().out.splitlines()[-1]
     assert main(["sql", "--query", "nope", "--lake", lake]) == 2
-    assert "t2i sql: error: no saved query 'nope'; available: long_tail, resolution_aspect, source_profile, top_notions" in capsys.readouterr().err
+    assert "t2i sql: error: no saved query 'nope'; available: long_tail, quality_tier, resolution_aspect, source_profile, top_notions" in capsys.readouterr().err
 
 
 def test_sql_errors_exit_1_with_message(lake, capsys):

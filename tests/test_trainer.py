@@ -185,3 +185,24 @@ def test_global_batch_accumulates_micro_batches_and_resumes_exactly(data):
     assert [(h["keys"], h["loss"]) for h in again] == [(h["keys"], h["loss"]) for h in hist[2:]]
     with pytest.raises(ConfigError, match="use a multiple of 64"):
         tr.Trainer(tiny_cfg(lake, str(root / "run_bad"), **{"train.global_batch": 100}))
+
+
+def test_a_weights_switch_does_not_depend_on_prefetching(tmp_path):
+    """Decode threads decide the next step ahead; when the sampling weights or the resolution
+    stage switch, that step is decided again under the new ones, as a run without threads (and
+    a run resumed there) decides it: the stream never depends on ``train.num_workers``."""
+    lake, _ = make_lake(tmp_path, n=40, shards=2, sizes=((32, 32), (48, 32), (24, 40), (64, 48), (16, 24)))
+    shard_writer.build(lake, str(tmp_path / "shards"), samples_per_shard=12, progress=False)
+    wt.publish(lake, [wt.resolution_row("start", 0.024, 0.004, 0.016, 0.032, "small"),
+                      wt.resolution_row("final", 0.048, 0.004, 0.040, 0.064, "large")], why="v0 test")
+    runs = {}
+    for workers in (0, 2):
+        cfg = tiny_cfg(lake, str(tmp_path / f"w{workers}"), **{
+            "train.num_workers": workers, "train.final_schedule_at": 3, "train.weights_check_every": 1,
+            "train.steps": 5, "train.save_every": 100})
+        t, hist = run(cfg)
+        runs[workers] = [(h["keys"], h["sizes"]) for h in hist]
+        assert t.switches == [(3, "v0000", "v0000")]
+    assert runs[2] == runs[0]
+    side = [max(max(s) for s in sizes) for _, sizes in runs[0]]
+    assert max(side[:3]) <= 32 < min(side[3:])  # steps 4-5 drew from the final schedule

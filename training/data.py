@@ -168,6 +168,13 @@ class TrainLoader:
         drop = self._ahead[0].token_drop if self._ahead else self.gen.get_state()
         return {"packer": self.stream_state(), "token_drop": drop.clone()}
 
+    def rewind(self) -> None:
+        """Forget the steps decided ahead (by the decode threads' prefetch) and return the stream
+        to the state before them: a weights switch must apply to every step not yet handed out,
+        as in a run without threads or one resumed at the switch."""
+        if self._ahead:
+            self.load_state_dict(self.state_dict())
+
     def load_state_dict(self, s: dict) -> None:
         """``s["token_drop"]`` may be absent: a rank that did not exist in the checkpoint's run."""
         self._ahead.clear()

@@ -163,6 +163,18 @@ def model_generate_fn(path: str, cfg) -> tuple[GenerateFn, dict]:
     return (lambda jobs: gen([j["prompt"] for j in jobs], s, seed=int(jobs[0]["seed"]))), gen.meta
 
 
+def clipscores(cfg, jobs: list[dict], images: list[Image.Image]) -> dict[tuple[str, int], float]:
+    """CLIPScore (torchmetrics' 0-100 scale) of each generated image against its prompt, keyed by
+    (prompt id, image index); empty unless ``evaluate.clip`` names local weights. The paper's
+    Table 3 is GenEval; CLIPScore is the prompt-image agreement beside it."""
+    if cfg.clip.backend == "none":
+        return {}
+    from tasks.evaluators.clipscore import CLIPScorer
+    scorer = CLIPScorer(cfg.clip_arch, cfg.clip.weights, cfg.clip.device, cfg.batch_size)
+    scores = scorer.score(images, [j["prompt"] for j in jobs]).tolist()
+    return {(j["id"], j["image_index"]): float(v) for j, v in zip(jobs, scores)}
+
+
 def evaluate_checkpoint(lake: str, ckpt: dict, cfg, generate_fn: GenerateFn | None = None,
                         progress: bool = True) -> dict:
     """Evaluate one registered checkpoint (``checkpoints`` row) on ``cfg.benchmark`` and write its
@@ -179,6 +191,9 @@ def evaluate_checkpoint(lake: str, ckpt: dict, cfg, generate_fn: GenerateFn | No
     images: list[Image.Image] = []
     rows = score_jobs(jobs, generate_fn, score_fn, backend, cfg.batch_size, image_dir, progress,
                       keep=images)
+    clip = clipscores(cfg, jobs, images)
+    for r in rows:
+        r["clipscore"] = clip.get((r["prompt_id"], r["image_index"]))
     if cfg.controls:
         rows += control_rows(jobs, images, score_fn, backend, cfg.seed)
     params = json.dumps({k: getattr(cfg, k) for k in ("steps", "flow_steps", "cfg", "temperature",
@@ -196,8 +211,11 @@ def evaluate_checkpoint(lake: str, ckpt: dict, cfg, generate_fn: GenerateFn | No
                                     and r["notion_kind"] == "category")["overall"]
               for name in sorted({r["control"] for r in rows if r.get("control")})}
     log.info("evaluated %s on %s: %s (controls: %s)", ck, cfg.benchmark, summary, chance)
-    return {"checkpoint": ck, "benchmark": cfg.benchmark, "images": len(jobs), "rows": len(rows),
-            "backend": backend, "summary": summary, "controls": chance}
+    res = {"checkpoint": ck, "benchmark": cfg.benchmark, "images": len(jobs), "rows": len(rows),
+           "backend": backend, "summary": summary, "controls": chance}
+    if clip:
+        res["clipscore"] = round(sum(clip.values()) / len(clip), 3)
+    return res
 
 
 def evaluate_pending(lake: str, cfg, generate_fn_for: Callable[[dict], GenerateFn] | None = None,

@@ -1,7 +1,8 @@
 """The feedback sampler (paper section 2.3): decides, sample by sample, what the model sees next.
 
-It walks this rank's share of the ``samples`` index in a seeded per-epoch permutation and decides
-from each sample's attributes alone, before any image byte is read:
+It walks the ``samples`` index (the trainer gives every rank the whole index: one global stream,
+training/data.py; ``rank``/``world_size`` select a disjoint share instead) in a seeded per-epoch
+permutation and decides from each sample's attributes alone, before any image byte is read:
 
 * Transformable attributes (resolution, aspect). A target side length ``s`` is drawn from the
   phase's ``trunc_norm(mu, sigma, a, b)`` in kilopixels (``s_px = 1000 * s``: 0.512 -> 512 px).

@@ -92,6 +92,7 @@ def run(args) -> int:
     outs = [args.out] if len(images) == 1 else \
         [str(Path(args.out).with_name(f"{Path(args.out).stem}_{i}{Path(args.out).suffix or '.png'}"))
          for i in range(len(images))]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # checked creatable above
     for img, o in zip(images, outs):
         img.save(o)
     h, w = s["size"]

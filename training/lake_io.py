@@ -13,6 +13,7 @@ import pyarrow as pa
 from djepa_t2i.config import Config
 from warehouse import db
 from warehouse import lake as lk
+from warehouse import tiers
 from warehouse import weights as wt
 
 
@@ -21,9 +22,10 @@ def checked_lake(cfg: Config) -> str:
     return lk.checked_lake(cfg)
 
 
-def read_index(lake: str) -> pa.Table:
-    """The ``samples`` index the feedback sampler draws from; empty is an error (nothing to train on)."""
-    t = lk.read_table(lake, "samples")
+def read_index(lake: str, tier: str | None = None) -> pa.Table:
+    """The ``samples`` index the feedback sampler draws from, or a quality tier's index file
+    (``warehouse.tiers``; the SFT phase); empty is an error (nothing to train on)."""
+    t = tiers.read_tier(tier) if tier else lk.read_table(lake, "samples")
     if t.num_rows == 0:
         raise ValueError(f"lake {lake}: the samples index is empty; run `t2i build-shards` first")
     return t
@@ -54,3 +56,8 @@ def live_checkpoints(lake: str) -> list[dict]:
     """Registered checkpoints not since pruned (the ``checkpoints_live`` view), oldest first."""
     cols, rows = db.query(lake, "SELECT * FROM checkpoints_live ORDER BY created_at, run_id, step")
     return [dict(zip(cols, r)) for r in rows]
+
+
+def current_captions(lake: str) -> list[tuple[str, str | None]]:
+    """(caption, appended tags) of every key's current caption (the ``captions_current`` view)."""
+    return [(c or "", t) for c, t in db.query(lake, "SELECT caption, tags FROM captions_current")[1]]

@@ -3,7 +3,8 @@
     python -m training.trainer --config configs/demo_phase1.yaml            # one process
     torchrun --nproc_per_node 8 -m training.trainer --config configs/phase1.yaml --resume auto
 
-Per step: the loader hands out a token-budget batch chosen by the feedback sampler, its image
+Per step, for each of this rank's micro-batches: the loader hands out a token-budget batch chosen
+by the feedback sampler, its image
 tokens and caption states read from the encode cache beside the shards or encoded by the frozen
 encoders in the loader's workers (training/encode_cache.py); D-JEPA·T2I returns its losses; AdamW (warmup, cosine or
 constant), gradient clipping, then the target-encoder EMA and the evaluation EMA. DDP by default
@@ -106,7 +107,7 @@ class Trainer:
         torch.manual_seed(t.seed * 7919 + self.rank)  # per-rank stream for the flow-matching noise
         self.gen = torch.Generator().manual_seed(t.seed * 1000 + self.rank)  # masks, caption drop
         stride = self.tokenizer.stride
-        sampler = FeedbackSampler(lake_io.read_index(cfg.lake), stride=stride, schedule=cfg.schedule.start.model_dump(),
+        sampler = FeedbackSampler(lake_io.read_index(cfg.lake, t.samples_index), stride=stride, schedule=cfg.schedule.start.model_dump(),
                                   fixed_side=t.fixed_side, seed=t.seed, max_retries=t.max_retries)  # global
         packer = TokenBudgetPacker(sampler, t.token_budget, t.max_image_tokens, stride, t.lookahead)
         encoder = BatchEncoder(self.tokenizer, self.text)
@@ -224,6 +225,7 @@ class Trainer:
             log.info("step %d: sampling weights %s -> %s (resolution %s)", self.step,
                      self.sampler.weights_version, v, stage)
             self.switches.append((self.step, self.sampler.weights_version, v))
+            self.loader.rewind()
             self.watcher.apply(self.sampler, v, stage)
 
     def schedule_stage(self, step: int) -> str:

@@ -98,5 +98,15 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("created_at", TS), ("prompt", S), ("image_index", I), ("seed", I), ("notion_kind", S),
         ("reason", S), ("weights_version", S), ("params", S),
         ("control", S),  # NULL: the model's image; else the chance control it scores
+        ("clipscore", F),  # the model's image vs its prompt, 0-100 (evaluate.clip set; else NULL)
+    ]),
+    # post-train (training/grpo_run.py): one row per generated image per step; split 'train'
+    # (a GRPO rollout: its group, advantage, KL to the reference, log-probability) or 'heldout'
+    # (the held-out prompts, ODE sampling as evaluation does: metric = the held-out metric)
+    "rollouts": pa.schema([
+        ("run_id", S), ("step", I), ("split", S), ("prompt_id", S), ("prompt", S), ("category", S),
+        ("group_id", I), ("image_index", I), ("image_path", S), ("reward", F),
+        ("rewards", S),  # JSON {backend: value} before weighting
+        ("advantage", F), ("kl", F), ("logp", F), ("metric", F), ("created_at", TS),
     ]),
 }

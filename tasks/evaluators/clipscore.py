@@ -10,9 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from djepa_t2i.config import resolve_device
-from PIL import Image
+from tasks.filters.clip_loader import load_clip_model
 
 BACKEND = "open_clip"
 
@@ -20,9 +21,8 @@ BACKEND = "open_clip"
 
 def load_clip(arch: str, weights: str, device: str = "auto"):
     """(model, preprocess, tokenizer) for ``arch`` (e.g. ViT-L-14) with weights from a local file."""
-    import open_clip
+    import open_clip  # heavy
 
-    from tasks.filters.clip_loader import load_clip_model
     loaded = load_clip_model(arch, weights, resolve_device(device), key="evaluate.clip.weights")
     return loaded.model, loaded.preprocess, open_clip.get_tokenizer(loaded.info["arch"])
 

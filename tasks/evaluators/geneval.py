@@ -13,11 +13,12 @@ import json
 import os
 
 import torch
-
-from djepa_t2i.config import resolve_device
 from PIL import Image
 
+from djepa_t2i.config import resolve_device
 from tasks.evaluators import geneval_rules as rules
+from tasks.evaluators.clipscore import CLIPScorer
+from tasks.yolo import yolo_class
 
 COLORS = ["red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white"]
 TEMPLATES = ["a photo of a {c} {cls}", "a photo of a {c}-colored {cls}", "a photo of a {c} object"]
@@ -64,7 +65,6 @@ class YoloDetector:
     """ultralytics YOLO from a local ``.pt``; class names from the checkpoint."""
 
     def __init__(self, weights: str, device: str = "auto"):
-        from tasks.yolo import yolo_class
         YOLO = yolo_class()
         if not weights or not os.path.isfile(weights):
             raise FileNotFoundError(f"YOLO weights {weights!r}: not a local file (nothing is downloaded)")
@@ -111,7 +111,6 @@ class GenEvalScorer:
     @classmethod
     def from_config(cls, cfg) -> "GenEvalScorer":
         """``cfg``: the ``evaluate`` section; detector.backend=yolo and clip.backend=open_clip."""
-        from tasks.evaluators.clipscore import CLIPScorer
         if cfg.detector.backend != "yolo" or cfg.clip.backend != "open_clip":
             raise ValueError("benchmark geneval needs evaluate.detector.backend=yolo with .weights "
                              "(COCO .pt) and evaluate.clip.backend=open_clip with .weights (ViT-L-14)")

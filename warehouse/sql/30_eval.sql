@@ -73,3 +73,11 @@ WITH own AS (
 SELECT o.*, c.chance, c.chance_n
 FROM own o LEFT JOIN chance c USING (checkpoint, benchmark, notion_kind, notion)
 ORDER BY run_id, step, benchmark, notion_kind, score;
+
+-- CLIPScore per checkpoint (torchmetrics' scale, 0-100; Hessel et al.'s CLIP-S is score / 40):
+-- the mean over the model's images, recorded when evaluate.clip names weights.
+CREATE OR REPLACE VIEW eval_clipscore AS
+SELECT checkpoint, run_id, step, benchmark, count(*) AS images, avg(clipscore) AS clipscore
+FROM (SELECT DISTINCT checkpoint, run_id, step, benchmark, prompt_id, image_index, clipscore
+      FROM eval_results WHERE control IS NULL AND clipscore IS NOT NULL)
+GROUP BY ALL;

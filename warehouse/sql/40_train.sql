@@ -22,3 +22,13 @@ CREATE OR REPLACE VIEW training_exposure AS
 SELECT run_id, date_trunc('hour', created_at) AS hour, kind, value, sum(count) AS n
 FROM batch_stats WHERE kind IN ('notion', 'source', 'resolution', 'accepted')
 GROUP BY ALL;
+
+-- The frozen encoders each training run loaded (the checkpoint's recorded config: text encoder
+-- backend and weights, image tokenizer and its VAE weights), one row per run and phase.
+CREATE OR REPLACE VIEW train_backends AS
+SELECT run_id, phase, min(step) AS first_step, max(step) AS last_step,
+       json_extract_string(config, '$.model.text_encoder.backend') AS text_encoder,
+       json_extract_string(config, '$.model.text_encoder.weights') AS text_encoder_weights,
+       json_extract_string(config, '$.model.tokenizer') AS tokenizer,
+       json_extract_string(config, '$.model.vae.weights') AS vae_weights
+FROM checkpoints GROUP BY ALL ORDER BY run_id;
