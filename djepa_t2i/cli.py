@@ -5,12 +5,15 @@ maps names to modules and is the only thing this file knows. Modules are importe
 ``t2i --help`` and ``t2i sql`` start fast.
 
 A bad argument, config value or path (an unwritable lake included) is one line on stderr naming
-the key and what is allowed, exit code 2 (argparse's convention), before any work starts;
-``--debug`` shows the traceback.
+the key and what is allowed, exit code 2 (argparse's convention), before any work starts. A
+runtime fault of the machine, not of the input (a full disk, a quota, an I/O error), is one line
+too, exit code 1: every step writes whole files renamed into place, so its rerun after the fault
+is fixed redoes only what was not finished. ``--debug`` shows the traceback of either.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import faulthandler
 import importlib
 import sys
@@ -33,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "feedback": ("flows.feedback", "publish the next sampling-weights version"),
     "generate": ("training.generate_cli", "generate an image from a checkpoint"),
     "sql": ("warehouse.sql_cli", "run SQL (or a saved query) on the warehouse"),
+    "lake": ("warehouse.lake_check", "check a lake's files for damage, or move damaged ones aside (check|repair)"),
     "report": ("report.page", "write the PNG/HTML report of the lake"),
     "demo": ("flows.demo", "the whole loop on the embedded default"),
     "rehearse": ("flows.rehearse", "the production configs end to end on tiny weights (configs/rehearsal.yaml)"),
@@ -92,18 +96,40 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except Exception as e:
+        fault = None if args.debug else runtime_fault(e)
+        if fault:
+            print(f"t2i {args.command}: error: {fault}", file=sys.stderr)
+            return 1
         if args.debug or not isinstance(e, one_line_errors()):
             raise
         print(f"t2i {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
 
 
+FAULTS = {errno.ENOSPC: ("no space left on device", "free space"),
+          errno.EDQUOT: ("disk quota exceeded", "free space or raise the quota"),
+          errno.EIO: ("input/output error", "check the disk")}
+
+
+def runtime_fault(e: BaseException) -> str | None:
+    """The one-line account of a machine fault (``OSError`` with a fault's errno, also when a
+    library wrapped it: Arrow's errors carry the text only), or None."""
+    for err in (e, e.__cause__, e.__context__):
+        if isinstance(err, OSError):
+            hit = FAULTS.get(err.errno) or next((f for f in FAULTS.values() if f[0] in str(err).lower()), None)
+            if hit:
+                where = f" writing {err.filename}" if err.filename else ""
+                return f"{hit[0]}{where}; {hit[1]}, then rerun the command (finished work is kept)"
+    return None
+
+
 def one_line_errors() -> tuple[type[Exception], ...]:
-    """Errors that are the user's to fix (a bad value, path or lake), printed as one line. The
-    lake's own error is looked up, not imported: a command that raised it has loaded the module,
-    and ``t2i --help`` stays free of pyarrow."""
-    lake = sys.modules.get("warehouse.lake")
-    return (ConfigError, lake.LakeNotWritable) if lake else (ConfigError,)
+    """Errors that are the user's to fix (a bad value, path, lake or weights file), printed as one
+    line. The modules' own errors are looked up, not imported: a command that raised one has
+    loaded its module, and ``t2i --help`` stays free of pyarrow and torch."""
+    found = [getattr(sys.modules.get(m), name, None) for m, name in
+             (("warehouse.lake", "LakeNotWritable"), ("tasks.weights_formats", "WeightsFormatError"))]
+    return (ConfigError, *(c for c in found if c is not None))
 
 
 if __name__ == "__main__":

@@ -417,6 +417,8 @@ class PostTrain(Section):
     inner_updates: int = Field(1, ge=1)  # optimiser steps per rollout batch (ratio != 1 after the first)
     noise: float = Field(0.7, ge=0)  # the SDE's noise level a (Flow-GRPO 0.7)
     head_steps: int = Field(8, ge=1)  # flow-head SDE steps in training (Flow-GRPO: 10 train, 40 eval)
+    ar_steps: int | None = Field(None, ge=1)  # AR steps of a rollout; None: the checkpoint's evaluate.steps
+    ar_fraction: float = Field(1.0, gt=0, le=1)  # share of AR steps an update re-scores (Flow-GRPO timestep_fraction)
     grad_clip: float = Field(1.0, ge=0)
     eval_every: int = Field(5, ge=1)  # held-out metric + sample grid every N steps (and at 0, end)
     save_every: int = Field(10, ge=1)

@@ -18,7 +18,7 @@ import uuid
 
 import djepa_t2i.env  # noqa: F401  (offline environment before library imports)
 from djepa_t2i.cli_args import add_config_arguments, int_at_least
-from djepa_t2i.config import Config, ConfigPaths, default, load_config, require_dir
+from djepa_t2i.config import Config, ConfigPaths, default, load_config
 from prefect import flow, task
 from prefect.client.orchestration import get_client
 from prefect.cache_policies import NO_CACHE
@@ -43,7 +43,7 @@ def check_run(input_dir: str, lake: str, cfg: Config) -> None:
     at once, not after every shard). The lake check is a real probe write, so object-storage lakes
     and read-only mounts are caught too; it raises ``LakeNotWritable``."""
     declare_stages(cfg)
-    require_dir("input", input_dir)
+    list_shards(input_dir)  # ConfigError: no such folder, or no .tar in it (before the lake is made)
     ensure_writable(lake)
 
 

@@ -17,10 +17,12 @@ from model.text_encoder import TextEncoder
 from model.tokenizers import build_tokenizer
 from training import lake_io
 from training.encode_cache import encode_shards
+from warehouse.lake import require_rows
 
 
 def encode_lake(cfg: Config, lake: str | None = None) -> dict:
     """Build the configured encoders and cache their outputs for the lake's ``samples`` index."""
+    require_rows(lake or cfg.lake, "samples", "t2i build-shards")  # before any encoder is built
     return encode_shards(lake_io.read_index(lake or cfg.lake), build_tokenizer(cfg.model),
                          TextEncoder.from_config(cfg.model), cfg.train.fixed_side)
 

@@ -12,7 +12,7 @@ from djepa_t2i.cli_args import add_flow_arguments
 from djepa_t2i.config import ConfigPaths, Notions, Schedule, load_config
 from prefect import flow, get_run_logger, task
 
-from tasks.notion_stats import extract_lake
+from tasks.notion_stats import extract_lake, require_captions
 from warehouse.artifacts import publish_summary
 from warehouse.lake import checked_lake
 from warehouse.weights_v0 import publish_v0
@@ -43,6 +43,7 @@ def notion_stats_flow(lake: str | None = None, config: ConfigPaths = None,
                       overrides: list[str] | None = None) -> dict:
     c = load_config(config, overrides)
     lake = checked_lake(c, lake)
+    require_captions(lake)  # before any task run: one line, not a failed flow
     summary = _extract(lake, c.notions)
     version, n_rows = _publish(lake, c.notions, c.schedule)
     summary.update(weights_version=version, weights_rows=n_rows)

@@ -116,8 +116,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.flow:
-        checked_config(args.config, args.overrides, args.resume)  # a config error is one line, not a failed flow run
+    # an empty samples index is one line before any model, process or flow run starts
+    lk.require_rows(checked_config(args.config, args.overrides, args.resume).lake, "samples", "t2i build-shards")
+    if args.flow:  # (checked above: a config error is one line, not a failed flow run)
         train(args.config, args.overrides, args.nproc, args.resume)
         return 0
     if args.nproc > 1:

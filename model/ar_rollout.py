@@ -16,8 +16,7 @@ import torch
 
 from djepa_t2i.config import default
 from model.djepa import DJEPAT2I, TextInput
-from model.flow_head import shifted_times
-from model.flow_sde import gaussian_log_prob, head_velocity, sample_sde, sde_mean, sde_sigmas
+from model.flow_sde import HeadSchedule, gaussian_log_prob, head_schedule, step_mean
 from model.masking import cosine_schedule
 from model.text_encoder import TextStates
 
@@ -41,8 +40,7 @@ class Rollout:
     text: TextStates
     grids: list[tuple[int, int]]
     tokens: torch.Tensor        # (N, d) the final tokens, images packed one after another
-    ts: torch.Tensor            # (K + 1,) the head's times
-    sigmas: torch.Tensor        # (K,) the SDE's sigma per head step
+    sched: HeadSchedule         # the head's K stochastic steps
     guided: bool
     steps: list[ARStep]
 
@@ -80,9 +78,8 @@ def rollout(model: DJEPAT2I, text: TextStates, grids: list[tuple[int, int]], *, 
             head_steps: int, cfg: float, noise: float, time_shift: float = 1.0,
             cfg_schedule: str = default("evaluate.cfg_schedule"), seed: int = 0) -> Rollout:
     """Generate token grids (h, w) with the flow head's SDE (noise level ``noise``, Flow-GRPO's
-    a) and record everything :func:`score_step` needs; decode with the model's tokenizer."""
-    if model.head.kind != "flow":
-        raise ValueError(f"rollout needs the flow head; this model has {model.head.kind!r}")
+    a) or the DDPM head's posterior steps, and record everything :func:`score_step` needs;
+    decode with the model's tokenizer."""
     dev = next(model.parameters()).device
     B = len(grids)
     lens = [h * w for h, w in grids]
@@ -93,8 +90,7 @@ def rollout(model: DJEPAT2I, text: TextStates, grids: list[tuple[int, int]], *, 
     guided = cfg != 1.0
     text_in, coords, full_joint, rep = _layout(model, text, grids, guided, dev)
     scheds = [cosine_schedule(n, steps) for n in lens]
-    ts = shifted_times(head_steps, time_shift, dev)
-    sig = sde_sigmas(ts, noise)
+    sched = head_schedule(model.head, head_steps, noise, time_shift, dev)
     tokens = torch.zeros(N, model.token_dim, device=dev)
     known, record = [0] * B, []
     for k in range(steps):
@@ -113,12 +109,29 @@ def rollout(model: DJEPAT2I, text: TextStates, grids: list[tuple[int, int]], *, 
             P = sum(counts)
             zc, zu = z[:P], (z[P:] if guided else None)
             x0 = torch.randn(P, model.token_dim, device=dev, generator=g_dev)
-            x, s.traj, s.logp = sample_sde(lambda x, t: head_velocity(model.head.net, x, t, zc, zu, s.scale),
-                                           x0, ts, noise, g_dev)
+            x, s.traj, s.logp = _sample_head(model, sched, x0, zc, zu, s.scale, g_dev)
             tokens.index_copy_(0, s.pred_idx[:P], x)
             record.append(s)
         known = nxt
-    return Rollout(text, list(grids), tokens, ts, sig, guided, record)
+    return Rollout(text, list(grids), tokens, sched, guided, record)
+
+
+def _sample_head(model: DJEPAT2I, sc: HeadSchedule, x: torch.Tensor, zc, zu, scale, g):
+    """The head's stochastic steps from ``x``: end point, trajectory (K + 1, P, d), log-probs
+    (K, P); a deterministic step (std 0) draws no noise and records log-probability 0, so the
+    generator advances as the heads' own samplers do."""
+    xs, logps = [x], []
+    for j in range(len(sc.std)):
+        idx = torch.full((x.shape[0],), j, dtype=torch.long, device=x.device)
+        mean = step_mean(model.head, sc, x, idx, zc, zu, scale)
+        if sc.std[j] > 0:
+            x = mean + sc.std[j] * torch.randn(x.shape, device=x.device, generator=g)
+            logps.append(gaussian_log_prob(x, mean, sc.std[j]))
+        else:
+            x = mean
+            logps.append(torch.zeros(x.shape[0], device=x.device))
+        xs.append(x)
+    return x, torch.stack(xs), torch.stack(logps)
 
 
 def score_step(model: DJEPAT2I, ro: Rollout, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,17 +144,14 @@ def score_step(model: DJEPAT2I, ro: Rollout, k: int) -> tuple[torch.Tensor, torc
     s = ro.steps[k]
     z = _z(model, ro.tokens, s, text_in, coords, full_joint, rep)
     K, P, d = s.traj.shape[0] - 1, s.traj.shape[1], s.traj.shape[2]
-    x = s.traj[:-1].reshape(K * P, d)
-    t = ro.ts[:-1].repeat_interleave(P)
+    idx = torch.arange(K, device=dev).repeat_interleave(P)
     scale = s.scale.repeat(K, 1) if torch.is_tensor(s.scale) else s.scale
-    zc = z[:P].repeat(K, 1)
     zu = z[P:].repeat(K, 1) if ro.guided else None
-    v = head_velocity(model.head.net, x, t, zc, zu, scale)
-    dt = (ro.ts[1:] - ro.ts[:-1]).repeat_interleave(P)[:, None]
-    sig = ro.sigmas.repeat_interleave(P)[:, None]
-    mean = sde_mean(x, v, t[:, None], dt, sig).reshape(K, P, d)
-    std = (ro.sigmas * (ro.ts[1:] - ro.ts[:-1]).sqrt())[:, None]
-    logp = gaussian_log_prob(s.traj[1:], mean, std[..., None])
+    mean = step_mean(model.head, ro.sched, s.traj[:-1].reshape(K * P, d), idx, z[:P].repeat(K, 1),
+                     zu, scale).reshape(K, P, d)
+    live = ro.sched.std > 0
+    std = torch.where(live, ro.sched.std, torch.ones_like(ro.sched.std))[:, None, None]
+    logp = gaussian_log_prob(s.traj[1:], mean, std) * live[:, None]
     return logp, mean
 
 

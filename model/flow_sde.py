@@ -24,17 +24,20 @@ at the next grid time. The KL between the policy's and the reference's step (sam
 ||mean - mean_ref||^2 / (2 sigma^2 dt) (Flow-GRPO §4.1).
 
 The DDPM head (model/diffusion_head.py) already samples by Gaussian posterior steps; its step
-log-probability is DDPO's (Black et al. 2023): ``ddpm_step``.
+log-probability is DDPO's (Black et al. 2023): ``ddpm_step``. ``HeadSchedule``/``step_mean``
+give both heads one step interface for the rollout (model/ar_rollout.py).
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from model.denoising_mlp import DenoisingMLP
 from model.diffusion_head import T_MAX
+from model.flow_head import shifted_times
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -116,8 +119,53 @@ def ddpm_step(alphas_cumprod: torch.Tensor, x: torch.Tensor, eps: torch.Tensor, 
     log-probability (DDPO scores the stochastic steps only)."""
     a_t = alphas_cumprod[t]
     a_prev = alphas_cumprod[t_prev] if t_prev is not None else torch.ones((), device=x.device)
+    std = (1 - a_t / a_prev) * (1 - a_prev) / (1 - a_t)
+    return ddpm_mean(x, eps, a_t, a_prev), std.sqrt() if t_prev is not None else torch.zeros(())
+
+
+def ddpm_mean(x: torch.Tensor, eps: torch.Tensor, a_t: torch.Tensor, a_prev: torch.Tensor) -> torch.Tensor:
+    """The posterior mean from the predicted noise (``DiffusionHead.sample``'s formula)."""
     x0 = (x - (1 - a_t).sqrt() * eps) / a_t.sqrt()
     beta = 1 - a_t / a_prev
-    mean = (a_prev.sqrt() * beta * x0 + (1 - beta).sqrt() * (1 - a_prev) * x) / (1 - a_t)
-    std = (beta * (1 - a_prev) / (1 - a_t)).sqrt() if t_prev is not None else torch.zeros(())
-    return mean, std
+    return (a_prev.sqrt() * beta * x0 + (1 - beta).sqrt() * (1 - a_prev) * x) / (1 - a_t)
+
+
+@dataclass
+class HeadSchedule:
+    """A token head's stochastic sampler, step by step: ``net_t`` (K,) the time each step feeds
+    the denoising MLP, ``std`` (K,) each step's Gaussian std (0: a deterministic step, no
+    log-probability), and per kind: the flow SDE's times ``ts`` (K + 1,) and ``sigmas`` (K,), or
+    the DDPM head's alpha-bar at each step and the next (``a_t``, ``a_prev``)."""
+    kind: str
+    net_t: torch.Tensor
+    std: torch.Tensor
+    ts: torch.Tensor | None = None
+    sigmas: torch.Tensor | None = None
+    a_t: torch.Tensor | None = None
+    a_prev: torch.Tensor | None = None
+
+
+def head_schedule(head, steps: int, noise: float, time_shift: float, device) -> HeadSchedule:
+    """The flow head's SDE (noise level ``noise``; 0 = the Euler ODE) or the DDPM head's posterior
+    steps (its own noise; ``noise`` and ``time_shift`` do not apply, as in its sampler)."""
+    if head.kind == "flow":
+        ts = shifted_times(steps, time_shift, device)
+        sig = sde_sigmas(ts, noise)
+        return HeadSchedule("flow", ts[:-1], sig * (ts[1:] - ts[:-1]).sqrt(), ts=ts, sigmas=sig)
+    t = ddpm_schedule(steps, device)
+    ac = head.alphas_cumprod.to(device)
+    a_t = ac[t]
+    a_prev = torch.cat([ac[t[1:]], torch.ones(1, device=device)])
+    std = ((1 - a_t / a_prev) * (1 - a_prev) / (1 - a_t)).clamp(min=0).sqrt()
+    return HeadSchedule("diffusion", t.float() / T_MAX, std, a_t=a_t, a_prev=a_prev)
+
+
+def step_mean(head, sc: HeadSchedule, x: torch.Tensor, idx: torch.Tensor, z: torch.Tensor,
+              z_uncond: torch.Tensor | None, cfg) -> torch.Tensor:
+    """Mean of the Gaussian step ``idx`` (one step index per row) from ``x``: the head's guided
+    output (velocity or noise) turned into the SDE's or the posterior's mean; differentiable."""
+    out = head_velocity(head.net, x, sc.net_t[idx], z, z_uncond, cfg)
+    if sc.kind == "flow":
+        t, dt = sc.ts[idx][:, None], (sc.ts[idx + 1] - sc.ts[idx])[:, None]
+        return sde_mean(x, out, t, dt, sc.sigmas[idx][:, None])
+    return ddpm_mean(x, out, sc.a_t[idx][:, None], sc.a_prev[idx][:, None])

@@ -15,7 +15,7 @@ import time
 
 import pyarrow as pa
 
-from djepa_t2i.config import default
+from djepa_t2i.config import ConfigError, default
 from tasks.captioning import strip_tags
 from tasks.notions import NotionExtractor, notion_rows
 from warehouse import db
@@ -74,14 +74,19 @@ def extract_shard(lake: str, shard: str, keys, captions, versions, ex: NotionExt
     return {"part": part, **st.as_dict()}
 
 
+def require_captions(lake: str) -> None:
+    """Notions are extracted from captions: a lake without any is one line naming the step."""
+    if not lk.partitions(lake, "captions"):
+        raise ConfigError(f"lake {lake!r} has no captions: run `t2i recaption --lake {lake}` "
+                          "first (the default backend keeps the alt text)")
+
+
 def extract_lake(lake: str, spacy_model: str = default("notions.spacy_model"),
                  entities: str = default("notions.entities"), max_chars: int = default("notions.max_chars"),
                  batch_size: int = default("notions.batch_size"), n_process: int = default("notions.n_process"),
                  progress: bool = True) -> dict:
     """Notions of all current captions; returns a summary with every bad-input count."""
-    if not lk.partitions(lake, "captions"):
-        raise RuntimeError(f"lake {lake!r} has no captions: run `t2i recaption --lake {lake}` "
-                           "first (the default backend keeps the alt text)")
+    require_captions(lake)
     ex = NotionExtractor(spacy_model, entities, max_chars)
     total = {"shards": 0, "captions": 0, "empty": 0, "non_utf8": 0, "truncated": 0,
              "no_notions": 0, "rows": 0, "spacy_model": ex.model_name, "entities": entities}

@@ -122,9 +122,14 @@ def write_tar(path: str, samples: Iterable[dict]) -> dict[str, tuple[int, int, s
     """Write samples with webdataset's TarWriter (fixed mtime/owner: reproducible bytes) to a
     temporary file, rename into place, and return ``{key: (offset, size, ext)}`` of each image."""
     tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f, wds.TarWriter(f, mtime=0.0, user="t2i", group="t2i", mode=0o444) as w:
-        for s in samples:
-            w.write(s)
+    try:
+        with open(tmp, "wb") as f, wds.TarWriter(f, mtime=0.0, user="t2i", group="t2i", mode=0o444) as w:
+            for s in samples:
+                w.write(s)
+    except BaseException:  # a full disk mid-tar: no temporary tar left behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     offsets = {}
     with tarfile.open(tmp, "r:") as tf:
         for m in tf.getmembers():

@@ -14,6 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from djepa_t2i.config import ConfigError, require_dir
 from tasks import shard_format as sf
 
 
@@ -42,12 +43,15 @@ class ShardRead:
 
 def list_shards(input_dir: str) -> list[str]:
     """Tar shards of an img2dataset output folder, sorted by name. A parquet without its tar is
-    listed by the tar path it names, so its success keys are accounted (quarantined), not lost."""
-    if not os.path.isdir(input_dir):
-        raise FileNotFoundError(f"input folder {input_dir!r} does not exist")
-    stems = {f[: -len(ext)] for f in os.listdir(input_dir) for ext in (".tar", ".parquet") if f.endswith(ext)}
-    if not any(f.endswith(".tar") for f in os.listdir(input_dir)):
-        raise FileNotFoundError(f"no .tar shards in {input_dir!r} (expected img2dataset output)")
+    listed by the tar path it names, so its success keys are accounted (quarantined), not lost.
+    A missing folder, or one without a single ``.tar``, is the user's to fix: a ``ConfigError``
+    (one line, exit 2) before any work, never a traceback."""
+    require_dir("input", input_dir)
+    names = os.listdir(input_dir)
+    if not any(f.endswith(".tar") for f in names):
+        raise ConfigError(f"input={input_dir!r}: no .tar shards there (expected img2dataset output: "
+                          "NNNNN.tar beside NNNNN.parquet)")
+    stems = {f[: -len(ext)] for f in names for ext in (".tar", ".parquet") if f.endswith(ext)}
     return sorted(os.path.join(input_dir, s + ".tar") for s in stems)
 
 

@@ -63,7 +63,12 @@ def test_curate_checks_input_and_lake_before_any_shard(tmp_path):
     p = t2i("curate", str(tmp_path / "nope"), "--lake", str(tmp_path / "lake"), "--no-prefect", cwd=tmp_path)
     assert one_line_error(p) == (f"t2i curate: error: input='{tmp_path / 'nope'}': no such directory "
                                  "(must be an existing directory)")
+    p = t2i("curate", str(tmp_path), "--lake", str(tmp_path / "lake"), "--no-prefect", cwd=tmp_path)
+    assert one_line_error(p) == (f"t2i curate: error: input='{tmp_path}': no .tar shards there (expected "
+                                 "img2dataset output: NNNNN.tar beside NNNNN.parquet)")
+    assert not (tmp_path / "lake").exists()
     (tmp_path / "file").write_text("x")
+    (tmp_path / "00000.tar").write_bytes(b"")
     p = t2i("curate", str(tmp_path), "--lake", str(tmp_path / "file" / "lake"), cwd=tmp_path)
     assert one_line_error(p) == f"t2i curate: error: lake '{tmp_path / 'file' / 'lake'}' is not writable: Not a directory"
 
@@ -90,7 +95,8 @@ def test_sql_and_evaluate_on_a_missing_lake_exit_2(tmp_path, cmd):
 
 
 @pytest.mark.parametrize("cmd", [["evaluate"], ["feedback"], ["feedback", "--no-prefect"], ["notions"],
-                                 ["recaption", "--no-prefect"], ["report"], ["build-shards"]])
+                                 ["recaption", "--no-prefect"], ["report"], ["build-shards"],
+                                 ["encode", "--no-prefect"], ["lake", "check"], ["lake", "repair"]])
 def test_every_lake_command_checks_the_lake(tmp_path, capsys, cmd):
     """The same path in-process (``cli.main``), for the commands not run as a subprocess above."""
     from djepa_t2i.cli import main
@@ -148,6 +154,10 @@ def test_flows_validate_before_work(tmp_path):
         with pytest.raises(ConfigError, match=r"^lake='.*/nope': no such directory"):
             call()
     (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match=r"^input='.*': no .tar shards there"):
+        curate_laion.fn(str(tmp_path), str(tmp_path / "lake"))
+    assert not (tmp_path / "lake").exists()  # refused before the lake is made
+    (tmp_path / "00000.tar").write_bytes(b"")
     with pytest.raises(LakeNotWritable, match=r"^lake '.*/f/lake' is not writable: Not a directory$"):
         curate_laion.fn(str(tmp_path), str(tmp_path / "f" / "lake"))
     assert not (tmp_path / "f").is_dir()
@@ -186,6 +196,7 @@ def test_curate_on_a_read_only_lake_is_one_line(tmp_path, read_only_lake, runner
     """The lake's probe write fails (LakeNotWritable): one line, exit 2, before Prefect or a shard."""
     lake, why = read_only_lake
     (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "00000.tar").write_bytes(b"")  # a shard, so the lake is what is refused
     p = t2i("curate", str(tmp_path / "in"), "--lake", lake, *runner, cwd=tmp_path)
     assert one_line_error(p) == f"t2i curate: error: lake {lake!r} is not writable: {why}"
     assert "Traceback" not in p.stderr

@@ -75,3 +75,26 @@ def test_one_rank_resumes_on_two_and_two_on_one(tmp_path):
     # ... with the same update: the losses agree to float tolerance (the split changes sum order)
     for s, r in ((2, got2[2]), (3, got2[3]), (4, got2[4]), (4, got1[4])):
         assert r["loss"] == pytest.approx(want[s]["loss"], rel=1e-5), s
+
+
+@pytest.mark.slow
+def test_one_process_checkpoint_resumes_on_two_fsdp_ranks(tmp_path):
+    """A run started in one process (whole weights, even with ``train.fsdp``: there is nothing to
+    shard) continues on 2 FSDP ranks: model, optimizer and EMA are sharded from the whole files."""
+    lake, _ = make_lake(tmp_path, n=48, shards=4, sizes=((32, 32), (48, 32), (24, 40), (64, 48)))
+    shard_writer.build(lake, str(tmp_path / "shards"), samples_per_shard=12, progress=False)
+    wt.publish(lake, [wt.resolution_row("start", 0.032, 0.01, 0.016, 0.064, "demo scale")], why="v0")
+    ref, two = tmp_path / "ref", tmp_path / "two"
+    fsdp = {"train.fsdp": "true", "train.global_batch": 128}
+    t = _in_process(_overrides(lake, str(ref), **fsdp))
+    assert not t.sharded and (ref / "checkpoints" / "step_00000002" / "model.safetensors").exists()
+    lines: list[str] = []
+    res = train_flow.run_training(None, _overrides(lake, str(two), **fsdp), nproc=2,
+                                  resume=str(ref / "checkpoints" / "step_00000002"), on_line=lines.append)
+    assert res["returncode"] == 0, "\n".join(lines[-30:])
+    want, got = _steps(ref), _steps(two)
+    assert sorted(got) == [3, 4] and (two / "checkpoints" / "step_00000004" / "state").is_dir()
+    assert [got[s]["keys"] for s in (3, 4)] == [want[s]["keys"] for s in (3, 4)]
+    for s in (3, 4):  # the sharded optimizer continued the whole one's moments: the same update
+        assert got[s]["loss"] == pytest.approx(want[s]["loss"], rel=1e-5), s
+        assert got[s]["grad_norm"] == pytest.approx(want[s]["grad_norm"], rel=1e-4), s

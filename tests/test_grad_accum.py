@@ -5,18 +5,21 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from _train_data import make_lake
+from test_cli_validation import one_line_error, t2i
 
 from djepa_t2i.config import ConfigError, load_config
 from model.djepa import djepa_tiny
 from model.text_encoder import TextStates
 from model.tokenizers import PixelTokenizer, pack
+from tasks import shard_writer
 from training import distributed
 from training.grad_accum import (LossTokens, accumulate, accumulation_steps, micro_batch_size,
                                  seed_micro_batch)
 
 TOK = PixelTokenizer(4)
 SEED, LR = 3, 1e-3
-# four micro-batches of different sizes: 3, 1, 2 and 2 images, 16 to 96 tokens each
+# four micro-batches of different sizes: 3, 1, 2 and 2 images, 44, 64, 32 and 20 tokens
 SIZES = [[(16, 16), (16, 24), (8, 8)], [(32, 32)], [(8, 16), (24, 16)], [(16, 16), (8, 8)]]
 
 
@@ -145,9 +148,9 @@ def test_accumulation_steps_from_global_batch_and_world_size():
 
 
 def test_a_global_batch_that_does_not_divide_is_one_line_before_any_work(tmp_path):
-    from test_cli_validation import one_line_error, t2i
-    (tmp_path / "lake" / "pairs").mkdir(parents=True)
-    p = t2i("train", "--set", f"lake={tmp_path / 'lake'}", "--set", f"train.out={tmp_path / 'out'}",
+    lake, _ = make_lake(tmp_path, n=8, shards=1)
+    shard_writer.build(lake, str(tmp_path / "shards"), samples_per_shard=8, progress=False)
+    p = t2i("train", "--set", f"lake={lake}", "--set", f"train.out={tmp_path / 'out'}",
             "--set", "train.global_batch=6000", cwd=tmp_path)
     assert one_line_error(p) == ("t2i train: error: train.global_batch=6000 image tokens is not a multiple "
                                  "of 1 ranks x 4096 image tokens per micro-batch (train.token_budget=4096); "

@@ -1,10 +1,11 @@
 """training/grpo.py: group advantages, the clipped objective, and one update's direction."""
 import dataclasses
 
+import pytest
 import torch
 
 from model.ar_rollout import rollout, score_step
-from training.grpo import group_advantages, grpo_update, per_image_units, surrogate
+from training.grpo import ar_subset, group_advantages, grpo_backward, grpo_update, per_image_units, surrogate
 from training.rewards import clause_credit, load_rewards
 from tests.test_grpo_rollout import text, tiny_model
 
@@ -40,11 +41,14 @@ def test_per_image_units_average_over_tokens_and_dims():
     assert has.tolist() == [True, False, True]
 
 
-def test_one_update_moves_log_probs_the_way_the_advantages_say():
+@pytest.mark.parametrize("head", ["flow", "diffusion"])
+def test_one_update_moves_log_probs_the_way_the_advantages_say(head):
     """A toy reward: image 0 of the group is good, image 1 bad; after one step the policy gives
-    image 0's trajectory more probability and image 1's less."""
-    policy, ref = tiny_model(), tiny_model()
-    ro = rollout(policy, text(2), [(3, 3)] * 2, steps=3, head_steps=2, cfg=2.0, noise=0.7, seed=0)
+    image 0's trajectory more probability and image 1's less (both token heads). The DDPM head
+    takes 16 steps: with 4, its step from t = 333 to 0 has posterior std 0.01 and lr 1e-3
+    overshoots (measured: the log-probs fall to -6e4; they rise as they should at lr 1e-5)."""
+    policy, ref = tiny_model(head=head), tiny_model(head=head)
+    ro = rollout(policy, text(2), [(3, 3)] * 2, steps=3, head_steps=4 if head == "flow" else 16, cfg=2.0, noise=0.7, seed=0)
     before = ro.image_log_prob()
     adv = group_advantages(torch.tensor([1.0, 0.0]), torch.tensor([0, 0]))
     opt = torch.optim.SGD([p for p in policy.parameters() if p.requires_grad], lr=1e-3)
@@ -73,3 +77,20 @@ def test_clause_credit_is_dense_and_agrees_with_the_verdict():
     rewards = load_rewards({"shapes-clauses": 0.5, "shapes-geneval": 2.0}, None)
     per, total = rewards([good, half], [p, p])
     assert per == {"shapes-clauses": [1.0, 0.5], "shapes-geneval": [1.0, 0.0]} and total == [2.5, 0.25]
+
+
+def test_ar_subset_picks_a_seeded_fraction_and_the_update_uses_only_those_steps():
+    assert ar_subset(5, 1.0) == [0, 1, 2, 3, 4]
+    a = ar_subset(10, 0.3, torch.Generator().manual_seed(0))
+    assert len(a) == 3 and a == sorted(set(a)) and a == ar_subset(10, 0.3, torch.Generator().manual_seed(0))
+    assert ar_subset(4, 0.01) != [] and len(ar_subset(4, 0.01)) == 1
+    policy = tiny_model()
+    ro = rollout(policy, text(2), [(3, 3)] * 2, steps=3, head_steps=2, cfg=2.0, noise=0.7, seed=0)
+    adv = torch.tensor([1.0, -1.0])
+    opt = torch.optim.SGD([p for p in policy.parameters() if p.requires_grad], lr=0.0)
+    grads = []
+    for steps in ([0], [0, 2]):
+        opt.zero_grad()
+        grpo_backward(policy, None, ro, adv, clip=0.2, beta=0.0, steps=steps)
+        grads.append(policy.head.net.out.weight.grad.clone())
+    assert not torch.allclose(grads[0], grads[1])

@@ -10,9 +10,9 @@ from model.tokenizers import PixelTokenizer
 TOK = PixelTokenizer(4)
 
 
-def tiny_model(seed=0):
+def tiny_model(seed=0, head="flow"):
     torch.manual_seed(seed)
-    m = djepa_tiny(token_dim=TOK.token_dim, text_dim=16, text_drop=0.0)
+    m = djepa_tiny(token_dim=TOK.token_dim, text_dim=16, text_drop=0.0, head=head)
     m.tokenizer = TOK
     with torch.no_grad():  # the head starts at zero; nudge it so z shapes the samples
         for p in m.head.parameters():
@@ -59,7 +59,23 @@ def test_rescoring_under_other_weights_changes_the_log_probs_and_has_a_gradient(
     assert other.context.img_embed.weight.grad.abs().sum() > 0  # through z: the AR transformer
 
 
-def test_rollout_needs_the_flow_head():
-    m = djepa_tiny(token_dim=TOK.token_dim, text_dim=16, head="diffusion")
-    with pytest.raises(ValueError, match="rollout needs the flow head; this model has 'diffusion'"):
-        rollout(m, text(), [(2, 2)] * 2, steps=2, head_steps=2, cfg=1.0, noise=0.7)
+def test_ddpm_head_rollout_is_generates_sampler_and_rescores_itself():
+    """The DDPM head's posterior steps are already Gaussian (DDPO): its rollout draws the same
+    noise as ``generate`` and every step but the last (deterministic) has a log-probability."""
+    torch.manual_seed(0)
+    m = djepa_tiny(token_dim=TOK.token_dim, text_dim=16, text_drop=0.0, head="diffusion")
+    m.tokenizer = TOK
+    with torch.no_grad():
+        for p in m.head.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    m.eval()
+    ro = rollout(m, text(), [(3, 3), (2, 4)], steps=3, head_steps=5, cfg=3.0, noise=0.7, seed=4)
+    ref = m.generate(text(), [(12, 12), (8, 16)], steps=3, cfg=3.0, cfg_schedule="linear",
+                     temperature=1.0, flow_steps=5, time_shift=1.0, seed=4)
+    for a, b in zip(decode(m, ro), ref):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    for k, s in enumerate(ro.steps):
+        assert (s.logp[:-1] != 0).all() and (s.logp[-1] == 0).all()
+        with torch.no_grad():
+            logp, _ = score_step(m, ro, k)
+        torch.testing.assert_close(logp, s.logp, atol=1e-3, rtol=1e-4)

@@ -1,5 +1,6 @@
 """The post-train run end to end on CPU: a tiny checkpoint, G=2, 2 steps (issue #27 item 5)."""
 import json
+import os
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from model.checkpoint import save_model
 from model.djepa import djepa_tiny
 from model.tokenizers import PixelTokenizer
 from training import checkpoints as ckpts
-from training import generation
+from training import generation, lake_io
 from training.grpo_run import PostTrainRun, post_train
 from warehouse import db
 
@@ -53,7 +54,7 @@ def test_post_train_writes_rollouts_heldout_and_loadable_checkpoints(tmp_path):
     for g in (0, 1):  # advantages are centred within each group
         assert abs(r[2 * g][1] + r[2 * g + 1][1]) < 1e-6
     assert set(json.loads(r[0][2])) == {"shapes-clauses", "shapes-geneval"}
-    assert (out / "heldout" / "grid_00000002.png").exists() and all(__import__("os").path.exists(x[3]) for x in r)
+    assert (out / "heldout" / "grid_00000002.png").exists() and all(os.path.exists(x[3]) for x in r)
     _, curve_rows = db.query(str(tmp_path / "lake"), "SELECT step, rollouts, heldout_images FROM post_train_curve ORDER BY step")
     assert curve_rows == [(0, 4, 6), (1, 4, 6), (2, 0, 6)]
     _, ck = db.query(str(tmp_path / "lake"), "SELECT phase, step FROM checkpoints_live ORDER BY step")
@@ -66,6 +67,21 @@ def test_post_train_writes_rollouts_heldout_and_loadable_checkpoints(tmp_path):
     for name, p in run.policy.state_dict().items():
         assert torch.equal(g.model.state_dict()[name], p), name
     assert {"loss", "kl", "clip_frac", "grad_norm", "reward_std"} <= set(curve[0])
+    # and checkpoint evaluation takes it from the lake's checkpoints_live row as it is
+    from training.evaluate import evaluate_checkpoint
+    ev = cfg.evaluate.model_copy(update={"size": 16, "steps": 2, "flow_steps": 3, "controls": False,
+                                         "prompts_per_category": 1, "images_per_prompt": 1,
+                                         "out": str(tmp_path / "eval"), "device": "cpu"})
+    row = next(c for c in lake_io.live_checkpoints(str(tmp_path / "lake")) if c["phase"] == "post-train")
+    res = evaluate_checkpoint(str(tmp_path / "lake"), row, ev, progress=False)
+    assert res["checkpoint"] == "post-s00000002" and res["images"] == 6
+    # the report plots the reward and the held-out metric per step, with the numbers beside them
+    from report.post_training import render, tables
+    (tmp_path / "report").mkdir()
+    figs = render(str(tmp_path / "lake"), str(tmp_path / "report"))
+    assert [t for t, _ in figs] == ["post-training: post"] and os.path.exists(figs[0][1])
+    cols, rows = tables(str(tmp_path / "lake"))["post-training: post"]
+    assert cols[0] == "step" and [r[0] for r in rows] == [0, 1, 2] and rows[2][1] is None
 
 
 def test_post_train_needs_an_sft_checkpoint(tmp_path):

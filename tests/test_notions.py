@@ -1,5 +1,6 @@
 import pytest
 
+from djepa_t2i.config import ConfigError
 from tasks.notions import (AttributeMatcher, ExtractStats, NotionExtractor, clean_caption,
                            load_lexicons)
 from tests.lake_fixtures import make_lake
@@ -82,7 +83,7 @@ def test_notion_stats_flow_function(tmp_path):
             "it's a \"quoted\" red star; -- not SQL", "three green triangles above a yellow cube"]
     lake, rows = make_lake(tmp_path, caps, shards=2)
     c = load_config()
-    with pytest.raises(RuntimeError, match="no captions"):
+    with pytest.raises(ConfigError, match="no captions"):
         notion_stats(lake, c.notions, c.schedule, progress=False)
     recaption(lake, c.recaption, progress=False)
     s1 = notion_stats(lake, c.notions, c.schedule, progress=False)

@@ -53,44 +53,57 @@ def surrogate(logp: torch.Tensor, logp_old: torch.Tensor, adv: torch.Tensor, cli
     return torch.minimum(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv)
 
 
+def ar_subset(n_steps: int, fraction: float, generator: torch.Generator | None = None) -> list[int]:
+    """The AR steps an update re-scores: all, or a random ``fraction`` of them (at least one),
+    as Flow-GRPO trains on a fraction of its denoising steps (``timestep_fraction``)."""
+    if fraction >= 1.0:
+        return list(range(n_steps))
+    k = max(1, round(fraction * n_steps))
+    return sorted(torch.randperm(n_steps, generator=generator)[:k].tolist())
+
+
 def grpo_backward(policy: DJEPAT2I, ref: DJEPAT2I | None, ro: Rollout, adv: torch.Tensor, *,
-                  clip: float, beta: float) -> dict[str, float]:
-    """Accumulate -J's gradient into ``policy`` one AR step at a time (memory: one step's graph).
+                  clip: float, beta: float, steps: list[int] | None = None) -> dict[str, float]:
+    """Accumulate -J's gradient into ``policy`` one AR step at a time (memory: one step's graph);
+    ``steps``: the AR steps to re-score (default all).
 
     Returns the loss, the mean KL per unit, the share of units whose ratio was clipped, and the
     per-image KL (for the rollouts table)."""
     B, d = len(ro.grids), policy.token_dim
-    units = sum((s.traj.shape[0] - 1) * int(torch.bincount(s.owner, minlength=B).gt(0).sum())
-                for s in ro.steps)
+    steps = list(range(len(ro.steps))) if steps is None else steps
+    live = ro.sched.std > 0  # the head's stochastic steps (DDPM: all but the last)
+    units = int(live.sum()) * sum(int(torch.bincount(ro.steps[k].owner, minlength=B).gt(0).sum()) for k in steps)
     loss_sum, kl_sum, clipped = 0.0, 0.0, 0
     kl_image = torch.zeros(B)
-    for k, s in enumerate(ro.steps):
+    for k in steps:
+        s = ro.steps[k]
         logp, mean = score_step(policy, ro, k)
         new, has = per_image_units(logp, s.owner, B, d)
         old, _ = per_image_units(s.logp, s.owner, B, d)
-        obj = surrogate(new, old, adv[None, :].to(new.device), clip)[:, has]
+        obj = surrogate(new, old, adv[None, :].to(new.device), clip)[live][:, has]
         loss = -obj.sum()
         if beta > 0 and ref is not None:
             with torch.no_grad():
                 _, mean_ref = score_step(ref, ro, k)
-            std = (ro.sigmas * (ro.ts[1:] - ro.ts[:-1]).sqrt())[:, None]
-            kl, _ = per_image_units(step_kl(mean, mean_ref, std), s.owner, B, d)
-            loss = loss + beta * kl[:, has].sum()
-            kl_sum += float(kl[:, has].detach().sum())
+            std = ro.sched.std.clamp(min=1e-12)[:, None]
+            kl, _ = per_image_units(step_kl(mean, mean_ref, std) * live[:, None], s.owner, B, d)
+            loss = loss + beta * kl[live][:, has].sum()
+            kl_sum += float(kl[live][:, has].detach().sum())
             kl_image += kl.detach().sum(0).cpu()
         (loss / units).backward()
         loss_sum += float(loss.detach())
-        ratio = (new - old).exp()[:, has]
+        ratio = (new - old).exp()[live][:, has]
         clipped += int(((ratio - 1).abs() > clip).sum())
     return {"loss": loss_sum / units, "kl": kl_sum / units, "clip_frac": clipped / units,
             "kl_image": kl_image}
 
 
 def grpo_update(policy: DJEPAT2I, ref: DJEPAT2I | None, ro: Rollout, adv: torch.Tensor,
-                opt: torch.optim.Optimizer, *, clip: float, beta: float, grad_clip: float) -> dict:
+                opt: torch.optim.Optimizer, *, clip: float, beta: float, grad_clip: float,
+                steps: list[int] | None = None) -> dict:
     """One optimiser step on -J for the rollout ``ro`` (SimpleAR: AdamW, no warm-up or decay)."""
     opt.zero_grad(set_to_none=True)
-    stats = grpo_backward(policy, ref, ro, adv, clip=clip, beta=beta)
+    stats = grpo_backward(policy, ref, ro, adv, clip=clip, beta=beta, steps=steps)
     params = [p for p in policy.parameters() if p.requires_grad]
     stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, grad_clip or float("inf")))
     opt.step()

@@ -2,7 +2,7 @@
 
 Each step draws ``prompts_per_step`` prompts from the training pool, samples ``group`` images of
 each with the flow head's SDE (``head_steps`` head steps: fewer than evaluation's, as Flow-GRPO
-trains with 10 and evaluates with 40), scores them with the reward backends, and takes
+trains with 10 and evaluates with 40; ``ar_steps`` AR steps, default evaluation's), scores them with the reward backends, and takes
 ``inner_updates`` GRPO steps (training/grpo.py). Every ``eval_every`` steps the policy samples the
 held-out prompts as evaluation does (ODE, the checkpoint's recorded settings) and they are scored
 by the reward and by the held-out metric; a sample grid is saved. Checkpoints go through
@@ -23,7 +23,7 @@ from tasks import shapes_world as sw
 from training import checkpoints as ckpts
 from training import lake_io
 from training.generation import Generator, settings, tensor_to_image
-from training.grpo import group_advantages, grpo_update
+from training.grpo import ar_subset, group_advantages, grpo_update
 from training.rewards import load_backend, load_rewards
 
 log = logging.getLogger("t2i.post_train")
@@ -73,7 +73,7 @@ class PostTrainRun:
         jobs = [p for p in chosen for _ in range(pt.group)]
         groups = torch.arange(len(chosen)).repeat_interleave(pt.group)
         text = self.te.encode([j["prompt"] for j in jobs])
-        ro = rollout(self.policy, text, [self.grid] * len(jobs), steps=self.s["steps"],
+        ro = rollout(self.policy, text, [self.grid] * len(jobs), steps=pt.ar_steps or self.s["steps"],
                      head_steps=pt.head_steps, cfg=self.s["cfg"], noise=pt.noise,
                      time_shift=self.s["time_shift"], cfg_schedule=self.s["cfg_schedule"],
                      seed=pt.seed * 1_000_003 + step)
@@ -81,9 +81,11 @@ class PostTrainRun:
         per, total = self.rewards(images, jobs)
         adv = group_advantages(torch.tensor(total), groups)
         logp = ro.image_log_prob().cpu()
+        g = torch.Generator().manual_seed(pt.seed * 1_000_003 + step)
         for _ in range(pt.inner_updates):
             stats = grpo_update(self.policy, self.ref, ro, adv.to(ro.tokens.device), self.opt,
-                                clip=pt.clip, beta=pt.beta, grad_clip=pt.grad_clip)
+                                clip=pt.clip, beta=pt.beta, grad_clip=pt.grad_clip,
+                                steps=ar_subset(len(ro.steps), pt.ar_fraction, g))
         paths = self._save_images("rollouts", step, images)
         rows = [{"run_id": self.run_id, "step": step, "split": "train", "prompt_id": j["id"],
                  "prompt": j["prompt"], "category": j["category"], "group_id": int(groups[i]),

@@ -119,15 +119,37 @@ def load(tr: Trainer, path: Path) -> None:
 
 def _load_weights_and_optimizer(tr: Trainer, path: Path, state: dict) -> None:
     """Sharded state (an FSDP run) through DCP, which reshards to this run's ranks and also
-    loads whole into an unsharded one; a whole checkpoint into an unsharded model."""
+    loads whole into an unsharded one; a whole checkpoint (one process, or DDP) into an unsharded
+    model, or sharded into an FSDP one."""
     from safetensors.torch import load_file
     if (path / ckpts.SHARDED / ".metadata").is_file():
         ckpts.load_sharded(path, tr.model, tr.opt, tr.ema.state_dict())
         return
     if tr.sharded:
-        raise ValueError(f"{path} holds whole weights (a DDP run); train.fsdp resumes only sharded "
-                         "(FSDP) checkpoints")
+        _load_whole_into_sharded(tr, path, state)
+        return
     tr.raw.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
     tr.opt.load_state_dict(state["optimizer"])
     if (path / "ema.safetensors").exists():
         tr.ema.load_state_dict({k: v.to(tr.device) for k, v in load_file(str(path / "ema.safetensors")).items()})
+
+
+def _load_whole_into_sharded(tr: Trainer, path: Path, state: dict) -> None:
+    """A whole checkpoint into FSDP2 shards: every rank reads the whole files and keeps its
+    shards. The optimizer state was saved keyed by position in the optimizer's parameter list;
+    this run builds that list in the same order (``param_groups``), which names each position."""
+    from safetensors.torch import load_file
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+    from torch.distributed.tensor import distribute_tensor
+    names = {id(p): n for n, p in tr.raw.named_parameters()}
+    order = [names[id(p)] for g in tr.opt.param_groups for p in g["params"]]
+    osd = state["optimizer"]
+    fqn = dict(zip([i for g in osd["param_groups"] for i in g["params"]], order, strict=True))
+    optim = {"state": {fqn[i]: v for i, v in osd["state"].items()},
+             "param_groups": [{**g, "params": [fqn[i] for i in g["params"]]} for g in osd["param_groups"]]}
+    set_state_dict(tr.model, tr.opt, model_state_dict=load_file(str(path / "model.safetensors")),
+                   optim_state_dict=optim, options=StateDictOptions(full_state_dict=True))
+    if (path / "ema.safetensors").exists():
+        shadow = tr.ema.state_dict()
+        tr.ema.load_state_dict({k: distribute_tensor(v.to(tr.device), shadow[k].device_mesh, shadow[k].placements)
+                                for k, v in load_file(str(path / "ema.safetensors")).items()})

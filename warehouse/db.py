@@ -123,6 +123,12 @@ def write_database(lake: str) -> str:
             con.execute(s)
         con.execute("USE memory")
         con.execute("DETACH warehouse_new")
+    except BaseException:  # a full disk mid-write: no temporary database left behind
+        con.close()
+        for leftover in (tmp, f"{tmp}.wal"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+        raise
     finally:
         con.close()
     os.replace(tmp, path)

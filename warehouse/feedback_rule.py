@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json
 
-from djepa_t2i.config import Feedback
+from djepa_t2i.config import ConfigError, Feedback
 from warehouse import db
 from warehouse import weights as wt
 from warehouse.intervals import wilson
@@ -243,7 +243,7 @@ def compute(lake: str, rule: Feedback) -> tuple[list[dict], str]:
     raises if there is no live version to build on."""
     version, table = wt.load(lake)
     if version is None:
-        raise ValueError(f"lake {lake}: no live sampling-weights version (publish v0 with "
+        raise ConfigError(f"lake {lake}: no live sampling-weights version (publish v0 with "
                          "`t2i notions` first)")
     ck, ns, cs, obs, acc = measurements(lake, rule.benchmark, version)
     src = f"{rule.benchmark}@{ck}" if ck else "no evaluation"

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from djepa_t2i.config import Config, ConfigError, is_url, require_dir, require_writable
 from warehouse.db import ensure_warehouse
 from warehouse.files import lake_fs as _fs
-from warehouse.files import parquet_bytes, write_atomic
+from warehouse.files import parquet_bytes, read_parquet, write_atomic
 from warehouse.schema import SCHEMAS
 
 _PART_RE = re.compile(r"^[A-Za-z0-9._=-]+$")
@@ -34,6 +34,14 @@ def require_lake(key: str, path: str) -> None:
     if not is_url(path) and not any(os.path.isdir(os.path.join(path, t)) for t in SCHEMAS):
         raise ConfigError(f"{key}={str(path)!r}: not a lake (it holds none of the lake's tables, "
                           "e.g. pairs/; `t2i curate` makes one)")
+
+
+def require_rows(lake: str, table: str, step: str) -> None:
+    """A step that reads ``table`` refuses a lake where no earlier step wrote it, naming that step
+    (one line, exit 2), instead of failing inside its work."""
+    require_lake("lake", lake)
+    if not partitions(lake, table):
+        raise ConfigError(f"lake={str(lake)!r}: no {table} yet (run `{step}` first)")
 
 
 def checked_lake(cfg: Config, lake: str | None = None, write: bool = True) -> str:
@@ -127,10 +135,7 @@ def read_table(lake: str, table: str, parts: list[str] | None = None) -> pa.Tabl
     """All (or some) partitions of ``table`` as one Arrow table with the declared schema."""
     fs, root = _fs(lake)
     names = partitions(lake, table) if parts is None else parts
-    tables = []
-    for n in names:
-        with fs.open(f"{root}/{table}/{n}.parquet", "rb") as f:
-            tables.append(to_arrow(table, pq.read_table(f)))
+    tables = [to_arrow(table, read_parquet(fs, f"{root}/{table}/{n}.parquet")) for n in names]
     if not tables:
         return SCHEMAS[table].empty_table()
     return pa.concat_tables(tables)
