@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from PIL import Image
+
 from djepa_t2i.config import default, resolve_device
 
 TAG_OPEN, TAG_CLOSE = " [", "]"
@@ -137,7 +139,6 @@ class ImageReadError(ValueError):
 
 def decode_rgb(data: bytes, max_pixels: int = default("curate.resolution.max_pixels")):
     """RGB PIL image; the pixel count is checked from the header before decoding."""
-    from PIL import Image
     try:
         im = Image.open(io.BytesIO(data))
         w, h = im.size
@@ -160,8 +161,8 @@ class InternVLCaptioner:
                  image_size: int = default("recaption.image_size"),
                  crop_to_patches: bool = default("recaption.crop_to_patches"), device: str = "auto",
                  dtype: str = "auto", trust_remote_code: bool = default("recaption.trust_remote_code")):
-        import torch
-        from transformers import AutoProcessor, InternVLForConditionalGeneration
+        import torch  # heavy
+        from transformers import AutoProcessor, InternVLForConditionalGeneration  # heavy
         if not Path(weights).is_dir():
             raise FileNotFoundError(f"recaption.weights {weights!r} is not a local directory")
         self.device = resolve_device(device)
@@ -190,7 +191,7 @@ class InternVLCaptioner:
         return f"{p.image_token}\n{prompt}"
 
     def caption(self, images: list) -> list[str]:
-        import torch
+        import torch  # heavy
         inputs = self.processor(images=images, text=[self.text] * len(images), return_tensors="pt",
                                 padding=True, crop_to_patches=self.crop_to_patches,
                                 size={"height": self.image_size, "width": self.image_size})

@@ -14,6 +14,7 @@ import re
 import time
 
 import pyarrow as pa
+from tqdm import tqdm
 
 from djepa_t2i.config import ConfigError, default
 from tasks.captioning import strip_tags
@@ -93,7 +94,6 @@ def extract_lake(lake: str, spacy_model: str = default("notions.spacy_model"),
     written = set()
     shards = _by_shard(lake)
     if progress:
-        from tqdm import tqdm
         shards = tqdm(shards, desc="notion-stats", unit="shard")
     for shard, keys, caps, vers in shards:
         r = extract_shard(lake, shard, keys, caps, vers, ex, batch_size, n_process)

