@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+import math
 import os
 import re
 from types import UnionType
@@ -334,6 +335,16 @@ class Train(Section):
         return self
 
 
+def auto_steps(tokens: int) -> int:
+    """Generalized next-token steps for an image of ``tokens`` tokens, by the paper's guidance
+    (§3.1 "High-resolution Image Sampling"): 64 at 256² (256 tokens at stride 16), "approximately
+    100" at 2K-4K (16,384-65,536 tokens). Between them 6 more per doubling of the token count
+    (64 + 6 x log2(16384 / 256) = 100), 100 above; below 256 tokens 64, never more than the tokens."""
+    if tokens <= 256:
+        return max(1, min(64, tokens))
+    return min(100, round(64 + 6 * math.log2(tokens / 256)))
+
+
 class Evaluate(Section):
     """evaluate-checkpoints: which benchmark, how images are generated, where they are saved."""
     benchmark: Literal["shapes-geneval", "geneval"] = "shapes-geneval"
@@ -342,7 +353,9 @@ class Evaluate(Section):
     images_per_prompt: int = Field(4, ge=1)  # GenEval generates 4 images per prompt
     # sampling as the paper evaluates (§3.1 "Inference", Supp. §7): T = 64 steps at 256²,
     # CFG 6.0 for the GenEval tables, 250 denoising steps, time shift 4.5
-    steps: int = Field(64, ge=1)  # generalized next-token steps
+    # generalized next-token steps; "auto": by the image's token count (auto_steps: the paper's
+    # 64 at 256 tokens to ~100 at 2K-4K, §3.1), so one setting serves every --size
+    steps: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     flow_steps: int = Field(250, ge=1)  # steps of the token head's sampler (Euler / DDPM)
     cfg: float = Field(6.0, ge=0)
     # how the guidance scale grows over the generalized next-token steps: "linear" is MAR's ramp
