@@ -3,8 +3,8 @@
 Writes shapes-world JPEGs at LAION-like sizes (256-1536 px sides, several aspects) into
 webdataset shards with the real build-shards code, then times ``TrainLoader.next()`` for a few
 decode-thread counts with the phase-1 schedule, in wall time and in process CPU per sample (the
-figure that holds on a busy machine: samples per CPU-second is what one free core decodes). Appends a row set to docs/benchmarks.md under
-"## data path".
+figure that holds on a busy machine: samples per CPU-second is what one free core decodes).
+Appends a row set to docs/benchmarks.md under "## data path".
 
     .venv/bin/python bench/loader.py [--n 400] [--workers 0 1 2] [--seconds 20]
 """

@@ -62,12 +62,12 @@ def profile(sample: str, limit: int | None, overrides: list[str]) -> list[dict]:
     f = build_stage("ocr", load_config(overrides=overrides))
     rows = []
     for key, source, im in images(sample, limit):
-        t, p, flt = time.thread_time(), time.process_time(), resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+        flt = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+        t, p = time.thread_time(), time.process_time()
         r = f.one(im)
-        flt = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - flt
         rows.append({"key": key, "source": source, "w": im.width, "h": im.height,
                      "thread_ms": (time.thread_time() - t) * 1e3, "process_ms": (time.process_time() - p) * 1e3,
-                     "faults": flt,
+                     "faults": resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - flt,
                      "n_detected": r.details["n_detected"], "n_read": r.details["n_read"], "passed": r.passed})
     return rows
 
@@ -81,12 +81,14 @@ def in_dask(sample: str, limit: int | None, overrides: list[str]) -> list[dict]:
 
 def summary(rows: list[dict]) -> str:
     def line(label: str, rs: list[dict]) -> str:
+        def mean(k: str) -> float:
+            return statistics.mean(r[k] for r in rs)
         th = [r["thread_ms"] for r in rs]
-        return (f"| {label} | {len(rs)} | {statistics.mean(th):.1f} | {statistics.median(th):.1f} | "
-                f"{statistics.mean(r['process_ms'] for r in rs):.1f} | "
-                f"{statistics.mean(r['faults'] for r in rs):.0f} | {statistics.mean(r['n_detected'] for r in rs):.1f} | {statistics.mean(r['n_read'] for r in rs):.2f} | "
+        return (f"| {label} | {len(rs)} | {mean('thread_ms'):.1f} | {statistics.median(th):.1f} | "
+                f"{mean('process_ms'):.1f} | {mean('faults'):.0f} | {mean('n_detected'):.1f} | {mean('n_read'):.2f} | "
                 f"{statistics.mean(r['w'] * r['h'] for r in rs) / 1e6:.2f} | {sum(th) / 1e3:.1f} |")
-    out = ["| group | images | thread ms mean | median | process ms mean | page faults | boxes det. | boxes read | Mpx | thread CPU s |",
+    out = ["| group | images | thread ms mean | median | process ms mean | page faults | boxes det. | boxes read "
+           "| Mpx | thread CPU s |",
            "|---|---|---|---|---|---|---|---|---|---|", line("all", rows)]
     for s in sorted({r["source"] for r in rows}):
         out.append(line(f"source={s}", [r for r in rows if r["source"] == s]))
