@@ -33,7 +33,7 @@ def setup_offline_env() -> None:
     font = ycfg / "Arial.ttf"  # ultralytics downloads Arial.ttf for plots unless one is there
     if not font.exists():
         try:
-            import matplotlib
+            import matplotlib  # heavy
             src = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
             shutil.copyfile(src, font)
         except Exception:

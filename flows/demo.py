@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -73,7 +74,6 @@ DEMO_PARTS = ("sample", "lake", "shards", "train-phase1", "train-phase2", "eval"
 def _start_fresh(out: str) -> None:
     """A demo is one run from nothing: an earlier demo's checkpoints would be resumed against a
     lake they were not trained on (the sampler refuses, rightly), so its parts are removed."""
-    import shutil
     for part in DEMO_PARTS:
         shutil.rmtree(Path(out) / part, ignore_errors=True)
 

@@ -2,8 +2,10 @@
 the funnel and the grouped rejection reasons as tables."""
 from __future__ import annotations
 
-from warehouse import db
+import numpy as np
+
 from report.figures import STATUS_COLORS, save_figure
+from warehouse import db
 
 FUNNEL = "filter funnel"
 
@@ -13,10 +15,9 @@ def _save(fig, outdir: str, name: str) -> str:
 
 
 def render(lake: str, outdir: str) -> list[tuple[str, str]]:
-    import matplotlib
+    import matplotlib  # heavy
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
+    import matplotlib.pyplot as plt  # heavy
     con = db.connect(lake)
     try:
         n = con.execute("SELECT count(*) FROM pairs").fetchone()[0]

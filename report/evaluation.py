@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import textwrap
 
+from PIL import Image
+
+from report.figures import STATUS_COLORS, save_figure
 from warehouse import db
 from warehouse import lake as lk
-from report.figures import STATUS_COLORS, save_figure
 
 MAX_GRIDS = 4        # latest checkpoints that get a sample grid
 GRID_PROMPTS = 12    # images per grid
@@ -16,9 +18,9 @@ WEIGHT_KINDS = ("color", "count", "spatial", "shape")
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # heavy
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy
     return plt
 
 
@@ -75,7 +77,6 @@ def notion_scores(lake: str, outdir: str) -> list[tuple[str, str]]:
 
 def sample_grids(lake: str, outdir: str) -> list[tuple[str, str]]:
     plt = _plt()
-    from PIL import Image
     _, cks = db.query(lake, "SELECT checkpoint, benchmark, max(step) FROM eval_results "
                             "WHERE image_path IS NOT NULL GROUP BY 1, 2 ORDER BY 3 DESC, 1 LIMIT ?",
                       [MAX_GRIDS])

@@ -10,7 +10,7 @@ STATUS_COLORS = {"input": "#999999", "passed": "#009E73", "rejected": "#D55E00",
 
 def save_figure(fig, outdir: str, name: str, dpi: int = 110) -> str:
     """Lay out, write ``<outdir>/<name>.png`` and free the figure; returns the path."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy
     path = os.path.join(outdir, f"{name}.png")
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from report.figures import save_figure
 from warehouse import db
 
@@ -13,8 +15,7 @@ TABLE_TOP = 5  # per kind, in the table beside the plot
 
 
 def _resolution_aspect(lake: str, outdir: str) -> tuple[str, str] | None:
-    import matplotlib.pyplot as plt
-    import numpy as np
+    import matplotlib.pyplot as plt  # heavy
     cols, rows = db.query(lake, "SELECT res_bucket, aspect_bucket, n FROM resolution_aspect")
     if not rows:
         return None
@@ -37,7 +38,7 @@ def _resolution_aspect(lake: str, outdir: str) -> tuple[str, str] | None:
 
 
 def _top_notions(lake: str, outdir: str) -> tuple[str, str] | None:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy
     _, rows = db.query(lake, "SELECT kind, notion, p FROM notion_stats "
                              "QUALIFY row_number() OVER (PARTITION BY kind ORDER BY n DESC, notion) <= ? "
                              "ORDER BY kind, p DESC", [TOP])
@@ -61,7 +62,7 @@ def _top_notions(lake: str, outdir: str) -> tuple[str, str] | None:
 
 
 def render(lake: str, outdir: str) -> list[tuple[str, str]]:
-    import matplotlib
+    import matplotlib  # heavy
     matplotlib.use("Agg")
     os.makedirs(outdir, exist_ok=True)
     return [f for f in (_resolution_aspect(lake, outdir), _top_notions(lake, outdir)) if f]

@@ -2,8 +2,8 @@
 (``batch_stats`` summed over ranks; the feedback sampler's accepted samples, paper §2.3)."""
 from __future__ import annotations
 
-from warehouse import db
 from report.figures import save_figure
+from warehouse import db
 
 RUNS = 2   # newest training runs shown
 TOP = 8    # notions per run in the plot
@@ -20,9 +20,9 @@ def _title(run: str) -> str:
 
 
 def render(lake: str, outdir: str) -> list[tuple[str, str]]:
-    import matplotlib
+    import matplotlib  # heavy
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy
     out = []
     for run in _runs(lake):
         _, rows = db.query(lake, "SELECT step, value, count FROM batch_stats_agg WHERE run_id = ? AND kind = 'notion' "

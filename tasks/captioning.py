@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from djepa_t2i.config import resolve_device
+from PIL import Image
+
+from djepa_t2i.config import default, resolve_device
 
 TAG_OPEN, TAG_CLOSE = " [", "]"
 
@@ -135,9 +137,8 @@ class ImageReadError(ValueError):
     """Why an image could not be read for captioning (recorded, never raised past the flow)."""
 
 
-def decode_rgb(data: bytes, max_pixels: int = 89_478_485):
+def decode_rgb(data: bytes, max_pixels: int = default("curate.resolution.max_pixels")):
     """RGB PIL image; the pixel count is checked from the header before decoding."""
-    from PIL import Image
     try:
         im = Image.open(io.BytesIO(data))
         w, h = im.size
@@ -156,11 +157,12 @@ def decode_rgb(data: bytes, max_pixels: int = 89_478_485):
 class InternVLCaptioner:
     """Greedy batched captions from a local InternVL checkpoint (native transformers classes)."""
 
-    def __init__(self, weights: str, prompt: str, max_new_tokens: int = 77, image_size: int = 448,
-                 crop_to_patches: bool = False, device: str = "auto", dtype: str = "auto",
-                 trust_remote_code: bool = False):
-        import torch
-        from transformers import AutoProcessor, InternVLForConditionalGeneration
+    def __init__(self, weights: str, prompt: str, max_new_tokens: int = default("recaption.max_new_tokens"),
+                 image_size: int = default("recaption.image_size"),
+                 crop_to_patches: bool = default("recaption.crop_to_patches"), device: str = "auto",
+                 dtype: str = "auto", trust_remote_code: bool = default("recaption.trust_remote_code")):
+        import torch  # heavy
+        from transformers import AutoProcessor, InternVLForConditionalGeneration  # heavy
         if not Path(weights).is_dir():
             raise FileNotFoundError(f"recaption.weights {weights!r} is not a local directory")
         self.device = resolve_device(device)
@@ -189,7 +191,7 @@ class InternVLCaptioner:
         return f"{p.image_token}\n{prompt}"
 
     def caption(self, images: list) -> list[str]:
-        import torch
+        import torch  # heavy
         inputs = self.processor(images=images, text=[self.text] * len(images), return_tensors="pt",
                                 padding=True, crop_to_patches=self.crop_to_patches,
                                 size={"height": self.image_size, "width": self.image_size})

@@ -14,12 +14,13 @@ import re
 import time
 
 import pyarrow as pa
+from tqdm import tqdm
 
-from djepa_t2i.config import ConfigError
-from warehouse import db
-from warehouse import lake as lk
+from djepa_t2i.config import ConfigError, default
 from tasks.captioning import strip_tags
 from tasks.notions import NotionExtractor, notion_rows
+from warehouse import db
+from warehouse import lake as lk
 
 _SQL = """
 SELECT coalesce(p.shard, '') AS shard, c.key, c.caption, c.tags, c.version
@@ -60,7 +61,8 @@ def _by_shard(lake: str):
 
 
 def extract_shard(lake: str, shard: str, keys, captions, versions, ex: NotionExtractor,
-                  batch_size: int = 256, n_process: int = 1) -> dict:
+                  batch_size: int = default("notions.batch_size"),
+                  n_process: int = default("notions.n_process")) -> dict:
     t0 = time.time()
     sets, st = ex.extract_many(captions, batch_size=batch_size, n_process=n_process)
     part = part_name(shard)
@@ -80,8 +82,10 @@ def require_captions(lake: str) -> None:
                           "first (the default backend keeps the alt text)")
 
 
-def extract_lake(lake: str, spacy_model: str = "auto", entities: str = "full", max_chars: int = 2000,
-                 batch_size: int = 256, n_process: int = 1, progress: bool = True) -> dict:
+def extract_lake(lake: str, spacy_model: str = default("notions.spacy_model"),
+                 entities: str = default("notions.entities"), max_chars: int = default("notions.max_chars"),
+                 batch_size: int = default("notions.batch_size"), n_process: int = default("notions.n_process"),
+                 progress: bool = True) -> dict:
     """Notions of all current captions; returns a summary with every bad-input count."""
     require_captions(lake)
     ex = NotionExtractor(spacy_model, entities, max_chars)
@@ -90,7 +94,6 @@ def extract_lake(lake: str, spacy_model: str = "auto", entities: str = "full", m
     written = set()
     shards = _by_shard(lake)
     if progress:
-        from tqdm import tqdm
         shards = tqdm(shards, desc="notion-stats", unit="shard")
     for shard, keys, caps, vers in shards:
         r = extract_shard(lake, shard, keys, caps, vers, ex, batch_size, n_process)

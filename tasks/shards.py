@@ -14,6 +14,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
+import pyarrow.parquet as pq
+
 from djepa_t2i.config import ConfigError, require_dir
 from tasks import shard_format as sf
 
@@ -79,7 +81,6 @@ def read_tar(tar_path: str, max_member_bytes: int | None = None
 def read_parquet_rows(path: str) -> tuple[dict[str, dict] | None, list[str]]:
     if not os.path.exists(path):
         return None, []
-    import pyarrow.parquet as pq
     try:
         t = pq.read_table(path)
     except Exception as e:  # noqa: BLE001

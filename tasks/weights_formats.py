@@ -15,10 +15,13 @@ Formats are told apart by content, not by name:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import zipfile
 from pathlib import Path
+
+from safetensors import safe_open
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -79,7 +82,6 @@ def detect(path: str | Path) -> str:
 
 
 def safetensors_metadata(path: str | Path) -> dict[str, str]:
-    from safetensors import safe_open
     with safe_open(str(path), "pt") as f:
         return dict(f.metadata() or {})
 
@@ -91,11 +93,11 @@ def load_tensors(path: str | Path, what: str, expected: str) -> dict:
     A ``{"state_dict": ...}`` wrapper (training checkpoints) and DDP's ``module.`` prefix are
     removed.
     """
-    import torch
+    import torch  # heavy
     p = Path(path)
     fmt = detect(p)
     if fmt == "safetensors":
-        from safetensors.torch import load_file
+        from safetensors.torch import load_file  # heavy
         return load_file(str(p))
     if fmt == "torchscript":
         raise WeightsFormatError(
@@ -119,7 +121,7 @@ def load_tensors(path: str | Path, what: str, expected: str) -> dict:
 
 def torchscript_state_dict(path: str | Path) -> dict:
     """Tensors of a TorchScript archive. Compiles the archive's code: call only after an opt-in."""
-    import torch
+    import torch  # heavy
     module = torch.jit.load(str(path), map_location="cpu")
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -148,7 +150,6 @@ def read_json(path: Path) -> dict:
 
 def file_sha256(path: str | Path) -> str:
     """sha256 of a file: the provenance a converted file records."""
-    import hashlib
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for b in iter(lambda: f.read(1 << 20), b""):

@@ -10,11 +10,12 @@ reason a pair got depended on import order. Every project import of YOLO goes th
 """
 from __future__ import annotations
 
+from PIL import Image
+
 
 def yolo_class():
     """The ``YOLO`` class, with PIL's own ``Image.open`` put back."""
-    from PIL import Image
-    from ultralytics import YOLO
-    from ultralytics.utils import patches
+    from ultralytics import YOLO  # heavy
+    from ultralytics.utils import patches  # heavy
     Image.open = getattr(patches, "_image_open", Image.open)  # the original, kept by ultralytics
     return YOLO

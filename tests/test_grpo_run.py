@@ -139,3 +139,16 @@ def test_flow_summary_reads_the_curve():
                                "heldout_reward_first": 0.1, "heldout_shapes-geneval_first": 0.0,
                                "heldout_reward_last": 0.4, "heldout_shapes-geneval_last": 0.25,
                                "reward_first": 0.2, "reward_last": 0.3}
+
+
+def test_prompt_sets_are_disjoint_for_both_benchmarks(tmp_path):
+    from training.grpo_run import prompt_sets
+    cfg = load_config(None, ["post_train.prompts_per_category=3", "post_train.heldout_prompts_per_category=2"])
+    train, held = prompt_sets(cfg, 32, 32)
+    assert len(train) == 18 and len(held) == 12 and not {p["id"] for p in train} & {p["id"] for p in held}
+    meta = tmp_path / "evaluation_metadata.jsonl"
+    meta.write_text("".join(json.dumps({"tag": "single_object", "prompt": f"a photo of a thing {i}",
+                                        "include": [{"class": "thing", "count": 1}]}) + "\n" for i in range(11)))
+    cfg = load_config(None, ["evaluate.benchmark=geneval", f"evaluate.metadata={meta}"])
+    train, held = prompt_sets(cfg, 32, 32)
+    assert [p["id"] for p in held] == ["00000", "00005", "00010"] and len(train) == 8

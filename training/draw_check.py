@@ -15,6 +15,7 @@ from PIL import Image
 from tasks import shapes_world as sw
 from tasks.evaluators import controls
 from tasks.evaluators import shapes_geneval as sg
+from training.generation import load_generator, settings
 
 COLORS, SHAPES = list(sw.COLORS), list(sw.SHAPES)
 
@@ -36,7 +37,6 @@ def read(img: Image.Image) -> tuple[str | None, str | None]:
 
 def check(ckpt: str, seeds: int = 4, device: str = "cpu", grid: str | None = None) -> dict:
     """Generate and score; returns accuracies, their controls and the sampling settings used."""
-    from training.generation import load_generator, settings
     gen = load_generator(ckpt, device)
     s = settings(gen.meta)
     ps = prompts() * seeds

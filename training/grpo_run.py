@@ -22,11 +22,13 @@ from model.ar_rollout import decode, rollout
 from tasks import shapes_world as sw
 from training import checkpoints as ckpts
 from training import lake_io
-from training.generation import Generator, settings, tensor_to_image
+from training.evaluate import benchmark_prompts
+from training.generation import Generator, resolve_steps, settings, tensor_to_image
 from training.grpo import ar_subset, group_advantages, grpo_update
 from training.rewards import load_backend, load_rewards
 
 log = logging.getLogger("t2i.post_train")
+HELDOUT_EVERY = 5  # GenEval metadata: every 5th prompt is held out (553 -> 442 train, 111 held out)
 
 
 def grid_image(images: list[Image.Image], cols: int = 8) -> Image.Image:
@@ -37,6 +39,18 @@ def grid_image(images: list[Image.Image], cols: int = 8) -> Image.Image:
     for i, im in enumerate(images):
         out.paste(im, ((i % cols) * w, (i // cols) * h))
     return out
+
+
+def prompt_sets(cfg: Config, w: int, h: int) -> tuple[list[dict], list[dict]]:
+    """(training prompts, held-out prompts) of ``evaluate.benchmark``: shapes-geneval draws two
+    disjoint seeds of its generator; GenEval's metadata is split, every 5th prompt held out."""
+    pt = cfg.post_train
+    if cfg.evaluate.benchmark == "geneval":
+        prompts = benchmark_prompts(cfg.evaluate)
+        return ([p for i, p in enumerate(prompts) if i % HELDOUT_EVERY],
+                [p for i, p in enumerate(prompts) if i % HELDOUT_EVERY == 0])
+    return (sw.benchmark_prompts(pt.prompts_per_category, pt.prompt_seed, w, h),
+            sw.benchmark_prompts(pt.heldout_prompts_per_category, cfg.evaluate.seed, w, h))
 
 
 class PostTrainRun:
@@ -58,8 +72,8 @@ class PostTrainRun:
         self.s = settings(self.meta)
         h, w = self.s["size"]
         self.grid = self.tok.grid(h, w)
-        self.pool = sw.benchmark_prompts(pt.prompts_per_category, pt.prompt_seed, w, h)
-        self.heldout = sw.benchmark_prompts(pt.heldout_prompts_per_category, cfg.evaluate.seed, w, h)
+        self.s = resolve_steps(self.s, self.grid)  # evaluate.steps "auto": the number for this grid
+        self.pool, self.heldout = prompt_sets(cfg, w, h)
         self.opt = torch.optim.AdamW([p for p in self.policy.parameters() if p.requires_grad],
                                      lr=pt.lr, weight_decay=0.0)
         self.out = Path(pt.out)

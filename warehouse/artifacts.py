@@ -59,8 +59,8 @@ def report_path(lake: str) -> Path:
 
 def publish_summary(flow: str, lake: str, summary: dict[str, Any]) -> str | None:
     """Create the run's artifacts; returns the markdown artifact's key, or None outside a run."""
-    from prefect.artifacts import create_link_artifact, create_markdown_artifact
-    from prefect.context import FlowRunContext
+    from prefect.artifacts import create_link_artifact, create_markdown_artifact  # heavy
+    from prefect.context import FlowRunContext  # heavy
     if FlowRunContext.get() is None:
         return None
     key = f"{flow}-summary"

@@ -15,7 +15,6 @@ import uuid
 from typing import Any, Iterable
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from djepa_t2i.config import Config, ConfigError, is_url, require_dir, require_writable
 from warehouse.db import ensure_warehouse

@@ -14,21 +14,23 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import io
 import json
+import re
 import sys
 from typing import Any, Sequence
 
 import duckdb
 
-from djepa_t2i.config import ConfigError, require_exists
+from djepa_t2i.cli_args import int_at_least
+from djepa_t2i.config import ConfigError, default, require_exists
 from warehouse import db, readonly
 from warehouse.lake import require_lake
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from djepa_t2i.cli_args import int_at_least
     p.add_argument("sql", nargs="?", help="SQL statement (or use --query NAME)")
-    p.add_argument("--lake", default="runs/lake", help="lake directory")
+    p.add_argument("--lake", default=default("lake"), help="lake directory")
     p.add_argument("--query", "-q", help="name of a saved query in warehouse/queries/")
     p.add_argument("--param", "-p", action="append", default=[], help="bound parameter, repeatable")
     p.add_argument("--format", "-f", choices=("table", "csv", "json"), default="table")
@@ -66,7 +68,6 @@ def render(cols, rows, fmt: str, max_width: int = 60) -> str:
         return json.dumps([{c: _cell(v) for c, v in zip(cols, r)} for r in rows], ensure_ascii=False,
                           default=str, indent=1)
     if fmt == "csv":
-        import io
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(cols)
@@ -84,7 +85,6 @@ def run(args) -> int:
         raise ConfigError(e.args[0]) from None
     params = list(args.param)
     if args.query:  # saved queries take optional positional params: pad with NULLs
-        import re
         n = max([int(m) for m in re.findall(r"\$(\d+)", sql)] or [0])
         params += [None] * (n - len(params))
     require_lake("lake", args.lake)
