@@ -14,7 +14,9 @@
 # 5. recaption images/s at batch 1 and 8 (InternVL2-2B-shaped, random, left-padded batch generation);
 # 6. curation pairs/s with the production backends on the GPU (CLIP ViT-L/14 heads, YOLO face;
 #    random weights in the published formats) through the Prefect flow, and CPU ms per pair per
-#    stage (issue #26.3; skipped in --smoke: bench/curate_throughput.py has its own CPU runs).
+#    stage (issue #26.3; skipped in --smoke: bench/curate_throughput.py has its own CPU runs);
+# 7. t2i generate at 2K/4K/4:1 at 65,536 tokens per 4K image (issue #28.2; skipped in --smoke:
+#    docs/benchmarks.md has its CPU runs).
 # Each stage has its own time limit; a failed stage is recorded and the next one still runs.
 # $OUT/summary.txt gathers the hardware, the date and every stage's result lines.
 set -uo pipefail
@@ -77,5 +79,10 @@ stage recaption_b1 "$LIMIT_CAP" $PY bench/caption_throughput.py "${CAP[@]}" --ba
 stage recaption_b8 "$LIMIT_CAP" $PY bench/caption_throughput.py "${CAP[@]}" --batch 8
 if [ $SMOKE = 0 ]; then
   stage curate_production "$LIMIT_CURATE" $PY bench/curate_throughput.py "${CURATE[@]}"
+  # 7. issue #28.2: t2i generate at 2K, 4K and 4:1 with the paper's token stride (SD3-layout VAE x8,
+  #    patch 2: 65,536 tokens at 4096²), steps by token count, peak RSS and GPU memory per size
+  stage hires_generate 240 $PY bench/hires_generate.py --device cuda --patch 2 --tile 1024 \
+    --sizes 2048x2048,4096x4096,4096x1024
+  grep "^| [0-9]" "$OUT/hires_generate.txt" >> "$OUT/summary.txt"
 fi
 cat "$OUT/summary.txt"

@@ -118,7 +118,7 @@ def runtime_fault(e: BaseException) -> str | None:
         if isinstance(err, OSError):
             hit = FAULTS.get(err.errno) or next((f for f in FAULTS.values() if f[0] in str(err).lower()), None)
             if hit:
-                where = f" writing {err.filename}" if err.filename else ""
+                where = f" ({err.filename})" if err.filename else ""
                 return f"{hit[0]}{where}; {hit[1]}, then rerun the command (finished work is kept)"
     return None
 

@@ -4,7 +4,11 @@
 encodes with a diffusers ``AutoencoderKL`` loaded from a local path (model/vae_loader.py: a VAE
 folder, a pipeline's ``vae/``, or a single file; SD/SD3/FLUX-style
 VAEs), normalises latents with the VAE's own scaling/shift factors and patchifies them; above
-``tile_above`` pixels it switches to tiled encode/decode so 2K-4K images fit in memory.
+``tile_above`` pixels it switches to diffusers' tiled encode/decode so 2K-4K images fit in memory
+(D-JEPA·T2I Supp. "Scaling to 4K Resolution": tiles above 2K). Tiles are ``tile_size`` pixels
+(default: the VAE's own ``sample_size``, 1024 for SD3/FLUX) overlapping by a quarter and blended,
+so peak memory follows the tile, not the image; the seam this leaves is measured in
+docs/benchmarks.md (bench/hires_generate.py --seam).
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import threading
 
 import torch
 
-from djepa_t2i.config import resolve_device
+from djepa_t2i.config import default, resolve_device
 
 from model.batch import PackedImages, cu_seqlens_from_lengths
 
@@ -59,7 +63,7 @@ class VAETokenizer:
     kind = "vae"
 
     def __init__(self, path: str, patch_size: int = 1, tile_above: int = 2048, device: str = "cpu",
-                 dtype: torch.dtype = torch.float32, config: str | None = None):
+                 dtype: torch.dtype = torch.float32, config: str | None = None, tile_size: int | None = None):
         from model.vae_loader import load_vae
         self.path, self.patch_size, self.tile_above, self.config = str(path), patch_size, tile_above, config
         self.vae = load_vae(self.path, config, dtype).to(device=device)
@@ -68,6 +72,12 @@ class VAETokenizer:
         self.scale = float(cfg.scaling_factor or 1.0)
         self.shift = float(getattr(cfg, "shift_factor", None) or 0.0)
         self.factor = 2 ** (len(cfg.block_out_channels) - 1)
+        self.tile_size = tile_size
+        if tile_size is not None:
+            if tile_size % self.factor or tile_size < 4 * self.factor:
+                raise ValueError(f"VAE tile_size={tile_size}: expected a multiple of {self.factor} px, at least "
+                                 f"{4 * self.factor}")
+            self.vae.tile_sample_min_size, self.vae.tile_latent_min_size = tile_size, tile_size // self.factor
         self.token_dim = self.channels * patch_size ** 2
         self.stride = self.factor * patch_size
         self._lock = threading.Lock()  # data workers share the VAE; tiling is a per-call switch
@@ -75,7 +85,8 @@ class VAETokenizer:
     def describe(self) -> dict:
         from model.encoder_paths import encoder_name, recorded_path
         return {"kind": self.kind, "name": encoder_name(self.path), "path": recorded_path(self.path),
-                "patch_size": self.patch_size, "tile_above": self.tile_above, "config": recorded_path(self.config)}
+                "patch_size": self.patch_size, "tile_above": self.tile_above, "tile_size": self.tile_size,
+                "config": recorded_path(self.config)}
 
     grid = PixelTokenizer.grid
 
@@ -133,10 +144,10 @@ def tokenizer_from_meta(meta: dict, device: str = "cpu", ckpt_dir: str | None = 
     from model.encoder_paths import resolve_encoder_path
     path = resolve_encoder_path("vae", meta, ckpt_dir, overrides)
     return VAETokenizer(path, meta["patch_size"], meta["tile_above"], device=device, dtype=dtype,
-                        config=meta.get("config"))
+                        config=meta.get("config"), tile_size=meta.get("tile_size"))
 
 
-def pack(images: list[torch.Tensor], tokenizer, max_image_tokens: int = 4096,
+def pack(images: list[torch.Tensor], tokenizer, max_image_tokens: int = default("train.max_image_tokens"),
          generator: torch.Generator | None = None) -> PackedImages:
     """Tokenize and concatenate; an image above ``max_image_tokens`` keeps a random subset
     (random token drop, indices recorded in ``keep`` so positions stay correct)."""
@@ -145,7 +156,8 @@ def pack(images: list[torch.Tensor], tokenizer, max_image_tokens: int = 4096,
                        max_image_tokens, generator)
 
 
-def pack_tokens(tokens: list[torch.Tensor], grids: list[tuple[int, int]], max_image_tokens: int = 4096,
+def pack_tokens(tokens: list[torch.Tensor], grids: list[tuple[int, int]],
+                max_image_tokens: int = default("train.max_image_tokens"),
                 generator: torch.Generator | None = None) -> PackedImages:
     """:func:`pack` of images already tokenized (by a data worker, or read from the encode cache)."""
     toks, keep = [], []

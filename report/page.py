@@ -15,7 +15,7 @@ import html
 import os
 from typing import Any, Sequence
 
-from djepa_t2i.config import require_writable
+from djepa_t2i.config import default, require_writable
 from report import curation, evaluation, gallery, notions, post_training, training
 from warehouse.lake import require_lake
 
@@ -88,13 +88,20 @@ def build_report(lake: str, out: str) -> str:
             parts.append(f"<h2>{html.escape(topic)}</h2>\n{body}")
     parts.append("</body></html>")
     path = os.path.join(out, "index.html")
-    with open(path, "w") as f:
-        f.write("\n".join(parts))
+    tmp = os.path.join(out, ".index.html.tmp")  # renamed into place: a full disk leaves no half page
+    try:
+        with open(tmp, "w") as f:
+            f.write("\n".join(parts))
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    os.replace(tmp, path)
     return path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--lake", default="runs/lake", help="lake directory")
+    p.add_argument("--lake", default=default("lake"), help="lake directory")
     p.add_argument("--out", default=None, help="report directory (default: <lake>/../report)")
 
 

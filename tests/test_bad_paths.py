@@ -141,7 +141,7 @@ def test_a_full_disk_is_one_line_exit_1(monkeypatch, capsys, tmp_path, exc):
         raise exc
     monkeypatch.setattr(report, "run", full)
     rc, err, out = _run(["report", "--lake", str(tmp_path)], capsys)
-    where = f" writing {exc.filename}" if exc.filename else ""
+    where = f" ({exc.filename})" if exc.filename else ""
     assert (rc, err, out) == (1, [f"t2i report: error: no space left on device{where}; free space, then rerun "
                                   "the command (finished work is kept)"], "")
     with pytest.raises(OSError):  # --debug: the traceback

@@ -1,5 +1,5 @@
-"""A full disk (issue #25 item 3), on a real 1 MiB tmpfs: curation into a lake and build-shards
-into a shard folder that run out of space end with one line and exit 1, leave no temporary file
+"""A full disk (issue #25 item 3), on a real 1 MiB tmpfs: curation into a lake, build-shards
+into a shard folder and the report that run out of space end with one line and exit 1, leave no temporary file
 and no partial partition or tar visible, and their rerun after space is freed completes with every
 pair once. Needs root (mount); skipped with the reason where mounting is not permitted."""
 import os
@@ -104,4 +104,28 @@ def test_build_shards_on_a_full_disk(small_disk, sample, tmp_path, capsys):
     _, n = db.query(lake, "SELECT count(*), count(DISTINCT key) FROM samples")
     _, passed = db.query(lake, "SELECT count(*) FROM pairs WHERE status = 'passed'")
     assert n[0] == (passed[0][0], passed[0][0])
+    assert temp_files(small_disk) == []
+
+
+def test_report_on_a_full_disk(small_disk, sample, capsys):
+    """A report that runs out of space leaves whole PNG/JPEG files (Pillow, under matplotlib too,
+    removes a file it could not finish) and no page (written last, renamed into place), and its
+    rerun writes the page."""
+    _, ref, _ = sample
+    out = small_disk / "report"
+    filler = fill(small_disk, 60 * 1024)  # a whole report of this lake takes ~216 KiB
+    capsys.readouterr()
+    assert main(["report", "--lake", ref, "--out", str(out)]) == 1
+    said = capsys.readouterr()
+    assert said.err.strip().splitlines()[-1].startswith("t2i report: error: no space left on device")
+    assert temp_files(small_disk) == []
+    assert not (out / "index.html").exists()
+    pngs, jpgs = list(out.glob("*.png")), list(out.rglob("*.jpg"))
+    assert pngs  # the premise: the disk filled up part way
+    assert all(p.read_bytes().endswith(b"IEND\xaeB`\x82") for p in pngs)
+    assert all(p.read_bytes().endswith(b"\xff\xd9") for p in jpgs)
+
+    filler.unlink()
+    assert main(["report", "--lake", ref, "--out", str(out)]) == 0
+    assert (out / "index.html").read_text().endswith("</body></html>")
     assert temp_files(small_disk) == []

@@ -115,4 +115,4 @@ def test_help_shows_defaults(capsys):
         cli.main(["generate", "--help"])
     text = capsys.readouterr().out
     text = " ".join(text.split())  # argparse wraps lines
-    assert "config default 64" in text and "config default 4.5" in text and "config default linear" in text
+    assert "config default auto" in text and "config default 4.5" in text and "config default linear" in text

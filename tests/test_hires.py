@@ -72,3 +72,110 @@ def test_cpu_attention_never_holds_an_n_by_n_matrix(backend):
     peak, out = _peak_mib(lambda: packed_attention(q, k, v, seg, backend))
     assert peak < 64 < scores_mib / 15, f"{backend}: {peak:.0f} MiB"
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def sd3_vae(tmp_path_factory):
+    from tasks.rehearsal_weights import write_vae
+    return str(write_vae(tmp_path_factory.mktemp("vae") / "sd3-vae-tiny"))
+
+
+def test_vae_decodes_in_tiles_of_tile_size_above_tile_above(sd3_vae):
+    from model.tokenizers import VAETokenizer, tokenizer_from_meta
+    tok = VAETokenizer(sd3_vae, patch_size=1, tile_above=128, tile_size=64)
+    seen = []
+    hook = tok.vae.decoder.register_forward_pre_hook(lambda m, a: seen.append(tuple(a[0].shape[-2:])))
+    tokens = torch.randn(32 * 32, tok.token_dim, generator=torch.Generator().manual_seed(0))
+    img = tok.decode(tokens, (32, 32))  # 256 px > tile_above: tiles of 64 px = 8 latent px, stride 6
+    assert img.shape == (3, 256, 256) and len(seen) == 36 and max(max(s) for s in seen) == 8
+    seen.clear()
+    assert tok.decode(tokens[:16 * 16], (16, 16)).shape == (3, 128, 128) and seen == [(16, 16)]  # untiled
+    hook.remove()
+    assert tokenizer_from_meta(tok.describe()).tile_size == 64
+    with pytest.raises(ValueError, match=r"^VAE tile_size=60: expected a multiple of 8 px, at least 32$"):
+        VAETokenizer(sd3_vae, tile_size=60)
+
+
+def test_auto_steps_follow_the_paper_64_at_256_tokens_about_100_at_2k_to_4k():
+    from djepa_t2i.config import auto_steps
+    assert [auto_steps(n) for n in (16, 64, 256, 1024, 4096, 16384, 65536)] == [16, 64, 64, 76, 88, 100, 100]
+
+
+@pytest.mark.slow
+def test_batch_stats_count_the_tokens_the_random_drop_removed(tmp_path):
+    from _train_data import make_lake
+    from test_trainer import tiny_cfg
+
+    from tasks import shard_writer
+    from training import trainer as tr
+    from warehouse import db
+    from warehouse import weights as wt
+    lake, _ = make_lake(tmp_path, n=12, shards=1, sizes=((64, 64), (64, 48)))
+    shard_writer.build(lake, str(tmp_path / "shards"), samples_per_shard=12, progress=False)
+    wt.publish(lake, [wt.resolution_row("start", 0.064, 0.004, 0.056, 0.064, "near native")], why="test")
+    t = tr.Trainer(tiny_cfg(lake, str(tmp_path / "run"), **{"train.steps": 4, "train.save_every": 4}))
+    try:
+        hist = t.fit()
+    finally:
+        t.close()
+    over_cap = sum(max(0, (h // 8) * (w // 8) - 32) for rec in hist for h, w in rec["sizes"])  # cap: 32 tokens
+    _, rows = db.query(lake, "SELECT value, sum(count) FROM batch_stats WHERE kind = 'tokens' GROUP BY value")
+    assert dict(rows)["dropped"] == over_cap > 0
+    assert dict(rows)["image"] == sum(rec["tokens"] for rec in hist)
+
+
+@pytest.mark.slow
+def test_a_4k_phase2_sample_decodes_tokenises_in_tiles_drops_and_packs_in_bounded_memory(tmp_path, sd3_vae):
+    """A 4096² shapes-world JPEG read by its byte range as the loader reads it (D-JEPA·T2I Supp.
+    "Scaling to 4K": tiles above 2K, at most 4096 tokens per image by random drop)."""
+    import io
+    import random
+
+    from model.tokenizers import VAETokenizer, pack_tokens
+    from tasks.shapes_world import render, sample_scene
+    from tasks.shard_format import write_tar
+    from training.data import load_image
+    from training.feedback_sampler import Decision
+    buf = io.BytesIO()
+    render(sample_scene(random.Random(0), 4096, 4096, "single_object"), antialias=False).save(buf, "JPEG", quality=90)
+    off, size, _ = write_tar(str(tmp_path / "s.tar"), [{"__key__": "k", "jpg": buf.getvalue()}])["k"]
+
+    def decision(side):
+        return Decision("k", str(tmp_path / "s.tar"), off, size, "a shape", 4096, 4096, side, side, side / 1000)
+
+    full_decode_mib = 4096 * 4096 * 3 / 2**20  # 48 MiB: the source decoded at full size, uint8
+    peak, small = _peak_mib(lambda: load_image(decision(1024)))
+    assert small.shape == (3, 1024, 1024) and peak < full_decode_mib  # JPEG draft: decoded at 1/4 scale
+    peak, x = _peak_mib(lambda: load_image(decision(4096)))
+    out_mib = x.numel() * 4 / 2**20  # 192 MiB: the float image the VAE needs
+    assert x.shape == (3, 4096, 4096) and -1 <= float(x.min()) < float(x.max()) <= 1
+    assert peak < 2 * out_mib, f"{peak:.0f} MiB"  # one float image, no second full-size float copy
+    tok = VAETokenizer(sd3_vae, patch_size=2, tile_above=2048, tile_size=512)
+    seen = []
+    hook = tok.vae.encoder.register_forward_pre_hook(lambda m, a: seen.append(tuple(a[0].shape[-2:])))
+    peak, tokens = _peak_mib(lambda: tok.encode(x))
+    hook.remove()
+    assert tokens.shape == (256 * 256, 64) and max(max(s) for s in seen) == 512 and len(seen) == 121
+    assert peak < out_mib, f"{peak:.0f} MiB"  # an untiled encode holds 8 x 4096² floats per activation (512 MiB)
+    packed = pack_tokens([tokens], [tok.grid(4096, 4096)], 4096, torch.Generator().manual_seed(7))
+    keep = packed.keep[0]
+    assert packed.tokens.shape == (4096, 64) and packed.cu_seqlens.tolist() == [0, 4096]
+    assert torch.equal(keep, keep.unique()) and int(keep.max()) < 65536  # sorted, distinct, in the grid
+    assert torch.equal(packed.tokens, tokens[keep])
+    again = pack_tokens([tokens], [tok.grid(4096, 4096)], 4096, torch.Generator().manual_seed(7))
+    assert torch.equal(again.keep[0], keep)  # the loader's checkpointed generator reproduces the survivors
+
+
+def test_generate_takes_steps_by_token_count_and_prints_the_number(tmp_path, capsys):
+    from djepa_t2i.cli import main
+    from model.checkpoint import save_model
+    from model.djepa import djepa_tiny
+    from model.tokenizers import PixelTokenizer
+    torch.manual_seed(0)
+    m = djepa_tiny(token_dim=48, text_dim=384)
+    m.tokenizer = PixelTokenizer(4)
+    save_model(str(tmp_path / "ck"), m, None, {})  # no recorded evaluate section: the default, "auto"
+    for size, flag, steps in (("24x16", [], 24), ("8x8", ["--steps", "auto"], 4), ("8x8", ["--steps", "3"], 3)):
+        rc = main(["generate", "--ckpt", str(tmp_path / "ck"), "--prompt", "a red circle", "--size", size,
+                   "--flow-steps", "1", "--no-progress", "--out", str(tmp_path / "x.png"), *flag])
+        assert rc == 0 and f" steps={steps} " in capsys.readouterr().out

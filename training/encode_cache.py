@@ -68,7 +68,7 @@ def vae_key(tokenizer) -> str | None:
     """None for the pixel tokenizer: its 'encoding' is a reshape, nothing to cache."""
     if tokenizer.kind != "vae":
         return None
-    d = {k: v for k, v in tokenizer.describe().items() if k not in ("path", "tile_above")}
+    d = {k: v for k, v in tokenizer.describe().items() if k not in ("path", "tile_above", "tile_size")}
     return _key({"format": FORMAT, **d, "dtype": str(next(tokenizer.vae.parameters()).dtype),
                  "weights": fingerprint(tokenizer.path)})
 

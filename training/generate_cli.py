@@ -20,6 +20,11 @@ from training import checkpoints as ckpts
 from training.generation import SAMPLING, load_generator, settings
 
 
+def steps_arg(text: str) -> int | str:
+    """``--steps``: an integer >= 1 or ``auto``."""
+    return text if text == "auto" else int_at_least(1)(text)
+
+
 def parse_size(s: str) -> tuple[int, int]:
     """'WIDTHxHEIGHT' -> (H, W)."""
     m = re.fullmatch(r"(\d+)[xX](\d+)", s.strip())
@@ -50,7 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the prompt (repeat for several images in one batch)")
     p.add_argument("--size", type=parse_size, default=None,
                    help="WIDTHxHEIGHT in pixels (default: the checkpoint's evaluate.size, square)")
-    for name, typ, what in (("steps", int_at_least(1), "generalized next-token steps"),
+    for name, typ, what in (("steps", steps_arg, "generalized next-token steps, or auto (by token count: 64 at "
+                                                "256 tokens to 100 at 16384+, D-JEPA·T2I §3.1)"),
                             ("cfg", float, "classifier-free guidance scale"),
                             ("cfg-schedule", str, "guidance over the steps: linear (MAR's ramp to cfg) "
                                                   "or constant"),
@@ -84,7 +90,7 @@ def run(args) -> int:
         paths = {k: v for k, v in (("text_encoder", args.text_encoder), ("vae", args.vae)) if v}
         gen = load_generator(str(ckpt), args.device, ema=not args.no_ema, encoder_paths=paths,
                              text_max_length=args.text_max_length)
-        s = settings(gen.meta, args.size, **given)
+        s = gen.resolve(settings(gen.meta, args.size, **given))  # steps "auto": the number, printed below
         images = gen(args.prompt, s, seed=s["seed"], offset_b=args.offset_b, progress=not args.no_progress)
     except (ValueError, FileNotFoundError, OSError) as e:
         print(f"t2i generate: {e}", file=sys.stderr)

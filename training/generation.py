@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 
-from djepa_t2i.config import Evaluate, recorded, resolve_device
+from djepa_t2i.config import Evaluate, auto_steps, recorded, resolve_device
 from model.checkpoint import load_model
 
 # the sampling settings (config.Evaluate fields) that DJEPAT2I.generate takes
@@ -59,6 +59,7 @@ class Generator:
         (``settings``); the text encoder cuts each prompt at the recorded text length."""
         import torch
         from tqdm import tqdm
+        s = self.resolve(s)
         text = self.text_encoder.encode(prompts)
         bar = tqdm(total=s["steps"], desc="generate", unit="step", disable=not progress)
         with torch.autocast(device_type=self.device, dtype=torch.bfloat16, enabled=self.device == "cuda"):
@@ -66,6 +67,18 @@ class Generator:
                                       seed=seed, offset_b=offset_b, on_step=lambda k, n: bar.update(1))
         bar.close()
         return [tensor_to_image(x) for x in out]
+
+
+    def resolve(self, s: dict) -> dict:
+        """``s`` with ``steps: "auto"`` replaced by the number for ``s['size']`` under this
+        checkpoint's tokenizer."""
+        return resolve_steps(s, self.tokenizer.grid(*s["size"]))
+
+
+def resolve_steps(s: dict, grid: tuple[int, int]) -> dict:
+    """``s`` with ``steps: "auto"`` replaced by the count for an image of ``grid`` tokens
+    (``config.auto_steps``: D-JEPA·T2I §3.1, 64 at 256 tokens to ~100 at 2K-4K)."""
+    return s if s["steps"] != "auto" else {**s, "steps": auto_steps(grid[0] * grid[1])}
 
 
 def load_generator(ckpt: str, device: str, ema: bool = True, encoder_paths: dict[str, str] | None = None,

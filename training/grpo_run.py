@@ -24,7 +24,7 @@ from tasks import shapes_world as sw
 from training import checkpoints as ckpts
 from training import lake_io
 from training.evaluate import benchmark_prompts
-from training.generation import Generator, settings, tensor_to_image
+from training.generation import Generator, resolve_steps, settings, tensor_to_image
 from training.grpo import ar_subset, group_advantages, grpo_update
 from training.rewards import load_backend, load_rewards
 
@@ -72,6 +72,7 @@ class PostTrainRun:
         self.s = settings(self.meta)
         h, w = self.s["size"]
         self.grid = self.tok.grid(h, w)
+        self.s = resolve_steps(self.s, self.grid)  # evaluate.steps "auto": the number for this grid
         self.pool, self.heldout = prompt_sets(cfg, w, h)
         self.opt = torch.optim.AdamW([p for p in self.policy.parameters() if p.requires_grad],
                                      lr=pt.lr, weight_decay=0.0)

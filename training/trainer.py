@@ -84,7 +84,7 @@ class Trainer:
         self.rank, self.world, local = dist_env()
         self.device = pick_device(t.device, local)
         init_distributed(self.device)
-        self.run_id = t.run_id or Path(t.out).resolve().name
+        self.run_id = t.resolved_run_id()
         self.out = t.out
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         self.tokenizer = build_tokenizer(cfg.model)
@@ -172,6 +172,9 @@ class Trainer:
         self.step += 1
         tokens = sum(b.tokens for b in batches)
         self.window["tokens"]["image"] += tokens
+        # the random token drop above max_image_tokens (which tokens survive: images.keep, drawn from
+        # the loader's checkpointed token_drop generator, so a resume reproduces them)
+        self.window["tokens"]["dropped"] += sum(h * w for b in batches for h, w in b.images.grids) - tokens
         self.window["tokens"]["budget"] += t.token_budget * len(batches)
         self.window["images"]["count"] += sum(len(b.keys) for b in batches)
         self.window_steps += 1
