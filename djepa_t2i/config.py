@@ -9,6 +9,7 @@ to one step; model-backed steps name their ``backend`` and, for production backe
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 import math
 import os
@@ -194,6 +195,12 @@ class Notions(Section):
     min_count: int = Field(1, ge=1)  # notions seen fewer times get no weights row
     max_values_per_kind: int = Field(10_000, ge=1)  # most frequent values kept per kind
 
+    @model_validator(mode="after")
+    def _targets(self):
+        if self.min_target > self.max_target:
+            raise ValueError(f"need min_target <= max_target, got {self.min_target}, {self.max_target}")
+        return self
+
 
 class Shards(Section):
     out: str = "runs/shards"
@@ -269,15 +276,22 @@ class Train(Section):
     steps: int = Field(200, ge=1)
     lr: float = Field(1e-4, gt=0, le=1.0)
     lr_end: float = Field(0.0, ge=0, le=1.0)  # cosine: decays to this (paper phase 1: 1e-5 -> 1e-6)
+    # linear warm-up steps (phase 1: 100k, §3.1; phase 2: the paper gives none, ours restarts the
+    # optimizer and warms up 1k steps, docs/training.md "Recipe constants")
     warmup: int = Field(10, ge=0)
     schedule: Literal["cosine", "constant"] = "constant"
     # linear ramp over train.steps, on every parameter except the prediction MLP, the token head
-    # and the target encoder (D-JEPA App. B: 0.02 -> 0.2)
+    # and the target encoder (D-JEPA App. B: 0.02 -> 0.2 over its one ImageNet run). The ramp is
+    # per run, so phase 2 restarts it at 0.02 (the paper gives no phase-2 decay; unmeasured)
     weight_decay: float = Field(0.02, ge=0)
     weight_decay_end: float | None = Field(None, ge=0)  # None: constant weight_decay
+    # global grad-norm clip. Neither paper gives one; MAR's main_mar.py clips at 3.0. 1.0 is ours,
+    # not measured against 3.0 (docs/training.md "Recipe constants")
     grad_clip: float = Field(1.0, ge=0)
     ema: float = Field(0.9999, ge=0, le=1)  # EMA of all weights (the copy evaluation uses; App. B)
     target_ema: float = Field(0.9999, ge=0, le=1)  # target encoder phi-bar <- EMA of phi (Eq. 3)
+    # AdamW betas: the papers say only "AdamW" (D-JEPA App. B, D-JEPA·T2I §2.1); (0.9, 0.95) is
+    # MAR's main_mar.py, whose training code D-JEPA follows (Li et al. 2024)
     betas: tuple[float, float] = (0.9, 0.95)
     token_budget: int = Field(4096, ge=16)  # image tokens of one rank's micro-batch
     # per optimizer step, on any number of ranks: images in phase 1 (fixed_side; §3.1: 2048),
@@ -307,6 +321,11 @@ class Train(Section):
     max_retries: int = Field(64, ge=1)  # misses on one resolution target before it is redrawn
     device: str = "auto"  # auto: cuda:<local_rank> when available, else cpu
     log_every: int = Field(10, ge=1)
+
+    def resolved_run_id(self) -> str:
+        """The run's id in the lake: ``run_id``, else the name of ``out`` (the one derivation the
+        trainer and the train flow share)."""
+        return self.run_id or Path(self.out).resolve().name
 
     @model_validator(mode="after")
     def _budget(self):
@@ -588,6 +607,20 @@ def merge_overrides(data: dict, overrides: Sequence[str]) -> dict:
         return OmegaConf.to_container(merged, resolve=True)
     except OmegaConfBaseException as e:
         raise ConfigError(f"override: {str(e).splitlines()[0]}") from None
+
+
+@lru_cache(maxsize=1)
+def _defaults() -> Config:
+    return Config()
+
+
+def default(key: str) -> Any:
+    """The config's default of ``key`` (``section.field``), for a keyword default elsewhere that
+    must follow the config rather than restate it (tests/test_config_home.py)."""
+    obj: Any = _defaults()
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def recorded(config: dict | None, section: str) -> BaseModel:

@@ -11,13 +11,14 @@ import os
 
 import numpy as np
 
+from djepa_t2i.config import Notions
 from experiments import colour_eval as cev
 from experiments import reporting as rp
 from experiments import verdicts as vd
 from experiments.feedback_design import ARMS, RARE
 from tasks import shapes_world as sw
 from training.feedback_sampler import OVER_TARGET_DISCARD_P
-from warehouse.weights_v0 import Temper, tempered_targets
+from warehouse.weights_v0 import tempered_targets
 
 CONTROLS = ("uniform_noise", "patch_noise", "shuffled_prompt")
 MIN_EFFECT = 0.05   # the smallest gain that would count (Table 3: +0.07 overall at 100k steps)
@@ -106,7 +107,7 @@ def write(a, results: dict, counts, wall: float) -> None:
     summary = summarize(results, sets)
     n_all = sum(counts["color"].values())
     natural = sum(counts["color"][x] for x in RARE) / n_all
-    v0 = sum(tempered_targets({k: v / n_all for k, v in counts["color"].items()}, Temper()).get(x, 0.0)
+    v0 = sum(tempered_targets({k: v / n_all for k, v in counts["color"].items()}, Notions()).get(x, 0.0)
              for x in RARE)
     verdicts = [
         compare(results, summary, "feedback", "static", "rare (purple, orange)", RARE,

@@ -6,11 +6,14 @@ head_mul, heads / rotary base, mask ratios, sampler settings) is measured alone.
 share with the right dominant colour and shape next to the same images scored against shuffled
 prompts (chance).
 
-    python -m experiments.learning_diagnostic --steps 2000 --head_mul 1 --heads 2 --base 100 \\
-        --save runs/diag/d        # the demo's recipe; results in docs/experiments.md
+    python -m experiments.learning_diagnostic --steps 2000 --save runs/diag/d   # the demo's recipe
+    python -m experiments.learning_diagnostic --steps 600 --set model.overrides="{heads: 4,
+        rope_base: 10000.0, head_mul: 4, mask_min: 0.7, mask_std: 0.25}" --set evaluate.cfg=3
+        # the model as it stood before issue #10 (results of both in docs/experiments.md)
 
-The defaults are the model as it stood before issue #10 (4 heads, base 1e4, MAR's 70-100% masks,
-4 t-draws per token); docs/experiments.md lists the flags of every row it reports.
+The model, optimiser (lr, betas, weight decay, clip, EMAs) and sampler settings come from one
+config (``--config``, default the demo's phase 1, plus ``--set key=value``), the same sections
+``t2i train`` and ``t2i generate`` read; only the in-memory data and the loop are this script's.
 """
 from __future__ import annotations
 
@@ -22,17 +25,17 @@ import numpy as np
 import torch
 
 import djepa_t2i.env  # noqa: F401  offline environment
-from djepa_t2i.config import Model
-from model.djepa import DJEPAT2I
+from djepa_t2i.config import load_config
+from model.djepa import build_model
 from model.ema import EMA
 from model.text_encoder import TextEncoder
-from model.tokenizers import PixelTokenizer, pack
+from model.tokenizers import pack
 from tasks import shapes_world as sw
 from training import lake_io
-from training.data import load_image
 from training.draw_check import save_grid, score
 from training.feedback_sampler import Decision
-from training.generation import tensor_to_image
+from training.generation import SAMPLING, tensor_to_image
+from training.images import load_image
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,33 +49,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                    help="single-object box side lo,hi as a fraction of the short side (default: the world's)")
     d.add_argument("--lake", default=None, help="train on this lake's samples (phase-1 crops) instead of scenes")
     d.add_argument("--strip_tags", action="store_true", help='drop recaption tags (" [source: ...]") from captions')
-    m = p.add_argument_group("model")
-    m.add_argument("--patch", type=int, default=4, help="pixel-tokenizer patch side")
-    m.add_argument("--width", type=int, default=64, help="transformer width")
-    m.add_argument("--depth", type=int, default=2, help="encoder and predictor depth each")
-    m.add_argument("--heads", type=int, default=4, help="attention heads")
-    m.add_argument("--base", type=float, default=10000.0, help="rotary base")
-    m.add_argument("--fov", type=float, default=8.0, help="VoPE field of view in tokens")
-    m.add_argument("--hw", type=int, default=128, help="flow-head width")
-    m.add_argument("--hd", type=int, default=2, help="flow-head depth")
-    m.add_argument("--head_mul", type=int, default=4, help="t-draws per token for the flow loss")
-    m.add_argument("--pred_weight", type=float, default=1.0, help="weight of the JEPA prediction loss")
-    m.add_argument("--mask_min", type=float, default=0.7, help="lowest mask ratio (MAR: 0.7)")
-    m.add_argument("--mask_std", type=float, default=0.25, help="std of the truncated-normal mask ratio")
-    t = p.add_argument_group("training")
+    t = p.add_argument_group("training (model, optimiser, EMAs and sampling: --config/--set)")
+    t.add_argument("--config", default="configs/demo_phase1.yaml", help="YAML config file")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. model.overrides={heads: 4} (repeatable)")
     t.add_argument("--steps", type=int, default=1000)
     t.add_argument("--bs", type=int, default=16, help="images per step")
-    t.add_argument("--lr", type=float, default=1e-3, help="constant AdamW learning rate")
-    t.add_argument("--ema", type=float, default=0.99, help="EMA decay of the sampled weights")
-    t.add_argument("--tema", type=float, default=0.996, help="EMA decay of the target encoder")
     t.add_argument("--threads", type=int, default=2, help="torch threads")
     e = p.add_argument_group("evaluation")
     e.add_argument("--eval_every", type=int, default=250)
     e.add_argument("--reps", type=int, default=2, help="images per prompt")
-    e.add_argument("--cfg", type=float, default=3.0)
-    e.add_argument("--gsteps", type=int, default=16, help="autoregressive steps")
-    e.add_argument("--fsteps", type=int, default=16, help="flow (Euler) steps per token")
-    e.add_argument("--temp", type=float, default=1.0, help="sampling temperature")
     e.add_argument("--save", default=None, help="path prefix: EMA weights and a grid per evaluation")
     return p.parse_args(argv)
 
@@ -101,21 +87,11 @@ def lake_data(a: argparse.Namespace) -> tuple[list[torch.Tensor], list[str]]:
     return imgs, caps
 
 
-def build(a: argparse.Namespace, text_dim: int):
-    tok = PixelTokenizer(a.patch)
-    m = DJEPAT2I(token_dim=tok.token_dim, text_dim=text_dim, width=a.width, enc_depth=a.depth,
-                 pred_depth=a.depth, heads=a.heads, head_width=a.hw, head_depth=a.hd, vope_fov=a.fov,
-                 rope_base=a.base, pred_weight=a.pred_weight, head_mul=a.head_mul,
-                 mask_min=a.mask_min, mask_std=a.mask_std)
-    m.tokenizer = tok
-    return m
-
-
 def prompts() -> list[tuple[str, str]]:
     return [(c, s) for c in sw.COLORS for s in sw.SHAPES]
 
 
-def evaluate(a, m, ema, te, step: int) -> dict[str, float]:
+def evaluate(a, cfg, m, ema, te, step: int) -> dict[str, float]:
     """Generate every prompt ``reps`` times with the EMA weights, score, restore the live weights."""
     live = {k: v.clone() for k, v in m.state_dict().items()}
     m.load_state_dict({**live, **ema.state_dict()}, strict=False)
@@ -123,8 +99,7 @@ def evaluate(a, m, ema, te, step: int) -> dict[str, float]:
     pr = prompts() * a.reps
     t0 = time.time()
     out = m.generate(te.encode([sw.a(f"{c} {s}") for c, s in pr]), [(a.size, a.size)] * len(pr),
-                     steps=a.gsteps, cfg=a.cfg, cfg_schedule="linear", flow_steps=a.fsteps,
-                     temperature=a.temp, time_shift=1.0, seed=step)
+                     **{k: getattr(cfg.evaluate, k) for k in SAMPLING}, seed=step)
     images = [tensor_to_image(x) for x in out]
     m.load_state_dict(live)
     m.train()
@@ -132,39 +107,42 @@ def evaluate(a, m, ema, te, step: int) -> dict[str, float]:
     print(f"EVAL step {step}: color {r['color']:.2f} shape {r['shape']:.2f} | shuffled color "
           f"{r['color_shuffled']:.2f} shape {r['shape_shuffled']:.2f} | gen {time.time() - t0:.1f}s", flush=True)
     if a.save:
-        torch.save({"ema": ema.state_dict(), "args": vars(a)}, f"{a.save}_{step}.pt")
+        torch.save({"ema": ema.state_dict(), "args": vars(a), "config": cfg.model_dump(mode="json")},
+                   f"{a.save}_{step}.pt")
         save_grid(images, len(prompts()), f"{a.save}_{step}.png")
     return r
 
 
 def main(argv: list[str] | None = None) -> list[tuple[int, dict[str, float]]]:
     a = parse(argv)
+    cfg = load_config(a.config, a.overrides)
+    t = cfg.train
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    te = TextEncoder.from_config(Model())
+    te = TextEncoder.from_config(cfg.model)
     imgs, caps = scenes(a)
     print("data", len(imgs), caps[:3], "uniq", len(set(caps)), flush=True)
-    m = build(a, te.dim)
+    m = build_model(cfg.model, te.dim)
     print("params", sum(p.numel() for p in m.parameters() if p.requires_grad) / 1e6, "M", flush=True)
-    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=a.lr, betas=(0.9, 0.95),
-                            weight_decay=0.02)
+    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=t.lr, betas=t.betas,
+                            weight_decay=t.weight_decay)
     ema, gen, t0, losses, curve = EMA(m), torch.Generator().manual_seed(0), time.time(), [], []
     for step in range(1, a.steps + 1):
         idx = torch.randint(len(imgs), (a.bs,), generator=gen).tolist()
         out = m(pack([imgs[i] for i in idx], m.tokenizer), te.encode([caps[i] for i in idx]), generator=gen)
         opt.zero_grad()
         out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(m.parameters(), t.grad_clip)
         opt.step()
-        m.update_ema(a.tema)
-        ema.update(m, a.ema)
+        m.update_ema(t.target_ema)
+        ema.update(m, t.ema)
         losses.append((out["loss_head"].item(), out["loss_pred"].item()))
         if step % 50 == 0:
             f, p_ = np.mean(losses, 0)
             losses = []
             print(f"step {step} flow {f:.4f} pred {p_:.4f} {(time.time() - t0) / step * 1000:.0f} ms/step", flush=True)
         if step % a.eval_every == 0:
-            curve.append((step, evaluate(a, m, ema, te, step)))
+            curve.append((step, evaluate(a, cfg, m, ema, te, step)))
     return curve
 
 

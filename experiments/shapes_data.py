@@ -21,12 +21,13 @@ from collections import Counter
 
 from tqdm import tqdm
 
+from djepa_t2i.config import Notions
 from tasks import shapes_world as sw
 from tasks.shard_format import write_tar
 from tasks.shard_writer import shard_name
 from warehouse import lake as lk
 from warehouse import weights as wt
-from warehouse.weights_v0 import Temper, tempered_targets
+from warehouse.weights_v0 import tempered_targets
 
 NOTION_KINDS = ("color", "shape", "count", "spatial")
 
@@ -71,7 +72,7 @@ def build_world(lake: str, shards_dir: str, n: int, sizes: list[tuple[int, int]]
 
 
 def v0_rows(counts: dict[str, Counter], n: int, phase: str, schedule: tuple[float, float, float, float],
-            temper: Temper = Temper()) -> list[dict]:
+            temper: Notions = Notions()) -> list[dict]:
     """Sampling weights v0 from observed shares (``weights_v0``'s tempering rule) + resolution."""
     rows = []
     for kind in NOTION_KINDS:

@@ -26,7 +26,7 @@ from tasks import shapes_world as sw
 from training import checkpoints as ckpts
 from training import evaluate as ce
 from training.trainer import Trainer
-from warehouse.feedback_rule import Rule, publish_next
+from warehouse.feedback_rule import publish_next
 
 
 @dataclass
@@ -83,8 +83,8 @@ def train_with_evaluations(spec: RunSpec, log: Callable[[str], None] = print,
                 log(f"  step {ck['step']}: loss {tr.last_loss:.4f} overall {s['overall']:.3f} "
                     f"(weights {ck.get('weights_version')})")
             if spec.feedback and end < spec.steps:
-                v, n, _ = publish_next(spec.lake, Rule.from_config(cfg.feedback), benchmark)
-                published.append({"after_step": end, "version": v, "rows": n})
+                s = publish_next(spec.lake, cfg.feedback.model_copy(update={"benchmark": benchmark}))
+                published.append({"after_step": end, "version": s["weights_version"], "rows": s["rows"]})
         last = str(ckpts.live(spec.lake)[-1]["path"])
         switches = [{"after_step": s, "from": a, "to": b} for s, a, b in tr.switches]
     finally:

@@ -18,7 +18,7 @@ import uuid
 
 import djepa_t2i.env  # noqa: F401  (offline environment before library imports)
 from djepa_t2i.cli_args import add_config_arguments, int_at_least
-from djepa_t2i.config import Config, ConfigPaths, load_config
+from djepa_t2i.config import Config, ConfigPaths, default, load_config
 from prefect import flow, task
 from prefect.client.orchestration import get_client
 from prefect.cache_policies import NO_CACHE
@@ -139,7 +139,7 @@ def curate_laion(input_dir: str, lake: str, config_path: ConfigPaths = None,
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="folder of img2dataset shards (NNNNN.tar + NNNNN.parquet)")
-    p.add_argument("--lake", default="runs/lake", help="lake directory")
+    p.add_argument("--lake", default=default("lake"), help="lake directory")
     add_config_arguments(p, "curate.ocr.max_text_area=0.1")
     p.add_argument("--dask-address", default=None, help="existing Dask scheduler (default: a LocalCluster)")
     p.add_argument("--workers", type=int_at_least(1), default=None, help="LocalCluster workers (curate.workers)")

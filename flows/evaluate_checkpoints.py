@@ -20,7 +20,7 @@ from training import evaluate as ce
 from training.benchmark_fit import check_benchmark
 from warehouse.artifacts import publish_summary
 from warehouse.lake import checked_lake
-from warehouse.feedback_rule import publish_from_config
+from warehouse.feedback_rule import publish_next
 
 
 def checked(lake: str | None, config_path: ConfigPaths, overrides: list[str] | None) -> tuple[Config, str]:
@@ -38,7 +38,7 @@ def evaluate(lake: str, config_path: ConfigPaths = None, overrides: list[str] | 
     cfg, lake = checked(lake, config_path, overrides)
     summary = ce.evaluate_pending(lake, cfg.evaluate, progress=progress)
     if cfg.evaluate.run_feedback and summary["evaluated"]:
-        summary["feedback"] = publish_from_config(lake, cfg.feedback)
+        summary["feedback"] = publish_next(lake, cfg.feedback)
     return summary
 
 
@@ -49,11 +49,11 @@ def _evaluate_one(lake: str, ckpt: dict, cfg) -> dict:
 
 @task(name="feedback")
 def _feedback(lake: str, cfg) -> dict:
-    return publish_from_config(lake, cfg)
+    return publish_next(lake, cfg)
 
 
 @flow(name="evaluate-checkpoints")
-def evaluate_checkpoints(lake: str = "runs/lake", config_path: ConfigPaths = None,
+def evaluate_checkpoints(lake: str | None = None, config_path: ConfigPaths = None,
                          overrides: list[str] | None = None) -> dict:
     cfg, lake = checked(lake, config_path, overrides)
     log = get_run_logger()

@@ -18,16 +18,16 @@ from prefect import flow, get_run_logger
 from training.benchmark_fit import check_benchmark
 from warehouse.artifacts import publish_summary
 from warehouse.lake import checked_lake
-from warehouse.feedback_rule import publish_from_config
+from warehouse.feedback_rule import publish_next
 
 
 @flow(name="feedback")
-def feedback(lake: str = "runs/lake", config_path: ConfigPaths = None,
+def feedback(lake: str | None = None, config_path: ConfigPaths = None,
              overrides: list[str] | None = None) -> dict:
     cfg = load_config(config_path, overrides)
     lake = checked_lake(cfg, lake)
     check_benchmark(lake, cfg, ("feedback",))
-    summary = publish_from_config(lake, cfg.feedback)
+    summary = publish_next(lake, cfg.feedback)
     get_run_logger().info("feedback: %s", json.dumps(summary))
     publish_summary("feedback", lake, summary)
     return summary
@@ -41,7 +41,7 @@ def run(args) -> int:
     cfg = load_config(args.config, args.overrides)
     lake = checked_lake(cfg, args.lake)
     check_benchmark(lake, cfg, ("feedback",))
-    summary = publish_from_config(lake, cfg.feedback) if args.no_prefect else \
+    summary = publish_next(lake, cfg.feedback) if args.no_prefect else \
         feedback(lake, args.config, args.overrides)
     print(json.dumps(summary, indent=1))
     return 0

@@ -37,9 +37,9 @@ def _grpo(cfg) -> list[dict]:
 
 
 @flow(name="post-train")
-def post_train_flow(lake: str = "runs/lake", config: ConfigPaths = None,
+def post_train_flow(lake: str | None = None, config: ConfigPaths = None,
                     overrides: list[str] | None = None) -> dict:
-    cfg = load_config(config, [*(overrides or []), f"lake={lake}"])
+    cfg = load_config(config, [*(overrides or []), *([f"lake={lake}"] if lake else [])])
     checked_lake(cfg)
     if cfg.post_train.init_from:
         require_exists("post_train.init_from", cfg.post_train.init_from)

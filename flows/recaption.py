@@ -26,7 +26,7 @@ def _recaption(lake: str, cfg: Recaption, max_pixels: int, force: bool) -> dict:
 
 
 @flow(name="recaption")
-def recaption_flow(lake: str = "runs/lake", config: ConfigPaths = None,
+def recaption_flow(lake: str | None = None, config: ConfigPaths = None,
                    overrides: list[str] | None = None, force: bool = False) -> dict:
     c = load_config(config, overrides)
     lake = checked_lake(c, lake)

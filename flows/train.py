@@ -84,7 +84,7 @@ def run_training(config_path: ConfigPaths = None, overrides: list[str] | None = 
                  on_line: Callable[[str], None] = print) -> dict:
     """The plain function under the flow: launch, supervise, record; raises on failure."""
     cfg = checked_config(config_path, overrides, resume)  # fail fast, before any process starts
-    run_id = cfg.train.run_id or Path(cfg.train.out).resolve().name
+    run_id = cfg.train.resolved_run_id()
     cmd = launch_command(config_path, overrides, nproc, resume, steps)
     started = dt.datetime.now(dt.timezone.utc)
     # each rank gets its share of the cores unless T2I_THREADS_PER_RANK says otherwise

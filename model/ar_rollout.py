@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from djepa_t2i.config import default
 from model.djepa import DJEPAT2I, TextInput
 from model.flow_sde import HeadSchedule, gaussian_log_prob, head_schedule, step_mean
 from model.masking import cosine_schedule
@@ -75,7 +76,7 @@ def _z(model: DJEPAT2I, tokens, s: ARStep, text_in: TextInput, coords, full_join
 @torch.no_grad()
 def rollout(model: DJEPAT2I, text: TextStates, grids: list[tuple[int, int]], *, steps: int,
             head_steps: int, cfg: float, noise: float, time_shift: float = 1.0,
-            cfg_schedule: str = "linear", seed: int = 0) -> Rollout:
+            cfg_schedule: str = default("evaluate.cfg_schedule"), seed: int = 0) -> Rollout:
     """Generate token grids (h, w) with the flow head's SDE (noise level ``noise``, Flow-GRPO's
     a) or the DDPM head's posterior steps, and record everything :func:`score_step` needs;
     decode with the model's tokenizer."""

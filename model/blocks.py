@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
+from djepa_t2i.config import default
 from model.attention import Segments, packed_attention
 from model.vope import apply_rotary
 
@@ -90,7 +91,7 @@ class MultimodalBlock(nn.Module):
     ``False``: one set of weights for both (a plain ViT block over [condition ; image], as the
     class-conditional D-JEPA and MAR run it with their class-embedding buffer tokens)."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, attention: str = "auto",
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, attention: str = default("model.attention"),
                  text_out: bool = True, separate_text: bool = True):
         super().__init__()
         if dim % heads:

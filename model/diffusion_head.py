@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from djepa_t2i.config import default
 from model.denoising_mlp import DenoisingMLP
 
 T_MAX = 1000
@@ -45,7 +46,8 @@ class DiffusionHead(nn.Module):
 
     @torch.no_grad()
     def sample(self, z: torch.Tensor, *, z_uncond: torch.Tensor | None = None, cfg=1.0,
-               temperature: float = 1.0, steps: int = 100, time_shift: float = 1.0,
+               temperature: float = default("evaluate.temperature"), steps: int = 100,
+               time_shift: float = 1.0,
                generator: torch.Generator | None = None) -> torch.Tensor:
         n = z.shape[0]
         ac = self.alphas_cumprod

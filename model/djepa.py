@@ -24,12 +24,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from djepa_t2i.config import default
 from model.batch import PackedImages
 from model.blocks import Joint, Stack, build_joint, init_weights
 from model.diffusion_head import DiffusionHead
 from model.flow_head import FlowHead
 from model.masking import cosine_schedule, mask_ratios, num_masked
 from model.text_encoder import TextStates
+from model.tokenizers import build_tokenizer
 from model.vope import axial_angles, image_coords, text_angles
 
 
@@ -72,11 +74,12 @@ class DJEPAT2I(nn.Module):
 
     def __init__(self, token_dim: int, text_dim: int, width: int = 768, enc_depth: int = 6,
                  pred_depth: int = 6, heads: int = 12, mlp_ratio: float = 4.0,
-                 head_width: int = 1024, head_depth: int = 6, vope: bool = True,
-                 vope_fov: float = 256.0, rope_base: float = 10000.0, text_drop: float = 0.1,
-                 pred_weight: float = 1.0, head_mul: int = 4, mask_min: float = 0.7,
-                 mask_std: float = 0.25, attention: str = "auto", separate_text: bool = True,
-                 head: str = "flow", ntk_scale: float = 1.0, name: str = "custom"):
+                 head_width: int = 1024, head_depth: int = 6, vope: bool = default("model.vope"),
+                 vope_fov: float = default("model.vope_fov"), rope_base: float = 10000.0,
+                 text_drop: float = default("model.text_drop"), pred_weight: float = 1.0, head_mul: int = 4,
+                 mask_min: float = 0.7, mask_std: float = 0.25, attention: str = default("model.attention"),
+                 separate_text: bool = True, head: str = default("model.head"), ntk_scale: float = 1.0,
+                 name: str = "custom"):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"unknown token head {head!r}; choose from {sorted(HEADS)}")
@@ -318,7 +321,6 @@ MODELS = {f.__name__: f for f in (djepa_tiny, djepa_b, djepa_l, djepa_h, djepa_t
 
 def build_model(cfg, text_dim: int, tokenizer=None) -> DJEPAT2I:
     """cfg: ``djepa_t2i.config.Model``; the tokenizer fixes the token width."""
-    from model.tokenizers import build_tokenizer
     if cfg.name not in MODELS:
         raise ValueError(f"unknown model {cfg.name!r}; choose from {sorted(MODELS)}")
     tok = tokenizer or build_tokenizer(cfg)

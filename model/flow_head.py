@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from djepa_t2i.config import default
 from model.denoising_mlp import DenoisingMLP
 
 
@@ -40,7 +41,7 @@ class FlowHead(nn.Module):
 
     @torch.no_grad()
     def sample(self, z: torch.Tensor, *, z_uncond: torch.Tensor | None = None, cfg=1.0,
-               temperature: float = 1.0, steps: int = 32, time_shift: float = 1.0,
+               temperature: float = default("evaluate.temperature"), steps: int = 32, time_shift: float = 1.0,
                generator: torch.Generator | None = None, compile: bool = False) -> torch.Tensor:
         """Euler integration of the flow ODE from t = 0 to 1, with classifier-free guidance.
 

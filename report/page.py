@@ -15,7 +15,7 @@ import html
 import os
 from typing import Any, Sequence
 
-from djepa_t2i.config import require_writable
+from djepa_t2i.config import default, require_writable
 from report import curation, evaluation, gallery, notions, post_training, training
 from warehouse.lake import require_lake
 
@@ -101,7 +101,7 @@ def build_report(lake: str, out: str) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--lake", default="runs/lake", help="lake directory")
+    p.add_argument("--lake", default=default("lake"), help="lake directory")
     p.add_argument("--out", default=None, help="report directory (default: <lake>/../report)")
 
 

@@ -28,7 +28,7 @@ from typing import Sequence
 
 from PIL import Image
 
-from djepa_t2i.config import resolve_device
+from djepa_t2i.config import default, resolve_device
 
 TAG_OPEN, TAG_CLOSE = " [", "]"
 
@@ -137,7 +137,7 @@ class ImageReadError(ValueError):
     """Why an image could not be read for captioning (recorded, never raised past the flow)."""
 
 
-def decode_rgb(data: bytes, max_pixels: int = 89_478_485):
+def decode_rgb(data: bytes, max_pixels: int = default("curate.resolution.max_pixels")):
     """RGB PIL image; the pixel count is checked from the header before decoding."""
     try:
         im = Image.open(io.BytesIO(data))
@@ -157,9 +157,10 @@ def decode_rgb(data: bytes, max_pixels: int = 89_478_485):
 class InternVLCaptioner:
     """Greedy batched captions from a local InternVL checkpoint (native transformers classes)."""
 
-    def __init__(self, weights: str, prompt: str, max_new_tokens: int = 77, image_size: int = 448,
-                 crop_to_patches: bool = False, device: str = "auto", dtype: str = "auto",
-                 trust_remote_code: bool = False):
+    def __init__(self, weights: str, prompt: str, max_new_tokens: int = default("recaption.max_new_tokens"),
+                 image_size: int = default("recaption.image_size"),
+                 crop_to_patches: bool = default("recaption.crop_to_patches"), device: str = "auto",
+                 dtype: str = "auto", trust_remote_code: bool = default("recaption.trust_remote_code")):
         import torch  # heavy
         from transformers import AutoProcessor, InternVLForConditionalGeneration  # heavy
         if not Path(weights).is_dir():

@@ -124,7 +124,7 @@ def _evaluators(cfg, image) -> list[Check]:
     e, out = cfg.evaluate, []
     if e.clip.backend != "none":
         def clipscore():
-            s = CLIPScorer(e.clip_arch, e.clip.weights, e.clip.device)
+            s = CLIPScorer(e.clip_arch, e.clip.weights, e.clip.device, batch_size=e.clip.batch_size)
             return f"CLIPScore('a photo of an astronaut') {s.score([image], ['a photo of an astronaut'])[0]:.2f}"
         out.append(_timed(Check("eval.clip", e.clip.backend, e.clip.weights), clipscore))
     if e.detector.backend != "none":

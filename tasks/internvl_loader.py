@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from djepa_t2i.config import default
 from tasks.captioning import InternVLCaptioner
 from tasks.weights_formats import WeightsFormatError, read_json, require_path
 
@@ -51,8 +52,9 @@ def check_local_code(path: Path, cfg: dict) -> None:
 class InternVLChatCaptioner:
     """Greedy captions from a local ``internvl_chat`` folder through its own ``batch_chat``."""
 
-    def __init__(self, weights: str, prompt: str, max_new_tokens: int = 77, image_size: int = 448,
-                 device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False):
+    def __init__(self, weights: str, prompt: str, max_new_tokens: int = default("recaption.max_new_tokens"),
+                 image_size: int = default("recaption.image_size"), device: str = "auto", dtype: str = "auto",
+                 trust_remote_code: bool = default("recaption.trust_remote_code")):
         import torch  # heavy
         from transformers import AutoModel, AutoTokenizer  # heavy
         path = Path(weights)

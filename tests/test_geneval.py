@@ -85,7 +85,7 @@ def test_yolo_and_clip_backends_run_from_local_random_weights(tmp_path):
     dets = det(img)
     assert all(isinstance(d, rules.Detection) and len(d.box) == 4 and 0 <= d.score <= 1 for d in dets)
     assert det.model.names[0] == "person"  # COCO class table travels with the .pt
-    colors = geneval.ClipColors(CLIPScorer("ViT-S-32", str(clip_pt), "cpu"))
+    colors = geneval.ClipColors(CLIPScorer("ViT-S-32", str(clip_pt), "cpu", batch_size=32))
     got = colors(img, [D("person", (0, 0, 40, 40)), D("person", (10, 10, 90, 60))], "person")
     assert len(got) == 2 and set(got) <= set(geneval.COLORS)
     scorer = geneval.GenEvalScorer(det, colors)

@@ -84,12 +84,12 @@ def test_notion_stats_flow_function(tmp_path):
     lake, rows = make_lake(tmp_path, caps, shards=2)
     c = load_config()
     with pytest.raises(ConfigError, match="no captions"):
-        notion_stats(lake, c.notions, progress=False)
+        notion_stats(lake, c.notions, c.schedule, progress=False)
     recaption(lake, c.recaption, progress=False)
-    s1 = notion_stats(lake, c.notions, progress=False)
+    s1 = notion_stats(lake, c.notions, c.schedule, progress=False)
     n1 = lk.read_table(lake, "notions").num_rows
     assert s1["captions"] == 10 and s1["empty"] == 2 and s1["rows"] == n1 > 0
-    s2 = notion_stats(lake, c.notions, progress=False)  # re-run: replaced, not duplicated
+    s2 = notion_stats(lake, c.notions, c.schedule, progress=False)  # re-run: replaced, not duplicated
     assert lk.read_table(lake, "notions").num_rows == n1 and s2["weights_version"] == "v0001"
     _, got = db.query(lake, "SELECT n, p FROM notion_stats WHERE notion = ? AND kind = ?", ["red", "color"])
     assert got == [(4, 4 / 10)]  # 2 captions x 2 shards; p over all 10 captions incl. empty ones

@@ -14,7 +14,7 @@ def lake(tmp_path_factory):
     lake, _ = make_lake(tmp_path_factory.mktemp("sql"))
     c = load_config()
     recaption(lake, c.recaption, progress=False)
-    notion_stats(lake, c.notions, progress=False)
+    notion_stats(lake, c.notions, c.schedule, progress=False)
     return lake
 
 

@@ -80,7 +80,7 @@ def scorer_for(cfg):
 
 
 def score_jobs(jobs: list[dict], generate_fn: GenerateFn, score_fn, backend: str,
-               batch_size: int = 16, image_dir: str | None = None,
+               batch_size: int, image_dir: str | None = None,
                progress: bool = True, keep: list | None = None) -> list[dict]:
     """Generate in batches, save each image as ``<prompt_id>_<j>.png``, score it, and return
     long-format rows (one per notion of the prompt, ``notion_kind='category'`` included).

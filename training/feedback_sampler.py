@@ -37,6 +37,8 @@ import numpy as np
 import pyarrow as pa
 from scipy.special import ndtr, ndtri
 
+from djepa_t2i.config import default
+
 log = logging.getLogger(__name__)
 
 OVER_TARGET_DISCARD_P = 0.5
@@ -99,7 +101,7 @@ def rank_rows(index: pa.Table, rank: int, world_size: int) -> pa.Table:
 class FeedbackSampler:
     def __init__(self, index: pa.Table, *, stride: int, schedule: dict[str, float],
                  fixed_side: int | None = None, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 max_retries: int = 64, max_consecutive_discards: int = 100_000):
+                 max_retries: int = default("train.max_retries"), max_consecutive_discards: int = 100_000):
         rows = rank_rows(index, rank, world_size)
         if rows.num_rows == 0:
             raise ValueError(f"rank {rank}/{world_size}: no samples in the index (build-shards first)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from djepa_t2i.config import default
 from training.feedback_sampler import Decision, FeedbackSampler
 
 
@@ -20,7 +21,7 @@ def image_tokens(d: Decision, stride: int, max_image_tokens: int) -> int:
 
 class TokenBudgetPacker:
     def __init__(self, sampler: FeedbackSampler, token_budget: int, max_image_tokens: int,
-                 stride: int, lookahead: int = 32):
+                 stride: int, lookahead: int = default("train.lookahead")):
         if max_image_tokens > token_budget:
             raise ValueError(f"max_image_tokens ({max_image_tokens}) > token_budget ({token_budget}):"
                              " one image could not fit a batch")

@@ -84,7 +84,7 @@ class Trainer:
         self.rank, self.world, local = dist_env()
         self.device = pick_device(t.device, local)
         init_distributed(self.device)
-        self.run_id = t.run_id or Path(t.out).resolve().name
+        self.run_id = t.resolved_run_id()
         self.out = t.out
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         self.tokenizer = build_tokenizer(cfg.model)

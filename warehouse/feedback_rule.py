@@ -41,29 +41,11 @@ Every row's ``reason`` spells out its arithmetic, e.g.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
-from djepa_t2i.config import ConfigError
+from djepa_t2i.config import ConfigError, Feedback
 from warehouse import db
 from warehouse import weights as wt
 from warehouse.intervals import wilson
-
-
-@dataclass(frozen=True)
-class Rule:
-    step_size: float = 0.5
-    floor: float = 0.001
-    cap: float = 0.5
-    margin: float = 0.05
-    decay: float = 0.25
-    tolerance: float = 0.1
-    min_samples: int = 20
-    advance_schedule_at: float = 0.5
-
-    @classmethod
-    def from_config(cls, fb) -> "Rule":
-        return cls(fb.step_size, fb.floor, fb.cap, fb.margin, fb.decay, fb.tolerance,
-                   fb.min_samples, fb.advance_schedule_at)
 
 
 def _natural(row: dict) -> float | None:
@@ -85,7 +67,7 @@ def _unpack(v: Score) -> tuple[float, int | None, float | None, int | None]:
 
 
 def _eval_factor(kind: str, m: float, score: float, n: int | None, chance: float | None,
-                 chance_n: int | None, t0: float, nat: float | None, rule: Rule) -> tuple[float, str]:
+                 chance_n: int | None, t0: float, nat: float | None, rule: Feedback) -> tuple[float, str]:
     """Step 1 for one notion: its factor and the reason. Weak or learned only beyond ``margin``
     and when the kind's mean ``m`` lies outside the score's 95% Wilson interval (not noise);
     learned only when that interval also lies above the notion's own ``chance`` (not a bias: a
@@ -111,8 +93,9 @@ def _eval_factor(kind: str, m: float, score: float, n: int | None, chance: float
 
 def next_rows(prev: list[dict], notion_scores: dict[tuple[str, str], Score],
               category_scores: dict[str, float], observed: dict[tuple[str, str], float],
-              n_accepted: float, rule: Rule = Rule(), source: str = "") -> list[dict]:
-    """The next version's rows from the live version's rows and the measurements (pure).
+              n_accepted: float, rule: Feedback, source: str = "") -> list[dict]:
+    """The next version's rows from the live version's rows and the measurements (pure), under
+    the ``feedback`` config section ``rule``.
 
     ``notion_scores`` values are ``(score, n_images, chance, chance_n)``, ``(score, n_images)``
     (no chance control) or a bare score (treated as exact); see :func:`_eval_factor`."""
@@ -172,7 +155,7 @@ def next_rows(prev: list[dict], notion_scores: dict[tuple[str, str], Score],
     return out
 
 
-def _keep_kind_mass(rows: list[dict], prev: list[dict], rule: Rule) -> None:
+def _keep_kind_mass(rows: list[dict], prev: list[dict], rule: Feedback) -> None:
     """Step 4: rescale each kind's new targets to the kind's previous total, then re-clip."""
     mass: dict[str, float] = {}
     for r in prev:
@@ -198,7 +181,7 @@ def _keep_kind_mass(rows: list[dict], prev: list[dict], rule: Rule) -> None:
         r["target_freq"], r["weight"] = t, (t / nat if nat else None)
 
 
-def resolution_rows(prev: list[dict], overall: float | None, rule: Rule) -> list[dict]:
+def resolution_rows(prev: list[dict], overall: float | None, rule: Feedback) -> list[dict]:
     """Carry the resolution schedule; advance ``start`` to the ``final`` parameters when the
     overall score reaches ``advance_schedule_at`` (once advanced, it stays)."""
     res = {r["value"]: r for r in prev if r["kind"] == "resolution"}
@@ -255,29 +238,25 @@ def measurements(lake: str, benchmark: str, version: str | None):
     return ck, scores, {c: float(s) for c, s in cs}, observed, float(acc)
 
 
-def compute(lake: str, rule: Rule = Rule(), benchmark: str = "shapes-geneval") -> tuple[list[dict], str]:
-    """The next version's rows and its ``why``; raises if there is no live version to build on."""
+def compute(lake: str, rule: Feedback) -> tuple[list[dict], str]:
+    """The next version's rows and its ``why`` from the latest evaluation on ``rule.benchmark``;
+    raises if there is no live version to build on."""
     version, table = wt.load(lake)
     if version is None:
         raise ConfigError(f"lake {lake}: no live sampling-weights version (publish v0 with "
                          "`t2i notions` first)")
-    ck, ns, cs, obs, acc = measurements(lake, benchmark, version)
-    src = f"{benchmark}@{ck}" if ck else "no evaluation"
+    ck, ns, cs, obs, acc = measurements(lake, rule.benchmark, version)
+    src = f"{rule.benchmark}@{ck}" if ck else "no evaluation"
     rows = next_rows(table.to_pylist(), ns, cs, obs, acc, rule, src)
     why = (f"feedback from {version}: eval {src} ({len(ns)} notions, overall "
            f"{cs.get('overall', float('nan')):.3f}), batch_stats under {version} ({acc:.0f} accepted "
-           f"samples), rule {rule}")
+           f"samples), rule {rule!r}")
     return rows, why
 
 
-def publish_next(lake: str, rule: Rule = Rule(), benchmark: str = "shapes-geneval") -> tuple[str, int, str]:
-    """Compute and atomically publish the next version (it becomes CURRENT)."""
-    rows, why = compute(lake, rule, benchmark)
-    return wt.publish(lake, rows, why), len(rows), why
-
-
-def publish_from_config(lake: str, fb) -> dict:
-    """Publish the next version under the ``feedback`` config section ``fb``; returns the new
-    version, its row count and why (what the ``feedback`` flow and ``t2i evaluate`` report)."""
-    version, n, why = publish_next(lake, Rule.from_config(fb), fb.benchmark)
-    return {"weights_version": version, "rows": n, "why": why}
+def publish_next(lake: str, rule: Feedback) -> dict:
+    """Compute and atomically publish the next version (it becomes CURRENT) under the
+    ``feedback`` config section; returns the new version, its row count and why (what the
+    ``feedback`` flow and ``t2i evaluate`` report)."""
+    rows, why = compute(lake, rule)
+    return {"weights_version": wt.publish(lake, rows, why), "rows": len(rows), "why": why}

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from djepa_t2i.config import default
 from warehouse import db, files
 from warehouse import lake as lk
 from warehouse.schema import SCHEMAS
@@ -160,7 +161,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name, help_ in (("check", "list damaged files (exit 1 when there are any)"),
                         ("repair", "move damaged files into <lake>/_damaged/ and say which step to rerun")):
         s = sub.add_parser(name, help=help_, description=help_)
-        s.add_argument("--lake", default="runs/lake", help="lake directory")
+        s.add_argument("--lake", default=default("lake"), help="lake directory")
 
 
 def run(args) -> int:

@@ -23,14 +23,14 @@ from typing import Any, Sequence
 import duckdb
 
 from djepa_t2i.cli_args import int_at_least
-from djepa_t2i.config import ConfigError, require_exists
+from djepa_t2i.config import ConfigError, default, require_exists
 from warehouse import db, readonly
 from warehouse.lake import require_lake
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sql", nargs="?", help="SQL statement (or use --query NAME)")
-    p.add_argument("--lake", default="runs/lake", help="lake directory")
+    p.add_argument("--lake", default=default("lake"), help="lake directory")
     p.add_argument("--query", "-q", help="name of a saved query in warehouse/queries/")
     p.add_argument("--param", "-p", action="append", default=[], help="bound parameter, repeatable")
     p.add_argument("--format", "-f", choices=("table", "csv", "json"), default="table")

@@ -17,7 +17,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from djepa_t2i.config import ConfigError, require_writable
+from djepa_t2i.config import ConfigError, default, require_writable
 from warehouse import db
 from warehouse.files import parquet_bytes, write_atomic
 from warehouse.lake import require_lake
@@ -56,7 +56,7 @@ def read_tier(path: str) -> pa.Table:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--lake", default="runs/lake", help="lake directory")
+    p.add_argument("--lake", default=default("lake"), help="lake directory")
     p.add_argument("--out", required=True, help="the tier's index file (.parquet)")
     p.add_argument("--min-side", type=int, default=None, help="shortest side in pixels")
     p.add_argument("--min-aesthetic", type=float, default=None, help="aesthetic filter score")

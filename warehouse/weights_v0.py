@@ -15,37 +15,20 @@ With temper=0.5 a notion seen in 1% of captions next to one seen in 25% moves fr
 1:5. ``max_target`` caps the head (e.g. "photo" in half the alt texts), ``min_target`` keeps rare
 values from vanishing. The resolution schedule rows are phase 2's two truncated normals of the
 side length in kilopixels (paper §3.1, Fig. 7; phase 1 is a fixed 256² centre crop and needs
-none): ``start`` ``(0.512, 0.12, 0.256, 1.024)`` and ``final`` ``(1.024, 1.0, 0.256, 4.096)``.
-See docs/weights.md.
+none): the config's ``schedule.start`` and ``schedule.final``. The tempering parameters are the
+``notions`` section. See docs/weights.md.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
+from djepa_t2i.config import Notions, Schedule
 from warehouse import db, weights
 
 NOTION_KINDS = ("notion", "color", "shape", "count", "spatial", "texture", "nonspatial", "style")
-SCHEDULE = {"start": (0.512, 0.12, 0.256, 1.024), "final": (1.024, 1.0, 0.256, 4.096)}
 
 
-@dataclass(frozen=True)
-class Temper:
-    temper: float = 0.5
-    min_target: float = 0.001
-    max_target: float = 0.5
-    min_count: int = 1
-    max_values_per_kind: int = 10_000
-
-    def __post_init__(self):
-        if not 0.0 <= self.temper <= 1.0:
-            raise ValueError(f"temper must be in [0, 1], got {self.temper}")
-        if not 0.0 <= self.min_target <= self.max_target <= 1.0:
-            raise ValueError(f"need 0 <= min_target <= max_target <= 1, got "
-                             f"{self.min_target}, {self.max_target}")
-
-
-def tempered_targets(observed: dict[str, float], t: Temper) -> dict[str, float]:
+def tempered_targets(observed: dict[str, float], t: Notions) -> dict[str, float]:
     """``{value: target}`` for one kind from ``{value: observed share}`` (the rule above)."""
     obs = {v: p for v, p in observed.items() if p and p > 0}
     if not obs:
@@ -55,7 +38,7 @@ def tempered_targets(observed: dict[str, float], t: Temper) -> dict[str, float]:
     return {v: min(max(mass * p ** t.temper / z, t.min_target), t.max_target) for v, p in obs.items()}
 
 
-def _rows_for_kind(kind: str, stats: list[tuple[str, int, float]], t: Temper) -> list[dict]:
+def _rows_for_kind(kind: str, stats: list[tuple[str, int, float]], t: Notions) -> list[dict]:
     stats = [s for s in stats if s[1] >= t.min_count][: t.max_values_per_kind]
     targets = tempered_targets({v: p for v, _, p in stats}, t)
     rows = []
@@ -73,8 +56,9 @@ def _rows_for_kind(kind: str, stats: list[tuple[str, int, float]], t: Temper) ->
     return rows
 
 
-def compute(lake: str, t: Temper = Temper(), schedule: dict = SCHEDULE) -> tuple[list[dict], str]:
-    """The v0 rows and the version's ``why`` from the lake's notion_stats and pairs."""
+def compute(lake: str, t: Notions, schedule: Schedule) -> tuple[list[dict], str]:
+    """The v0 rows and the version's ``why`` from the lake's notion_stats and pairs, under the
+    ``notions`` config section ``t`` and phase 2's resolution ``schedule``."""
     con = db.connect(lake)
     try:
         n_captions = con.execute("SELECT coalesce(sum(n_captions), 0) FROM notion_runs").fetchone()[0]
@@ -91,9 +75,11 @@ def compute(lake: str, t: Temper = Temper(), schedule: dict = SCHEDULE) -> tuple
     rows = []
     for kind in NOTION_KINDS:
         rows += _rows_for_kind(kind, by_kind.get(kind, []), t)
-    rows += _rows_for_kind("source", [(s, n, p) for s, n, p in src], Temper(
-        t.temper, t.min_target, 1.0, t.min_count, t.max_values_per_kind))  # sources are not capped
-    for stage, (mu, sigma, a, b) in schedule.items():
+    rows += _rows_for_kind("source", [(s, n, p) for s, n, p in src],
+                           t.model_copy(update={"max_target": 1.0}))  # sources are not capped
+    for stage in ("start", "final"):
+        tn = getattr(schedule, stage)
+        mu, sigma, a, b = tn.mu, tn.sigma, tn.a, tn.b
         rows.append(weights.resolution_row(
             stage, mu, sigma, a, b,
             f"v0: phase-2 {stage} side-length schedule trunc_norm(mu={mu}, sigma={sigma}, a={a}, b={b}) kpx"))
@@ -103,7 +89,7 @@ def compute(lake: str, t: Temper = Temper(), schedule: dict = SCHEDULE) -> tuple
     return rows, why
 
 
-def publish_v0(lake: str, t: Temper = Temper(), schedule: dict = SCHEDULE) -> tuple[str, int]:
+def publish_v0(lake: str, t: Notions, schedule: Schedule) -> tuple[str, int]:
     """Compute and publish v0 as the next version (atomic, becomes CURRENT); (version, rows)."""
     rows, why = compute(lake, t, schedule)
     return weights.publish(lake, rows, why), len(rows)

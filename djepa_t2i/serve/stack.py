@@ -4,9 +4,10 @@ session, ``prefect server stop``), a process work pool, the deployments in ``pre
 one process worker.
 
 What Prefect 3.8.8's commands do not do, and this module therefore keeps:
-- keep the server's log: ``server start --background`` gives the server a pipe to its starter,
-  which exits at once, so every later write of the server goes to a closed pipe and nothing is
-  kept. :func:`start_server` runs ``prefect server start`` (foreground mode) in a session of its
+- keep the server's log, and keep the server: ``server start --background`` gives the server a
+  pipe to its starter, which exits at once, so nothing was kept, and Prefect's console log
+  handler (rich) turns the broken pipe into ``SystemExit(1)``: the server died at its first log
+  line, which at the default WARNING level comes only under load (issue #26's crash). :func:`start_server` runs ``prefect server start`` (foreground mode) in a session of its
   own with its output appended to a log file, and writes the pid where ``--background`` would
   (``$PREFECT_HOME/server.pid``), so ``prefect server stop`` still stops it;
 - wait for the API: :func:`wait_healthy` polls /health, failing fast if the process died;

@@ -28,7 +28,7 @@ def load_clip(arch: str, weights: str, device: str = "auto"):
 
 
 class CLIPScorer:
-    def __init__(self, arch: str, weights: str, device: str = "auto", batch_size: int = 32):
+    def __init__(self, arch: str, weights: str, device: str, *, batch_size: int):
         self.model, self.preprocess, self.tokenizer = load_clip(arch, weights, device)
         self.device = next(self.model.parameters()).device
         self.batch_size = batch_size

@@ -115,7 +115,8 @@ class GenEvalScorer:
             raise ValueError("benchmark geneval needs evaluate.detector.backend=yolo with .weights "
                              "(COCO .pt) and evaluate.clip.backend=open_clip with .weights (ViT-L-14)")
         return cls(YoloDetector(cfg.detector.weights, cfg.detector.device),
-                   ClipColors(CLIPScorer(cfg.clip_arch, cfg.clip.weights, cfg.clip.device)))
+                   ClipColors(CLIPScorer(cfg.clip_arch, cfg.clip.weights, cfg.clip.device,
+                                         batch_size=cfg.clip.batch_size)))
 
     def score(self, image: Image.Image, meta: dict) -> tuple[float, str]:
         image = image.convert("RGB")
