@@ -29,7 +29,7 @@ def _curve(lake: str, run: str) -> tuple[list[str], list[tuple]]:
 
 
 def render(lake: str, outdir: str) -> list[tuple[str, str]]:
-    import matplotlib
+    import matplotlib  # heavy
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     out = []

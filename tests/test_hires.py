@@ -134,7 +134,7 @@ def test_a_4k_phase2_sample_decodes_tokenises_in_tiles_drops_and_packs_in_bounde
     from model.tokenizers import VAETokenizer, pack_tokens
     from tasks.shapes_world import render, sample_scene
     from tasks.shard_format import write_tar
-    from training.data import load_image
+    from training.images import load_image
     from training.feedback_sampler import Decision
     buf = io.BytesIO()
     render(sample_scene(random.Random(0), 4096, 4096, "single_object"), antialias=False).save(buf, "JPEG", quality=90)

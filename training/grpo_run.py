@@ -19,6 +19,7 @@ from PIL import Image
 
 from djepa_t2i.config import Config, ConfigError, require_exists, resolve_device
 from model.ar_rollout import decode, rollout
+from model.checkpoint import load_model, save_model
 from tasks import shapes_world as sw
 from training import checkpoints as ckpts
 from training import lake_io
@@ -57,7 +58,6 @@ class PostTrainRun:
     """One post-train run over ``cfg.post_train`` (see the module docstring)."""
 
     def __init__(self, cfg: Config):
-        from model.checkpoint import load_model  # loads weights: only when a run starts
         pt = self.pt = cfg.post_train
         if not pt.init_from:
             raise ConfigError("post_train.init_from: give the SFT checkpoint to start from")
@@ -145,7 +145,6 @@ class PostTrainRun:
     def save(self, step: int, loss: float) -> Path:
         """A checkpoint in training's format (weights = the policy; no EMA file, so loading with
         ema=True reads the policy itself) registered in the lake with phase 'post-train'."""
-        from model.checkpoint import save_model
         final = ckpts.final_dir(str(self.out), step)
         stage = ckpts.stage_dir(final)
         meta = {**self.meta, "step": step, "run_id": self.run_id, "phase": "post-train",

@@ -52,7 +52,7 @@ def shapes_clauses(images: list[Image.Image], prompts: list[dict]) -> list[float
 
 
 def _clipscore(evaluate) -> ScoreFn:
-    from tasks.evaluators.clipscore import CLIPScorer
+    from tasks.evaluators.clipscore import CLIPScorer  # heavy: open_clip, only when configured
     if evaluate.clip.backend != "open_clip" or not evaluate.clip.weights:
         raise ConfigError("reward clipscore needs evaluate.clip.backend=open_clip and "
                           "evaluate.clip.weights (a local open_clip file)")
@@ -61,7 +61,7 @@ def _clipscore(evaluate) -> ScoreFn:
 
 
 def _geneval(evaluate) -> ScoreFn:
-    from tasks.evaluators.geneval import GenEvalScorer
+    from tasks.evaluators.geneval import GenEvalScorer  # heavy: ultralytics + open_clip
     scorer = GenEvalScorer.from_config(evaluate)
     return lambda images, prompts: [scorer.score(im, p["spec"])[0] for im, p in zip(images, prompts)]
 

@@ -9,8 +9,8 @@ Layout under ``<state>/postgres/``: ``data/`` (initdb, owned by the server's use
 (0600, the ``postgres`` role's password), ``port``; the server's log is ``<state>/postgres.log``.
 The server listens on 127.0.0.1 only, password-authenticated (scram-sha-256), no unix socket.
 PostgreSQL refuses to run as root, so as root its commands run as the system user ``postgres``
-(created with ``useradd --system`` if missing), and the folders above the data get o+x (search,
-not read) so that user can reach it.
+(created with ``useradd --system`` if missing), and the folders above the data and above the
+wheel's programs get o+x (search, not read) so that user can reach them.
 """
 from __future__ import annotations
 
@@ -50,16 +50,21 @@ def _system_user() -> str | None:
     return USER
 
 
-def _give(path: Path, user: str | None) -> None:
-    """Make ``path`` the server user's, and every folder above it searchable (o+x) by that user."""
-    if user is None:
-        return
-    pw = pwd.getpwnam(user)
-    os.chown(path, pw.pw_uid, pw.pw_gid)
+def _searchable(path: Path) -> None:
+    """Every folder above ``path`` searchable (o+x, not o+r) by another user."""
     for parent in path.resolve().parents:
         mode = parent.stat().st_mode
         if not mode & stat.S_IXOTH:
             parent.chmod(mode | stat.S_IXOTH)
+
+
+def _give(path: Path, user: str | None) -> None:
+    """Make ``path`` the server user's, and every folder above it searchable by that user."""
+    if user is None:
+        return
+    pw = pwd.getpwnam(user)
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+    _searchable(path)
 
 
 def _pg(cmd: str, args: list[str], user: str | None, env: dict[str, str] | None = None,
@@ -127,6 +132,8 @@ def start(state: Path, port: int | None = None) -> str:
     """initdb (first time), ``pg_ctl start`` on 127.0.0.1:``port`` (a free one by default), and
     the ``prefect`` database; returns Prefect's connection URL. Idempotent: a running server is kept."""
     user = _system_user()
+    if user is not None:  # a venv under /root (0700) would hide the wheel's programs from that user
+        _searchable(bin_dir())
     h, log = home(state), log_path(state)
     _init(state, user)
     if pid(state) is None:  # the port of an earlier start, so the saved URL stays right
