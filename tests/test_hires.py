@@ -101,7 +101,6 @@ def test_auto_steps_follow_the_paper_64_at_256_tokens_about_100_at_2k_to_4k():
     assert [auto_steps(n) for n in (16, 64, 256, 1024, 4096, 16384, 65536)] == [16, 64, 64, 76, 88, 100, 100]
 
 
-@pytest.mark.slow
 def test_batch_stats_count_the_tokens_the_random_drop_removed(tmp_path):
     from _train_data import make_lake
     from test_trainer import tiny_cfg
