@@ -169,7 +169,7 @@ def clipscores(cfg, jobs: list[dict], images: list[Image.Image]) -> dict[tuple[s
     Table 3 is GenEval; CLIPScore is the prompt-image agreement beside it."""
     if cfg.clip.backend == "none":
         return {}
-    scorer = CLIPScorer(cfg.clip_arch, cfg.clip.weights, cfg.clip.device, cfg.batch_size)
+    scorer = CLIPScorer(cfg.clip_arch, cfg.clip.weights, cfg.clip.device, batch_size=cfg.clip.batch_size)
     scores = scorer.score(images, [j["prompt"] for j in jobs]).tolist()
     return {(j["id"], j["image_index"]): float(v) for j, v in zip(jobs, scores)}
 

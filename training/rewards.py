@@ -57,7 +57,8 @@ def _clipscore(evaluate) -> ScoreFn:
     if evaluate.clip.backend != "open_clip" or not evaluate.clip.weights:
         raise ConfigError("reward clipscore needs evaluate.clip.backend=open_clip and "
                           "evaluate.clip.weights (a local open_clip file)")
-    scorer = CLIPScorer(evaluate.clip_arch, evaluate.clip.weights, evaluate.clip.device)
+    scorer = CLIPScorer(evaluate.clip_arch, evaluate.clip.weights, evaluate.clip.device,
+                        batch_size=evaluate.clip.batch_size)
     return lambda images, prompts: (scorer.score(images, [p["prompt"] for p in prompts]) / 100).tolist()
 
 
