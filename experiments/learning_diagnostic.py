@@ -32,10 +32,10 @@ from model.text_encoder import TextEncoder
 from model.tokenizers import pack
 from tasks import shapes_world as sw
 from training import lake_io
-from training.data import load_image
 from training.draw_check import save_grid, score
 from training.feedback_sampler import Decision
 from training.generation import SAMPLING, tensor_to_image
+from training.images import load_image
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

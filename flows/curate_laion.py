@@ -17,6 +17,7 @@ import time
 import uuid
 
 import djepa_t2i.env  # noqa: F401  (offline environment before library imports)
+import dask
 from djepa_t2i.cli_args import add_config_arguments, int_at_least
 from djepa_t2i.config import Config, ConfigPaths, default, load_config
 from prefect import flow, task
@@ -112,6 +113,12 @@ def worker_api_settings() -> dict:
     return {PREFECT_API_URL: str(get_client(sync_client=True).api_url)}
 
 
+# Dask starts LocalCluster workers with MALLOC_TRIM_THRESHOLD_=65536, so every large buffer is
+# mapped fresh and returned to the OS on free: curation CPU per pair 72.2 -> 52.8 ms with these
+# (docs/scale.md, bench/worker_malloc.py). Only pre-spawn-environ reaches a worker before it starts.
+WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "67108864"}
+
+
 def task_runner(cfg: Config) -> DaskTaskRunner:
     if cfg.curate.dask_address:
         return DaskTaskRunner(address=cfg.curate.dask_address)
@@ -126,7 +133,9 @@ def curate_laion(input_dir: str, lake: str, config_path: ConfigPaths = None,
     shards = list_shards(input_dir)
     run_id = uuid.uuid4().hex[:12]
     t0 = time.perf_counter()
-    with temporary_settings(worker_api_settings()):
+    with temporary_settings(worker_api_settings()), dask.config.set(
+            {"distributed.nanny.pre-spawn-environ": {
+                **dask.config.get("distributed.nanny.pre-spawn-environ"), **WORKER_MALLOC}}):
         _curate_shards.with_options(task_runner=task_runner(cfg))(
             shards, lake, cfg.model_dump_json(), run_id, cfg.curate.force, progress)
     s = finish(lake, shards, cfg)

@@ -104,7 +104,7 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seg: Seg
         return flash_attn_varlen_func(q, k, v, seg.cu_seqlens, seg.cu_seqlens,
                                       seg.max_seqlen, seg.max_seqlen)
     if backend == "varlen":
-        from torch.nn.attention.varlen import varlen_attn
+        from torch.nn.attention.varlen import varlen_attn  # optional: CUDA builds only
         return varlen_attn(q, k, v, seg.cu_seqlens, seg.cu_seqlens, seg.max_seqlen, seg.max_seqlen)
     if backend == "loop":
         return _loop(q, k, v, seg)
@@ -143,12 +143,12 @@ def _loop(q, k, v, seg: Segments) -> torch.Tensor:
 
 @lru_cache(maxsize=1)
 def _compiled_flex():
-    from torch.nn.attention.flex_attention import flex_attention
+    from torch.nn.attention.flex_attention import flex_attention  # heavy
     return torch.compile(flex_attention, dynamic=True)
 
 
 def _flex(qh, kh, vh, seg: Segments) -> torch.Tensor:
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention  # heavy
     if "flex" not in seg.cache:
         doc = seg.doc_ids(qh.device)
         n = doc.numel()

@@ -68,7 +68,7 @@ def _read_weights(path: Path, model: DJEPAT2I, ema: bool) -> tuple[dict, dict | 
         ema_file = path / "ema.safetensors"
         return (load_file(str(path / "model.safetensors")),
                 load_file(str(ema_file)) if ema and ema_file.exists() else None)
-    import torch.distributed.checkpoint as dcp
+    import torch.distributed.checkpoint as dcp  # heavy
     state = {"model": model.state_dict()}
     if ema:
         state["ema"] = {n: p.detach().float().clone() for n, p in model.named_parameters() if p.requires_grad}

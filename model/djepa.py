@@ -31,6 +31,7 @@ from model.diffusion_head import DiffusionHead
 from model.flow_head import FlowHead
 from model.masking import cosine_schedule, mask_ratios, num_masked
 from model.text_encoder import TextStates
+from model.tokenizers import build_tokenizer
 from model.vope import axial_angles, image_coords, text_angles
 
 
@@ -320,7 +321,6 @@ MODELS = {f.__name__: f for f in (djepa_tiny, djepa_b, djepa_l, djepa_h, djepa_t
 
 def build_model(cfg, text_dim: int, tokenizer=None) -> DJEPAT2I:
     """cfg: ``djepa_t2i.config.Model``; the tokenizer fixes the token width."""
-    from model.tokenizers import build_tokenizer
     if cfg.name not in MODELS:
         raise ValueError(f"unknown model {cfg.name!r}; choose from {sorted(MODELS)}")
     tok = tokenizer or build_tokenizer(cfg)

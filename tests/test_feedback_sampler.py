@@ -109,7 +109,7 @@ def test_phase_one_is_a_centre_crop_of_the_short_side(tmp_path):
 
     from PIL import Image
 
-    from training.data import load_image
+    from training.images import load_image
     sizes = [(96, 48), (48, 96), (20, 200), (64, 64)]
     s = FeedbackSampler(index(sizes * 50), stride=8, schedule=PHASE1, fixed_side=32, seed=0)
     got = [s.next() for _ in range(60)]

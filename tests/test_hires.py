@@ -101,7 +101,6 @@ def test_auto_steps_follow_the_paper_64_at_256_tokens_about_100_at_2k_to_4k():
     assert [auto_steps(n) for n in (16, 64, 256, 1024, 4096, 16384, 65536)] == [16, 64, 64, 76, 88, 100, 100]
 
 
-@pytest.mark.slow
 def test_batch_stats_count_the_tokens_the_random_drop_removed(tmp_path):
     from _train_data import make_lake
     from test_trainer import tiny_cfg
@@ -134,7 +133,7 @@ def test_a_4k_phase2_sample_decodes_tokenises_in_tiles_drops_and_packs_in_bounde
     from model.tokenizers import VAETokenizer, pack_tokens
     from tasks.shapes_world import render, sample_scene
     from tasks.shard_format import write_tar
-    from training.data import load_image
+    from training.images import load_image
     from training.feedback_sampler import Decision
     buf = io.BytesIO()
     render(sample_scene(random.Random(0), 4096, 4096, "single_object"), antialias=False).save(buf, "JPEG", quality=90)

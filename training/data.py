@@ -10,19 +10,15 @@ checkpoint never skips or repeats the prefetched batch.
 from __future__ import annotations
 
 import copy
-import io
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from PIL import Image
 
 from djepa_t2i.config import Schedule
 from model.batch import PackedImages
 from model.text_encoder import TextStates
 from model.tokenizers import pack_tokens
-from tasks.shard_format import read_range
 from training import lake_io
 from training.encode_cache import BatchEncoder
 from training.feedback_sampler import Decision, FeedbackSampler
@@ -39,25 +35,6 @@ class TrainBatch:
     text: TextStates | None = None  # host states of the captions, when the loader has a text encoder
     step_keys: list[str] | None = None  # a step's first micro-batch: the keys of all ranks' ones
     step_sizes: list[tuple[int, int]] | None = None
-
-
-def load_image(d: Decision) -> torch.Tensor:
-    """Read one accepted sample by its byte range, downscale to (out_h, out_w), map to [-1, 1]."""
-    im = Image.open(io.BytesIO(read_range(d.tar, d.offset, d.size)))
-    if d.crop:  # phase 1 (Supp. §7): short side to the target, then a centre crop
-        s = d.out_w / min(d.width, d.height)
-        rw, rh = max(d.out_w, round(d.width * s)), max(d.out_h, round(d.height * s))
-    else:
-        rw, rh = d.out_w, d.out_h
-    im.draft("RGB", (rw, rh))  # JPEG: decode at the smallest scale >= the target
-    im = im.convert("RGB")
-    if im.size != (rw, rh):
-        im = im.resize((rw, rh), Image.Resampling.BICUBIC, reducing_gap=3.0)
-    if d.crop:
-        x0, y0 = (rw - d.out_w) // 2, (rh - d.out_h) // 2
-        im = im.crop((x0, y0, x0 + d.out_w, y0 + d.out_h))
-    x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
-    return x.float().div_(127.5).sub_(1.0)
 
 
 class WeightsWatcher:

@@ -35,6 +35,7 @@ from safetensors.torch import save_file
 
 from model.text_encoder import TextStates, text_states
 from training.feedback_sampler import Decision
+from training.images import load_image
 
 FORMAT = 1
 FINGERPRINT_BYTES = 1 << 20
@@ -135,7 +136,6 @@ class BatchEncoder:
         self.hits: dict[str, int] = defaultdict(int)
 
     def tokens(self, d: Decision) -> torch.Tensor:
-        from training.data import load_image  # data.py imports this module
         t = self.tokens_cache.get(d.tar, token_name(d))
         self.hits["tokens" if t is not None else "tokens_miss"] += 1
         return t if t is not None else self.tokenizer.encode(load_image(d)).cpu()
@@ -175,7 +175,6 @@ def encode_shards(index, tokenizer, text_encoder, fixed_side: int | None,
     Text states for every sample; VAE tokens at the phase-1 crop when the tokenizer is a VAE and
     ``fixed_side`` is set (a sample whose short side is below it is never drawn, so skipped).
     A shard whose file already holds every entry for this key is left as it is."""
-    from training.data import load_image  # data.py imports this module
     rows = index.select(["key", "tar", "offset", "size", "caption", "width", "height"]).to_pylist()
     by_tar: dict[str, list[dict]] = defaultdict(list)
     for r in rows:

@@ -9,6 +9,8 @@ the protocol: stage, ``COMPLETE``, rename, register, prune).
 
 A checkpoint written by N ranks resumes on M: the stream is global (training/data.py), whole
 weights load anywhere, DCP reshards sharded ones, and a rank new to the run keeps fresh seeds.
+Every function takes ``tr``, the running ``training.trainer.Trainer``; the trainer imports this
+module, so its type is not imported back (that would be an import cycle).
 """
 from __future__ import annotations
 
@@ -16,15 +18,14 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
+from model.checkpoint import save_model, write_meta
 from training import checkpoints as ckpts
 from training.distributed import barrier, rng_state, set_rng_state
-
-if TYPE_CHECKING:  # the trainer imports this module
-    from training.trainer import Trainer
 
 log = logging.getLogger("t2i.train")
 STREAM = "stream.pt"  # in a checkpoint: the global data stream (sampler + packer look-ahead)
@@ -41,9 +42,8 @@ def stream_state(path: Path, world_size: int) -> dict:
                      "stream was global); start a new run with train.init_from")
 
 
-def save(tr: Trainer) -> Path:
+def save(tr: Any) -> Path:
     """Write ``tr``'s checkpoint at its step (a collective: every rank calls it); returns its dir."""
-    from model.checkpoint import save_model, write_meta
     t = tr.cfg.train
     final = ckpts.final_dir(tr.out, tr.step)
     stage = ckpts.stage_dir(final)
@@ -81,16 +81,15 @@ def save(tr: Trainer) -> Path:
     return final
 
 
-def load_weights(tr: Trainer, path: Path) -> None:
+def load_weights(tr: Any, path: Path) -> None:
     """Model and EMA weights only (``train.init_from``)."""
-    from safetensors.torch import load_file
     tr.raw.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
     if (path / "ema.safetensors").exists():
         tr.ema.load_state_dict({k: v.to(tr.device) for k, v in load_file(str(path / "ema.safetensors")).items()})
     log.info("initialised weights from %s", path)
 
 
-def load(tr: Trainer, path: Path) -> None:
+def load(tr: Any, path: Path) -> None:
     """Model, optimizer, schedule, the global data stream and this rank's RNG, from a checkpoint
     written by any number of ranks (elastic resume: the stream is global, DCP reshards)."""
     state = torch.load(path / "trainer.pt", weights_only=True)
@@ -117,11 +116,10 @@ def load(tr: Trainer, path: Path) -> None:
     log.info("resumed from %s at step %d (weights %s)", path, tr.step, tr.sampler.weights_version)
 
 
-def _load_weights_and_optimizer(tr: Trainer, path: Path, state: dict) -> None:
+def _load_weights_and_optimizer(tr: Any, path: Path, state: dict) -> None:
     """Sharded state (an FSDP run) through DCP, which reshards to this run's ranks and also
     loads whole into an unsharded one; a whole checkpoint (one process, or DDP) into an unsharded
     model, or sharded into an FSDP one."""
-    from safetensors.torch import load_file
     if (path / ckpts.SHARDED / ".metadata").is_file():
         ckpts.load_sharded(path, tr.model, tr.opt, tr.ema.state_dict())
         return
@@ -134,11 +132,10 @@ def _load_weights_and_optimizer(tr: Trainer, path: Path, state: dict) -> None:
         tr.ema.load_state_dict({k: v.to(tr.device) for k, v in load_file(str(path / "ema.safetensors")).items()})
 
 
-def _load_whole_into_sharded(tr: Trainer, path: Path, state: dict) -> None:
+def _load_whole_into_sharded(tr: Any, path: Path, state: dict) -> None:
     """A whole checkpoint into FSDP2 shards: every rank reads the whole files and keeps its
     shards. The optimizer state was saved keyed by position in the optimizer's parameter list;
     this run builds that list in the same order (``param_groups``), which names each position."""
-    from safetensors.torch import load_file
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
     from torch.distributed.tensor import distribute_tensor
     names = {id(p): n for n, p in tr.raw.named_parameters()}
