@@ -1,5 +1,5 @@
 """Config sections of the data path: curation (each filter stage's settings), recaption,
-notions and shards. Assembled into ``Config`` by djepa_t2i/config.py, the one import every caller uses."""
+notions and shards. Assembled into ``Config`` by djepa_t2i/config/__init__.py, the one import every caller uses."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
-from djepa_t2i.config_base import Backend, Section
+from djepa_t2i.config.base import Backend, Section
 
 
 class Resolution(Section):

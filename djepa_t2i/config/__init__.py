@@ -7,7 +7,7 @@ allowed: a number in [0.0, 10.0], or null)``. Each section belongs
 to one step; model-backed steps name their ``backend`` and, for production backends, a local
 ``weights`` path (nothing is ever downloaded).
 
-The sections live in config_data.py (data path) and config_train.py (model and training); this
+The sections live in data.py (data path) and train.py (model and training), their base classes in base.py; this
 module assembles ``Config`` and holds loading, merging and the one-line errors. Import every
 config name from here.
 """
@@ -26,9 +26,9 @@ from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ValidationError
 
 
-from djepa_t2i.config_base import Section, Backend, ConfigError
-from djepa_t2i.config_data import Resolution, Dedup, Aesthetic, OCR, NSFW, Face, LaionScores, ClipSimilarity, SemanticDedup, Curate, Recaption, Notions, Shards, DASK_ADDRESS
-from djepa_t2i.config_train import TruncNorm, VAE, TextEncoderBackend, DetectorBackend, ClipBackend, Model, Train, Evaluate, Feedback, Schedule, PostTrain, auto_steps
+from djepa_t2i.config.base import Section, Backend, ConfigError
+from djepa_t2i.config.data import Resolution, Dedup, Aesthetic, OCR, NSFW, Face, LaionScores, ClipSimilarity, SemanticDedup, Curate, Recaption, Notions, Shards, DASK_ADDRESS
+from djepa_t2i.config.train import TruncNorm, VAE, TextEncoderBackend, DetectorBackend, ClipBackend, Model, Train, Evaluate, Feedback, Schedule, PostTrain, auto_steps
 
 __all__ = ['Section', 'Backend', 'ConfigError', 'Resolution', 'Dedup', 'Aesthetic', 'OCR', 'NSFW', 'Face', 'LaionScores', 'ClipSimilarity', 'SemanticDedup', 'Curate', 'Recaption', 'Notions', 'Shards', 'DASK_ADDRESS', 'TruncNorm', 'VAE', 'TextEncoderBackend', 'DetectorBackend', 'ClipBackend', 'Model', 'Train', 'Evaluate', 'Feedback', 'Schedule', 'PostTrain', 'auto_steps']  # the sections, re-exported: one import for callers
 

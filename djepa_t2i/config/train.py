@@ -1,6 +1,6 @@
 """Config sections of the model and its training: model, train, the resolution schedule,
 evaluate, feedback and post-train, with the paper's values and sections in comments
-(docs/training.md has the table). Assembled into ``Config`` by djepa_t2i/config.py."""
+(docs/training.md has the table). Assembled into ``Config`` by djepa_t2i/config/__init__.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import math
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
-from djepa_t2i.config_base import Backend, Section
+from djepa_t2i.config.base import Backend, Section
 
 
 class TruncNorm(Section):

@@ -1,6 +1,6 @@
 """The config's building blocks: a section (unknown keys refused, assignments validated), a
 model-backed step (``backend`` + local ``weights``), and the one error type ``t2i`` prints as one
-line with exit 2 (djepa_t2i/config.py assembles the sections)."""
+line with exit 2 (djepa_t2i/config/__init__.py assembles the sections)."""
 
 from __future__ import annotations
 
