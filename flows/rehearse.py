@@ -20,11 +20,22 @@ from pathlib import Path
 
 import djepa_t2i.env  # noqa: F401
 from djepa_t2i.cli_args import int_at_least
-from djepa_t2i.config import Config, load_config
+from djepa_t2i.config import Config, load_config, require_writable
 from prefect import flow, get_run_logger
 
 from djepa_t2i.env import ROOT
+from flows.build_shards import build_shards
+from flows.curate_laion import curate_laion
+from flows.evaluate_checkpoints import evaluate_checkpoints
+from flows.notion_stats import notion_stats_flow
+from flows.recaption import recaption_flow
+from flows.train import train
+from tasks.mini_laion import make_sample
+from tasks.rehearsal_weights import write_all
+from training import generate_cli
+from training.checkpoints import latest
 from warehouse.artifacts import publish_summary
+from warehouse.db import query
 
 PHASE1, PHASE2, OVERRIDE = (str(ROOT / "configs" / f) for f in ("phase1.yaml", "phase2.yaml", "rehearsal.yaml"))
 PROMPT = "a photo of a red car"
@@ -53,7 +64,6 @@ def checked_configs(override: str, weights: bool, seed: int) -> tuple[Config, Co
 
 def recorded_backends(lake: str) -> dict[str, list[str]]:
     """Per step, the backends the lake recorded (the rehearsal's proof of what ran)."""
-    from warehouse.db import query
     sql = {
         "curate": "SELECT DISTINCT filter || '=' || backend FROM filter_scores ORDER BY 1",
         "recaption": "SELECT DISTINCT source || ':' || coalesce(model_id, '') FROM captions ORDER BY 1",
@@ -69,7 +79,6 @@ def recorded_backends(lake: str) -> dict[str, list[str]]:
 
 def generate(ckpt_dir: str, out: str) -> str:
     """``t2i generate`` on the newest checkpoint, with the sampling its recorded config names."""
-    from training import generate_cli
     p = argparse.ArgumentParser()
     generate_cli.add_arguments(p)
     generate_cli.run(p.parse_args(["--ckpt", ckpt_dir, "--prompt", PROMPT, "--out", out, "--no-progress"]))
@@ -80,16 +89,6 @@ def generate(ckpt_dir: str, out: str) -> str:
 def rehearse(out: str = "runs/rehearse", override: str = OVERRIDE, n: int = 40, weights: bool = True,
              seed: int = 0) -> dict:
     """Run the production configs end to end under ``out``; every step's summary and seconds."""
-    from flows.build_shards import build_shards
-    from flows.curate_laion import curate_laion
-    from flows.evaluate_checkpoints import evaluate_checkpoints
-    from flows.notion_stats import notion_stats_flow
-    from flows.recaption import recaption_flow
-    from flows.train import train
-    from tasks.mini_laion import make_sample
-    from tasks.rehearsal_weights import write_all
-    from training.checkpoints import latest
-
     log = get_run_logger()
     outp = Path(out)
     c1, c2 = [PHASE1, override], [PHASE2, override]
@@ -147,7 +146,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from djepa_t2i.config import require_writable
     checked_configs(args.override, not args.no_weights, args.seed)  # a bad file or path: one line
     require_writable("--out", args.out)
     res = rehearse(args.out, args.override, args.n, not args.no_weights, args.seed)

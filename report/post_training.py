@@ -31,7 +31,7 @@ def _curve(lake: str, run: str) -> tuple[list[str], list[tuple]]:
 def render(lake: str, outdir: str) -> list[tuple[str, str]]:
     import matplotlib  # heavy
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy
     out = []
     for run in _runs(lake):
         _, rows = _curve(lake, run)

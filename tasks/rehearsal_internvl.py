@@ -25,8 +25,8 @@ CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
 
 
 def build_tokenizer(vocab_size: int = 512):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # heavy
+    from transformers import PreTrainedTokenizerFast  # heavy
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *IMAGE_TOKENS.values()]
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -89,8 +89,8 @@ class InternVLChatModel(PreTrainedModel):
 
 def write_internvl_chat(out: str | Path, image_size: int = 56, hub_ref: bool = False) -> Path:
     """Write the folder; ``hub_ref`` points auto_map at a hub repo (which the loader must refuse)."""
-    import torch
-    from safetensors.torch import save_file
+    import torch  # heavy
+    from safetensors.torch import save_file  # heavy
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -178,3 +178,17 @@ def test_generate_takes_steps_by_token_count_and_prints_the_number(tmp_path, cap
         rc = main(["generate", "--ckpt", str(tmp_path / "ck"), "--prompt", "a red circle", "--size", size,
                    "--flow-steps", "1", "--no-progress", "--out", str(tmp_path / "x.png"), *flag])
         assert rc == 0 and f" steps={steps} " in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_hires_bench_runs_t2i_generate_and_writes_its_row():
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, "bench/hires_generate.py", "--sizes", "512x256", "--threads", "1",
+                        "--flow-steps", "1"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    row = next(ln for ln in r.stdout.splitlines() if ln.startswith("| 512x256"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:3] == ["32", "32"] and float(cells[4]) > 0 and cells[5].endswith("GiB")  # 8x4 tokens, auto: 32

@@ -2,8 +2,9 @@
 functions) with ``ast``: no module imports a layer above its own or beside it, no import cycle,
 ``model/`` is the network only, ``training/`` reaches the warehouse only through ``lake_io``,
 only ``tasks/shard_format.py`` reads a tar, the checkpoint protocol lives in
-``training/checkpoints.py`` alone, and only the orchestrating flows (demo, rehearse) call other
-flows. The layer table
+``training/checkpoints.py`` alone, only the orchestrating flows (demo, rehearse) call other
+flows, and first-party imports sit at the top of the module (a lazy import only for a library,
+with its reason on the line). The layer table
 of docs/architecture.md is generated from ``LAYERS`` (``python tests/test_layers.py``) and the
 test fails when the two differ."""
 from __future__ import annotations
@@ -158,6 +159,37 @@ def test_architecture_doc_shows_the_layer_table():
         "print the table with `python tests/test_layers.py` and paste it")
 
 
+def lazy_imports(path: Path) -> list[tuple[int, str, bool]]:
+    """(line, module, has a comment) of every import inside a function of ``path``."""
+    lines = path.read_text().splitlines()
+    out = []
+    for fn in ast.walk(ast.parse("\n".join(lines))):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for n in ast.walk(fn):
+                if isinstance(n, (ast.Import, ast.ImportFrom)):
+                    mod = n.names[0].name if isinstance(n, ast.Import) else "." * n.level + (n.module or "")
+                    out.append((n.lineno, mod, "#" in lines[n.end_lineno - 1]))
+    return sorted(set(out))
+
+
+# bench/ scripts measure import time and memory themselves, so they import where they measure
+TOP_IMPORTS = [p for p in sources() if p.relative_to(ROOT).parts[0] != "bench"]
+
+
+@pytest.mark.parametrize("path", TOP_IMPORTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_first_party_imports_sit_at_the_top(path):
+    """An import inside a function hides an arrow of the graph (and once hid three cycles)."""
+    bad = [f"line {n}: {m}" for n, m, _ in lazy_imports(path) if m.split(".")[0] in FIRST_PARTY or m.startswith(".")]
+    assert not bad, f"{path.relative_to(ROOT)} imports first-party code inside functions: {bad}"
+
+
+@pytest.mark.parametrize("path", TOP_IMPORTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_lazy_import_says_why(path):
+    """A library imported inside a function carries its reason on the line (``# heavy``)."""
+    bad = [f"line {n}: {m}" for n, m, said in lazy_imports(path) if not said]
+    assert not bad, f"{path.relative_to(ROOT)} imports inside functions without a reason: {bad}"
+
+
 # --------------------------------------------------------------------------- the rules of each layer
 @pytest.mark.parametrize("path", sorted((ROOT / "model").glob("*.py")), ids=lambda p: p.name)
 def test_model_is_the_network_only(path):
@@ -238,6 +270,12 @@ def test_the_checker_finds_cycles_and_units():
     assert cycles({"a": {"b"}, "b": set()}) == []
     assert unit_of("djepa_t2i.serve.stack") == "djepa_t2i.serve" and unit_of("warehouse.db") == "warehouse"
     assert resolve("warehouse.db.query") == "warehouse.db" and resolve("numpy") is None
+
+
+def test_the_checker_sees_lazy_imports(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("import os\ndef f():\n    import torch  # heavy\n    from warehouse import db\n")
+    assert lazy_imports(f) == [(3, "torch", True), (4, "warehouse", False)]
 
 
 def test_the_checker_sees_tar_reads(tmp_path):

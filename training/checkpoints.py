@@ -173,8 +173,8 @@ SHARDED = "state"  # torch.distributed.checkpoint directory inside a checkpoint 
 def save_sharded(path: Path, model, opt, ema_state: dict) -> None:
     """Every rank writes its own shards of model, optimizer and EMA state (no gather anywhere);
     a collective: all ranks call it. ``model.checkpoint.load_model`` reads it back unsharded."""
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict
+    import torch.distributed.checkpoint as dcp  # heavy
+    from torch.distributed.checkpoint.state_dict import get_state_dict  # heavy
     model_state, opt_state = get_state_dict(model, opt)
     dcp.save({"model": model_state, "optimizer": opt_state, "ema": ema_state},
              checkpoint_id=str(path / SHARDED))
@@ -183,8 +183,8 @@ def save_sharded(path: Path, model, opt, ema_state: dict) -> None:
 def load_sharded(path: Path, model, opt, ema_state: dict) -> None:
     """Load a :func:`save_sharded` checkpoint into a sharded model and optimizer (the world size
     may differ: DCP reshards), and ``ema_state``'s tensors in place."""
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+    import torch.distributed.checkpoint as dcp  # heavy
+    from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict  # heavy
     model_state, opt_state = get_state_dict(model, opt)
     state = {"model": model_state, "optimizer": opt_state, "ema": ema_state}
     dcp.load(state, checkpoint_id=str(path / SHARDED))

@@ -65,13 +65,13 @@ def wrap(model: torch.nn.Module, device: torch.device, fsdp: bool,
     if not dist.is_initialized():
         return model
     if fsdp:
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import fully_shard  # heavy
         for stack in (model.context.stack, model.predictor):
             for block in stack.blocks:
                 fully_shard(block)
         fully_shard(model)
         return model
-    from torch.nn.parallel import DistributedDataParallel as DDP
+    from torch.nn.parallel import DistributedDataParallel as DDP  # heavy
     ids = [device.index] if device.type == "cuda" else None
     # the predictor's last text-stream MLP and norm never reach the loss (only image outputs are
     # used), the same every step: static_graph skips them without a graph walk. It cannot be

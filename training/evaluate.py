@@ -16,8 +16,16 @@ import logging
 import os
 from typing import Callable
 
+import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
+from tasks import shapes_world as sw
+from tasks.evaluators import controls as ctl
+from tasks.evaluators import geneval
+from tasks.evaluators import geneval_rules as rules
+from tasks.evaluators import shapes_geneval as sg
+from tasks.evaluators.clipscore import CLIPScorer
 from training import checkpoints as ckpts
 from training import lake_io
 from training.checkpoints import checkpoint_id
@@ -52,13 +60,11 @@ def pending_checkpoints(lake: str, benchmark: str) -> tuple[list[dict], list[dic
 def benchmark_prompts(cfg) -> list[dict]:
     """The prompt set of ``cfg.benchmark`` (``cfg``: the ``evaluate`` config section)."""
     if cfg.benchmark == "shapes-geneval":
-        from tasks import shapes_world as sw
         return sw.benchmark_prompts(cfg.prompts_per_category, cfg.seed, cfg.size, cfg.size)
     if cfg.benchmark == "geneval":
         if not cfg.metadata:
             raise ValueError("evaluate.benchmark=geneval needs evaluate.metadata "
                              "(path to GenEval's evaluation_metadata.jsonl)")
-        from tasks.evaluators import geneval
         return geneval.read_metadata(cfg.metadata)
     raise ValueError(f"unknown benchmark {cfg.benchmark!r}")
 
@@ -72,9 +78,7 @@ def jobs_for(prompts: list[dict], images_per_prompt: int, seed: int) -> list[dic
 def scorer_for(cfg):
     """``score(job, image) -> (score, reason)`` and the backend name for ``cfg.benchmark``."""
     if cfg.benchmark == "shapes-geneval":
-        from tasks.evaluators import shapes_geneval as sg
         return (lambda job, img: sg.score_image(img, job["spec"])), sg.BACKEND
-    from tasks.evaluators import geneval
     scorer = geneval.GenEvalScorer.from_config(cfg)
     return (lambda job, img: scorer.score(img, job["spec"])), scorer.backend
 
@@ -85,7 +89,6 @@ def score_jobs(jobs: list[dict], generate_fn: GenerateFn, score_fn, backend: str
     """Generate in batches, save each image as ``<prompt_id>_<j>.png``, score it, and return
     long-format rows (one per notion of the prompt, ``notion_kind='category'`` included).
     ``keep``: a list the generated images are appended to (the shuffled-prompt control)."""
-    from tqdm import tqdm
     if image_dir:
         os.makedirs(image_dir, exist_ok=True)
     rows = []
@@ -131,9 +134,6 @@ def control_rows(jobs: list[dict], images: list[Image.Image], score_fn, backend:
     control also has one row per :func:`chance_notions` notion (the per-notion chance the
     feedback rule compares a notion's score with: a model that draws purple for every prompt
     scores purple prompts 1.0, and its purple chance is 1.0 too)."""
-    import numpy as np
-
-    from tasks.evaluators import controls as ctl
     rng = np.random.default_rng(seed)
     shuffled = ctl.shuffled_within_category(jobs, seed)
     out = []
@@ -169,7 +169,6 @@ def clipscores(cfg, jobs: list[dict], images: list[Image.Image]) -> dict[tuple[s
     Table 3 is GenEval; CLIPScore is the prompt-image agreement beside it."""
     if cfg.clip.backend == "none":
         return {}
-    from tasks.evaluators.clipscore import CLIPScorer
     scorer = CLIPScorer(cfg.clip_arch, cfg.clip.weights, cfg.clip.device, cfg.batch_size)
     scores = scorer.score(images, [j["prompt"] for j in jobs]).tolist()
     return {(j["id"], j["image_index"]): float(v) for j, v in zip(jobs, scores)}
@@ -180,7 +179,6 @@ def evaluate_checkpoint(lake: str, ckpt: dict, cfg, generate_fn: GenerateFn | No
     """Evaluate one registered checkpoint (``checkpoints`` row) on ``cfg.benchmark`` and write its
     ``eval_results`` partition; returns the summary. ``generate_fn`` defaults to the checkpoint's
     EMA model."""
-    from tasks.evaluators import geneval_rules as rules
     ck = checkpoint_id(ckpt["run_id"], ckpt["step"])
     if generate_fn is None:
         generate_fn, _ = model_generate_fn(ckpt["path"], cfg)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
+from tqdm import tqdm
 
 from djepa_t2i.config import Evaluate, auto_steps, recorded, resolve_device
 from model.checkpoint import load_model
@@ -57,8 +58,7 @@ class Generator:
                  progress: bool = False) -> list[Image.Image]:
         """PIL images for ``prompts`` at ``s['size']`` (H, W) with the sampling settings ``s``
         (``settings``); the text encoder cuts each prompt at the recorded text length."""
-        import torch
-        from tqdm import tqdm
+        import torch  # heavy
         s = self.resolve(s)
         text = self.text_encoder.encode(prompts)
         bar = tqdm(total=s["steps"], desc="generate", unit="step", disable=not progress)
@@ -67,7 +67,6 @@ class Generator:
                                       seed=seed, offset_b=offset_b, on_step=lambda k, n: bar.update(1))
         bar.close()
         return [tensor_to_image(x) for x in out]
-
 
     def resolve(self, s: dict) -> dict:
         """``s`` with ``steps: "auto"`` replaced by the number for ``s['size']`` under this

@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from model.blocks import MultimodalBlock
+
 
 def lr_factor(step: int, warmup: int, total: int, schedule: str, end: float = 0.0) -> float:
     """Linear warmup, then constant or cosine decay to ``end`` (a fraction of the peak) at
@@ -59,7 +61,6 @@ def compile_blocks(model: torch.nn.Module) -> None:
     per block with symbolic lengths, so a new packed batch re-uses it (no graph break in a block:
     tests/test_model_attention.py). Blocks, not the whole model, because the per-batch layout
     (masks, permutations, rotary tables) is host work that would only split the graph."""
-    from model.blocks import MultimodalBlock
     for m in model.modules():
         if isinstance(m, MultimodalBlock):
             m.compile(dynamic=None)

@@ -24,6 +24,8 @@ from PIL import Image
 from djepa_t2i.config import ConfigError
 from tasks.evaluators import geneval_rules as rules
 from tasks.evaluators import shapes_geneval as sg
+from tasks.evaluators.clipscore import CLIPScorer
+from tasks.evaluators.geneval import GenEvalScorer
 
 ScoreFn = Callable[[list[Image.Image], list[dict]], list[float]]
 
@@ -52,7 +54,6 @@ def shapes_clauses(images: list[Image.Image], prompts: list[dict]) -> list[float
 
 
 def _clipscore(evaluate) -> ScoreFn:
-    from tasks.evaluators.clipscore import CLIPScorer  # heavy: open_clip, only when configured
     if evaluate.clip.backend != "open_clip" or not evaluate.clip.weights:
         raise ConfigError("reward clipscore needs evaluate.clip.backend=open_clip and "
                           "evaluate.clip.weights (a local open_clip file)")
@@ -61,7 +62,6 @@ def _clipscore(evaluate) -> ScoreFn:
 
 
 def _geneval(evaluate) -> ScoreFn:
-    from tasks.evaluators.geneval import GenEvalScorer  # heavy: ultralytics + open_clip
     scorer = GenEvalScorer.from_config(evaluate)
     return lambda images, prompts: [scorer.score(im, p["spec"])[0] for im, p in zip(images, prompts)]
 

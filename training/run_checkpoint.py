@@ -136,8 +136,8 @@ def _load_whole_into_sharded(tr: Any, path: Path, state: dict) -> None:
     """A whole checkpoint into FSDP2 shards: every rank reads the whole files and keeps its
     shards. The optimizer state was saved keyed by position in the optimizer's parameter list;
     this run builds that list in the same order (``param_groups``), which names each position."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
-    from torch.distributed.tensor import distribute_tensor
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict  # heavy
+    from torch.distributed.tensor import distribute_tensor  # heavy
     names = {id(p): n for n, p in tr.raw.named_parameters()}
     order = [names[id(p)] for g in tr.opt.param_groups for p in g["params"]]
     osd = state["optimizer"]

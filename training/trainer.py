@@ -40,13 +40,21 @@ import torch
 import torch.distributed as dist
 
 import djepa_t2i.env  # noqa: F401
+from djepa_t2i.cli_args import add_config_arguments, int_at_least
 from djepa_t2i.config import Config, ConfigError, ConfigPaths, load_config, require_dir, require_writable
+from model.djepa import build_model
+from model.ema import EMA
+from model.text_encoder import TextEncoder
+from model.tokenizers import build_tokenizer
 from training import checkpoints as ckpts
 from training import lake_io, run_checkpoint
+from training.data import TrainLoader, WeightsWatcher
 from training.distributed import broadcast, dist_env, init_distributed, pick_device, wrap
+from training.encode_cache import BatchEncoder
+from training.feedback_sampler import FeedbackSampler
 from training.grad_accum import LossTokens, accumulate, accumulation_steps, seed_micro_batch
-from training.recipe import (compile_blocks, compile_enabled, lr_factor, param_groups, set_fast_math,
-                             weight_decay_at)
+from training.packing import TokenBudgetPacker
+from training.recipe import compile_blocks, compile_enabled, lr_factor, param_groups, set_fast_math, weight_decay_at
 
 log = logging.getLogger("t2i.train")
 STEPS_LOG = "steps.jsonl"  # rank 0's per-step record in train.out: step, keys, sizes, losses, lr
@@ -71,15 +79,6 @@ def _truncate_steps_log(path: Path, step: int) -> None:
 # ------------------------------------------------------------------------------ the trainer
 class Trainer:
     def __init__(self, cfg: Config, resume: str | None = None):
-        from model.djepa import build_model
-        from model.ema import EMA
-        from model.text_encoder import TextEncoder
-        from model.tokenizers import build_tokenizer
-        from training.data import TrainLoader, WeightsWatcher
-        from training.encode_cache import BatchEncoder
-        from training.feedback_sampler import FeedbackSampler
-        from training.packing import TokenBudgetPacker
-
         self.cfg, t = cfg, cfg.train
         self.rank, self.world, local = dist_env()
         self.device = pick_device(t.device, local)
@@ -98,8 +97,7 @@ class Trainer:
             compile_blocks(self.raw)
         self.model = wrap(self.raw, self.device, t.fsdp, accumulate=self.accum > 1)
         self.ema = EMA(self.raw)  # after wrapping: under FSDP the EMA shadows are shards too
-        # fused on CPU too: one kernel over all tensors, 2.0 vs 8.4 ms per step for djepa_tiny's 148
-        # tensors on 2 cores (2026-12-03); make demo's phase 1 took 307 instead of 379 s (3,600 steps)
+        # fused on CPU too: one kernel over all tensors (its speed-up: docs/benchmarks.md)
         self.opt = torch.optim.AdamW(param_groups(self.raw, t.weight_decay), lr=t.lr, betas=t.betas,
                                      fused=self.device.type in ("cuda", "cpu"))
         self.sched = torch.optim.lr_scheduler.LambdaLR(
@@ -312,7 +310,6 @@ class Trainer:
 
 # ------------------------------------------------------------------------------ entry point
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from djepa_t2i.cli_args import add_config_arguments, int_at_least
     add_config_arguments(p)
     p.add_argument("--resume", help="auto (latest complete checkpoint in train.out) or a checkpoint dir")
     p.add_argument("--steps", type=int_at_least(1), help="stop at this step (default train.steps)")

@@ -84,7 +84,7 @@ def resolve_device(name: str = "auto") -> str:
     """A configured device name: ``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
     if name != "auto":
         return name
-    import torch
+    import torch  # heavy
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 

@@ -49,7 +49,7 @@ LAYOUT = ("the LAION improved-aesthetic-predictor state dict (e.g. sac+logos+ava
 
 
 def nrq_components(im: Image.Image) -> dict[str, float]:
-    import cv2
+    import cv2  # heavy
     t = im.copy()
     t.thumbnail((256, 256))
     rgb = np.asarray(t, dtype=np.float32)

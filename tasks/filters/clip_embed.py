@@ -37,7 +37,7 @@ class ClipEmbedder:
     @torch.inference_mode()
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """Normalised CLIP text embeddings (for image-text similarity against ``__call__``'s)."""
-        import open_clip
+        import open_clip  # heavy
         tok = open_clip.get_tokenizer(self.info["arch"])  # the registered name (model_name may be a .json)
         out = []
         for i in range(0, len(texts), self.batch_size):

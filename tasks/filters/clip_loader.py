@@ -77,7 +77,7 @@ def resolve_arch(arch: str) -> str:
     under its file stem (``open_clip.add_model_config``)."""
     if not arch.endswith(".json"):
         return arch
-    import open_clip
+    import open_clip  # heavy
     path = Path(arch).expanduser()
     if not path.is_file():
         raise WeightsFormatError(f"CLIP architecture {arch!r}: no such open_clip model config file")
@@ -120,7 +120,7 @@ def load_clip_model(arch: str, weights: str | None, device: str = "cpu", quick_g
     ``quick_gelu``: ``auto`` = QuickGELU exactly when the weights are OpenAI's (TorchScript
     archive, a converted file's tag, or OpenAI's extra keys) or ``arch`` says ``-quickgelu``.
     """
-    import open_clip
+    import open_clip  # heavy
     arch = resolve_arch(arch)
     path = resolve_file(require_path(weights, key), key)
     sd, fmt, is_openai = read_clip_state(path, key, allow_torchscript)

@@ -75,8 +75,8 @@ class NudeNet(FilterStage):
 
     def setup(self, shared: Shared) -> None:
         import nudenet  # heavy (onnxruntime): loaded once per worker
-        import onnxruntime as ort
-        from nudenet import NudeDetector
+        import onnxruntime as ort  # heavy
+        from nudenet import NudeDetector  # heavy
         self.det = NudeDetector()
         so = ort.SessionOptions()  # one thread per model: workers, not ops, are the parallelism
         so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
