@@ -128,7 +128,7 @@ def test_debug_shows_the_traceback(tmp_path):
     p = t2i("--debug", "feedback", "--set", "feedback.step_size=2", cwd=tmp_path)
     assert p.returncode == 1 and "Traceback" in p.stderr
     assert p.stderr.strip().splitlines()[-1] == (
-        "djepa_t2i.config.ConfigError: invalid config: feedback.step_size: Input should be less than or "
+        "djepa_t2i.config.base.ConfigError: invalid config: feedback.step_size: Input should be less than or "
         "equal to 1 (got 2; allowed: a number in (0, 1])")
     from djepa_t2i.config import ConfigError
     from djepa_t2i.cli import main
