@@ -114,8 +114,9 @@ def worker_api_settings() -> dict:
 
 
 # Dask starts LocalCluster workers with MALLOC_TRIM_THRESHOLD_=65536, so every large buffer is
-# mapped fresh and returned to the OS on free: curation CPU per pair 72.2 -> 52.8 ms with these
-# (docs/scale.md, bench/worker_malloc.py). Only pre-spawn-environ reaches a worker before it starts.
+# mapped fresh and returned to the OS on free; these thresholds keep them mapped (the curation CPU
+# they save: docs/scale.md, bench/worker_malloc.py). Only pre-spawn-environ reaches a worker before
+# it starts.
 WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "67108864"}
 
 
