@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,7 @@ def resolve(name: str) -> str | None:
     return name or None
 
 
+@lru_cache(maxsize=1)
 def import_graph() -> dict[str, set[str]]:
     """module -> the first-party modules it imports (a package import counts as its __init__)."""
     return {m: {r for n in first_party(imported_modules(p)) if (r := resolve(n)) and r != m}
