@@ -116,3 +116,15 @@ def test_help_shows_defaults(capsys):
     text = capsys.readouterr().out
     text = " ".join(text.split())  # argparse wraps lines
     assert "config default auto" in text and "config default 4.5" in text and "config default linear" in text
+
+
+def test_the_draw_check_takes_sampling_settings_over_the_record(tmp_path):
+    """experiments/cfg_schedule.py compares CFG schedules through draw_check.check(**given)."""
+    from training.draw_check import check
+    ck = tmp_path / "ck"
+    _checkpoint(ck, {"size": 16, "steps": 2, "flow_steps": 2, "cfg": 3.0, "cfg_schedule": "linear",
+                     "time_shift": 1.0}, responsive=True)
+    rec, const = check(str(ck), seeds=1), check(str(ck), seeds=1, cfg_schedule="constant")
+    assert rec["settings"]["cfg_schedule"] == "linear" and const["settings"]["cfg_schedule"] == "constant"
+    assert rec["images"] == const["images"] == 18
+    assert const["settings"]["cfg"] == rec["settings"]["cfg"] == 3.0

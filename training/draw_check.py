@@ -35,10 +35,11 @@ def read(img: Image.Image) -> tuple[str | None, str | None]:
     return color, shape
 
 
-def check(ckpt: str, seeds: int = 4, device: str = "cpu", grid: str | None = None) -> dict:
-    """Generate and score; returns accuracies, their controls and the sampling settings used."""
+def check(ckpt: str, seeds: int = 4, device: str = "cpu", grid: str | None = None, **given) -> dict:
+    """Generate and score; returns accuracies, their controls and the sampling settings used.
+    ``given``: sampling settings that replace the checkpoint's record (``generation.SAMPLING``)."""
     gen = load_generator(ckpt, device)
-    s = settings(gen.meta)
+    s = settings(gen.meta, **given)
     ps = prompts() * seeds
     images = []
     for k in range(seeds):
