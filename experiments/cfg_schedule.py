@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from djepa_t2i.config import default
 from training.draw_check import check
 from training.generate_cli import resolve_checkpoint
 from warehouse.intervals import wilson
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--ckpt", default="runs/demo/train-phase2", help="checkpoint, checkpoints folder or run")
     p.add_argument("--seeds", type=int, default=4, help="images per prompt (18 prompts)")
-    p.add_argument("--cfg", type=float, default=6.0, help="guidance scale (the paper's 6.0)")
+    p.add_argument("--cfg", type=float, default=default("evaluate.cfg"), help="guidance scale (evaluate.cfg: the paper's 6.0)")
     a = p.parse_args(argv)
     print(json.dumps(compare(a.ckpt, a.seeds, a.cfg), indent=1))
 
