@@ -8,15 +8,14 @@ running trainer picks the new version up at its next ``weights_check_every`` ste
 from __future__ import annotations
 
 import argparse
-import json
 
 import djepa_t2i.env  # noqa: F401
 from djepa_t2i.cli_args import add_flow_arguments
 from djepa_t2i.config import ConfigPaths, load_config
-from prefect import flow, get_run_logger
+from flows.step import finish, run_lake_step
+from prefect import flow
 
 from training.benchmark_fit import check_benchmark
-from warehouse.artifacts import publish_summary
 from warehouse.lake import checked_lake
 from warehouse.feedback_rule import publish_next
 
@@ -27,10 +26,7 @@ def feedback(lake: str | None = None, config_path: ConfigPaths = None,
     cfg = load_config(config_path, overrides)
     lake = checked_lake(cfg, lake)
     check_benchmark(lake, cfg, ("feedback",))
-    summary = publish_next(lake, cfg.feedback)
-    get_run_logger().info("feedback: %s", json.dumps(summary))
-    publish_summary("feedback", lake, summary)
-    return summary
+    return finish("feedback", lake, publish_next(lake, cfg.feedback))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,10 +34,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    cfg = load_config(args.config, args.overrides)
-    lake = checked_lake(cfg, args.lake)
-    check_benchmark(lake, cfg, ("feedback",))
-    summary = publish_next(lake, cfg.feedback) if args.no_prefect else \
-        feedback(lake, args.config, args.overrides)
-    print(json.dumps(summary, indent=1))
-    return 0
+    return run_lake_step(args, lambda cfg, lake: publish_next(lake, cfg.feedback),
+                         lambda lake: feedback(lake, args.config, args.overrides),
+                         check=lambda cfg, lake: check_benchmark(lake, cfg, ("feedback",)))

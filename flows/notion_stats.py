@@ -5,15 +5,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 import djepa_t2i.env  # noqa: F401
 from djepa_t2i.cli_args import add_flow_arguments
 from djepa_t2i.config import ConfigPaths, Notions, Schedule, load_config
-from prefect import flow, get_run_logger, task
+from flows.step import finish, run_lake_step
+from prefect import flow, task
 
 from tasks.notion_stats import extract_lake, require_captions
-from warehouse.artifacts import publish_summary
 from warehouse.lake import checked_lake
 from warehouse.weights_v0 import publish_v0
 
@@ -47,9 +46,7 @@ def notion_stats_flow(lake: str | None = None, config: ConfigPaths = None,
     summary = _extract(lake, c.notions)
     version, n_rows = _publish(lake, c.notions, c.schedule)
     summary.update(weights_version=version, weights_rows=n_rows)
-    get_run_logger().info("notion-stats: %s", json.dumps(summary))
-    publish_summary("notion-stats", lake, summary)
-    return summary
+    return finish("notion-stats", lake, summary)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,11 +54,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    cfg = load_config(args.config, args.overrides)
-    lake = checked_lake(cfg, args.lake)
-    if args.no_prefect:
-        summary = notion_stats(lake, cfg.notions, cfg.schedule)
-    else:
-        summary = notion_stats_flow(lake, args.config, args.overrides)
-    print(json.dumps(summary, indent=1))
-    return 0
+    return run_lake_step(args, lambda cfg, lake: notion_stats(lake, cfg.notions, cfg.schedule),
+                         lambda lake: notion_stats_flow(lake, args.config, args.overrides))

@@ -9,15 +9,14 @@ view: reward, KL and held-out metric per step) and checkpoints in training's for
 from __future__ import annotations
 
 import argparse
-import json
 
 import djepa_t2i.env  # noqa: F401
 from djepa_t2i.cli_args import add_flow_arguments
 from djepa_t2i.config import ConfigPaths, load_config, require_exists
-from prefect import flow, get_run_logger, task
+from flows.step import finish, run_lake_step
+from prefect import flow, task
 
 from training.grpo_run import post_train
-from warehouse.artifacts import publish_summary
 from warehouse.lake import checked_lake
 
 
@@ -43,10 +42,7 @@ def post_train_flow(lake: str | None = None, config: ConfigPaths = None,
     checked_lake(cfg)
     if cfg.post_train.init_from:
         require_exists("post_train.init_from", cfg.post_train.init_from)
-    summary = _summary(_grpo(cfg))
-    get_run_logger().info("post-train: %s", json.dumps(summary))
-    publish_summary("post-train", cfg.lake, summary)
-    return summary
+    return finish("post-train", cfg.lake, _summary(_grpo(cfg)))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,11 +50,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    cfg = load_config(args.config, args.overrides)
-    lake = checked_lake(cfg, args.lake)
-    if args.no_prefect:
-        summary = _summary(post_train(cfg.model_copy(update={"lake": lake})))
-    else:
-        summary = post_train_flow(lake, args.config, args.overrides)
-    print(json.dumps(summary, indent=1))
-    return 0
+    return run_lake_step(args, lambda cfg, lake: _summary(post_train(cfg.model_copy(update={"lake": lake}))),
+                         lambda lake: post_train_flow(lake, args.config, args.overrides))

@@ -8,15 +8,14 @@ A thin Prefect wrapper over ``tasks.recaption.recaption`` (partitioning and resu
 from __future__ import annotations
 
 import argparse
-import json
 
 import djepa_t2i.env  # noqa: F401
 from djepa_t2i.cli_args import add_flow_arguments
 from djepa_t2i.config import ConfigPaths, Recaption, load_config
-from prefect import flow, get_run_logger, task
+from flows.step import finish, run_lake_step
+from prefect import flow, task
 
 from tasks.recaption import recaption
-from warehouse.artifacts import publish_summary
 from warehouse.lake import checked_lake
 
 
@@ -31,9 +30,7 @@ def recaption_flow(lake: str | None = None, config: ConfigPaths = None,
     c = load_config(config, overrides)
     lake = checked_lake(c, lake)
     summary = _recaption(lake, c.recaption, c.curate.resolution.max_pixels, force)
-    get_run_logger().info("recaption: %s", json.dumps(summary))
-    publish_summary("recaption", lake, summary)
-    return summary
+    return finish("recaption", lake, summary)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,11 +39,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    c = load_config(args.config, args.overrides)
-    lake = checked_lake(c, args.lake)
-    if args.no_prefect:
-        summary = recaption(lake, c.recaption, c.curate.resolution.max_pixels, args.force)
-    else:
-        summary = recaption_flow(lake, args.config, args.overrides, args.force)
-    print(json.dumps(summary, indent=1))
-    return 0
+    return run_lake_step(args, lambda c, lake: recaption(lake, c.recaption, c.curate.resolution.max_pixels, args.force),
+                         lambda lake: recaption_flow(lake, args.config, args.overrides, args.force))
