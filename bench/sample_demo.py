@@ -22,6 +22,7 @@ import torch
 from djepa_t2i.config import load_config
 from model.djepa import build_model
 from model.text_encoder import TextStates
+from training.generation import decode
 
 
 def main() -> None:
@@ -47,9 +48,9 @@ def main() -> None:
     kw = {"compile": True} if args.compile else {}
 
     def run():
-        return model.generate(text, [(args.size, args.size)], steps=steps, flow_steps=flow, cfg=scale,
-                              cfg_schedule=ev.cfg_schedule, temperature=ev.temperature,
-                              time_shift=ev.time_shift, seed=0, **kw)[0]
+        return decode(model.tokenizer, model.generate(
+            text, [(args.size, args.size)], steps=steps, flow_steps=flow, cfg=scale,
+            cfg_schedule=ev.cfg_schedule, temperature=ev.temperature, time_shift=ev.time_shift, seed=0, **kw))[0]
 
     run()
     cpu, wall = [], []

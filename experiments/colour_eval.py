@@ -26,7 +26,7 @@ from training import evaluate as ce
 from training import lake_io
 from training.checkpoints import checkpoint_id
 from training.draw_check import read
-from training.generation import tensor_to_image
+from training.generation import decode, tensor_to_image
 
 BENCHMARK = "shapes-colour"
 CATEGORY = "colors"
@@ -56,7 +56,8 @@ def generate_fn(path: str, hw: tuple[int, int], sampling: dict, device: str = "c
         model.ntk_scale = ntk_scale
         try:
             with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=device == "cuda"):
-                out = model.generate(text, [hw] * len(jobs), seed=int(jobs[0]["seed"]), **sampling)
+                out = decode(model.tokenizer, model.generate(text, [hw] * len(jobs), seed=int(jobs[0]["seed"]),
+                                                             **sampling))
         finally:
             model.ntk_scale = 1.0
         return [tensor_to_image(x) for x in out]

@@ -34,7 +34,7 @@ from tasks import shapes_world as sw
 from training import lake_io
 from training.draw_check import save_grid, score
 from training.feedback_sampler import Decision
-from training.generation import SAMPLING, resolve_steps, tensor_to_image
+from training.generation import SAMPLING, decode, resolve_steps, tensor_to_image
 from training.images import load_image
 
 
@@ -98,9 +98,9 @@ def evaluate(a, cfg, m, ema, te, step: int) -> dict[str, float]:
     m.eval()
     pr = prompts() * a.reps
     t0 = time.time()
-    out = m.generate(te.encode([sw.a(f"{c} {s}") for c, s in pr]), [(a.size, a.size)] * len(pr),
+    out = decode(m.tokenizer, m.generate(te.encode([sw.a(f"{c} {s}") for c, s in pr]), [(a.size, a.size)] * len(pr),
                      **resolve_steps({k: getattr(cfg.evaluate, k) for k in SAMPLING},
-                                     m.tokenizer.grid(a.size, a.size)), seed=step)
+                                     m.tokenizer.grid(a.size, a.size)), seed=step))
     images = [tensor_to_image(x) for x in out]
     m.load_state_dict(live)
     m.train()

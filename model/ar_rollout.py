@@ -155,10 +155,10 @@ def score_step(model: DJEPAT2I, ro: Rollout, k: int) -> tuple[torch.Tensor, torc
     return logp, mean
 
 
-def decode(model: DJEPAT2I, ro: Rollout) -> list[torch.Tensor]:
-    """(C, H, W) images in [-1, 1] from the rollout's tokens (as ``generate`` returns them)."""
+def generated(ro: Rollout) -> list[tuple[torch.Tensor, tuple[int, int]]]:
+    """Each image's (tokens, grid), as ``DJEPAT2I.generate`` returns them (the engine decodes)."""
     out, o = [], 0
     for n, g in zip(ro.lens, ro.grids):
-        out.append(model.tokenizer.decode(ro.tokens[o:o + n], g).clamp(-1, 1))
+        out.append((ro.tokens[o:o + n], g))
         o += n
     return out

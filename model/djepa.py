@@ -200,8 +200,10 @@ class DJEPAT2I(nn.Module):
                  cfg_schedule: str, temperature: float, flow_steps: int, time_shift: float, seed: int,
                  offset_b: float | None = None, tokenizer=None,
                  on_step: Callable[[int, list[int]], None] | None = None,
-                 compile: bool = False, _always_uncond: bool = False) -> list[torch.Tensor]:
-        """Algorithm 1. ``sizes`` are pixel (H, W), any aspect; returns (C, H, W) in [-1, 1].
+                 compile: bool = False, _always_uncond: bool = False) -> list[tuple[torch.Tensor, tuple[int, int]]]:
+        """Algorithm 1. ``sizes`` are pixel (H, W), any aspect; returns each image's sampled
+        tokens (n, token_dim) with its token grid. Decoding to pixels is the engine's
+        (``training.generation.decode``), as in MAR, so the network never touches pixels.
 
         The sampling settings have no defaults here: their one home is ``config.Evaluate``
         (``training.generation`` reads them from the checkpoint's recorded config).
@@ -260,7 +262,7 @@ class DJEPAT2I(nn.Module):
             if on_step is not None:
                 on_step(k, pred_counts)
             known = nxt
-        return [tok.decode(tokens[o:o + n], gr).clamp(-1, 1) for o, n, gr in zip(offs, lens, grids)]
+        return [(tokens[o:o + n], gr) for o, n, gr in zip(offs, lens, grids)]
 
     @staticmethod
     def _cfg_scales(cfg, schedule, lens, nxt, counts, device) -> torch.Tensor | float:

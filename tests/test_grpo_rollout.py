@@ -2,10 +2,17 @@
 import pytest
 import torch
 
-from model.ar_rollout import decode, rollout, score_step
+from model.ar_rollout import generated, rollout, score_step
 from model.djepa import djepa_tiny
 from model.text_encoder import TextStates
 from model.tokenizers import PixelTokenizer
+from training.generation import decode
+
+
+def sample_images(m, *args, **kw):
+    """Pixels of what ``m.generate`` sampled (the model returns tokens; the engine decodes)."""
+    return decode(kw.get("tokenizer") or m.tokenizer, m.generate(*args, **kw))
+
 
 TOK = PixelTokenizer(4)
 
@@ -29,9 +36,9 @@ def text(n=2, seed=0):
 def test_noise_free_rollout_is_generates_sampler(cfg):
     m = tiny_model()
     ro = rollout(m, text(), [(3, 3), (2, 4)], steps=4, head_steps=3, cfg=cfg, noise=0.0, seed=5)
-    ref = m.generate(text(), [(12, 12), (8, 16)], steps=4, cfg=cfg, cfg_schedule="linear",
+    ref = sample_images(m, text(), [(12, 12), (8, 16)], steps=4, cfg=cfg, cfg_schedule="linear",
                      temperature=1.0, flow_steps=3, time_shift=1.0, seed=5)
-    for a, b in zip(decode(m, ro), ref):
+    for a, b in zip(decode(m.tokenizer, generated(ro)), ref):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
@@ -70,9 +77,9 @@ def test_ddpm_head_rollout_is_generates_sampler_and_rescores_itself():
             p.add_(0.05 * torch.randn_like(p))
     m.eval()
     ro = rollout(m, text(), [(3, 3), (2, 4)], steps=3, head_steps=5, cfg=3.0, noise=0.7, seed=4)
-    ref = m.generate(text(), [(12, 12), (8, 16)], steps=3, cfg=3.0, cfg_schedule="linear",
+    ref = sample_images(m, text(), [(12, 12), (8, 16)], steps=3, cfg=3.0, cfg_schedule="linear",
                      temperature=1.0, flow_steps=5, time_shift=1.0, seed=4)
-    for a, b in zip(decode(m, ro), ref):
+    for a, b in zip(decode(m.tokenizer, generated(ro)), ref):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
     for k, s in enumerate(ro.steps):
         assert (s.logp[:-1] != 0).all() and (s.logp[-1] == 0).all()

@@ -7,6 +7,13 @@ from model.ema import EMA
 from model.masking import cosine_schedule, mask_ratios, num_masked
 from model.text_encoder import TextStates
 from model.tokenizers import PixelTokenizer, pack
+from training.generation import decode
+
+
+def sample_images(m, *args, **kw):
+    """Pixels of what ``m.generate`` sampled (the model returns tokens; the engine decodes)."""
+    return decode(kw.get("tokenizer") or m.tokenizer, m.generate(*args, **kw))
+
 
 TOK = PixelTokenizer(4)
 
@@ -122,15 +129,15 @@ def test_sampler_sizes_schedule_and_determinism():
     _, text = batch()
     sizes = [(16, 24), (32, 8)]  # (H, W)
     seen = []
-    out = m.generate(text, sizes, steps=6, cfg=2.0, flow_steps=3, seed=7, **SAMPLE,
+    out = sample_images(m, text, sizes, steps=6, cfg=2.0, flow_steps=3, seed=7, **SAMPLE,
                      on_step=lambda k, n: seen.append(n))
     assert [tuple(x.shape) for x in out] == [(3, 16, 24), (3, 32, 8)]
     assert all(float(x.abs().max()) <= 1 for x in out)
     for i, n in enumerate([24, 16]):
         sched = cosine_schedule(n, 6)
         assert [s[i] for s in seen] == [b - a for a, b in zip([0] + sched, sched)]
-    again = m.generate(text, sizes, steps=6, cfg=2.0, flow_steps=3, seed=7, **SAMPLE)
-    other = m.generate(text, sizes, steps=6, cfg=2.0, flow_steps=3, seed=8, **SAMPLE)
+    again = sample_images(m, text, sizes, steps=6, cfg=2.0, flow_steps=3, seed=7, **SAMPLE)
+    other = sample_images(m, text, sizes, steps=6, cfg=2.0, flow_steps=3, seed=8, **SAMPLE)
     assert all(torch.equal(a, b) for a, b in zip(out, again))
     assert not torch.equal(out[0], other[0])
 
@@ -139,19 +146,19 @@ def test_cfg_one_equals_conditional_path_and_guidance_matters():
     m = untrained_but_responsive(tiny().eval())
     _, text = batch()
     kw = dict(sizes=[(16, 16), (8, 24)], steps=4, flow_steps=3, seed=0, temperature=1.0, time_shift=1.0)
-    cond = m.generate(text, cfg=1.0, cfg_schedule="linear", **kw)
-    both = m.generate(text, cfg=1.0, cfg_schedule="linear", _always_uncond=True, **kw)
+    cond = sample_images(m, text, cfg=1.0, cfg_schedule="linear", **kw)
+    both = sample_images(m, text, cfg=1.0, cfg_schedule="linear", _always_uncond=True, **kw)
     for a, b in zip(cond, both):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
-    guided = m.generate(text, cfg=3.0, cfg_schedule="constant", **kw)
+    guided = sample_images(m, text, cfg=3.0, cfg_schedule="constant", **kw)
     assert (guided[0] - cond[0]).abs().max() > 1e-3
 
 
 def test_offset_b_changes_the_sample_and_rope_model_runs():
     m = untrained_but_responsive(tiny().eval())
     _, text = batch()
-    a = m.generate(text, [(8, 16), (8, 16)], steps=2, flow_steps=2, seed=0, cfg=4.0, **SAMPLE)
-    b = m.generate(text, [(8, 16), (8, 16)], steps=2, flow_steps=2, seed=0, cfg=4.0, **SAMPLE, offset_b=0.0)
+    a = sample_images(m, text, [(8, 16), (8, 16)], steps=2, flow_steps=2, seed=0, cfg=4.0, **SAMPLE)
+    b = sample_images(m, text, [(8, 16), (8, 16)], steps=2, flow_steps=2, seed=0, cfg=4.0, **SAMPLE, offset_b=0.0)
     assert not torch.equal(a[0], b[0])
     r = tiny(vope=False)
     images, text = batch()
@@ -165,7 +172,7 @@ def test_precisions_run(dtype):
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
         out = m(images, text, torch.Generator().manual_seed(0))
         out["loss"].backward()
-        imgs = m.eval().generate(text, [(8, 8), (8, 12)], steps=2, flow_steps=2, cfg=2.0, seed=0, **SAMPLE)
+        imgs = sample_images(m.eval(), text, [(8, 8), (8, 12)], steps=2, flow_steps=2, cfg=2.0, seed=0, **SAMPLE)
     assert torch.isfinite(out["loss"]) and all(torch.isfinite(x).all() for x in imgs)
 
 
@@ -283,6 +290,6 @@ def test_learns_caption_to_image_and_generates_it():
         m.update_ema(0.99)
     m.eval()
     for cfg in (1.0, 3.0):
-        a, b = m.generate(text, [(16, 16), (16, 16)], steps=4, cfg=cfg, flow_steps=10, seed=1, **SAMPLE)
+        a, b = sample_images(m, text, [(16, 16), (16, 16)], steps=4, cfg=cfg, flow_steps=10, seed=1, **SAMPLE)
         assert (a - red).abs().mean() < 0.25 and (b - blue).abs().mean() < 0.25
         assert (a - blue).abs().mean() > 0.8 and (b - red).abs().mean() > 0.8

@@ -8,6 +8,13 @@ from model.djepa import djepa_tiny
 from model.flow_head import FlowHead, shifted_times
 from model.text_encoder import TextStates
 from model.tokenizers import PixelTokenizer, pack
+from training.generation import decode
+
+
+def sample_images(m, *args, **kw):
+    """Pixels of what ``m.generate`` sampled (the model returns tokens; the engine decodes)."""
+    return decode(kw.get("tokenizer") or m.tokenizer, m.generate(*args, **kw))
+
 
 
 @pytest.mark.parametrize("head_cls", [FlowHead, DiffusionHead])
@@ -74,7 +81,7 @@ def test_class_conditional_djepa_with_the_diffusion_head():
         opt.step()
         m.update_ema(0.99)
     m.eval()
-    a, b = m.generate(labels, [(16, 16), (16, 16)], steps=4, cfg=2.0, flow_steps=50, seed=1,
+    a, b = sample_images(m, labels, [(16, 16), (16, 16)], steps=4, cfg=2.0, flow_steps=50, seed=1,
                       cfg_schedule="linear", temperature=1.0, time_shift=1.0)
     assert (a - red).abs().mean() < 0.15 and (b - blue).abs().mean() < 0.15
 
@@ -137,5 +144,5 @@ def test_compiled_sampling_needs_the_flow_head():
     m = djepa_tiny(token_dim=tok.token_dim, text_dim=8, head="diffusion")
     text = TextStates(torch.randn(1, 3, 8), torch.ones(1, 3, dtype=torch.bool), [3])
     with pytest.raises(ValueError, match="compile=True needs the flow head"):
-        m.generate(text, [(8, 8)], steps=2, cfg=4.0, cfg_schedule="linear", temperature=1.0, flow_steps=32,
+        sample_images(m, text, [(8, 8)], steps=2, cfg=4.0, cfg_schedule="linear", temperature=1.0, flow_steps=32,
                    time_shift=1.0, seed=0, tokenizer=tok, compile=True)

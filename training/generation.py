@@ -63,8 +63,9 @@ class Generator:
         text = self.text_encoder.encode(prompts)
         bar = tqdm(total=s["steps"], desc="generate", unit="step", disable=not progress)
         with torch.autocast(device_type=self.device, dtype=torch.bfloat16, enabled=self.device == "cuda"):
-            out = self.model.generate(text, [s["size"]] * len(prompts), **{k: s[k] for k in SAMPLING},
-                                      seed=seed, offset_b=offset_b, on_step=lambda k, n: bar.update(1))
+            out = decode(self.tokenizer, self.model.generate(
+                text, [s["size"]] * len(prompts), **{k: s[k] for k in SAMPLING}, seed=seed,
+                offset_b=offset_b, on_step=lambda k, n: bar.update(1)))
         bar.close()
         return [tensor_to_image(x) for x in out]
 
@@ -72,6 +73,12 @@ class Generator:
         """``s`` with ``steps: "auto"`` replaced by the number for ``s['size']`` under this
         checkpoint's tokenizer."""
         return resolve_steps(s, self.tokenizer.grid(*s["size"]))
+
+
+def decode(tokenizer: Any, generated: list[tuple[Any, tuple[int, int]]]) -> list[Any]:
+    """(C, H, W) pixels in [-1, 1] of each image ``DJEPAT2I.generate`` (or a rollout) sampled as
+    (tokens, grid): the engine decodes, the network returns tokens (as MAR's engine does)."""
+    return [tokenizer.decode(t, g).clamp(-1, 1) for t, g in generated]
 
 
 def resolve_steps(s: dict, grid: tuple[int, int]) -> dict:

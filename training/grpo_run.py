@@ -18,13 +18,13 @@ import torch
 from PIL import Image
 
 from djepa_t2i.config import Config, ConfigError, require_exists, resolve_device
-from model.ar_rollout import decode, rollout
+from model.ar_rollout import generated, rollout
 from model.checkpoint import load_model, save_model
 from tasks import shapes_world as sw
 from training import checkpoints as ckpts
 from training import lake_io
 from training.evaluate import benchmark_prompts
-from training.generation import Generator, resolve_steps, settings, tensor_to_image
+from training.generation import Generator, decode, resolve_steps, settings, tensor_to_image
 from training.grpo import ar_subset, group_advantages, grpo_update
 from training.rewards import load_backend, load_rewards
 
@@ -91,7 +91,7 @@ class PostTrainRun:
                      head_steps=pt.head_steps, cfg=self.s["cfg"], noise=pt.noise,
                      time_shift=self.s["time_shift"], cfg_schedule=self.s["cfg_schedule"],
                      seed=pt.seed * 1_000_003 + step)
-        images = [tensor_to_image(x) for x in decode(self.policy, ro)]
+        images = [tensor_to_image(x) for x in decode(self.policy.tokenizer, generated(ro))]
         per, total = self.rewards(images, jobs)
         adv = group_advantages(torch.tensor(total), groups)
         logp = ro.image_log_prob().cpu()
