@@ -29,5 +29,6 @@ def load_image(d: Decision) -> torch.Tensor:
     if d.crop:
         x0, y0 = (rw - d.out_w) // 2, (rh - d.out_h) // 2
         im = im.crop((x0, y0, x0 + d.out_w, y0 + d.out_h))
-    x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
-    return x.float().div_(127.5).sub_(1.0)
+    arr = np.array(im, dtype=np.uint8)  # one uint8 copy, then PIL's 4-byte-per-pixel buffer goes
+    del im  # before the float image exists: the peak is the float image plus one uint8 copy
+    return torch.from_numpy(arr).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
