@@ -6,6 +6,7 @@ import io
 import tarfile
 from pathlib import Path
 
+from warehouse import db
 from warehouse import lake as lk
 
 SHAPES = [
@@ -61,3 +62,8 @@ def make_lake(root: Path, captions: list | None = None, shards: int = 2, sizes=N
         lk.write_partition(lake, "pairs", shard, shard_rows)
         rows += shard_rows
     return lake, rows
+
+
+def pair_rows(lake: str) -> list[tuple]:
+    """Every pair's (shard, key, status, stage), sorted: what a curation rerun must restore exactly."""
+    return db.query(lake, "SELECT shard, key, status, stage FROM pairs ORDER BY shard, key")[1]

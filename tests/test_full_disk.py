@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from djepa_t2i.cli import main
+from lake_fixtures import pair_rows
 from tasks.mini_laion import make_sample
 from warehouse import db
 from warehouse import lake as lk
@@ -46,17 +47,13 @@ def temp_files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.name.endswith((".tmp", ".wal")))
 
 
-def pairs(lake: str) -> list[tuple]:
-    return db.query(lake, "SELECT shard, key, status, stage FROM pairs ORDER BY shard, key")[1]
-
-
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
     """4 shards of 8 pairs, and the rows a curation on a roomy disk gives them."""
     root = tmp_path_factory.mktemp("full-disk")
     make_sample(str(root / "s"), n=32, seed=3, per_shard=8)
     assert main(["curate", str(root / "s"), "--lake", str(root / "ref"), "--no-prefect"]) == 0
-    return str(root / "s"), str(root / "ref"), pairs(str(root / "ref"))
+    return str(root / "s"), str(root / "ref"), pair_rows(str(root / "ref"))
 
 
 def test_curate_on_a_full_disk(small_disk, sample, capsys):
@@ -77,7 +74,7 @@ def test_curate_on_a_full_disk(small_disk, sample, capsys):
 
     filler.unlink()
     assert main(["curate", src, "--lake", lake, "--no-prefect"]) == 0
-    assert pairs(lake) == want  # every pair once, as on a roomy disk
+    assert pair_rows(lake) == want  # every pair once, as on a roomy disk
     assert temp_files(small_disk) == []
 
 

@@ -7,13 +7,10 @@ import pytest
 from djepa_t2i.cli import main
 from djepa_t2i.config import load_config
 from flows.curate_laion import run_plain
+from lake_fixtures import pair_rows
 from tasks.mini_laion import make_sample
 from warehouse import db
 from warehouse import lake as lk
-
-
-def _pairs(lake: str) -> list[tuple]:
-    return db.query(lake, "SELECT shard, key, status, stage FROM pairs ORDER BY shard, key")[1]
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +19,7 @@ def curated(tmp_path_factory):
     root = tmp_path_factory.mktemp("curated")
     make_sample(str(root / "sample"), n=24, seed=3, per_shard=8)
     run_plain(str(root / "sample"), str(root / "lake"), load_config(), progress=False)
-    return root, _pairs(str(root / "lake"))
+    return root, pair_rows(str(root / "lake"))
 
 
 @pytest.fixture
@@ -69,7 +66,7 @@ def test_damaged_partitions_are_listed_moved_aside_and_restored_by_the_rerun(cur
     capsys.readouterr()
 
     run_plain(str(root / "sample"), lake, load_config(), progress=False)
-    assert _pairs(lake) == before  # every row back, once
+    assert pair_rows(lake) == before  # every row back, once
     assert sorted(lk.partitions(lake, "filter_scores")) == ["00000", "00001", "00002"]
     assert main(["lake", "check", "--lake", lake]) == 0
 
