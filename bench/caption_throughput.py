@@ -136,7 +136,7 @@ def main() -> None:
     print(f"batch {args.batch}, {cap.image_size} px tiles, max_new_tokens {args.max_new_tokens}, "
           f"median of {args.repeats} after {args.warmup} warm-up; s/batch runs: "
           + ", ".join(f"{t:.3f}" for t in times))
-    print(f"images/s {args.batch / dt:.2f}  s/batch {dt:.3f}  peak_mem_gib {peak_memory_gib(dev):.2f}")
+    print(f"images/s {args.batch / dt:.2f}  s/batch {dt:.6f}  peak_mem_gib {peak_memory_gib(dev):.2f}")
 
 
 if __name__ == "__main__":
