@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lake": ("warehouse.lake_check", "check a lake's files for damage, or move damaged ones aside (check|repair)"),
     "report": ("report.page", "write the PNG/HTML report of the lake"),
     "demo": ("flows.demo", "the whole loop on the embedded default"),
+    "demo-post": ("flows.demo_post", "SFT on a composition tier + GRPO on make demo's model, evaluated"),
     "rehearse": ("flows.rehearse", "the production configs end to end on tiny weights (configs/rehearsal.yaml)"),
     "convert-weights": ("tasks.convert_weights", "convert OpenAI CLIP TorchScript / Keras NSFW weights to safetensors"),
     "check-backends": ("tasks.check_backends", "load every configured backend and run it on one image"),
