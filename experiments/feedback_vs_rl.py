@@ -52,8 +52,9 @@ PHASE2 = [str(ROOT / "configs/demo_phase2.yaml")]
 POST = [str(ROOT / f"configs/{n}.yaml") for n in ("demo_phase2", "demo_sft", "demo_post")]
 GRPO = dict(group=4, prompts_per_step=4, head_steps=4, ar_steps=8, ar_fraction=0.25)
 PRESETS = {
-    # 2 CPU cores: ~960 images per arm (GRPO's 16-image steps dominate the wall time)
-    "cpu": dict(budget=960, seeds=[0, 1], evals=2, eval_per_category=2, eval_images=2, sft_share=0.5,
+    # 2 CPU cores: 1,920 images per arm, so the rl arm's GRPO is make demo-post's 60 steps of 16
+    # images (its rollouts dominate the wall time: ~3.7 s a step)
+    "cpu": dict(budget=1920, seeds=[0, 1, 2], evals=3, eval_per_category=4, eval_images=2, sft_share=0.5,
                 slice=1, final_per_category=4, final_images=4, grpo=GRPO),
     # the test suite's: every code path, seconds
     "smoke": dict(budget=40, seeds=[0], evals=1, eval_per_category=1, eval_images=1, sft_share=0.5,
