@@ -350,8 +350,11 @@ def train_main(args: argparse.Namespace) -> int:
                         format=f"%(asctime)s [rank {rank}] %(name)s: %(message)s", stream=sys.stdout,
                         force=True)  # importing prefect (t2i's CLI does) installs a WARNING root handler
     logging.getLogger("training.feedback_sampler").setLevel(logging.INFO)
-    cfg = checked_config(args.config, args.overrides, args.resume)
-    tr = Trainer(cfg, resume=args.resume)
+    resume = args.resume
+    if resume is None and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
+        resume = "auto"  # torchrun restarted the group after a rank died: continue, never start over
+    cfg = checked_config(args.config, args.overrides, resume)
+    tr = Trainer(cfg, resume=resume)
     try:
         tr.fit(args.steps)
     finally:
