@@ -113,13 +113,16 @@ FAULTS = {errno.ENOSPC: ("no space left on device", "free space"),
 
 def runtime_fault(e: BaseException) -> str | None:
     """The one-line account of a machine fault (``OSError`` with a fault's errno, also when a
-    library wrapped it: Arrow's errors carry the text only), or None."""
+    library wrapped it: Arrow's ``OSError`` and safetensors' ``SafetensorError`` carry the text
+    only, ``I/O error: No space left on device (os error 28)``), or None."""
     for err in (e, e.__cause__, e.__context__):
-        if isinstance(err, OSError):
-            hit = FAULTS.get(err.errno) or next((f for f in FAULTS.values() if f[0] in str(err).lower()), None)
-            if hit:
-                where = f" ({err.filename})" if err.filename else ""
-                return f"{hit[0]}{where}; {hit[1]}, then rerun the command (finished work is kept)"
+        if err is None:
+            continue
+        hit = FAULTS.get(getattr(err, "errno", None)) if isinstance(err, OSError) else None
+        hit = hit or next((f for f in FAULTS.values() if f[0] in str(err).lower()), None)
+        if hit:
+            where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+            return f"{hit[0]}{where}; {hit[1]}, then rerun the command (finished work is kept)"
     return None
 
 
