@@ -82,6 +82,10 @@ def supervise(cmd: list[str], log_path: str | Path, on_line: Callable[[str], Non
         return p.wait()
 
 
+class RunFailed(RuntimeError):
+    """The supervised trainer exited non-zero (its ranks' errors are in the log the message names)."""
+
+
 def record_run(lake: str, run_id: str, row: dict) -> None:
     lk.write_partition(lake, "train_runs", f"{run_id}-{row['started_at']:%Y%m%dT%H%M%S}", [row])
 
@@ -103,7 +107,7 @@ def run_training(config_path: ConfigPaths = None, overrides: list[str] | None = 
            "finished_at": dt.datetime.now(dt.timezone.utc), "log_path": str((Path(cfg.train.out) / "train.log").resolve())}
     record_run(cfg.lake, run_id, row)
     if rc != 0:
-        raise RuntimeError(f"training run {run_id} exited with code {rc}; log: {row['log_path']}")
+        raise RunFailed(f"training run {run_id} exited with code {rc}; log: {row['log_path']}")
     return {"run_id": run_id, "returncode": rc, "out": cfg.train.out}
 
 
@@ -132,7 +136,11 @@ def run(args: argparse.Namespace) -> int:
         train(args.config, args.overrides, args.nproc, args.resume, args.max_restarts)
         return 0
     if args.nproc > 1:
-        run_training(args.config, args.overrides, args.nproc, args.resume, args.steps,
-                     max_restarts=args.max_restarts)
+        try:
+            run_training(args.config, args.overrides, args.nproc, args.resume, args.steps,
+                         max_restarts=args.max_restarts)
+        except RunFailed as e:  # one line, exit 1: the ranks' own errors are in the log it names
+            print(f"t2i train: error: {e}", file=sys.stderr)
+            return 1
         return 0
     return train_main(args)

@@ -1,7 +1,8 @@
 """A training rank killed under torchrun with ``--max-restarts`` (issue #25 item 5): torchrun
 restarts the group, the restarted ranks continue from the last complete checkpoint (no
 ``--resume`` given: a restart never starts over), and the run's global sample stream and losses
-equal an uninterrupted run's, step for step, each step once."""
+equal an uninterrupted run's, step for step, each step once. A run whose ranks fail for good is
+one line, exit 1."""
 import json
 import os
 import signal
@@ -80,3 +81,21 @@ def test_a_killed_rank_restarts_from_the_last_checkpoint_on_the_same_stream(tmp_
                              "GROUP BY ALL HAVING count(*) > 1")
     assert rows == []
     assert json.loads((two / "checkpoints" / f"step_{STEPS:08d}" / ckpts.COMPLETE).read_text())["world_size"] == 2
+
+
+def test_a_failed_torchrun_run_is_one_line_exit_1(tmp_path, monkeypatch, capsys):
+    """``t2i train --nproc N`` whose ranks fail for good (restarts used up) says so in one line,
+    exit 1, naming the log that holds the ranks' own errors; the run is recorded as failed."""
+    from djepa_t2i.cli import main
+    lake, _ = make_lake(tmp_path, n=8, shards=1)
+    shard_writer.build(lake, str(tmp_path / "shards"), samples_per_shard=8, progress=False)
+    monkeypatch.setattr(train_flow, "launch_command", lambda *a, **k: [train_flow.sys.executable, "-c",
+                                                                       "import sys; print('rank 1 died'); sys.exit(3)"])
+    out = tmp_path / "run"
+    assert main(["train", "--nproc", "2", "--set", f"lake={lake}", "--set", f"train.out={out}"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"t2i train: error: training run run exited with code 3; log: {out / 'train.log'}"
+    assert "Traceback" not in "\n".join(err)
+    assert "rank 1 died" in (out / "train.log").read_text()
+    _, rows = db.query(lake, "SELECT status, returncode, nproc FROM train_runs WHERE run_id = 'run'")
+    assert rows == [("failed", 3, 2)]
