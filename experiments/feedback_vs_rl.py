@@ -149,6 +149,8 @@ def run_arm(a, arm: str, seed: int, base: str) -> dict:
                  published=f["published"], feedback_checkpoint=f["checkpoint"])
     r["seconds"] = round(time.time() - t0, 1)
     r["final"] = final_rows(r["checkpoint"], a)
+    if arm == "rl":  # what GRPO added to its own SFT checkpoint
+        r["final_sft"] = final_rows(r["sft_checkpoint"], a)
     print(f"[{arm} seed {seed}] seen {r['seen']} generated {r['generated']} in {r['seconds']} s: "
           f"{composition.summarize(r['final']).get('overall', {}).get('score')}", flush=True)
     return r

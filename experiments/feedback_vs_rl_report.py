@@ -33,6 +33,7 @@ def arm_groups(results: dict) -> dict[str, list[list[dict]]]:
     """Per arm (and ``base``): the final rows of each seed's run."""
     out = {"base": [results["base"]["final"]]}
     out.update({arm: [r["final"] for r in runs_of(results, arm)] for arm in ARMS})
+    out["rl: SFT only"] = [r["final_sft"] for r in runs_of(results, "rl") if "final_sft" in r]
     return {k: v for k, v in out.items() if v}
 
 
@@ -41,7 +42,8 @@ def verdict_lines(groups: dict) -> list[str]:
               ("SFT + GRPO beats data feedback (SimpleAR's lever)", "rl", "feedback"),
               ("both beat data feedback alone", "both", "feedback"),
               ("both beat SFT + GRPO alone", "both", "rl")]
-    claims += [(f"{a} improves on phase 2", a, "base") for a in ARMS]
+    claims += [(f"{a} improves on phase 2", a, "base") for a in (*ARMS, "rl: SFT only")]
+    claims += [("GRPO improves on its SFT checkpoint", "rl", "rl: SFT only")]
     out = []
     for scope, cats in SCOPES.items():
         for text, a, b in claims:
@@ -103,7 +105,7 @@ def plot(groups: dict, path: str) -> None:
         labels.append(text.split(":")[0])
         gains.append(after - before)
         errs.append((0.0, 0.0))
-    for arm in ARMS:
+    for arm in (*ARMS, "rl: SFT only"):
         if arm in groups:
             p, lo, hi = vd.boot_diff([scores(g, sw.CATEGORIES) for g in groups[arm]],
                                      [scores(g, sw.CATEGORIES) for g in groups["base"]])
@@ -125,8 +127,9 @@ def write(a, results: dict, wall: float) -> None:
     os.makedirs(a.results, exist_ok=True)
     stem = os.path.join(a.results, "feedback_vs_rl")
     rows = [{**r, "arm": "base", "seed": None} for r in results["base"]["final"]]
-    rows += [{**r, "arm": k.split("/")[0], "seed": int(k.split("/")[1])}
-             for k, v in results.items() if "/" in k for r in v["final"]]
+    rows += [{**r, "arm": k.split("/")[0] + suffix, "seed": int(k.split("/")[1])}
+             for k, v in results.items() if "/" in k
+             for key, suffix in (("final", ""), ("final_sft", ": SFT only")) for r in v.get(key, [])]
     rp.write_rows(stem + ".parquet", rows)
     groups = arm_groups(results)
     plot(groups, stem + ".png")
@@ -143,6 +146,6 @@ def write(a, results: dict, wall: float) -> None:
     with open(stem + ".md", "w") as f:
         f.write("\n".join(md) + "\n")
     with open(stem + ".json", "w") as f:
-        json.dump({k: {kk: vv for kk, vv in v.items() if kk != "final"} for k, v in results.items()
+        json.dump({k: {kk: vv for kk, vv in v.items() if not kk.startswith("final")} for k, v in results.items()
                    if isinstance(v, dict)}, f, indent=1, default=str)
     print("\n".join(md))

@@ -35,7 +35,8 @@ def test_report_verdicts_follow_the_rows(tmp_path):
     results = {"base": {"checkpoint": "p2", "final": _final(base)}}
     for seed in (0, 1):
         results[f"feedback/{seed}"] = {"final": _final(good), "seen": 900, "generated": 48, "seconds": 10.0}
-        results[f"rl/{seed}"] = {"final": _final(base), "seen": 480, "generated": 480, "seconds": 99.0}
+        results[f"rl/{seed}"] = {"final": _final(base), "final_sft": _final(good), "seen": 480,
+                                 "generated": 480, "seconds": 99.0}
     a = argparse.Namespace(results=str(tmp_path), preset="test", cfg={"budget": 960, "final_per_category": 2,
                                                                        "final_images": 4})
     report.write(a, results, 60.0)
@@ -43,6 +44,8 @@ def test_report_verdicts_follow_the_rows(tmp_path):
     assert "**data feedback beats SFT + GRPO (D-JEPA·T2I §1), overall: met**" in md
     assert "**SFT + GRPO beats data feedback (SimpleAR's lever), overall: not met**" in md
     assert "**rl improves on phase 2, multi-object: inconclusive**" in md  # 0 vs 0: at chance
+    assert "**GRPO improves on its SFT checkpoint, overall: not met**" in md  # rl fell below its SFT
+    assert "| rl: SFT only | overall | 1.000" in md
     assert "both" not in md.split("Verdicts")[1]  # no arm, no claim
     assert (tmp_path / "feedback_vs_rl.png").stat().st_size > 0
     assert "| feedback | more phase-2 training" in md and "| 900.000 ± 0.000 | 48.000 ± 0.000 | 948.000" in md
