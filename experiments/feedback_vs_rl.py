@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -55,10 +56,10 @@ PRESETS = {
     # 2 CPU cores: 1,920 images per arm, so the rl arm's GRPO is make demo-post's 60 steps of 16
     # images (its rollouts dominate the wall time: ~3.7 s a step)
     "cpu": dict(budget=1920, seeds=[0, 1, 2], evals=3, eval_per_category=4, eval_images=2, sft_share=0.5,
-                slice=1, final_per_category=4, final_images=4, grpo=GRPO),
+                final_per_category=4, final_images=4, grpo=GRPO),
     # the test suite's: every code path, seconds
     "smoke": dict(budget=40, seeds=[0], evals=1, eval_per_category=1, eval_images=1, sft_share=0.5,
-                  slice=1, final_per_category=1, final_images=1,
+                  final_per_category=1, final_images=1,
                   grpo=dict(group=2, prompts_per_step=1, head_steps=2, ar_steps=2, ar_fraction=1.0)),
 }
 FINAL_SEED = 1000  # held-out prompts and image seeds of the final scoring (evaluation uses 0)
@@ -77,21 +78,22 @@ def _overrides(work: str, lake: str, seed: int, a) -> list[str]:
             f"evaluate.device={a.device}", f"train.device={a.device}", "train.keep_last=2"]
 
 
-def train_images(cfg, images: int, slice_steps: int) -> int:
-    """Train ``cfg`` (resuming its own out dir, else from ``train.init_from``) until it has seen
-    ``images`` more images; returns the images seen. Checkpoints at the end (Trainer.fit)."""
-    tr = Trainer(cfg)
-    seen = 0
-    try:
-        while seen < images:
-            hist = tr.fit(tr.step + slice_steps)
-            seen += sum(len(r["keys"]) for r in hist)
-    finally:
-        tr.close()
+def train_images(tr: Trainer, images: int) -> int:
+    """Continue ``tr`` until it has seen ``images`` more images (at least); returns the count.
+    Steps see different numbers of images (resolution schedule, packing), so each ``fit`` call
+    runs the steps the images per step so far predict (one checkpoint per call, at its end)."""
+    seen, steps = 0, 0
+    while seen < images:
+        k = 1 if not steps else max(1, math.ceil((images - seen) * steps / seen))
+        hist = tr.fit(tr.step + k)
+        seen += sum(len(r["keys"]) for r in hist)
+        steps += len(hist)
     return seen
 
 
 def feedback_arm(a, lake: str, init: str, work: str, seed: int, budget: int) -> dict:
+    """One trainer for the whole arm (as ``experiments.training_run``): train a slice, evaluate the
+    checkpoint it ends with, publish the next weights, which the running trainer adopts."""
     c = a.cfg
     n_eval = c["eval_per_category"] * len(sw.CATEGORIES) * c["eval_images"]
     ov = _overrides(work, lake, seed, a) + [f"train.init_from={init}",
@@ -100,14 +102,19 @@ def feedback_arm(a, lake: str, init: str, work: str, seed: int, budget: int) -> 
     cfg = load_config(PHASE2, ov)
     seen, generated, published = 0, 0, []
     plan = feedback_plan(budget, c["evals"], n_eval)
-    for i, images in enumerate(plan):
-        seen += train_images(cfg, images, c["slice"])
-        if i < len(plan) - 1:  # evaluate the newest checkpoint, publish the next weights
-            ck = ckpts.live(lake)[-1]
-            ce.evaluate_checkpoint(lake, ck, cfg.evaluate, progress=False)
-            generated += n_eval
-            published.append(publish_next(lake, cfg.feedback)["weights_version"])
-    return {"checkpoint": str(latest(work)), "seen": seen, "generated": generated, "published": published}
+    tr = Trainer(cfg)
+    try:
+        for i, images in enumerate(plan):
+            seen += train_images(tr, images)
+            if i < len(plan) - 1:  # evaluate the newest checkpoint, publish the next weights
+                ce.evaluate_checkpoint(lake, ckpts.live(lake)[-1], cfg.evaluate, progress=False)
+                generated += n_eval
+                published.append(publish_next(lake, cfg.feedback)["weights_version"])
+        switches = [{"after_step": s, "from": f, "to": t} for s, f, t in tr.switches]
+    finally:
+        tr.close()
+    return {"checkpoint": str(latest(work)), "seen": seen, "generated": generated, "published": published,
+            "switches": switches}
 
 
 def rl_arm(a, lake: str, init: str, work: str, seed: int, budget: int) -> dict:
@@ -117,7 +124,11 @@ def rl_arm(a, lake: str, init: str, work: str, seed: int, budget: int) -> dict:
     write_tier(lake, tier, min_objects=2)
     ov = _overrides(os.path.join(work, "sft"), lake, seed, a) + [f"train.init_from={init}",
                                                                  f"train.samples_index={tier}"]
-    seen = train_images(load_config(POST, ov), sft_images, c["slice"])
+    tr = Trainer(load_config(POST, ov))
+    try:
+        seen = train_images(tr, sft_images)
+    finally:
+        tr.close()
     sft = str(latest(os.path.join(work, "sft")))
     g = c["grpo"]
     steps = max(1, round(grpo_images / (g["group"] * g["prompts_per_step"])))
