@@ -45,7 +45,8 @@ else
   SAMPLE=(--model djepa_b --batch 256 --grid 16 --steps 64 --cfg 3 --flow-steps 32)
   PACK=(--preset h100 --warmup 5 --repeats 10)
   CAP=(--size 2b --max-new-tokens 77 --warmup 1 --repeats 3 --device cuda)
-  CURATE=(--production --n 1024 --workers 1)
+  CURATE=(--production --n 1024 --workers 1 --no-inprocess --set curate.device=cuda
+          --set curate.ocr.batch_size=64 --set curate.nsfw.batch_size=64)
   LIMIT_TESTS=60; LIMIT_TRAIN=120; LIMIT_MAR=90; LIMIT_SAMPLE=120; LIMIT_PACK=70; LIMIT_CAP=75
   LIMIT_CURATE=180
 fi

@@ -64,7 +64,7 @@ def profile(sample: str, limit: int | None, overrides: list[str]) -> list[dict]:
     for key, source, im in images(sample, limit):
         flt = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
         t, p = time.thread_time(), time.process_time()
-        r = f.one(im)
+        r = f([im])[0]
         rows.append({"key": key, "source": source, "w": im.width, "h": im.height,
                      "thread_ms": (time.thread_time() - t) * 1e3, "process_ms": (time.process_time() - p) * 1e3,
                      "faults": resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - flt,

@@ -26,7 +26,7 @@ from tasks.evaluators.clipscore import CLIPScorer
 from tasks.filters import MODEL_STAGES
 from tasks.filters.clip_embed import ClipEmbedder
 from tasks.internvl_loader import load_captioner
-from tasks.stages import CLIP_EMBEDDING, build_stage
+from tasks.stages import CLIP_EMBEDDING, build_stage, stage_device
 from tasks.yolo import yolo_class
 
 # backend -> the distribution whose code runs it (its version is printed)
@@ -73,7 +73,7 @@ def _filters(cfg, image) -> list[Check]:
     heads = [s for s in stages if getattr(c, s).backend in ("laion-mlp", "clip-mlp")]
     if heads:
         def embed():
-            e = ClipEmbedder(c.clip_model, c.clip_weights, getattr(c, heads[0]).device, 1, c.clip_quick_gelu,
+            e = ClipEmbedder(c.clip_model, c.clip_weights, stage_device(cfg, getattr(c, heads[0]).device), 1, c.clip_quick_gelu,
                              c.clip_allow_torchscript)
             emb["x"] = e([image])
             return f"{emb['x'].shape[1]}-d embedding, quick_gelu={e.info['quick_gelu']}, format={e.info['format']}"

@@ -5,7 +5,10 @@ at most ``curate.max_batch_pixels`` decoded pixels (and ``curate.chunk`` pairs):
 whatever the images' sizes. Each batch walks the set-up stages of ``curate.order``
 (tasks/model_cache.py) without knowing their names: a stage sees the candidates that passed the
 stages before it, one ``filter_scores`` row is kept per candidate and stage, and a rejected
-candidate becomes its ``pairs`` row. It returns the rows of ``pairs``, ``filter_scores`` and
+candidate becomes its ``pairs`` row. A stage that raises on a batch is run again one candidate at a
+time: the candidates it still fails on are quarantined with its error, the others go on (one bad
+image does not cost its batch); when it fails on every one, the stage itself is broken and the
+shard's pairs are quarantined. It returns the rows of ``pairs``, ``filter_scores`` and
 ``shard_runs``; tasks/curate.py writes them to the lake.
 """
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from contextlib import contextmanager
+from typing import Callable
 
 from djepa_t2i.config import Config
 from tasks import img2dataset_meta as i2d
@@ -22,7 +26,7 @@ from tasks.curate_rows import AccountingError, PairRows, ShardOutput, score_row,
 from tasks.decode import header_pixels
 from tasks.model_cache import Pipeline, load_pipeline
 from tasks.pair_admission import Admission
-from tasks.stages import CLIP_EMBEDDING, Batch, Candidate, Stage
+from tasks.stages import CLIP_EMBEDDING, Batch, Candidate, FilterStage, Result, Stage
 
 
 def process_shard(tar_path: str, cfg: Config, run_id: str = "", pipeline: Pipeline | None = None) -> ShardOutput:
@@ -87,7 +91,7 @@ def _curate(s: sh.ShardRead, cfg: Config, base: dict, pipeline: Pipeline) -> Sha
             rows.emit(**i2d.failed_pair(r))
     clock = StageClock(["read", "decode"] + list(c.order))
     clock.wall["read"], clock.cpu["read"] = time.perf_counter() - t0, time.process_time() - c0
-    admission = Admission(s, c, rows)
+    admission = Admission(s, c, rows, pipeline.decode)
     batch: list[Candidate] = []
     pixels = 0
     for key in sorted(_all_keys(s)):
@@ -137,18 +141,21 @@ def run_stages(pipeline: Pipeline, batch: Batch, out: ShardOutput, rows: PairRow
 
 
 def _run_stage(stage: Stage, batch: Batch, pipeline: Pipeline, out: ShardOutput, rows: PairRows) -> list[Candidate]:
-    """Record each candidate's result; emit the rejected; return the ones that passed."""
+    """Record each candidate's result; emit the rejected and the ones the stage failed on; return
+    the ones that passed."""
+    cands = batch.cands
     if CLIP_EMBEDDING in stage.reads:
-        todo = [cd for cd in batch.cands if cd.emb is None]
-        if todo:
-            for cd, e in zip(todo, pipeline.clip([cd.image for cd in todo])):
-                cd.emb = e
-    columns = [set(cd.row) for cd in batch.cands]
-    results = stage.process(batch)
-    if len(results) != len(batch.cands):
-        raise AccountingError(f"stage {stage.name!r} gave {len(results)} results for {len(batch.cands)} pairs")
+        todo = [cd for cd in cands if cd.emb is None]
+        embs = _each(lambda cds: list(pipeline.clip([cd.image for cd in cds])), todo, retry=True)
+        for cd, e in zip(todo, embs):
+            cd.emb = e
+        cands = [cd for cd in cands if not _failed(cd, cd.emb, "clip", rows)]
+    columns = [set(cd.row) for cd in cands]
+    results = _each(lambda cds: _checked_results(stage, Batch(batch.shard, cds)), cands, retry=_stateless(stage))
     keep = []
-    for cd, r, before in zip(batch.cands, results, columns):
+    for cd, r, before in zip(cands, results, columns):
+        if _failed(cd, r, stage.name, rows, before):
+            continue
         if undeclared := set(cd.row) - before - set(stage.writes):
             raise AccountingError(f"stage {stage.name!r} wrote {sorted(undeclared)}, not in its writes")
         out.scores.append(score_row(batch.shard, cd.key, stage, r))
@@ -157,3 +164,53 @@ def _run_stage(stage: Stage, batch: Batch, pipeline: Pipeline, out: ShardOutput,
         else:
             rows.emit(cd.key, "rejected", stage.name, r.reason, float(r.score), **cd.row)
     return keep
+
+
+def _failed(cd: Candidate, r, stage: str, rows: PairRows, columns: set[str] | None = None) -> bool:
+    """Quarantine the candidate when ``r`` is the error the stage (or the CLIP embedder, stage
+    ``clip``) raised on it; its row keeps the columns it had before that stage."""
+    if not isinstance(r, Exception):
+        return False
+    cd.emb = None
+    rows.emit(cd.key, "quarantined", stage, f"{stage} failed on this pair: {type(r).__name__}: {r}",
+              **{k: v for k, v in cd.row.items() if columns is None or k in columns})
+    return True
+
+
+def _checked_results(stage: Stage, batch: Batch) -> list[Result]:
+    results = stage.process(batch)
+    if len(results) != len(batch.cands):
+        raise AccountingError(f"stage {stage.name!r} gave {len(results)} results for {len(batch.cands)} pairs")
+    return results
+
+
+def _stateless(stage: Stage) -> bool:
+    """A stage without per-shard state (FilterStage's start_shard) can be run again on part of a
+    batch; a dedup cannot (it has already kept the candidates before the one it raised on)."""
+    return getattr(type(stage), "start_shard", None) is FilterStage.start_shard
+
+
+def _each(run: Callable[[list[Candidate]], list], cands: list[Candidate], retry: bool) -> list:
+    """``run(cands)``; if it raises, ``run([cand])`` for each candidate, its error in place of its
+    output where it still raises. Raises the batch's error when every candidate does (or ``retry``
+    is off): a broken stage, not a bad image, so process_shard quarantines the shard."""
+    if not cands:
+        return []
+    try:
+        return run(cands)
+    except AccountingError:
+        raise
+    except Exception as batch_error:  # noqa: BLE001 - retried pair by pair below
+        if not retry or len(cands) == 1:
+            raise
+        one: list = []
+        for cd in cands:
+            try:
+                one += run([cd])
+            except AccountingError:
+                raise
+            except Exception as e:  # noqa: BLE001 - this pair is quarantined with the reason
+                one.append(e)
+        if all(isinstance(r, Exception) for r in one):
+            raise batch_error from None
+        return one

@@ -3,11 +3,14 @@
 The pixel count is checked from the header BEFORE pixels are decoded (a 50-byte PNG can claim
 100k x 100k pixels), EXIF orientation is applied so width/height mean what a viewer shows, and
 every mode (CMYK, 16-bit, palette, alpha, LA, I;16, 1-bit) ends as 8-bit RGB so downstream
-filters see one format.
+filters see one format. Given a ``draft`` size, a JPEG is decoded once at the smallest of libjpeg's
+DCT scales (1/2, 1/4, 1/8) that still leaves it that large (PIL's draft mode): the filters never
+look at more pixels than that, and ``size`` keeps the stored size.
 """
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -18,6 +21,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never g
 
 
 _TRANSPOSES = range(2, 9)  # EXIF orientations 2-8 (TIFF 6.0): the tags exif_transpose acts on
+_SWAPS = range(5, 9)  # of those, the ones that turn the image a quarter (width and height swap)
 
 
 class DecodeError(ValueError):
@@ -31,6 +35,7 @@ class Decoded:
     mode: str  # original mode, before conversion
     orientation: int  # EXIF orientation tag that was applied (1 = none)
     original_size: tuple[int, int]  # as stored, before orientation
+    size: tuple[int, int] = (0, 0)  # as stored, orientation applied (the image may be a draft of it)
 
     @property
     def width(self) -> int:
@@ -78,7 +83,15 @@ def header_pixels(data: bytes | None) -> int:
     return max(w, 0) * max(h, 0)
 
 
-def decode_image(data: bytes | None, max_pixels: int) -> Decoded:
+def draft_size(w: int, h: int, draft: tuple[int, int]) -> tuple[int, int] | None:
+    """The size to ask PIL's JPEG draft for so that the long side stays >= ``draft[0]`` and the
+    short side >= ``draft[1]``; None when the image is not even twice that (no DCT scale fits)."""
+    f = min(max(w, h) / max(draft[0], 1), min(w, h) / max(draft[1], 1))
+    return (math.ceil(w / f), math.ceil(h / f)) if f >= 2 else None
+
+
+def decode_image(data: bytes | None, max_pixels: int, draft: tuple[int, int] | None = None) -> Decoded:
+    """``draft``: (long side, short side) the caller needs at least; None decodes every pixel."""
     if data is None:
         raise DecodeError("no image file in the shard for this key")
     if len(data) == 0:
@@ -103,6 +116,8 @@ def decode_image(data: bytes | None, max_pixels: int) -> Decoded:
     if w * h > max_pixels:
         raise DecodeError(f"decompression bomb: {w}x{h} = {w * h} pixels > max_pixels {max_pixels}")
     fmt, mode = im.format or "unknown", im.mode
+    if draft is not None and fmt == "JPEG" and (ask := draft_size(w, h, draft)):
+        im.draft(None, ask)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -120,4 +135,4 @@ def decode_image(data: bytes | None, max_pixels: int) -> Decoded:
         rgb = to_rgb(im)
     except Exception as e:  # noqa: BLE001
         raise DecodeError(f"cannot convert mode {mode} to RGB: {e}") from None
-    return Decoded(rgb, fmt, mode, orientation, (w, h))
+    return Decoded(rgb, fmt, mode, orientation, (w, h), (h, w) if orientation in _SWAPS else (w, h))

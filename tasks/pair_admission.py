@@ -21,8 +21,8 @@ from tasks.stages import Candidate
 class Admission:
     """The admission checks of one shard (its refused members and tar/parquet disagreements)."""
 
-    def __init__(self, s: sh.ShardRead, c: Curate, rows: PairRows):
-        self.s, self.c, self.rows = s, c, rows
+    def __init__(self, s: sh.ShardRead, c: Curate, rows: PairRows, draft: tuple[int, int] | None = None):
+        self.s, self.c, self.rows, self.draft = s, c, rows, draft  # draft: tasks.decode.decode_image
         self.refused: dict[str, list[str]] = {}
         for name, why in s.refused:
             self.refused.setdefault(sf.split_key(name)[0], []).append(why)
@@ -71,10 +71,10 @@ class Admission:
             emit(key, "quarantined", "caption", "empty caption after normalisation: " + info["caption_changes"], **info)
             return None
         try:
-            d = decode_image(e.image, c.resolution.max_pixels)
+            d = decode_image(e.image, c.resolution.max_pixels, self.draft)
         except DecodeError as err:
             emit(key, "quarantined", "decode", str(err), caption=caption, **info)
             return None
-        row = {"caption": caption, "width": d.width, "height": d.height, "orig_width": d.original_size[0],
+        row = {"caption": caption, "width": d.size[0], "height": d.size[1], "orig_width": d.original_size[0],
                "orig_height": d.original_size[1], "mode": d.mode, "orientation": d.orientation, **info}
         return Candidate(key, row, d.image)

@@ -4,7 +4,10 @@ A stage is one module ``tasks/filters/<name>.py`` with ``build(cfg) -> Stage | N
 stage is off under this config, e.g. backend ``none``). A ``Stage`` declares its ``name``, the
 ``backend`` that runs, what it ``reads`` of each candidate and which ``pairs`` columns it
 ``writes``; ``setup(shared)`` loads its models once per worker and ``start_shard(shard)`` forgets
-per-shard state; ``process(batch)`` returns one :class:`Result` per candidate, in order. The
+per-shard state; ``process(batch)`` returns one :class:`Result` per candidate, in order. A stage
+may say how many pixels it looks at (``side``: the long side it resizes its input to; None, the
+default, is the full resolution): the runner decodes each JPEG once, in draft mode, at the smallest
+scale that still gives every stage its ``side`` (tasks/model_cache.py). The
 per-shard runner (tasks/curate_shard.py) walks ``curate.order`` through :func:`declare_stages`
 and never names a stage: a new filter is one new module plus its name in ``curate.order``.
 """
@@ -17,7 +20,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import numpy as np
 from pydantic import BaseModel
 
-from djepa_t2i.config import Config, ConfigError, check_values
+from djepa_t2i.config import Config, ConfigError, check_values, resolve_device
 from warehouse.schema import SCHEMAS
 
 FILTERS_PACKAGE = "tasks.filters"
@@ -104,7 +107,8 @@ class Stage(Protocol):
 
 
 class FilterStage:
-    """Defaults for a stage: reads the image, writes no column, no models, no per-shard state.
+    """Defaults for a stage: reads the image at full resolution, writes no column, no models, no
+    per-shard state.
 
     An image filter implements ``__call__(images, emb=None) -> list[Result]`` (the form a single
     check uses, e.g. ``t2i check-backends``); ``process`` feeds it the batch."""
@@ -112,6 +116,7 @@ class FilterStage:
     backend: str = ""
     reads: tuple[str, ...] = (IMAGE,)
     writes: tuple[str, ...] = ()
+    side: int | None = None  # the long side (px) the stage resizes its input to; None: full resolution
 
     def setup(self, shared: Shared) -> None:
         pass
@@ -146,6 +151,12 @@ def stage_module(name: str, cfg: Config):
     if not callable(getattr(mod, "build", None)):
         raise ConfigError(f"curate.order: {path} is no stage (it has no build(cfg))")
     return mod
+
+
+def stage_device(cfg: Config, own: str = "auto") -> str:
+    """Where a model stage runs: its own ``curate.<stage>.device`` when set (not ``auto``), else
+    ``curate.device`` (default cpu; cuda when asked)."""
+    return resolve_device(own if own != "auto" else cfg.curate.device)
 
 
 def stage_settings(cfg: Config, name: str, model: type[S]) -> S:

@@ -131,3 +131,32 @@ def test_normalize_caption_cuts_to_the_cap_and_says_so():
     assert len(n.text) == 2049 and n.text.endswith("word")  # the cut's trailing space goes
     assert n.changes == ("cut from 4999 to 2050 characters (curate.caption_max_chars)",)
     assert normalize_caption("x" * 2048, 2048).changes == ()
+
+
+def test_internvl_batched_greedy_captions_equal_one_at_a_time(tmp_path):
+    """Left-padded batch generation (issue #26.3): with dynamic tiling the images' prompts differ
+    in length (1 to 6 tiles of 256 image tokens here), so the batch is padded on the left; greedy
+    captions of the batch equal the ones each image gets alone."""
+    import numpy as np
+    from PIL import Image
+
+    from tasks.captioning import InternVLCaptioner
+    from tests.tiny_internvl import build
+    import torch
+    cap = InternVLCaptioner(str(build(tmp_path / "tiny-internvl", image_size=56)), "Describe it.",
+                            max_new_tokens=8, image_size=56, crop_to_patches=True, device="cpu")
+    g = torch.Generator().manual_seed(0)  # weights wide enough that greedy tokens follow the image
+    with torch.no_grad():  # (at the checkpoint's init scale every image gets the same token)
+        for p in cap.model.parameters():
+            if p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+              for w, h in ((56, 56), (168, 56), (56, 112), (112, 112), (224, 56))]
+    inputs = cap.processor(images=images, text=[cap.text] * len(images), return_tensors="pt", padding=True,
+                           crop_to_patches=True, size={"height": 56, "width": 56})
+    mask = inputs["attention_mask"]
+    assert len(set(mask.sum(1).tolist())) > 2 and (mask[:, 0] == 0).any() and (mask[:, -1] == 1).all()  # left padded
+    batched = cap.caption(images)
+    assert batched == [cap.caption([im])[0] for im in images]
+    assert len(set(batched)) == len(images) and all(batched)  # each image its own caption

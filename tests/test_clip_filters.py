@@ -9,6 +9,7 @@ from PIL import Image
 
 from djepa_t2i.config import load_config
 from tasks.curate_shard import process_shard
+from tasks.decode import decode_image
 from tasks.model_cache import build_pipeline
 from tests.test_bad_input import write
 
@@ -63,7 +64,8 @@ def test_clip_similarity_scores_are_image_text_cosines(tmp_path, clip_ckpt):
     assert len(sims) == 3 and all(p["status"] == "passed" for p in out.pairs)  # thresholds off: record only
     # the same cosine computed directly: normalised image embedding . normalised text embedding
     clip = models.clip
-    img = clip([Image.open(io.BytesIO(_jpeg(skimage.data.coffee())))])[0]
+    # the image as curation decodes it: once, drafted to the embedder's size (models.decode)
+    img = clip([decode_image(_jpeg(skimage.data.coffee()), 10**9, models.decode).image])[0]
     txt = clip.embed_texts(["a cup of coffee"])[0]
     assert sims["0003"] == pytest.approx(float(np.dot(img, txt)), abs=1e-5)
     thr = (sims["0001"] + sims["0003"]) / 2

@@ -24,6 +24,8 @@ SKIP = {f"djepa_t2i/config/{f}.py" for f in ("__init__", "base", "data", "train"
 # (name, value): why a same-named literal elsewhere is not a second home of the config's fact
 ALLOWED: dict[tuple[str, object], str] = {
     ("device", "auto"): "the resolve_device sentinel ('cuda when visible, else cpu'), not a setting",
+    ("device", "cpu"): "where a function puts tensors when its caller names no device (a checkpoint, "
+                       "tokenizer or CLIP weights loaded on the host), not curate.device's setting",
     ("dtype", "auto"): "the 'pick by device and backend' sentinel every loader resolves, not a setting",
     ("seed", 0): "the identity seed of a pure function's own RNG, not the configured run seed",
     ("force", False): "'do not redo finished work' is every step's safe default, not a tuned value",

@@ -155,9 +155,16 @@ class BatchEncoder:
 
 
 def _write(path: str, tensors: dict[str, torch.Tensor], key: str, extra: dict) -> None:
+    """Under a temporary name, renamed into place: a reader (or a rerun's :func:`_complete`)
+    never sees half a file; a failed write (a full disk) removes its temporary file."""
     tmp = f"{path}.tmp"
-    save_file({k: v.to(torch.bfloat16).contiguous() for k, v in tensors.items()}, tmp,
-              metadata={"encoder_key": key, "format": str(FORMAT), **extra})
+    try:
+        save_file({k: v.to(torch.bfloat16).contiguous() for k, v in tensors.items()}, tmp,
+                  metadata={"encoder_key": key, "format": str(FORMAT), **extra})
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     os.replace(tmp, path)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from djepa_t2i.cli_args import runtime_fault
 from tasks import shapes_world as sw
 from tasks.evaluators import controls as ctl
 from tasks.evaluators import geneval
@@ -83,6 +84,20 @@ def scorer_for(cfg):
     return (lambda job, img: scorer.score(img, job["spec"])), scorer.backend
 
 
+def save_png(img: Image.Image, path: str) -> None:
+    """Under a temporary name, renamed into place: a full disk leaves no cut-short image (Pillow
+    removes a file it could not finish only when it was new, and a failed flush at close leaves
+    it), and a rerun's image replaces the old one whole."""
+    tmp = f"{path}.tmp"
+    try:
+        img.save(tmp, "PNG")
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    os.replace(tmp, path)
+
+
 def score_jobs(jobs: list[dict], generate_fn: GenerateFn, score_fn, backend: str,
                batch_size: int, image_dir: str | None = None,
                progress: bool = True, keep: list | None = None) -> list[dict]:
@@ -92,29 +107,29 @@ def score_jobs(jobs: list[dict], generate_fn: GenerateFn, score_fn, backend: str
     if image_dir:
         os.makedirs(image_dir, exist_ok=True)
     rows = []
-    bar = tqdm(total=len(jobs), desc="evaluate", unit="img", disable=not progress)
-    for b in range(0, len(jobs), batch_size):
-        batch = jobs[b:b + batch_size]
-        images = generate_fn(batch)
-        if len(images) != len(batch):
-            raise ValueError(f"generate_fn returned {len(images)} images for {len(batch)} prompts")
-        if keep is not None:
-            keep.extend(images)
-        for job, img in zip(batch, images):
-            score, reason = score_fn(job, img)
-            path = None
-            if image_dir:
-                path = os.path.join(image_dir, f"{job['id']}_{job['image_index']}.png")
-                img.save(path)
-            for notion in job["notions"]:
-                kind, value = notion.split("=", 1)
-                rows.append({"category": job["category"], "prompt_id": job["id"],
-                             "prompt": job["prompt"], "image_index": job["image_index"],
-                             "seed": job["seed"], "notion_kind": kind, "notion": value,
-                             "score": float(score), "reason": reason, "backend": backend,
-                             "image_path": path})
-        bar.update(len(batch))
-    bar.close()
+    # closed before an error leaves: its last redraw would follow (and hide) t2i's one-line error
+    with tqdm(total=len(jobs), desc="evaluate", unit="img", disable=not progress) as bar:
+        for b in range(0, len(jobs), batch_size):
+            batch = jobs[b:b + batch_size]
+            images = generate_fn(batch)
+            if len(images) != len(batch):
+                raise ValueError(f"generate_fn returned {len(images)} images for {len(batch)} prompts")
+            if keep is not None:
+                keep.extend(images)
+            for job, img in zip(batch, images):
+                score, reason = score_fn(job, img)
+                path = None
+                if image_dir:
+                    path = os.path.join(image_dir, f"{job['id']}_{job['image_index']}.png")
+                    save_png(img, path)
+                for notion in job["notions"]:
+                    kind, value = notion.split("=", 1)
+                    rows.append({"category": job["category"], "prompt_id": job["id"],
+                                 "prompt": job["prompt"], "image_index": job["image_index"],
+                                 "seed": job["seed"], "notion_kind": kind, "notion": value,
+                                 "score": float(score), "reason": reason, "backend": backend,
+                                 "image_path": path})
+            bar.update(len(batch))
     return rows
 
 
@@ -228,6 +243,8 @@ def evaluate_pending(lake: str, cfg, generate_fn_for: Callable[[dict], GenerateF
             fn = generate_fn_for(ck) if generate_fn_for else None
             done.append(evaluate_checkpoint(lake, ck, cfg, fn, progress))
         except Exception as e:  # noqa: BLE001 - recorded with its reason, retried next time
+            if runtime_fault(e):
+                raise  # the disk, not the checkpoint: every other one would fail the same way
             why = f"{type(e).__name__}: {e}"
             log.warning("evaluation of %s failed: %s", ck["path"], why)
             failed.append({"checkpoint": checkpoint_id(ck["run_id"], ck["step"]), "why": why})

@@ -42,11 +42,28 @@ def stream_state(path: Path, world_size: int) -> dict:
                      "stream was global); start a new run with train.init_from")
 
 
+def _torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` through a Python file: a failed write (a full disk) then surfaces as the
+    ``OSError`` that caused it (torch's own file writer says only 'unexpected pos N vs M')."""
+    with open(path, "wb") as f:
+        torch.save(obj, f)
+
+
 def save(tr: Any) -> Path:
-    """Write ``tr``'s checkpoint at its step (a collective: every rank calls it); returns its dir."""
-    t = tr.cfg.train
+    """Write ``tr``'s checkpoint at its step (a collective: every rank calls it); returns its dir.
+    A write that fails (a full disk) removes the stage: nothing half-written stays behind, and the
+    rerun with ``--resume auto`` continues from the last complete checkpoint."""
     final = ckpts.final_dir(tr.out, tr.step)
     stage = ckpts.stage_dir(final)
+    try:
+        return _save(tr, stage, final)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def _save(tr: Any, stage: Path, final: Path) -> Path:
+    t = tr.cfg.train
     meta = {"step": tr.step, "run_id": tr.run_id, "phase": t.phase,
             "weights_version": tr.sampler.weights_version, "world_size": tr.world,
             "loss": tr.last_loss, "text_encoder": tr.text.describe(),
@@ -59,18 +76,18 @@ def save(tr: Any) -> Path:
         ckpts.save_sharded(stage, tr.model, tr.opt, tr.ema.state_dict())
         if tr.rank == 0:
             write_meta(stage, tr.raw, meta)
-            torch.save(trainer_state, stage / "trainer.pt")
+            _torch_save(trainer_state, stage / "trainer.pt")
     elif tr.rank == 0:
         save_model(str(stage), tr.raw, tr.ema.state_dict(), meta)
-        torch.save({"optimizer": tr.opt.state_dict(), **trainer_state}, stage / "trainer.pt")
+        _torch_save({"optimizer": tr.opt.state_dict(), **trainer_state}, stage / "trainer.pt")
     barrier()
     loader = tr.loader.state_dict()
     if tr.rank == 0:  # the global data stream: the same on every rank
-        torch.save({"stream": loader["packer"], "step": tr.step, "world_size": tr.world,
-                    "accum": tr.accum}, stage / STREAM)
-    torch.save({"token_drop": loader["token_drop"], "rng": rng_state(tr.device),
-                "model_rng": tr.gen.get_state(), "step": tr.step, "rank": tr.rank},
-               stage / f"rank-{tr.rank:03d}.pt")
+        _torch_save({"stream": loader["packer"], "step": tr.step, "world_size": tr.world,
+                     "accum": tr.accum}, stage / STREAM)
+    _torch_save({"token_drop": loader["token_drop"], "rng": rng_state(tr.device),
+                 "model_rng": tr.gen.get_state(), "step": tr.step, "rank": tr.rank},
+                stage / f"rank-{tr.rank:03d}.pt")
     barrier()
     if tr.rank == 0:
         ckpts.commit(stage, final, tr.step, tr.world)

@@ -39,11 +39,16 @@ class OCR(Backend):
     det_side: int = Field(320, ge=32, le=4096)  # detection runs at this long side (speed)
     recognize: bool = True  # read detected boxes; only boxes with >= min_chars letters/digits count
     min_chars: int = Field(2, ge=0, le=100)  # shapes read as "■"/"●" are not text
+    batch_size: int = Field(1, ge=1, le=4096)  # images per detector run: see NSFW.batch_size
 
 
 class NSFW(Backend):
     """offline = nudenet (bundled 320n.onnx); clip-mlp needs curate.clip_weights."""
     threshold: float = Field(0.5, ge=0.0, le=1.0)
+    # images per onnxruntime run (nudenet; clip-mlp: the CLIP embedder's batch when aesthetic is
+    # no CLIP head). 1 on the CPU: one thread runs batches of 32 ~17% slower (docs/scale.md);
+    # raise it with curate.device=cuda
+    batch_size: int = Field(1, ge=1, le=4096)
     allowed: ClassVar[frozenset[str]] = frozenset({"offline", "nudenet", "clip-mlp", "none"})
 
 
@@ -98,6 +103,9 @@ class Curate(Section):
     clip_weights: str | None = None  # local CLIP weights for laion-mlp / clip-mlp (docs/weights-production.md)
     clip_quick_gelu: Literal["auto"] | bool = "auto"  # auto: QuickGELU exactly for OpenAI weights
     clip_allow_torchscript: bool = False  # TorchScript is code: load OpenAI's .pt only when opted in
+    # where the model stages run (CLIP embedder and heads, YOLO face, the OCR detector, NudeNet):
+    # cpu, cuda or cuda:N; a stage's own curate.<stage>.device, when not auto, wins over it
+    device: str = Field("cpu", pattern=r"^(cpu|auto|cuda(:[0-9]+)?)$")
     dask_address: str | None = None  # None: a LocalCluster
     workers: int = Field(2, ge=1, le=1024)
     force: bool = False  # redo shards that already have a shard_runs partition

@@ -19,7 +19,7 @@ from PIL import Image
 
 from djepa_t2i.config import Config
 from tasks.filters.clip_head import CLIP_L14_DIM, ClipHeadFilter
-from tasks.stages import FilterStage, Result
+from tasks.stages import FilterStage, Result, stage_device
 
 DEFAULT_THRESHOLD = {"laion-mlp": 4.5, "offline-nrq": 1.5}  # when curate.aesthetic.threshold is None
 
@@ -65,6 +65,7 @@ def nrq_components(im: Image.Image) -> dict[str, float]:
 
 class OfflineNRQ(FilterStage):
     name, backend = "aesthetic", "offline-nrq"
+    side = 256  # nrq_components' thumbnail
 
     def __init__(self, threshold: float):
         self.threshold = threshold
@@ -95,5 +96,6 @@ def build(cfg: Config) -> OfflineNRQ | LaionMLP | None:
     if c.backend in ("offline", "offline-nrq"):
         return OfflineNRQ(DEFAULT_THRESHOLD["offline-nrq"] if c.threshold is None else c.threshold)
     if c.backend == "laion-mlp":
-        return LaionMLP(c, DEFAULT_THRESHOLD["laion-mlp"] if c.threshold is None else c.threshold)
+        return LaionMLP(c, DEFAULT_THRESHOLD["laion-mlp"] if c.threshold is None else c.threshold,
+                        stage_device(cfg, c.device))
     raise ValueError(f"curate.aesthetic.backend: unknown {c.backend!r}; use offline|laion-mlp|none")

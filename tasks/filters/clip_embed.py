@@ -22,6 +22,8 @@ class ClipEmbedder:
         self.model, self.preprocess, self.info = loaded.model, loaded.preprocess, loaded.info
         self.model_name, self.weights, self.batch_size = model_name, weights, batch_size
         self.dim = int(self.model.visual.output_dim)
+        side = self.model.visual.image_size  # preprocess resizes the short side to it, then crops
+        self.image_side = int(max(side) if isinstance(side, (tuple, list)) else side)
 
     @torch.inference_mode()
     def __call__(self, images) -> np.ndarray:

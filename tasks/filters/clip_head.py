@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from djepa_t2i.config import Backend, resolve_device
+from djepa_t2i.config import Backend
 from tasks.stages import CLIP_EMBEDDING, FilterStage, Result, Shared
 from tasks.weights_formats import load_tensors, require_path, strict_load
 
@@ -22,14 +22,16 @@ CLIP_L14_DIM = 768
 class ClipHeadFilter(FilterStage):
     """Subclasses set ``name``, ``backend``, ``head_type`` (an ``nn.Module`` class with
     ``from_state_dict(sd)``), ``layout`` (the expected file, named in a wrong file's error) and
-    ``verdict(score)``. ``device``/``batch_size`` also place the shared CLIP embedder."""
+    ``verdict(score)``. ``device`` (tasks.stages.stage_device) and ``batch_size`` also place the
+    shared CLIP embedder."""
     reads = (CLIP_EMBEDDING,)
+    side = 0  # reads the embedding, not the image (the embedder's own size: tasks/model_cache.py)
     head_type: type[torch.nn.Module]
     layout: str = ""
 
-    def __init__(self, c: Backend, threshold: float):
+    def __init__(self, c: Backend, threshold: float, device: str):
         self.weights, self.threshold = c.weights, threshold
-        self.device, self.batch_size = resolve_device(c.device), c.batch_size
+        self.device, self.batch_size = device, c.batch_size
         self.key = f"curate.{self.name}.weights"
 
     def setup(self, shared: Shared) -> None:

@@ -17,6 +17,7 @@ from tasks.stages import CAPTION, CLIP_EMBEDDING, Batch, FilterStage, Result, Sh
 
 class ClipSimilarity(FilterStage):
     name, backend, reads = "clip_similarity", "open_clip", (CLIP_EMBEDDING, CAPTION)
+    side = 0  # the embeddings only
 
     def __init__(self, cfg: Settings):
         self.threshold = cfg.min_similarity

@@ -68,6 +68,8 @@ class DedupFilter(FilterStage):
     """Stateful within one ordered stream (a shard, in key order): the first image seen is kept."""
     name, backend = "dedup", "sha256+phash"
     writes = ("sha256", "phash", "dup_of")
+    # pHash looks at 32x32; the exact hash compares the pixels as decoded, at >= this long side
+    side = 256
 
     def __init__(self, cfg: Dedup):
         self.cfg = cfg

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from djepa_t2i.config import Config, Face, resolve_device
-from tasks.stages import FilterStage, Result, Shared
+from djepa_t2i.config import Config, Face
+from tasks.stages import FilterStage, Result, Shared, stage_device
 from tasks.weights_formats import WeightsFormatError, detect, require_path
 from tasks.yolo import yolo_class
+
+
+HAAR_SIDE = 512  # the cascade runs on a copy downscaled to this long side
 
 
 def _policy(cfg, boxes: list[tuple[float, float, float, float]], w: int, h: int, backend: str) -> Result:
@@ -41,6 +44,7 @@ def _policy(cfg, boxes: list[tuple[float, float, float, float]], w: int, h: int,
 
 class HaarFaces(FilterStage):
     name, backend = "face", "haar"
+    side = HAAR_SIDE
 
     def __init__(self, cfg: Face):
         self.cfg = cfg
@@ -54,7 +58,7 @@ class HaarFaces(FilterStage):
             raise RuntimeError("OpenCV Haar cascade failed to load (is opencv < 5 installed?)")
 
     def one(self, im) -> Result:
-        scale = min(1.0, 512.0 / max(im.width, im.height))
+        scale = min(1.0, HAAR_SIDE / max(im.width, im.height))
         t = im if scale == 1.0 else im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))))
         grey = self.cv2.cvtColor(np.asarray(t), self.cv2.COLOR_RGB2GRAY)
         found = self.cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
@@ -69,7 +73,7 @@ class YoloFaces(FilterStage):
     name, backend = "face", "yolov8-face"
 
     def __init__(self, cfg: Face, device: str):
-        self.cfg, self.device = cfg, device
+        self.cfg, self.device, self.side = cfg, device, cfg.imgsz  # letterboxed to imgsz
 
     def setup(self, shared: Shared) -> None:
         cfg = self.cfg
@@ -100,5 +104,5 @@ def build(cfg: Config) -> HaarFaces | YoloFaces | None:
     if c.backend in ("offline", "haar"):
         return HaarFaces(c)
     if c.backend == "yolov8-face":
-        return YoloFaces(c, resolve_device(c.device))
+        return YoloFaces(c, stage_device(cfg, c.device))
     raise ValueError(f"curate.face.backend: unknown {c.backend!r}; use offline|yolov8-face|none")

@@ -21,6 +21,7 @@ CHECKS = (("punsafe", "max_punsafe", "above"), ("pwatermark", "max_pwatermark", 
 
 class LaionScoresFilter(FilterStage):
     name, backend, reads = "laion_scores", "img2dataset-columns", (ROW,)
+    side = 0  # the row's columns only
 
     def __init__(self, cfg: LaionScores):
         self.cfg = cfg

@@ -1,15 +1,18 @@
 """Resolution and aspect filter: too small, too large or too elongated images are rejected.
 
-No model; the score is the short side in pixels (details hold width, height and aspect).
+No model; the score is the short side in pixels (details hold width, height and aspect). In a
+shard it reads the size the pair's row holds (the stored size, orientation applied), not the
+decoded image's, which may be a JPEG draft at a fraction of it.
 """
 from __future__ import annotations
 
 from djepa_t2i.config import Config, Resolution
-from tasks.stages import FilterStage, Result
+from tasks.stages import ROW, Batch, FilterStage, Result
 
 
 class ResolutionFilter(FilterStage):
-    name, backend = "resolution", "rules"
+    name, backend, reads = "resolution", "rules", (ROW,)
+    side = 0  # the row's size only
 
     def __init__(self, cfg: Resolution):
         self.cfg = cfg
@@ -26,6 +29,9 @@ class ResolutionFilter(FilterStage):
         if aspect > c.max_aspect:
             return Result(short, False, f"extreme aspect ratio {aspect:.2f} > max_aspect {c.max_aspect}", d)
         return Result(short, True, None, d)
+
+    def process(self, batch: Batch) -> list[Result]:
+        return [self.check(r["width"], r["height"]) for r in batch.rows]
 
     def __call__(self, images, emb=None):
         return [self.check(im.width, im.height) for im in images]

@@ -19,6 +19,7 @@ from tasks.stages import CLIP_EMBEDDING, KEY, Batch, FilterStage, Result
 
 class SemanticDedup(FilterStage):
     name, backend, reads, writes = "semantic_dedup", "clip-cosine", (CLIP_EMBEDDING, KEY), ("dup_of",)
+    side = 0  # the embeddings only
 
     def __init__(self, cfg: Settings):
         self.threshold = cfg.max_cosine
