@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED=false
 # no global PREFECT_API_URL: in-process flow runs (tests, make demo) use an ephemeral API;
 # t2i serve (djepa_t2i/serve) points its own processes at the server it starts.
 
-.PHONY: setup lock lint test test-fast demo demo-server serve stop bench clean rehearse
+.PHONY: setup lock lint test test-fast demo demo-post demo-server serve stop bench clean rehearse
 
 setup: $(STAMP)
 
@@ -45,6 +45,11 @@ test-fast: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/t2i demo --out runs/demo
+
+# after make demo: SFT on a composition tier, then GRPO, from its latest phase-2 checkpoint
+# (flows/demo_post.py, configs/demo_post.yaml); writes runs/demo/post-train/
+demo-post: $(STAMP)
+	$(VENV)/bin/t2i demo-post --out runs/demo
 
 # configs/phase1.yaml + phase2.yaml end to end with every production backend, on tiny weights in
 # the published formats (configs/rehearsal.yaml: sizes and paths only); tests/test_rehearsal.py runs it in CI

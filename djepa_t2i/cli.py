@@ -13,13 +13,13 @@ is fixed redoes only what was not finished. ``--debug`` shows the traceback of e
 from __future__ import annotations
 
 import argparse
-import errno
 import faulthandler
 import importlib
 import sys
 from typing import NoReturn
 
 import djepa_t2i.env  # noqa: F401  (offline environment before any library import)
+from djepa_t2i.cli_args import runtime_fault
 from djepa_t2i.config import ConfigError
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lake": ("warehouse.lake_check", "check a lake's files for damage, or move damaged ones aside (check|repair)"),
     "report": ("report.page", "write the PNG/HTML report of the lake"),
     "demo": ("flows.demo", "the whole loop on the embedded default"),
+    "demo-post": ("flows.demo_post", "SFT on a composition tier + GRPO on make demo's model, evaluated"),
     "rehearse": ("flows.rehearse", "the production configs end to end on tiny weights (configs/rehearsal.yaml)"),
     "convert-weights": ("tasks.convert_weights", "convert OpenAI CLIP TorchScript / Keras NSFW weights to safetensors"),
     "check-backends": ("tasks.check_backends", "load every configured backend and run it on one image"),
@@ -104,26 +105,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"t2i {args.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-
-
-FAULTS = {errno.ENOSPC: ("no space left on device", "free space"),
-          errno.EDQUOT: ("disk quota exceeded", "free space or raise the quota"),
-          errno.EIO: ("input/output error", "check the disk")}
-
-
-def runtime_fault(e: BaseException) -> str | None:
-    """The one-line account of a machine fault (``OSError`` with a fault's errno, also when a
-    library wrapped it: Arrow's ``OSError`` and safetensors' ``SafetensorError`` carry the text
-    only, ``I/O error: No space left on device (os error 28)``), or None."""
-    for err in (e, e.__cause__, e.__context__):
-        if err is None:
-            continue
-        hit = FAULTS.get(getattr(err, "errno", None)) if isinstance(err, OSError) else None
-        hit = hit or next((f for f in FAULTS.values() if f[0] in str(err).lower()), None)
-        if hit:
-            where = f" ({err.filename})" if getattr(err, "filename", None) else ""
-            return f"{hit[0]}{where}; {hit[1]}, then rerun the command (finished work is kept)"
-    return None
 
 
 def one_line_errors() -> tuple[type[Exception], ...]:

@@ -1,9 +1,11 @@
 """The argparse pieces command modules share (``add_arguments`` of flows/, tasks/, training/,
-warehouse/): typed integer ranges and the ``--config``/``--set``/``--lake`` options. A bottom
-layer like ``djepa_t2i.config``, so no command module imports the CLI above it."""
+warehouse/): typed integer ranges, the ``--config``/``--set``/``--lake`` options, and the one-line
+account of a machine fault (``t2i`` and each torchrun rank of the trainer print it, exit 1). A
+bottom layer like ``djepa_t2i.config``, so no command module imports the CLI above it."""
 from __future__ import annotations
 
 import argparse
+import errno
 from typing import Callable
 
 
@@ -35,3 +37,23 @@ def add_flow_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lake", default=None, help="lake directory (default: config lake)")
     add_config_arguments(p)
     p.add_argument("--no-prefect", action="store_true", help="run the plain function, no flow run")
+
+
+FAULTS = {errno.ENOSPC: ("no space left on device", "free space"),
+          errno.EDQUOT: ("disk quota exceeded", "free space or raise the quota"),
+          errno.EIO: ("input/output error", "check the disk")}
+
+
+def runtime_fault(e: BaseException) -> str | None:
+    """The one-line account of a machine fault (``OSError`` with a fault's errno, also when a
+    library wrapped it: Arrow's ``OSError`` and safetensors' ``SafetensorError`` carry the text
+    only, ``I/O error: No space left on device (os error 28)``), or None."""
+    for err in (e, e.__cause__, e.__context__):
+        if err is None:
+            continue
+        hit = FAULTS.get(getattr(err, "errno", None)) if isinstance(err, OSError) else None
+        hit = hit or next((f for f in FAULTS.values() if f[0] in str(err).lower()), None)
+        if hit:
+            where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+            return f"{hit[0]}{where}; {hit[1]}, then rerun the command (finished work is kept)"
+    return None

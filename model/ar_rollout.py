@@ -76,10 +76,12 @@ def _z(model: DJEPAT2I, tokens, s: ARStep, text_in: TextInput, coords, full_join
 @torch.no_grad()
 def rollout(model: DJEPAT2I, text: TextStates, grids: list[tuple[int, int]], *, steps: int,
             head_steps: int, cfg: float, noise: float, time_shift: float = 1.0,
-            cfg_schedule: str = default("evaluate.cfg_schedule"), seed: int = 0) -> Rollout:
+            cfg_schedule: str = default("evaluate.cfg_schedule"), seed: int = 0,
+            ode_last: bool = False) -> Rollout:
     """Generate token grids (h, w) with the flow head's SDE (noise level ``noise``, Flow-GRPO's
     a) or the DDPM head's posterior steps, and record everything :func:`score_step` needs;
-    decode with the model's tokenizer."""
+    decode with the model's tokenizer. ``ode_last``: the flow head's last step is the ODE's
+    (``flow_sde.head_schedule``)."""
     dev = next(model.parameters()).device
     B = len(grids)
     lens = [h * w for h, w in grids]
@@ -90,7 +92,7 @@ def rollout(model: DJEPAT2I, text: TextStates, grids: list[tuple[int, int]], *, 
     guided = cfg != 1.0
     text_in, coords, full_joint, rep = _layout(model, text, grids, guided, dev)
     scheds = [cosine_schedule(n, steps) for n in lens]
-    sched = head_schedule(model.head, head_steps, noise, time_shift, dev)
+    sched = head_schedule(model.head, head_steps, noise, time_shift, dev, ode_last)
     tokens = torch.zeros(N, model.token_dim, device=dev)
     known, record = [0] * B, []
     for k in range(steps):

@@ -145,12 +145,22 @@ class HeadSchedule:
     a_prev: torch.Tensor | None = None
 
 
-def head_schedule(head, steps: int, noise: float, time_shift: float, device) -> HeadSchedule:
+def head_schedule(head, steps: int, noise: float, time_shift: float, device,
+                  ode_last: bool = False) -> HeadSchedule:
     """The flow head's SDE (noise level ``noise``; 0 = the Euler ODE) or the DDPM head's posterior
-    steps (its own noise; ``noise`` and ``time_shift`` do not apply, as in its sampler)."""
+    steps (its own noise; ``noise`` and ``time_shift`` do not apply, as in its sampler).
+
+    ``ode_last``: the flow head's last step (to the data, t = 1) is the ODE's Euler step, with no
+    noise and no log-probability, as the DDPM head's last step is. Its SDE noise, std
+    a sqrt(dt (1 - t) / t) (0.20 at 4 steps, a = 0.7), is never denoised: in a latent model the
+    VAE decoder smooths it, but pixel tokens keep it as speckle, which the shapes scorer reads as
+    clutter (every demo rollout scored 0). The marginal at the last step's start is the SDE's, and
+    an ODE step keeps it, so the end point still follows the model's distribution."""
     if head.kind == "flow":
         ts = shifted_times(steps, time_shift, device)
         sig = sde_sigmas(ts, noise)
+        if ode_last:
+            sig[-1] = 0.0
         return HeadSchedule("flow", ts[:-1], sig * (ts[1:] - ts[:-1]).sqrt(), ts=ts, sigmas=sig)
     t = ddpm_schedule(steps, device)
     ac = head.alphas_cumprod.to(device)

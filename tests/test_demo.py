@@ -4,11 +4,18 @@ import pytest
 from warehouse.db import query
 
 
-@pytest.mark.slow
-def test_quick_demo_runs_the_whole_loop(tmp_path):
-    from flows.demo import demo, format_summary
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    from flows.demo import demo
+    tmp_path = tmp_path_factory.mktemp("quick")
+    return tmp_path, demo(str(tmp_path / "demo"), quick=True)
 
-    res = demo(str(tmp_path / "demo"), quick=True)
+
+@pytest.mark.slow
+def test_quick_demo_runs_the_whole_loop(quick_demo):
+    from flows.demo import format_summary
+
+    tmp_path, res = quick_demo
     lake = res["lake"]
     assert list(res["steps"]) == ["make-sample", "curate-laion", "recaption", "notion-stats", "build-shards",
                                   "train phase 1", "evaluate + feedback (phase 1)", "train phase 2",
@@ -40,3 +47,28 @@ def test_quick_demo_runs_the_whole_loop(tmp_path):
     assert d["images"] == 18 and 0 <= d["color"] <= 1 and (tmp_path / "demo" / "report" / "draws.png").is_file()
     text = format_summary(res)
     assert "pairs: passed=" in text and "t2i sql" in text and "does it draw?" in text
+
+
+@pytest.mark.slow
+def test_quick_demo_post_runs_sft_grpo_and_the_composition_check(quick_demo):
+    """make demo-post's path on the quick demo (issue #27 item 5): tier, SFT, GRPO, evaluation."""
+    from flows.demo_post import demo_post, format_summary
+    tmp_path, _ = quick_demo
+    res = demo_post(str(tmp_path / "demo"), quick=True)
+    post = tmp_path / "demo" / "post-train"
+    assert list(res["steps"]) == ["sft tier", "train sft", "grpo", "evaluate"]
+    assert (post / "summary.json").is_file() and (post / "sft_tier.parquet").is_file()
+    ev = res["evaluation"]
+    assert list(ev) == ["phase 2", "sft", "sft + grpo"]
+    assert ev["phase 2"]["checkpoint"].startswith(str(tmp_path / "demo" / "train-phase2"))
+    assert ev["sft + grpo"]["checkpoint"].startswith(str(post / "grpo"))
+    for e in ev.values():
+        c = e["composition"]
+        assert set(c) == {"two_object", "counting", "position", "color_attr", "colors", "multi_object"}
+        assert all(0 <= v["lo"] <= v["score"] <= v["hi"] <= 1 and v["chance"] is not None for v in c.values())
+        assert c["multi_object"]["n"] == 4 and e["colour"]["images"] == 18
+    _, rows = query(res["lake"], "SELECT phase, count(*) FROM checkpoints_live WHERE phase IN ('sft', 'post-train') GROUP BY ALL ORDER BY 1")
+    assert rows == [("post-train", 1), ("sft", 1)]
+    _, ro = query(res["lake"], "SELECT DISTINCT category FROM rollouts WHERE split = 'train'")
+    assert {c for (c,) in ro} <= {"two_object", "counting", "position", "color_attr"}
+    assert "target multi-object >= 0.5:" in format_summary(res)

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from warehouse import weights as wt
 from warehouse.lake_check import check
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
 
 NO_SPACE = "no space left on device; free space, then rerun the command (finished work is kept)"
 
@@ -226,6 +228,12 @@ def test_training_checkpoints_on_a_full_disk(checkpoint_disk, tmp_path, capsys):
     assert all(ckpts.damage(p) is None for p in live)  # only whole checkpoints are visible
     _, rows = db.query(lake, "SELECT step FROM checkpoints_live WHERE run_id = 'run' ORDER BY step")
     assert [r[0] for r in rows] == [int(p.name.split("_")[1]) for p in live]
+    # what each torchrun rank runs says the same in one line (torchrun then names the rank)
+    rank = subprocess.run([sys.executable, "-m", "training.trainer", *args[1:]], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert rank.returncode == 1 and "Traceback" not in rank.stderr, rank.stderr[-2000:]
+    assert rank.stderr.strip().splitlines()[-1].startswith("training.trainer: error: no space left on device")
+    assert temp_files(checkpoint_disk) == [] and ckpts.list_checkpoints(str(run)) == live
 
     filler.unlink()
     assert main(args) == 0

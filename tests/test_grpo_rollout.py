@@ -86,3 +86,23 @@ def test_ddpm_head_rollout_is_generates_sampler_and_rescores_itself():
         with torch.no_grad():
             logp, _ = score_step(m, ro, k)
         torch.testing.assert_close(logp, s.logp, atol=1e-3, rtol=1e-4)
+
+
+def test_ode_last_step_leaves_no_noise_and_rescores_itself():
+    """``ode_last``: the flow head's last step is the Euler ODE step (no noise, log-prob 0), the
+    others stay stochastic; the same seed draws the same earlier steps."""
+    m = tiny_model()
+    kw = dict(steps=3, head_steps=3, cfg=2.0, noise=0.7, seed=3)
+    ro, noisy = rollout(m, text(), [(3, 3)] * 2, ode_last=True, **kw), rollout(m, text(), [(3, 3)] * 2, **kw)
+    sc = ro.sched
+    assert sc.std[-1] == 0 and sc.sigmas[-1] == 0 and (sc.std[:-1] > 0).all()
+    torch.testing.assert_close(sc.std[:-1], noisy.sched.std[:-1])
+    torch.testing.assert_close(ro.steps[0].traj[:-1], noisy.steps[0].traj[:-1])  # same draws before
+    for k, s in enumerate(ro.steps):
+        assert (s.logp[-1] == 0).all() and (s.logp[:-1] != 0).all()
+        with torch.no_grad():
+            logp, mean = score_step(m, ro, k)
+            _, noisy_mean = score_step(m, noisy, k)
+        torch.testing.assert_close(logp, s.logp, atol=1e-3, rtol=1e-4)
+        torch.testing.assert_close(s.traj[-1], mean[-1])  # the last state is its step's mean
+        assert not torch.allclose(noisy.steps[k].traj[-1], noisy_mean[-1], atol=1e-3)  # noise drawn

@@ -17,6 +17,11 @@ from test_trainer import tiny_cfg
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("sft")
     lake, passed = make_lake(root, n=24, shards=2, sizes=((32, 32), (48, 32), (24, 40), (64, 48)))
+    # objects the caption names: three (a count), two (a second shape), one (count one)
+    lk.write_partition(lake, "notions", "extra", [
+        {"key": passed[0], "notion": "three", "kind": "count"},
+        {"key": passed[1], "notion": "triangle", "kind": "shape"},
+        {"key": passed[2], "notion": "one", "kind": "count"}])
     shard_writer.build(lake, str(root / "shards"), samples_per_shard=12, progress=False)
     # an aesthetic score per passed pair: its index in the sorted keys / 10
     lk.write_partition(lake, "filter_scores", "aesthetic", [
@@ -43,6 +48,15 @@ def test_tier_filters_by_side_aesthetic_and_notion(data):
     assert all("color:red" in n for n in red.column("notions").to_pylist())
     assert tiers.tier_rows(lake, caption_version="alt").num_rows == len(passed)
     assert tiers.tier_rows(lake, caption_version="internvl").num_rows == 0
+
+
+def test_tier_by_objects_named_counts_the_count_notion_else_the_shapes(data):
+    root, lake, passed = data
+    keys = lambda t: sorted(t.column("key").to_pylist())  # noqa: E731
+    assert keys(tiers.tier_rows(lake, min_objects=2)) == sorted(passed[:2])
+    assert keys(tiers.tier_rows(lake, min_objects=3)) == [passed[0]]
+    assert tiers.tier_rows(lake, min_objects=1).num_rows == len(passed)
+    assert tiers.tier_rows(lake, min_objects=4).num_rows == 0
 
 
 def test_tier_file_is_the_index_the_trainer_reads(data, tmp_path):

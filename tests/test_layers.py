@@ -249,7 +249,7 @@ def test_the_checkpoint_protocol_is_training_checkpoints_alone():
     assert not bad, f"{bad} spell the checkpoint protocol's marker; use training.checkpoints"
 
 
-ORCHESTRATORS = ("demo.py", "rehearse.py")  # flows made of other flows
+ORCHESTRATORS = ("demo.py", "demo_post.py", "rehearse.py")  # flows made of other flows
 
 
 def test_only_the_orchestrating_flows_call_other_flows():

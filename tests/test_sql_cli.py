@@ -47,7 +47,7 @@ def test_saved_queries(lake, capsys):
         assert main(["sql", "--query", name, "--lake", lake]) == 0
         assert "row" in capsys.readouterr().out.splitlines()[-1]
     assert main(["sql", "--query", "nope", "--lake", lake]) == 2
-    assert "t2i sql: error: no saved query 'nope'; available: long_tail, quality_tier, resolution_aspect, source_profile, top_notions" in capsys.readouterr().err
+    assert "t2i sql: error: no saved query 'nope'; available: grpo_groups, long_tail, quality_tier, resolution_aspect, source_profile, top_notions" in capsys.readouterr().err
 
 
 def test_sql_errors_exit_1_with_message(lake, capsys):

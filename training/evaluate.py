@@ -11,7 +11,6 @@ re-running evaluates nothing twice, and a killed evaluation leaves no partition,
 from __future__ import annotations
 
 import datetime as dt
-import errno
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from djepa_t2i.cli_args import runtime_fault
 from tasks import shapes_world as sw
 from tasks.evaluators import controls as ctl
 from tasks.evaluators import geneval
@@ -35,7 +35,6 @@ from training.generation import load_generator, sampling_of
 log = logging.getLogger(__name__)
 
 GenerateFn = Callable[[list[dict]], list[Image.Image]]
-MACHINE_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EIO)  # stop the evaluation; t2i exits 1
 
 
 def partition_name(ckpt: str, benchmark: str) -> str:
@@ -244,7 +243,7 @@ def evaluate_pending(lake: str, cfg, generate_fn_for: Callable[[dict], GenerateF
             fn = generate_fn_for(ck) if generate_fn_for else None
             done.append(evaluate_checkpoint(lake, ck, cfg, fn, progress))
         except Exception as e:  # noqa: BLE001 - recorded with its reason, retried next time
-            if isinstance(e, OSError) and e.errno in MACHINE_FAULTS:
+            if runtime_fault(e):
                 raise  # the disk, not the checkpoint: every other one would fail the same way
             why = f"{type(e).__name__}: {e}"
             log.warning("evaluation of %s failed: %s", ck["path"], why)

@@ -44,14 +44,16 @@ def grid_image(images: list[Image.Image], cols: int = 8) -> Image.Image:
 
 def prompt_sets(cfg: Config, w: int, h: int) -> tuple[list[dict], list[dict]]:
     """(training prompts, held-out prompts) of ``evaluate.benchmark``: shapes-geneval draws two
-    disjoint seeds of its generator; GenEval's metadata is split, every 5th prompt held out."""
+    disjoint seeds of its generator (``post_train.categories`` of its six); GenEval's metadata is
+    split, every 5th prompt held out."""
     pt = cfg.post_train
     if cfg.evaluate.benchmark == "geneval":
         prompts = benchmark_prompts(cfg.evaluate)
         return ([p for i, p in enumerate(prompts) if i % HELDOUT_EVERY],
                 [p for i, p in enumerate(prompts) if i % HELDOUT_EVERY == 0])
-    return (sw.benchmark_prompts(pt.prompts_per_category, pt.prompt_seed, w, h),
-            sw.benchmark_prompts(pt.heldout_prompts_per_category, cfg.evaluate.seed, w, h))
+    cats = pt.categories or sw.CATEGORIES
+    return ([p for c in cats for p in sw.prompts(c, pt.prompts_per_category, pt.prompt_seed, w, h)],
+            [p for c in cats for p in sw.prompts(c, pt.heldout_prompts_per_category, cfg.evaluate.seed, w, h)])
 
 
 class PostTrainRun:
@@ -90,7 +92,7 @@ class PostTrainRun:
         ro = rollout(self.policy, text, [self.grid] * len(jobs), steps=pt.ar_steps or self.s["steps"],
                      head_steps=pt.head_steps, cfg=self.s["cfg"], noise=pt.noise,
                      time_shift=self.s["time_shift"], cfg_schedule=self.s["cfg_schedule"],
-                     seed=pt.seed * 1_000_003 + step)
+                     seed=pt.seed * 1_000_003 + step, ode_last=pt.ode_last)
         images = [tensor_to_image(x) for x in decode(self.policy.tokenizer, generated(ro))]
         per, total = self.rewards(images, jobs)
         adv = group_advantages(torch.tensor(total), groups)

@@ -5,6 +5,7 @@ never touch ``warehouse`` modules (or the lake's file layout) directly.
 Reads: the ``samples`` index, the live sampling-weights version and its targets/schedule, the
 live checkpoints (the ``checkpoints_live`` SQL view), whether a partition exists. Writes: one
 partition per batch-statistics window, checkpoint (de)registration and evaluation results.
+The warehouse's interval functions are passed through for scores computed in ``training/``.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from warehouse import db
 from warehouse import lake as lk
 from warehouse import tiers
 from warehouse import weights as wt
+from warehouse.intervals import mean_interval, wilson  # noqa: F401  (training.composition's intervals)
 
 
 def checked_lake(cfg: Config) -> str:

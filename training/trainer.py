@@ -40,7 +40,7 @@ import torch
 import torch.distributed as dist
 
 import djepa_t2i.env  # noqa: F401
-from djepa_t2i.cli_args import add_config_arguments, int_at_least
+from djepa_t2i.cli_args import add_config_arguments, int_at_least, runtime_fault
 from djepa_t2i.config import Config, ConfigError, ConfigPaths, load_config, require_dir, require_writable
 from model.djepa import build_model
 from model.ema import EMA
@@ -342,6 +342,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:  # under torchrun too: one line per rank, exit 2
         print(f"training.trainer: error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # a full disk: one line per rank, exit 1 (torchrun names the rank)
+        if (fault := runtime_fault(e)) is None:
+            raise
+        print(f"training.trainer: error: {fault}", file=sys.stderr)
+        return 1
 
 
 def train_main(args: argparse.Namespace) -> int:
@@ -350,8 +355,11 @@ def train_main(args: argparse.Namespace) -> int:
                         format=f"%(asctime)s [rank {rank}] %(name)s: %(message)s", stream=sys.stdout,
                         force=True)  # importing prefect (t2i's CLI does) installs a WARNING root handler
     logging.getLogger("training.feedback_sampler").setLevel(logging.INFO)
-    cfg = checked_config(args.config, args.overrides, args.resume)
-    tr = Trainer(cfg, resume=args.resume)
+    resume = args.resume
+    if resume is None and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0:
+        resume = "auto"  # torchrun restarted the group after a rank died: continue, never start over
+    cfg = checked_config(args.config, args.overrides, resume)
+    tr = Trainer(cfg, resume=resume)
     try:
         tr.fit(args.steps)
     finally:

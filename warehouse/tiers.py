@@ -25,10 +25,11 @@ from warehouse.schema import SCHEMAS
 
 
 def tier_rows(lake: str, min_side: int | None = None, min_aesthetic: float | None = None,
-              caption_version: str | None = None, notion: str | None = None) -> pa.Table:
+              caption_version: str | None = None, notion: str | None = None,
+              min_objects: int | None = None) -> pa.Table:
     """The quality tier as an Arrow table with the ``samples`` schema."""
     cols, rows = db.query(lake, db.saved_query("quality_tier"),
-                          [min_side, min_aesthetic, caption_version, notion])
+                          [min_side, min_aesthetic, caption_version, notion, min_objects])
     return pa.Table.from_pylist([dict(zip(cols, r)) for r in rows], schema=SCHEMAS["samples"])
 
 
@@ -62,12 +63,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-aesthetic", type=float, default=None, help="aesthetic filter score")
     p.add_argument("--caption-version", default=None, help="caption source, e.g. internvl")
     p.add_argument("--notion", default=None, help="a notion the sample must carry, kind:value")
+    p.add_argument("--min-objects", type=int, default=None,
+                   help="objects the caption names (its count notion, else its shape notions)")
 
 
 def run(args) -> int:
     require_lake("lake", args.lake)
     require_writable("--out", os.path.dirname(os.path.abspath(args.out)))
     n = write_tier(args.lake, args.out, min_side=args.min_side, min_aesthetic=args.min_aesthetic,
-                   caption_version=args.caption_version, notion=args.notion)
+                   caption_version=args.caption_version, notion=args.notion,
+                   min_objects=args.min_objects)
     print(f"quality tier: {n} samples -> {args.out}")
     return 0

@@ -227,6 +227,9 @@ class PostTrain(Section):
     prompts_per_step: int = Field(2, ge=1)  # prompts per rollout batch (SimpleAR: batch 28 images)
     group: int = Field(4, ge=2)  # G images per prompt (trl's GRPO default 8; Flow-GRPO 24)
     prompts_per_category: int = Field(4, ge=1)  # training prompt pool (shapes-geneval categories)
+    # shapes-geneval categories of the training pool and held-out prompts; None: all six
+    categories: list[Literal["single_object", "two_object", "counting", "colors", "position",
+                             "color_attr"]] | None = None
     heldout_prompts_per_category: int = Field(2, ge=1)
     prompt_seed: int = 1  # training pool seed; held-out prompts use evaluate.seed (disjoint sets)
     lr: float = Field(1e-5, gt=0, le=1.0)  # SimpleAR §4: 1e-5, AdamW, no warm-up or decay
@@ -235,6 +238,8 @@ class PostTrain(Section):
     inner_updates: int = Field(1, ge=1)  # optimiser steps per rollout batch (ratio != 1 after the first)
     noise: float = Field(0.7, ge=0)  # the SDE's noise level a (Flow-GRPO 0.7)
     head_steps: int = Field(8, ge=1)  # flow-head SDE steps in training (Flow-GRPO: 10 train, 40 eval)
+    # the flow head's last step as the ODE's (no noise left in pixel tokens; flow_sde.head_schedule)
+    ode_last: bool = True
     ar_steps: int | None = Field(None, ge=1)  # AR steps of a rollout; None: the checkpoint's evaluate.steps
     ar_fraction: float = Field(1.0, gt=0, le=1)  # share of AR steps an update re-scores (Flow-GRPO timestep_fraction)
     grad_clip: float = Field(1.0, ge=0)

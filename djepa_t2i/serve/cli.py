@@ -24,9 +24,10 @@ from djepa_t2i.env import ROOT
 from djepa_t2i.config import ConfigError
 from djepa_t2i.serve import postgres
 from djepa_t2i.serve.processes import running, stop_group
-from djepa_t2i.serve.stack import (POOL, PORT, PREFECT, api_url, create_pool, deploy, run_checked,
-                                   server_log, server_pid, start_server, start_worker, stack_env,
-                                   state_dir, stop_server, wait_healthy)
+from djepa_t2i.serve.stack import (HEARTBEAT_SECONDS, LOST_AFTER_SECONDS, POOL, PORT, PREFECT, api_url,
+                                   crash_lost_runs, create_pool, deploy, run_checked, server_log,
+                                   server_pid, start_server, start_worker, stack_env, state_dir,
+                                   stop_server, wait_healthy)
 
 
 def worker_pidfile() -> Path:
@@ -122,6 +123,8 @@ def start(port: int = PORT, pool: str = POOL, timeout: float = 180.0, sample: bo
         print(f"server healthy on {url} after {waited:.1f}s (pid {pid}, database {redact(db)},\n  log {server_log()})",
               flush=True)
     create_pool(pool, env)
+    crash_lost_runs(url, env)
+    print(f"flow runs silent for {LOST_AFTER_SECONDS} s (heartbeat every {HEARTBEAT_SECONDS} s) are marked Crashed")
     if sample:
         ensure_sample(env)
     out = deploy(env)

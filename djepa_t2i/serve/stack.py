@@ -12,7 +12,9 @@ What Prefect 3.8.8's commands do not do, and this module therefore keeps:
   (``$PREFECT_HOME/server.pid``), so ``prefect server stop`` still stops it;
 - wait for the API: :func:`wait_healthy` polls /health, failing fast if the process died;
 - wait for the server to exit: ``server stop`` sends SIGTERM and returns, so :func:`stop_server`
-  waits, and a restart finds the port free.
+  waits, and a restart finds the port free;
+- end lost runs: a flow run whose worker or machine died stays ``Running`` forever; flow runs
+  send heartbeats and :func:`crash_lost_runs` marks one Crashed when they stop.
 The database is Prefect's ``PREFECT_API_DATABASE_CONNECTION_URL``: unset, the SQLite file under
 PREFECT_HOME; ``postgresql+asyncpg://...`` for a team (djepa_t2i/serve/postgres.py runs a local one).
 
@@ -41,6 +43,9 @@ from djepa_t2i.serve.processes import reap, running
 POOL = "t2i-process"  # the work pool prefect.yaml's deployments name
 PORT = 4200
 PREFECT = str(Path(sys.executable).with_name("prefect"))
+HEARTBEAT_SECONDS = 30  # a flow run's heartbeat event: Prefect's shortest (its default is 180)
+LOST_AFTER_SECONDS = 90  # three missed heartbeats: the run is lost (Prefect's documented choice)
+LOST_RUNS = "crash-lost-flow-runs"  # the automation that marks such a run Crashed
 
 
 def state_dir() -> Path:
@@ -72,6 +77,8 @@ def stack_env(url: str, prefect_home: str | os.PathLike | None = None,
             os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120"),
         "PWD": str(ROOT),
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+        # flow runs started by the worker inherit it: what crash_lost_runs watches
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),
     })
     env.update(server_env(state if state is not None else state_dir()))
     # a stale worker-side setting would point runs at another server
@@ -189,6 +196,34 @@ def deploy(env: dict[str, str], names: list[str] | None = None,
     args = [PREFECT, "--no-prompt", "deploy", "--prefect-file", str(path), *extra]
     args += [a for n in names for a in ("--name", n)] if names else ["--all"]
     return run_checked(args, env)
+
+
+def crash_lost_runs(url: str, env: dict[str, str], within: float = LOST_AFTER_SECONDS) -> str:
+    """The server-side automation that marks a flow run ``Crashed`` when ``within`` seconds pass
+    after its last heartbeat with no heartbeat and no final state: a run whose worker or machine
+    died, or whose final state was lost while the server was down, would otherwise stay
+    ``Running`` forever (Prefect 3.8.8 has no built-in check; "How to detect and respond to zombie
+    flows" in its docs). Replaces an earlier one of the same name; returns its id."""
+    from prefect.client.schemas.objects import StateType  # heavy: prefect's schemas
+    from prefect.events.actions import ChangeFlowRunState  # heavy
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture  # heavy
+    final = [f"prefect.flow-run.{s}" for s in ("Completed", "Failed", "Cancelled", "Crashed")]
+    body = AutomationCore(
+        name=LOST_RUNS, description="t2i serve: a flow run whose heartbeats stopped is Crashed",
+        trigger=EventTrigger(after={"prefect.flow-run.heartbeat"}, expect={"prefect.flow-run.heartbeat", *final},
+                             match={"prefect.resource.id": ["prefect.flow-run.*"]},
+                             for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
+                             within=within),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED, message=(
+            f"no heartbeat for {within:.0f} s: the flow run's process was lost (worker or machine "
+            "killed, or its final state lost while the server was down); rerun it"))],
+    ).model_dump(mode="json")
+    auth = httpx.BasicAuth(*env["PREFECT_API_AUTH_STRING"].split(":", 1))
+    with httpx.Client(base_url=url, auth=auth, timeout=30) as c:
+        for a in c.post("/automations/filter", json={}).raise_for_status().json():
+            if a["name"] == LOST_RUNS:
+                c.delete(f"/automations/{a['id']}").raise_for_status()
+        return c.post("/automations/", json=body).raise_for_status().json()["id"]
 
 
 def start_worker(pool: str, env: dict[str, str], log: Path) -> subprocess.Popen:
