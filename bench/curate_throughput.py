@@ -42,7 +42,9 @@ def production_overrides(tmp: str, clip_model: str) -> list[str]:
     paths = {k: os.path.join(tmp, f) for k, f in (("clip", "clip.pt"), ("a", "aesthetic.pth"),
                                                   ("n", "nsfw.pth"), ("y", "yolov8n-face.pt"))}
     torch.save({k: v.half() for k, v in m.state_dict().items()}, paths["clip"])
-    torch.save(AestheticMLP(dim).state_dict(), paths["a"])
+    head = AestheticMLP(dim).state_dict()
+    head["layers.7.bias"].fill_(5.0)  # a random head scores ~0, often < 0: every pair must reach OCR, NSFW, face
+    torch.save(head, paths["a"])
     torch.save(NsfwMLP((dim, 64, 512, 256, 1)).state_dict(), paths["n"])  # LAION L/14 head sizes
     YOLO("yolov8n.yaml").save(paths["y"])
     return [f"curate.clip_model={clip_model}", f"curate.clip_weights={paths['clip']}",

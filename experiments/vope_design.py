@@ -9,9 +9,24 @@ MARGIN = 0.05  # "2x within 0.05 of 1x"
 
 
 def settings(base: int) -> dict[str, tuple[int, int]]:
-    """Generation sizes (H, W) in pixels: 0.5x, 1x, 2x square; 1:4 and 4:1 with 1x's pixel count."""
+    """Generation sizes (H, W) in pixels: 0.5x to 8x square, 1:4 and 4:1 with 1x's pixel count.
+    4x is the paper's 1K -> 4K ratio (VoPE's rho from 1 to 1/4, D-JEPA·T2I §2.2, Supp. "Scaling
+    to 4K"); 8x goes one doubling past it."""
     return {"0.5x": (base // 2, base // 2), "1x": (base, base), "2x": (2 * base, 2 * base),
+            "4x": (4 * base, 4 * base), "8x": (8 * base, 8 * base),
             "1:4": (2 * base, base // 2), "4:1": (base // 2, 2 * base)}
+
+
+def by_cost(base: int) -> list[tuple[str, tuple[int, int]]]:
+    """``settings`` in the order the runner scores them: fewest pixels first, so a run cut short
+    (the 8x images cost ~64x a 1x image) has scored every cheaper size."""
+    return sorted(settings(base).items(), key=lambda kv: kv[1][0] * kv[1][1])
+
+
+def images_at(cfg: dict, name: str) -> int:
+    """Images per prompt at size ``name``: the preset's ``images``, or its ``images_at`` entry
+    (the cpu preset scores fewer at 4x and 8x, where one image takes up to ~7 s of CPU)."""
+    return cfg.get("images_at", {}).get(name, cfg["images"])
 
 
 def ntk_scale(hw: tuple[int, int], base: int) -> float:

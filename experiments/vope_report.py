@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from experiments import reporting as rp
 from experiments import verdicts as vd
-from experiments.vope_design import ARMS, MARGIN, settings
+from experiments.vope_design import ARMS, MARGIN, PATCH, settings
 from model.vope import _inv_freq, ntk_base
 
 CONTROLS = ("uniform_noise", "patch_noise", "shuffled_prompt")
@@ -26,6 +26,14 @@ def groups(rows: list[dict], arm: str, setting: str, control: str | None = None)
              and r["notion_kind"] == "category" and r.get("control") == control] for s in seeds]
 
 
+def size_label(name: str, hw: tuple[int, int], base: int) -> str:
+    """``4x (128x128, 1024 tok, rho 1/4)``: VoPE's rho is the field of view (the 1x grid) over
+    the grid's longest side (D-JEPA·T2I §2.2), 1/4 at the paper's 1K -> 4K ratio."""
+    ratio = max(hw) / base
+    rho = f"1/{ratio:g}" if ratio > 1 else f"{1 / ratio:g}"
+    return f"{name} ({hw[0]}x{hw[1]}, {(hw[0] // PATCH) * (hw[1] // PATCH)} tok, rho {rho})"
+
+
 def summarize(rows: list[dict], names: list[str]) -> dict:
     out = {}
     for arm in ARMS:
@@ -33,8 +41,9 @@ def summarize(rows: list[dict], names: list[str]) -> dict:
             d = {"model": vd.share(groups(rows, arm, s))}
             d.update({c: vd.share(groups(rows, arm, s, c)) for c in CONTROLS})
             d["chance"] = max((d[c] for c in CONTROLS), key=lambda x: x.hi)
-            d["loss"] = rp.mean_std(r["score"] for r in rows if r["arm"] == arm and r["setting"] == s
-                                    and r["notion_kind"] == "heldout_loss")
+            loss = [r for r in rows if r["arm"] == arm and r["setting"] == s and r["notion_kind"] == "heldout_loss"]
+            d["loss"] = rp.mean_std(r["score"] for r in loss)
+            d["seconds"] = rp.mean_std(r["seconds_per_image"] for r in loss if r.get("seconds_per_image") is not None)
             out[(arm, s)] = d
     return out
 
@@ -65,13 +74,14 @@ def write(a, rows: list[dict], runs: dict, wall: float) -> None:
                 for s in names if s != "1x"]
     verdicts += [compare(rows, summary, ("vope", s), ("rope-ntk", s), f"VoPE beats RoPE+NTK at {s}")
                  for s in names if max(sizes[s]) > c["base"]]
-    verdicts.append(compare(rows, summary, ("vope", "2x"), ("vope", "1x"),
-                            f"VoPE at 2x within {MARGIN} of VoPE at 1x", within=True))
-    table = [[f"{s} ({sizes[s][0]}x{sizes[s][1]})",
+    verdicts += [compare(rows, summary, ("vope", s), ("vope", "1x"), f"VoPE at {s} within {MARGIN} of VoPE at 1x",
+                         within=True) for s in ("2x", "4x") if s in sizes]
+    table = [[size_label(s, sizes[s], c["base"]),
               *(str(summary[(arm, s)]["model"]) if summary[(arm, s)]["model"].n else "not measured" for arm in ARMS),
               f"{max((summary[(arm, s)]['chance'].p for arm in ARMS if summary[(arm, s)]['chance'].n), default=float('nan')):.3f}"]
              for s in names]
-    loss_table = [[s, *(rp.fmt(*summary[(arm, s)]["loss"]) for arm in ARMS)] for s in names]
+    loss_table = [[s, *(rp.fmt(*summary[(arm, s)]["loss"]) for arm in ARMS),
+                   " / ".join(rp.fmt(summary[(arm, s)]["seconds"][0]) for arm in ARMS)] for s in names]
     md = [f"### VoPE vs RoPE vs RoPE+NTK across resolutions: preset `{a.preset}`", "",
           *rp.provenance(wall, f"{len(runs)} training runs, {len(names)} sizes x 3 arms scored"),
           f"- scale: {c['n_images']} single-object scenes (native {c['base']}-{2 * c['base']} px, aspect <= 2), "
@@ -80,9 +90,11 @@ def write(a, rows: list[dict], runs: dict, wall: float) -> None:
           f"18 prompts x {c['images']} images per size at a held-out image seed; seeds {c['seeds']}",
           "", "Colour right (pooled over seeds, 95% Wilson interval; chance: the best of the three controls, "
           "1/6 expected):", "",
-          rp.md_table(["size (HxW px)", "VoPE", "RoPE", "RoPE+NTK", "chance"], table), "",
+          rp.md_table(["size (HxW px, tokens, VoPE rho)", "VoPE", "RoPE", "RoPE+NTK", "chance"], table), "",
           "Held-out loss (training objective on held-out scenes at that size, EMA weights; mean ± std over "
-          "seeds; lower is better):", "", rp.md_table(["size", "VoPE", "RoPE", "RoPE+NTK"], loss_table), "",
+          "seeds; lower is better) and generation time (seconds per image, mean over seeds, 18-36 images a "
+          "batch):", "", rp.md_table(["size", "VoPE", "RoPE", "RoPE+NTK", "s / image (VoPE / RoPE / NTK)"],
+                                    loss_table), "",
           "Verdicts (bootstrap over seeds, then images; see experiments/verdicts.py):", ""]
     md += [f"- {v['line']}" for v in verdicts] + [""]
     with open(base + ".md", "w") as f:
@@ -174,25 +186,35 @@ def plot_decay(path: str, head_dim: int, base: float, grid: int) -> None:
     plt.close(fig)
 
 
+def zoom(im: Image.Image) -> int:
+    """Nearest-pixel upscale of a sample in the grid: 2x up to 64 px (pixels stay visible), 1x
+    above (a 256-px 8x sample is shown at its own pixels, repetitions and all)."""
+    return 2 if max(im.size) <= 64 else 1
+
+
 def sample_grid(root: str, names: list[str], path: str, label: str, per_row: int = 6) -> None:
-    """One row per setting: the first ``per_row`` generated images, at their own size and aspect."""
+    """One row per setting: the first image of each colour (``colour-<colour>-<shape>_<k>.png``),
+    ``per_row`` at most, at their own size and aspect."""
     rows = []
     for n in names:
-        files = sorted(glob.glob(os.path.join(root, n.replace(":", "x"), "*.png")))[:per_row]
-        rows.append((n, [Image.open(f).convert("RGB") for f in files]))
-    scale = 2
-    cell_h = max((im.height for _, ims in rows for im in ims), default=16) * scale
-    widths = [sum(im.width * scale + 4 for im in ims) for _, ims in rows]
-    W, H = 60 + max(widths, default=0), (cell_h + 6) * len(rows) + 14
+        first: dict[str, str] = {}
+        for f in sorted(glob.glob(os.path.join(root, n.replace(":", "x"), "*.png"))):
+            first.setdefault(os.path.basename(f).split("-")[1], f)
+        rows.append((n, [Image.open(f).convert("RGB") for f in list(first.values())[:per_row]]))
+    rows = [(n, [im.resize((im.width * zoom(im), im.height * zoom(im)), Image.NEAREST) for im in ims])
+            for n, ims in rows]
+    heights = [max((im.height for im in ims), default=16) for _, ims in rows]
+    widths = [sum(im.width + 4 for im in ims) for _, ims in rows]
+    W, H = 60 + max(widths, default=0), sum(h + 6 for h in heights) + 14
     canvas = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(canvas)
     d.text((2, 0), label, fill="black")
     y = 14
-    for n, ims in rows:
+    for (n, ims), cell_h in zip(rows, heights):
         d.text((2, y + cell_h // 2 - 5), n, fill="black")
         x = 60
         for im in ims:
-            canvas.paste(im.resize((im.width * scale, im.height * scale), Image.NEAREST), (x, y))
-            x += im.width * scale + 4
+            canvas.paste(im, (x, y))
+            x += im.width + 4
         y += cell_h + 6
     canvas.save(path)

@@ -7,8 +7,8 @@ Two models identical but for image positions (``model.vope=true``: VoPE; ``false
 RoPE on integer token coordinates) are trained with the same seed and data stream on single
 coloured objects at sides drawn from ``trunc_norm`` over [S/2, S] (S = ``--base``, the 1x size;
 native images are larger and of mixed aspect, so the sampler only downscales). Three arms then
-generate the 18 "a <colour> <shape>" prompts at 0.5x, 1x and 2x of S and at the aspect ratios 1:4
-and 4:1 (the pixel count of 1x):
+generate the 18 "a <colour> <shape>" prompts at 0.5x, 1x, 2x, 4x and 8x of S (4x: VoPE's rho = 1/4,
+the paper's 1K -> 4K ratio) and at the aspect ratios 1:4 and 4:1 (the pixel count of 1x):
 
   vope      the VoPE model (same field of view at every size: no rescaling needed);
   rope      the RoPE model on integer coordinates (positions grow with the grid);
@@ -42,7 +42,7 @@ from experiments import training_run as run
 from experiments import vope_report
 from experiments.reporting import apply_preset, preset_parser
 from experiments.training_run import RunSpec
-from experiments.vope_design import HELD_OUT_SEED, PATCH, ntk_scale, settings
+from experiments.vope_design import HELD_OUT_SEED, PATCH, by_cost, images_at, ntk_scale
 from tasks import shapes_world as sw
 from training import evaluate as ce
 
@@ -52,8 +52,9 @@ PRESETS = {
     "full": dict(n_images=20000, base=32, steps=4000, images=8, seeds=[0, 1, 2], batch=16,
                  loss_images=64, lr=1e-3, sampling=SAMPLING, model=MODEL),
     # colour is learned at the trained sizes by 1,000 steps (its time: docs/experiments.md)
-    "cpu": dict(n_images=2000, base=32, steps=1000, images=4, seeds=[0, 1, 2, 3, 4], batch=16,
-                loss_images=16, lr=1e-3, sampling=SAMPLING, model=MODEL),
+    # 4x / 8x (128² / 256², 1,024 / 4,096 tokens) take ~16x / ~64x a 1x image's time: fewer images
+    "cpu": dict(n_images=2000, base=32, steps=1000, images=4, images_at={"4x": 2, "8x": 1},
+                seeds=[0, 1, 2, 3, 4], batch=16, loss_images=16, lr=1e-3, sampling=SAMPLING, model=MODEL),
     "smoke": dict(n_images=40, base=16, steps=2, images=1, seeds=[0], batch=4, loss_images=2, lr=1e-3,
                   sampling=dict(SAMPLING, steps=2, flow_steps=2), model=MODEL),
 }
@@ -94,15 +95,17 @@ def measure(a, ckpt: str, arm: str, seed: int, device: str, same: list[dict] = (
     rope arm's rows, reused where the rope-ntk arm samples without scaling (identical images).
     ``on_size(rows so far)`` after each size (the runner saves them)."""
     c, out = a.cfg, []
-    for name, hw in settings(c["base"]).items():
+    for name, hw in by_cost(c["base"]):
         s = ntk_scale(hw, c["base"]) if arm == "rope-ntk" else 1.0
         if s == 1.0 and same:
             out += [{**r, "arm": arm} for r in same if r["setting"] == name]
             continue
         gen = cev.generate_fn(ckpt, hw, c["sampling"], device, ntk_scale=s)
         img_dir = os.path.join(a.work, "samples", arm, f"s{seed}", name.replace(":", "x"))
-        rows = cev.evaluate(ce.jobs_for(cev.prompts(), c["images"], HELD_OUT_SEED), gen, image_dir=img_dir,
-                            seed=HELD_OUT_SEED)
+        t0 = time.time()
+        rows = cev.evaluate(ce.jobs_for(cev.prompts(), images_at(c, name), HELD_OUT_SEED), gen,
+                            image_dir=img_dir, seed=HELD_OUT_SEED)
+        per_image = (time.time() - t0) / sum(1 for r in rows if r["notion_kind"] == "category" and not r.get("control"))
         model, _ = run.load_ema(ckpt, device)
         model.ntk_scale = s
         try:
@@ -110,12 +113,13 @@ def measure(a, ckpt: str, arm: str, seed: int, device: str, same: list[dict] = (
         finally:
             model.ntk_scale = 1.0
         print(f"[{arm} seed {seed}] {name} {hw} ntk {s:g}: {cev.colour_summary(rows)['overall']:.3f} "
-              f"held-out loss {loss['loss']:.4f}")
+              f"held-out loss {loss['loss']:.4f}, {per_image:.2f} s per image", flush=True)
         out += [{"arm": arm, "seed": seed, "setting": name, "height": hw[0], "width": hw[1],
                  "ntk_scale": s, **{k: r.get(k) for k in ("prompt_id", "notion_kind", "notion", "control",
                                                           "score")}} for r in rows]
         out.append({"arm": arm, "seed": seed, "setting": name, "height": hw[0], "width": hw[1],
-                    "ntk_scale": s, "notion_kind": "heldout_loss", "notion": "loss", "score": loss["loss"]})
+                    "ntk_scale": s, "notion_kind": "heldout_loss", "notion": "loss", "score": loss["loss"],
+                    "seconds_per_image": per_image})
         on_size(out)
     return out
 

@@ -16,11 +16,11 @@ import os
 from typing import Any, Sequence
 
 from djepa_t2i.config import default, require_writable
-from report import curation, evaluation, gallery, notions, post_training, training
+from report import curation, draws, evaluation, gallery, notions, post_training, training
 from warehouse.lake import require_lake
 
 TOPICS = {"curation": curation, "gallery": gallery, "notions": notions, "training": training,
-          "evaluation": evaluation, "post-training": post_training}
+          "evaluation": evaluation, "draw check": draws, "post-training": post_training}
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1500px; color: #222; }
 h2 { border-bottom: 2px solid #ddd; padding-bottom: .2em; margin-top: 1.6em; }

@@ -89,6 +89,24 @@ def test_clip_embedder_batch_equals_one_at_a_time(images, tmp_path):
     np.testing.assert_allclose(e(images), np.concatenate([e([im]) for im in images]), atol=1e-5)
 
 
+def test_yolo_face_results_do_not_depend_on_the_batch(images, tmp_path):
+    """Mixed shapes in one predict call: each image gets the boxes it gets alone (every image
+    letterboxed to the imgsz square; ultralytics' default pads a one-image batch differently, and
+    then a random YOLO finds 4 boxes alone and 6 in the batch on the first image here)."""
+    import torch
+
+    from tasks.yolo import yolo_class
+    torch.manual_seed(0)
+    yolo_class()("yolov8n.yaml").save(str(tmp_path / "y.pt"))  # random weights in the .pt format
+    face = build_stage("face", load_config(overrides=[
+        "curate.face.backend=yolov8-face", f"curate.face.weights={tmp_path / 'y.pt'}", "curate.face.conf=0.0001",
+        "curate.face.imgsz=160", "curate.face.batch_size=4"]))
+    mixed = [images[0], images[1], images[3].resize((200, 300))]
+    batched = face(mixed)
+    assert [r.details for r in batched] == [face([im])[0].details for im in mixed]
+    assert all(r.details["n_faces"] > 0 for r in batched)
+
+
 class _Picky(FilterStage):
     """Fault injection: a model stage that raises on one image (96 px wide) in whatever batch."""
     name, backend, side = "aesthetic", "picky", 64

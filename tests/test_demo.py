@@ -43,10 +43,17 @@ def test_quick_demo_runs_the_whole_loop(quick_demo):
     assert [c for (c,) in ctl] == ["patch_noise", "shuffled_prompt", "uniform_noise"]
     _, rows = query(lake, "SELECT lo, score, hi, chance FROM eval_summary")
     assert rows and all(0 <= lo <= s <= hi <= 1 and ch is not None for lo, s, hi, ch in rows)
+    # the draw check at the training side and 2x (quick: 16 and 32 px), in the report and summary
     d = res["steps"]["draw check"]["result"]
-    assert d["images"] == 18 and 0 <= d["color"] <= 1 and (tmp_path / "demo" / "report" / "draws.png").is_file()
+    assert [(r["size"], r["images"]) for r in d["sizes"]] == [([16, 16], 18), ([32, 32], 18)]
+    assert all(0 <= r["color"] <= 1 and 0 <= r["color_shuffled"] <= 1 for r in d["sizes"])
+    report = tmp_path / "demo" / "report"
+    assert (report / "draws.png").is_file() and (report / "draws_2x.png").is_file()
+    page = (report / "index.html").read_text()
+    assert "<h2>draw check</h2>" in page and "<td>32x32</td>" in page
     text = format_summary(res)
     assert "pairs: passed=" in text and "t2i sql" in text and "does it draw?" in text
+    assert "    16x16 (4 AR steps, 18 images): colour right" in text and "    32x32 (4 AR steps" in text
 
 
 @pytest.mark.slow

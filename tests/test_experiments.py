@@ -20,6 +20,7 @@ from experiments import learning_diagnostic as ld
 from experiments import shapes_data as sd
 from experiments import verdicts as vd
 from experiments import vope_design
+from experiments import vope_report
 from experiments import vope_resolution as vr
 from experiments.vope_design import ntk_scale
 from experiments.vope_report import decay
@@ -187,6 +188,18 @@ def test_feedback_ablation_smoke(tmp_path):
     assert again["verdicts"] == meta["verdicts"]
 
 
+def test_vope_sizes_reach_the_papers_4x_and_8x_cheapest_first():
+    """4x is the paper's 1K -> 4K ratio (VoPE rho 1/4), 8x one doubling past; the runner scores the
+    cheap sizes first and the cpu preset fewer images where one image costs ~64x."""
+    s = vope_design.settings(32)
+    assert (s["4x"], s["8x"], s["1:4"]) == ((128, 128), (256, 256), (64, 16))
+    assert [n for n, _ in vope_design.by_cost(32)] == ["0.5x", "1x", "1:4", "4:1", "2x", "4x", "8x"]
+    cpu = vr.PRESETS["cpu"]
+    assert [vope_design.images_at(cpu, n) for n in ("1x", "2x", "4x", "8x")] == [4, 4, 2, 1]
+    assert vope_report.size_label("4x", s["4x"], 32) == "4x (128x128, 1024 tok, rho 1/4)"
+    assert vope_report.size_label("0.5x", s["0.5x"], 32) == "0.5x (16x16, 16 tok, rho 2)"
+
+
 @pytest.mark.slow
 def test_vope_resolution_smoke(tmp_path):
     res = tmp_path / "res"
@@ -194,16 +207,17 @@ def test_vope_resolution_smoke(tmp_path):
     rows = _rows(res / "vope_resolution.parquet")
     model = [r for r in rows if r["notion_kind"] == "category" and not r["control"]]
     for arm in vope_design.ARMS:
-        for s, (h, w) in vr.settings(16).items():
+        for s, (h, w) in vope_design.settings(16).items():
             mine = [r for r in model if r["arm"] == arm and r["setting"] == s]
             assert len(mine) == 18 and (int(mine[0]["height"]), int(mine[0]["width"])) == (h, w)
     ntk = {(r["setting"], float(r["ntk_scale"])) for r in model if r["arm"] == "rope-ntk"}
-    assert ("2x", 2.0) in ntk and ("0.5x", 1.0) in ntk and ("1:4", 2.0) in ntk
+    assert ("2x", 2.0) in ntk and ("0.5x", 1.0) in ntk and ("1:4", 2.0) in ntk and ("8x", 8.0) in ntk
     losses = [float(r["score"]) for r in rows if r["notion_kind"] == "heldout_loss"]
-    assert len(losses) == 3 * 5 and all(math.isfinite(x) and x > 0 for x in losses)
+    assert len(losses) == 3 * 7 and all(math.isfinite(x) and x > 0 for x in losses)
     meta = json.loads((res / "vope_resolution.json").read_text())
     claims = [v["claim"] for v in meta["verdicts"]]
     assert "VoPE beats RoPE+NTK at 2x" in claims and "VoPE at 2x within 0.05 of VoPE at 1x" in claims
+    assert "VoPE beats RoPE at 8x" in claims and "VoPE at 4x within 0.05 of VoPE at 1x" in claims
     for name in ("vope_resolution.png", "vope_decay.png", *(f"vope_resolution_samples_{a}.png" for a in vope_design.ARMS)):
         assert (res / name).stat().st_size > 500, name
     assert read_meta(meta["runs"]["vope-s0"]["checkpoint"])["model"]["args"]["vope"] is True

@@ -128,3 +128,28 @@ def test_the_draw_check_takes_sampling_settings_over_the_record(tmp_path):
     assert rec["settings"]["cfg_schedule"] == "linear" and const["settings"]["cfg_schedule"] == "constant"
     assert rec["images"] == const["images"] == 18
     assert const["settings"]["cfg"] == rec["settings"]["cfg"] == 3.0
+
+
+def test_the_draw_check_at_1x_and_2x_takes_steps_by_token_count_and_feeds_the_report(tmp_path):
+    """The demo's draw check (issue #28): the recorded side and 2x, "auto" steps resolved per size
+    (4 tokens a step: 4 tokens -> 1 step, 16 -> 4), grids and draws.json for the report page."""
+    from PIL import Image
+
+    from report import draws
+    from training.draw_check import check_sizes
+    from warehouse.intervals import wilson
+    ck = tmp_path / "ck"
+    _checkpoint(ck, {"size": 16, "steps": "auto", "flow_steps": 2, "cfg": 3.0, "time_shift": 1.0}, responsive=True)
+    out = tmp_path / "report"
+    out.mkdir()
+    d = check_sizes(str(ck), 1, str(out))
+    assert [(r["scale"], r["size"], r["settings"]["steps"], r["images"]) for r in d["sizes"]] == \
+        [(1, [16, 16], 1, 18), (2, [32, 32], 4, 18)]
+    assert json.loads((out / "draws.json").read_text()) == json.loads(json.dumps(d))
+    assert Image.open(out / "draws.png").size == (18 * 16 * 3, 16 * 3)
+    assert Image.open(out / "draws_2x.png").size == (18 * 32 * 3, 32 * 3)
+    page = draws.fragment("unused-lake", str(out))
+    lo, hi = wilson(d["sizes"][1]["color"], 18)
+    assert f"{d['sizes'][1]['color']:.0%} ({lo:.0%}-{hi:.0%})" in page
+    assert "<td>32x32</td><td>4</td><td>18</td>" in page and "draws_2x.png" in page
+    assert draws.fragment("unused-lake", str(tmp_path)) == ""  # no draw check there: nothing shown

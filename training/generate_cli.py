@@ -56,7 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=parse_size, default=None,
                    help="WIDTHxHEIGHT in pixels (default: the checkpoint's evaluate.size, square)")
     for name, typ, what in (("steps", steps_arg, "generalized next-token steps, or auto (by token count: 64 at "
-                                                "256 tokens to 100 at 16384+, D-JEPA·T2I §3.1)"),
+                                                "256 tokens to 100 at 16384+, D-JEPA·T2I §3.1; 4 tokens a "
+                                                "step below 256)"),
                             ("cfg", float, "classifier-free guidance scale"),
                             ("cfg-schedule", str, "guidance over the steps: linear (MAR's ramp to cfg) "
                                                   "or constant"),

@@ -144,9 +144,11 @@ def auto_steps(tokens: int) -> int:
     """Generalized next-token steps for an image of ``tokens`` tokens, by the paper's guidance
     (§3.1 "High-resolution Image Sampling"): 64 at 256² (256 tokens at stride 16), "approximately
     100" at 2K-4K (16,384-65,536 tokens). Between them 6 more per doubling of the token count
-    (64 + 6 x log2(16384 / 256) = 100), 100 above; below 256 tokens 64, never more than the tokens."""
+    (64 + 6 x log2(16384 / 256) = 100), 100 above. Below 256 tokens the paper's 4 tokens a step
+    at 256 (16 steps for a 64-token 32² demo image, as the demo always sampled): the step count
+    then follows the token count at every size, and a 2x side gets 4x the steps up to 256 tokens."""
     if tokens <= 256:
-        return max(1, min(64, tokens))
+        return max(1, round(tokens / 4))
     return min(100, round(64 + 6 * math.log2(tokens / 256)))
 
 

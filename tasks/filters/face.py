@@ -90,7 +90,10 @@ class YoloFaces(FilterStage):
         for i in range(0, len(images), self.cfg.batch_size):
             chunk = images[i:i + self.cfg.batch_size]
             arrs = [np.ascontiguousarray(np.asarray(im)[:, :, ::-1]) for im in chunk]
-            res = self.model.predict(arrs, imgsz=self.cfg.imgsz, conf=self.cfg.conf, device=self.device, verbose=False)
+            # rect=False: every image letterboxed to the imgsz square, so its boxes do not depend on
+            # its batch-mates' shapes (ultralytics pads a batch of one shape less than a mixed one)
+            res = self.model.predict(arrs, imgsz=self.cfg.imgsz, conf=self.cfg.conf, device=self.device,
+                                     rect=False, verbose=False)
             for im, r in zip(chunk, res):
                 boxes = [tuple(map(float, b)) for b in r.boxes.xyxy.cpu().numpy()] if r.boxes is not None else []
                 out.append(_policy(self.cfg, boxes, im.width, im.height, self.backend))
