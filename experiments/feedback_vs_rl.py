@@ -10,8 +10,8 @@ image generated for a decision (the feedback arm's in-loop evaluations, the GRPO
 The GRPO run's held-out monitoring changes nothing and is not counted. Three arms
 (``experiments.feedback_vs_rl_design``):
 
-  feedback  phase-2 training continues (configs/demo_phase2.yaml, fresh optimiser from the
-            checkpoint's EMA weights as the SFT phase starts), evaluated ``evals`` times on
+  feedback  phase-2 training continues (configs/demo_phase2.yaml, fresh optimiser, the
+            checkpoint's model and EMA weights, as the SFT phase starts), evaluated ``evals`` times on
             shapes-geneval with feedback (``warehouse.feedback_rule.publish_next``) between slices;
   rl        ``make demo-post``'s recipe (configs/demo_post.yaml): SFT on the composition tier for
             ``sft_share`` of the budget, GRPO for the rest, on all six categories' prompts;

@@ -2,7 +2,7 @@
 summary's numbers (per-category Wilson intervals, the multi-object overall, the best control)."""
 import pytest
 
-from djepa_t2i.config import ConfigError, load_config
+from djepa_t2i.config import ConfigError, auto_steps, load_config
 from flows.demo_post import CONFIGS, _checkpoint
 from training.composition import MULTI, prompts, summarize
 from warehouse.intervals import wilson
@@ -12,7 +12,8 @@ def test_preset_configs_parse_into_the_composition_run():
     cfg = load_config(CONFIGS, [])
     assert cfg.train.phase == "sft" and cfg.train.samples_index and cfg.train.steps > 0
     assert cfg.post_train.categories == list(MULTI)
-    assert cfg.post_train.head_steps < cfg.evaluate.flow_steps and cfg.post_train.ar_steps < cfg.evaluate.steps
+    ev_steps = auto_steps(64) if cfg.evaluate.steps == "auto" else cfg.evaluate.steps  # 32 px: 64 tokens
+    assert cfg.post_train.head_steps < cfg.evaluate.flow_steps and cfg.post_train.ar_steps < ev_steps
     assert cfg.evaluate.size == 32 and cfg.model.name == "djepa_tiny"  # the demo's model, unchanged
     assert set(cfg.post_train.rewards) <= {"shapes-geneval", "shapes-clauses"}
 
