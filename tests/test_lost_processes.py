@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from test_deployments import TERMINAL, Stack, _free_port, _log_tail
+from test_deployments import TERMINAL, Stack, _free_port
 
 from djepa_t2i.serve import processes
 from djepa_t2i.serve import stack as prefect_stack
