@@ -192,4 +192,4 @@ def test_hires_bench_runs_t2i_generate_and_writes_its_row():
     assert r.returncode == 0, r.stderr[-2000:]
     row = next(ln for ln in r.stdout.splitlines() if ln.startswith("| 512x256"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[1:3] == ["32", "32"] and float(cells[4]) > 0 and cells[5].endswith("GiB")  # 8x4 tokens, auto: 32
+    assert cells[1:3] == ["32", "8"] and float(cells[4]) > 0 and cells[5].endswith("GiB")  # 8x4 tokens, auto: 4 a step
