@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import time
 from collections import Counter
 
@@ -42,7 +41,7 @@ from experiments import feedback_report
 from experiments import shapes_data as sd
 from experiments import training_run as run
 from experiments.feedback_design import ARMS, world
-from experiments.reporting import apply_preset, preset_parser
+from experiments.reporting import apply_preset, preset_parser, run_cli
 from experiments.training_run import RunSpec
 from training import evaluate as ce
 from warehouse import db
@@ -153,7 +152,4 @@ def report_only(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    if "--report-only" in sys.argv:
-        sys.argv.remove("--report-only")
-        raise SystemExit(report_only())
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main, report_only))

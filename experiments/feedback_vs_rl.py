@@ -28,7 +28,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import time
 
 import torch
@@ -38,7 +37,7 @@ from djepa_t2i.config import load_config
 from djepa_t2i.env import ROOT
 from experiments import feedback_vs_rl_report as report
 from experiments.feedback_vs_rl_design import ARMS, feedback_plan, split
-from experiments.reporting import apply_preset, preset_parser
+from experiments.reporting import apply_preset, preset_parser, run_cli
 from tasks import shapes_world as sw
 from training import checkpoints as ckpts
 from training import composition
@@ -207,7 +206,4 @@ def report_only(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    if "--report-only" in sys.argv:
-        sys.argv.remove("--report-only")
-        raise SystemExit(report_only())
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main, report_only))

@@ -9,7 +9,7 @@ import os
 import platform
 import statistics
 import sys
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -93,3 +93,12 @@ def apply_preset(a: argparse.Namespace, presets: dict) -> argparse.Namespace:
     cfg.update({k: v for k, v in vars(a).items() if k in cfg and v is not None})
     a.cfg = cfg
     return a
+
+
+def run_cli(main: Callable[[], int], report_only: Callable[[], int]) -> int:
+    """An experiment's entry point: ``--report-only`` rewrites the report from the saved
+    results.json (after parts were run as separate commands) instead of running ``main``."""
+    if "--report-only" in sys.argv:
+        sys.argv.remove("--report-only")
+        return report_only()
+    return main()

@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import time
 
 import torch
@@ -40,7 +39,7 @@ from experiments import colour_eval as cev
 from experiments import shapes_data as sd
 from experiments import training_run as run
 from experiments import vope_report
-from experiments.reporting import apply_preset, preset_parser
+from experiments.reporting import apply_preset, preset_parser, run_cli
 from experiments.training_run import RunSpec
 from experiments.vope_design import HELD_OUT_SEED, PATCH, by_cost, images_at, ntk_scale
 from tasks import shapes_world as sw
@@ -170,7 +169,4 @@ def report_only(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    if "--report-only" in sys.argv:
-        sys.argv.remove("--report-only")
-        raise SystemExit(report_only())
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main, report_only))
