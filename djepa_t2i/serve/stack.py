@@ -45,6 +45,7 @@ PORT = 4200
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 HEARTBEAT_SECONDS = 30  # a flow run's heartbeat event: Prefect's shortest (its default is 180)
 LOST_AFTER_SECONDS = 90  # three missed heartbeats: the run is lost (Prefect's documented choice)
+LOST_AFTER_MIN = 45  # 1.5 heartbeats: a heartbeat that is merely late must not crash a live run
 LOST_RUNS = "crash-lost-flow-runs"  # the automation that marks such a run Crashed
 
 
