@@ -2,12 +2,14 @@
 
 A server (SQLite under a temporary PREFECT_HOME, what ``t2i serve start`` runs by default) with the
 ``crash-lost-flow-runs`` automation ``t2i serve start`` creates (djepa_t2i/serve/stack.py), and a
-process worker, stood up with the functions ``make serve`` uses. A ``curate-laion/default`` run
-whose worker is SIGKILLed with its whole process tree, and one during which the server restarts,
-end in a final state (Crashed, not "Running" forever); the deployment's rerun completes and the
-lake holds every pair of the sample once, counted by key. Flow runs send a heartbeat every 30 s
-(Prefect's shortest); the automation here waits 45 s after the last one (``t2i serve``: 90 s),
-so a lost run is marked Crashed 15-50 s after it was lost.
+process worker, stood up with the functions ``make serve`` uses. Three losses of a
+``curate-laion/default`` run: its worker SIGKILLed with its whole process tree; the server and
+the worker SIGKILLed together, the server then restarted on the same database; the server
+restarted mid-run. Each run ends in a final state (Crashed where nothing could report it, not
+"Running" forever); the deployment's rerun completes and the lake holds every pair of the sample
+once, counted by key. Flow runs send a heartbeat every 30 s (Prefect's shortest); the automation
+here waits 45 s after the last one (``t2i serve``: 90 s), so a lost run is marked Crashed 15-50 s
+after it was lost.
 """
 from __future__ import annotations
 
@@ -164,14 +166,57 @@ def test_a_server_restart_mid_run_ends_the_run_and_the_rerun_completes(stack):
     stack.start_worker()
     run = stack.submit(params)
     wait_for_shards(lake, 1)
-    assert prefect_stack.stop_server(stack.env) == stack.server  # SIGTERM, and gone
-    assert len(lk.partitions(lake, "shard_runs")) < 12, "the run finished before the restart"
+    # the run is paused while `prefect server stop` (a CLI that takes seconds to import on a loaded
+    # machine) stops the server: else the 12 shards can finish before the server is down
+    frozen = tree(stack.worker.pid)
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        assert prefect_stack.stop_server(stack.env) == stack.server  # SIGTERM, and gone
+        assert len(lk.partitions(lake, "shard_runs")) < 12, "the run finished before the restart"
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
     time.sleep(5)
     stack.start_server()  # the same database and port
 
     fr = stack.wait(run, TERMINAL, timeout=LOST_AFTER + 120)
     # the run either reported its end once the server was back, or lost it and was marked Crashed
     assert fr["state_type"] in ("COMPLETED", "CRASHED"), fr["state"]
+    again = stack.wait(stack.submit(params), TERMINAL, timeout=240)
+    assert again["state_type"] == "COMPLETED", f"{again['state']['message']}\n{stack.log_tail()}"
+    assert_every_pair_once(lake, rows)
+    stack.stop_worker()
+
+
+def test_a_run_lost_with_its_server_is_crashed_once_the_server_is_back(stack):
+    """The machine under the server and the worker is lost: both process groups SIGKILLed mid-run.
+    Nothing is left to report the run, so the restarted server (same database and port) must end
+    it from what it stored before the loss: the automation marks it Crashed 45 s after its last
+    heartbeat. (With the worker alive, the worker itself reports the crash once the server is
+    back: "Flow run infrastructure exited with non-zero status code 1".) The rerun completes
+    with every pair once."""
+    src, rows = sample(stack.tmp / "c")
+    lake = str(stack.tmp / "c" / "lake")
+    params = {"input_dir": src, "lake": lake, "overrides": ["curate.workers=1"]}
+    stack.start_worker()
+    run = stack.submit(params)
+    wait_for_shards(lake, 1)
+    for pid in [*tree(stack.worker.pid), stack.server]:
+        os.kill(pid, signal.SIGKILL)
+    lost_at = time.monotonic()
+    processes.reap(stack.server)
+    stack.worker.wait(timeout=10)
+    stack.worker = None
+    assert 1 <= len(lk.partitions(lake, "shard_runs")) < 12, "the run finished before the loss"
+    stack.start_server()  # the same database and port
+    assert stack.api("GET", f"/flow_runs/{run}")["state_type"] == "RUNNING"
+
+    fr = stack.wait(run, TERMINAL, timeout=LOST_AFTER + 60)
+    assert fr["state_type"] == "CRASHED", fr["state"]
+    assert "no heartbeat for 45 s" in fr["state"]["message"], fr["state"]["message"]
+    assert time.monotonic() - lost_at > LOST_AFTER - 30 - 1
+    stack.start_worker()
     again = stack.wait(stack.submit(params), TERMINAL, timeout=240)
     assert again["state_type"] == "COMPLETED", f"{again['state']['message']}\n{stack.log_tail()}"
     assert_every_pair_once(lake, rows)
