@@ -50,6 +50,7 @@ class LostStack(Stack):
             raise AssertionError(f"{e}\n{self.log_tail()}") from None
 
     def start_worker(self) -> None:
+        self.stop_worker()  # one a failed test left running would take the next test's runs
         self.worker = prefect_stack.start_worker(prefect_stack.POOL, self.env, self.logs / "worker.log")
 
     def stop_worker(self) -> None:
