@@ -131,8 +131,7 @@ class Stack:
 
     def api(self, method: str, path: str, **kw):
         try:
-            r = httpx.request(method, self.url + path, timeout=30, auth=self.auth, **kw)
-            r.raise_for_status()
+            r = prefect_stack.api_request(method, self.url + path, self.auth, **kw)
         except httpx.HTTPError as e:  # "connection reset" / "refused": say what the server said last
             raise AssertionError(f"{method} {path}: {e!r}\n{self.log_tail()}") from e
         return r.json()

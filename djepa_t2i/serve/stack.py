@@ -199,6 +199,22 @@ def deploy(env: dict[str, str], names: list[str] | None = None,
     return run_checked(args, env)
 
 
+RETRY_STATUS = (429, 502, 503)  # what Prefect's own client retries (prefect/client/base.py)
+
+
+def api_request(method: str, url: str, auth: httpx.Auth | None = None, tries: int = 6, **kw) -> httpx.Response:
+    """One REST call to the server, retried as Prefect's client retries it: on 429, 502 and 503,
+    waiting 1, 2, 4, 8, 16 s. A SQLite server under load answers 503 when its database is busy
+    (``is_client_retryable_exception`` in prefect/server/api/server.py): a signal to try again,
+    not a failure (a loaded full suite hit it once creating a flow run after a server restart)."""
+    for attempt in range(tries):
+        r = httpx.request(method, url, auth=auth, timeout=30, **kw)
+        if r.status_code not in RETRY_STATUS or attempt == tries - 1:
+            return r.raise_for_status()
+        time.sleep(2 ** attempt)
+    raise ValueError(f"tries must be >= 1, got {tries}")
+
+
 def crash_lost_runs(url: str, env: dict[str, str], within: float = LOST_AFTER_SECONDS) -> str:
     """The server-side automation that marks a flow run ``Crashed`` when ``within`` seconds pass
     after its last heartbeat with no heartbeat and no final state: a run whose worker or machine
@@ -220,11 +236,10 @@ def crash_lost_runs(url: str, env: dict[str, str], within: float = LOST_AFTER_SE
             "killed, or its final state lost while the server was down); rerun it"))],
     ).model_dump(mode="json")
     auth = httpx.BasicAuth(*env["PREFECT_API_AUTH_STRING"].split(":", 1))
-    with httpx.Client(base_url=url, auth=auth, timeout=30) as c:
-        for a in c.post("/automations/filter", json={}).raise_for_status().json():
-            if a["name"] == LOST_RUNS:
-                c.delete(f"/automations/{a['id']}").raise_for_status()
-        return c.post("/automations/", json=body).raise_for_status().json()["id"]
+    for a in api_request("POST", f"{url}/automations/filter", auth, json={}).json():
+        if a["name"] == LOST_RUNS:
+            api_request("DELETE", f"{url}/automations/{a['id']}", auth)
+    return api_request("POST", f"{url}/automations/", auth, json=body).json()["id"]
 
 
 def start_worker(pool: str, env: dict[str, str], log: Path) -> subprocess.Popen:
