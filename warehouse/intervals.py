@@ -17,7 +17,9 @@ def wilson(p: float, n: float, z: float = Z95) -> tuple[float, float]:
     z2 = z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # the interval always holds p; at p = 0 or 1 the bound is p exactly, which centre -+ half
+    # misses by round-off (3e-18 at 0 of 96), enough to make p - lo negative for a plot's yerr
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def mean_interval(parts: list[tuple[float, float]], z: float = Z95) -> tuple[float, float]:
