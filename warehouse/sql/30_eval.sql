@@ -25,12 +25,13 @@ WITH cat AS (
     SELECT checkpoint, benchmark, control, avg(score) AS score FROM ctl GROUP BY ALL
 ), z AS (SELECT 1.959963984540054 AS z)
 SELECT c.checkpoint, c.run_id, c.step, c.benchmark, c.category, c.score,
-       greatest(0, (c.score + z*z/(2*c.n_images)
+       -- the interval holds the score exactly (round-off misses 0 and 1 at some n), as wilson()
+       greatest(0, least(c.score, (c.score + z*z/(2*c.n_images)
                     - z*sqrt(c.score*(1-c.score)/c.n_images + z*z/(4*c.n_images*c.n_images)))
-                   / (1 + z*z/c.n_images)) AS lo,
-       least(1, (c.score + z*z/(2*c.n_images)
+                   / (1 + z*z/c.n_images))) AS lo,
+       least(1, greatest(c.score, (c.score + z*z/(2*c.n_images)
                  + z*sqrt(c.score*(1-c.score)/c.n_images + z*z/(4*c.n_images*c.n_images)))
-                / (1 + z*z/c.n_images)) AS hi,
+                / (1 + z*z/c.n_images))) AS hi,
        c.n_images, h.chance, c.created_at
 FROM cat c CROSS JOIN z
 LEFT JOIN chance h USING (checkpoint, benchmark, category)
